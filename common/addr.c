@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Address parsing and formatting. Strict: the whole string must be consumed,
+ * numbers are plain decimal digits, and only numeric addresses are accepted.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "addr.h"
+
+static int addr_len(int family)
+{
+	return family == AF_INET ? 4 : 16;
+}
+
+static int max_cidr(int family)
+{
+	return family == AF_INET ? 32 : 128;
+}
+
+/* Decimal digits only, 1..10 of them, value <= max. */
+static int parse_uint(const char *s, size_t n, unsigned long max, unsigned long *out)
+{
+	unsigned long v = 0;
+
+	if (n == 0 || n > 10)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -EINVAL;
+		v = v * 10 + (unsigned long)(s[i] - '0');
+	}
+	if (v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+/* Parse the n bytes at s as a numeric IPv4 or IPv6 address. */
+static int parse_ip(const char *s, size_t n, uint8_t *family, uint8_t addr[16])
+{
+	char buf[MG_ADDR_STRLEN];
+
+	if (n == 0 || n >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	if (inet_pton(AF_INET, buf, addr) == 1) {
+		*family = AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, buf, addr) == 1) {
+		*family = AF_INET6;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+void mg_prefix_mask(struct mg_prefix *p)
+{
+	int len = addr_len(p->family);
+
+	for (int i = 0; i < len; i++) {
+		int bits = p->cidr - i * 8;
+
+		if (bits <= 0)
+			p->addr[i] = 0;
+		else if (bits < 8)
+			p->addr[i] &= (uint8_t)(0xff00 >> bits);
+	}
+	memset(p->addr + len, 0, sizeof(p->addr) - len);
+}
+
+/* Shared by the prefix parsers: "addr[/cidr]". */
+static int prefix_parse(const char *s, struct mg_prefix *out, bool need_cidr)
+{
+	const char *slash = strchr(s, '/');
+	size_t alen = slash ? (size_t)(slash - s) : strlen(s);
+	unsigned long cidr;
+
+	memset(out, 0, sizeof(*out));
+	if (parse_ip(s, alen, &out->family, out->addr) < 0)
+		goto fail;
+	cidr = max_cidr(out->family);
+	if (slash && parse_uint(slash + 1, strlen(slash + 1), cidr, &cidr) < 0)
+		goto fail;
+	if (!slash && need_cidr)
+		goto fail;
+	out->cidr = (uint8_t)cidr;
+	return 0;
+fail:
+	memset(out, 0, sizeof(*out));
+	return -EINVAL;
+}
+
+int mg_prefix_parse(const char *s, struct mg_prefix *out)
+{
+	int ret = prefix_parse(s, out, false);
+
+	if (ret == 0)
+		mg_prefix_mask(out);
+	return ret;
+}
+
+int mg_ifaddr_parse(const char *s, struct mg_prefix *out)
+{
+	return prefix_parse(s, out, true);
+}
+
+int mg_addr_parse(const char *s, struct mg_sockaddr *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (parse_ip(s, strlen(s), &out->family, out->addr) < 0) {
+		memset(out, 0, sizeof(*out));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int mg_sockaddr_parse(const char *s, struct mg_sockaddr *out)
+{
+	const char *host = s, *colon;
+	size_t hlen;
+	unsigned long port;
+
+	memset(out, 0, sizeof(*out));
+	if (s[0] == '[') {
+		const char *end = strchr(s, ']');
+
+		if (!end || end[1] != ':')
+			goto fail;
+		host = s + 1;
+		hlen = (size_t)(end - host);
+		colon = end + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			goto fail;
+		hlen = (size_t)(colon - s);
+	}
+	if (parse_ip(host, hlen, &out->family, out->addr) < 0)
+		goto fail;
+	/* v6 must be bracketed, v4 must not be. */
+	if ((out->family == AF_INET6) != (s[0] == '['))
+		goto fail;
+	if (parse_uint(colon + 1, strlen(colon + 1), 65535, &port) < 0 || port == 0)
+		goto fail;
+	out->port = (uint16_t)port;
+	return 0;
+fail:
+	memset(out, 0, sizeof(*out));
+	return -EINVAL;
+}
+
+/* snprintf that reports truncation as NULL with an empty buffer. */
+static char *fmt_result(char *buf, size_t len, int n)
+{
+	if (n < 0 || (size_t)n >= len) {
+		if (len)
+			buf[0] = '\0';
+		return NULL;
+	}
+	return buf;
+}
+
+static const char *ntop(int family, const uint8_t *addr, char ip[MG_ADDR_STRLEN])
+{
+	if (family != AF_INET && family != AF_INET6)
+		return NULL;
+	return inet_ntop(family, addr, ip, MG_ADDR_STRLEN);
+}
+
+char *mg_prefix_fmt(const struct mg_prefix *p, char *buf, size_t len)
+{
+	char ip[MG_ADDR_STRLEN];
+
+	if (!ntop(p->family, p->addr, ip))
+		return fmt_result(buf, len, snprintf(buf, len, "(none)"));
+	return fmt_result(buf, len, snprintf(buf, len, "%s/%u", ip, p->cidr));
+}
+
+char *mg_sockaddr_fmt(const struct mg_sockaddr *sa, char *buf, size_t len)
+{
+	char ip[MG_ADDR_STRLEN];
+	const char *fmt = sa->family == AF_INET6 ? "[%s]:%u" : "%s:%u";
+
+	if (!ntop(sa->family, sa->addr, ip))
+		return fmt_result(buf, len, snprintf(buf, len, "(none)"));
+	return fmt_result(buf, len, snprintf(buf, len, fmt, ip, sa->port));
+}
+
+char *mg_addr_fmt(const struct mg_sockaddr *sa, char *buf, size_t len)
+{
+	char ip[MG_ADDR_STRLEN];
+
+	if (!ntop(sa->family, sa->addr, ip))
+		return fmt_result(buf, len, snprintf(buf, len, "(none)"));
+	return fmt_result(buf, len, snprintf(buf, len, "%s", ip));
+}
+
+bool mg_prefix_contains(const struct mg_prefix *p, const uint8_t *addr, int family)
+{
+	int full = p->cidr / 8, rest = p->cidr % 8;
+
+	if (family != p->family || (family != AF_INET && family != AF_INET6))
+		return false;
+	if (p->cidr > max_cidr(family))
+		return false;
+	if (memcmp(p->addr, addr, full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	return ((p->addr[full] ^ addr[full]) & (uint8_t)(0xff00 >> rest)) == 0;
+}

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The meshgate config file (libconfig syntax), read by both the control
+ * process and the dataplane; each uses its part. config/meshgate.conf is the
+ * commented reference of every setting.
+ *
+ * Loading is all or nothing: a bad file gives one error line of the form
+ *   <file>:<line>: <setting path>: <reason>
+ * e.g. `/etc/meshgate/mg0.conf:12: dataplane.ports.[1].role: expected "wan"
+ * or "lan", got "foo"`, and *out is left zeroed. Unknown settings are errors.
+ * Error messages never contain key material.
+ */
+#ifndef MG_CONFIG_H
+#define MG_CONFIG_H
+
+#include <libconfig.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "types.h"
+
+#define MG_MAX_PORTS 8
+
+enum mg_port_role { MG_PORT_WAN, MG_PORT_LAN };
+
+struct mg_route_conf {
+	struct mg_prefix prefix; /* host bits masked off */
+	struct mg_sockaddr via;	 /* next hop, port 0; same family as prefix, on-link */
+};
+
+struct mg_port_conf {
+	char name[32];
+	char device[256]; /* EAL device string, e.g. "net_af_packet0,iface=veth0" */
+	enum mg_port_role role;
+	struct mg_prefix addrs[8]; /* interface addresses: host bits KEPT ("198.18.0.1/24") */
+	int n_addrs;
+	struct mg_sockaddr gateway4, gateway6; /* family 0 = unset */
+	uint16_t mtu;
+	struct mg_route_conf *routes;
+	int n_routes;
+};
+
+struct mg_peer_conf {
+	char name[64]; /* optional label, "" if unset */
+	uint8_t public_key[32];
+	bool has_psk; /* only ever set with MG_CONFIG_LOAD_KEYS */
+	uint8_t psk[32];
+	struct mg_sockaddr endpoint; /* family 0 = unset */
+	uint16_t persistent_keepalive;
+	struct mg_prefix *allowed_ips; /* host bits masked off */
+	int n_allowed_ips;
+};
+
+enum mg_crypto_backend { MG_CRYPTO_IPSEC_MB, MG_CRYPTO_CRYPTODEV };
+
+/* Protocol timers in seconds; the WG_* defaults unless testing.* set any. */
+struct mg_timers_conf {
+	uint32_t rekey_after_time, reject_after_time, keepalive_timeout, rekey_timeout;
+	bool overridden; /* some testing.* knob was set: the caller logs it loudly */
+};
+
+struct mg_config {
+	char path[4096];
+	char name[16];
+	char private_key_file[4096]; /* "" if unset */
+	bool has_private_key;	     /* only ever set with MG_CONFIG_LOAD_KEYS */
+	uint8_t private_key[32];
+	uint16_t listen_port;
+	uint16_t mtu;
+	uint32_t max_peers;
+	char run_dir[256];
+	int log_level; /* LOG_ERR..LOG_DEBUG syslog numbers */
+
+	char **eal_args;
+	int n_eal_args;
+	int main_lcore;
+	int workers[64];
+	int n_workers;
+	uint32_t mbufs;
+	uint32_t burst;
+	enum mg_crypto_backend crypto;
+	char cryptodev[128]; /* "" if unset */
+	struct mg_port_conf ports[MG_MAX_PORTS];
+	int n_ports;
+
+	struct mg_peer_conf *peers;
+	int n_peers;
+
+	struct mg_sockaddr metrics_listen; /* family 0 = unset */
+	struct mg_timers_conf timers;
+};
+
+/* Read private_key_file and every peer's preshared_key_file (control only). */
+#define MG_CONFIG_LOAD_KEYS 1u
+
+/* Returns 0, or -errno with the one-line reason in err. */
+int mg_config_load(const char *path, unsigned flags, struct mg_config *out, char *err,
+		   size_t errlen);
+/* The same from text; name stands for the file name in messages. */
+int mg_config_load_string(const char *text, const char *name, unsigned flags,
+			  struct mg_config *out, char *err, size_t errlen);
+/* The validation core both of the above use, on an already parsed config_t. */
+int mg_config_parse(const config_t *cf, const char *name, unsigned flags, struct mg_config *out,
+		    char *err, size_t errlen);
+/* Frees what the load allocated and zeroes *c, key material included. */
+void mg_config_free(struct mg_config *c);
+/* Index of the first port with that role, or -1. */
+int mg_config_port(const struct mg_config *c, enum mg_port_role role);
+
+#endif /* MG_CONFIG_H */

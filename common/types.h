@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Address types shared by the control process and the dataplane. They travel
+ * in shared-memory ring messages, so they are fixed-size, padding-free and
+ * carry no pointers; the sizes are pinned below.
+ */
+#ifndef MG_TYPES_H
+#define MG_TYPES_H
+
+#include <stdint.h>
+
+/* An IPv4 or IPv6 address with a UDP port. */
+struct mg_sockaddr {
+	uint8_t family; /* AF_INET, AF_INET6, 0 = none */
+	uint8_t pad;
+	uint16_t port;	  /* host order */
+	uint8_t addr[16]; /* v4 in the first 4 bytes, network order */
+};
+
+/* An address with a prefix length ("10.0.0.0/24"). */
+struct mg_prefix {
+	uint8_t family; /* AF_INET, AF_INET6, 0 = none */
+	uint8_t cidr;	/* 0..32 or 0..128 */
+	uint8_t pad[2];
+	uint8_t addr[16]; /* v4 in the first 4 bytes, network order */
+};
+
+_Static_assert(sizeof(struct mg_sockaddr) == 20, "mg_sockaddr is a ring ABI type");
+_Static_assert(sizeof(struct mg_prefix) == 20, "mg_prefix is a ring ABI type");
+
+#endif /* MG_TYPES_H */

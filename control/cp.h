@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The control process: the WireGuard handshake engine, timers, the
+ * userspace API, and the link that programs the dataplane.
+ */
+#ifndef CP_H
+#define CP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "cookie.h"
+#include "mg_abi.h"
+#include "noise.h"
+#include "ratelimiter.h"
+#include "shm.h"
+
+struct cp_timers {
+	uint64_t rekey_after, reject_after, keepalive, rekey_timeout, rekey_attempt; /* ns */
+};
+
+struct cp_peer {
+	uint32_t slot; /* dataplane peer slot */
+	char name[64];
+	struct wg_noise_remote noise;
+	struct wg_cookie_maker cookie;
+	bool has_psk;
+	struct mg_sockaddr endpoint;
+	uint16_t persistent_keepalive;
+	struct mg_prefix *aips;
+	uint32_t n_aips, cap_aips;
+	bool aips_dirty;
+
+	/* Mirror of the dataplane's keypair roles, as local indices. */
+	uint32_t kp_prev, kp_cur, kp_next;
+	uint64_t cur_created_ns;
+	bool cur_initiator;
+
+	/* Handshake and timer state (CLOCK_MONOTONIC ns). */
+	bool hs_wanted;          /* an initiation is being retried */
+	uint64_t hs_first_ns;    /* first attempt of the current series */
+	uint64_t hs_last_sent_ns;
+	uint64_t hs_jitter_ns;
+	uint32_t hs_local_index; /* of the initiation in flight */
+	bool lastminute_sent;
+	uint64_t last_handshake_real_ns; /* for wg show */
+	uint64_t last_handshake_mono_ns;
+	uint64_t keepalive_for_rx_ns; /* last rx-data time we answered */
+	uint64_t unanswered_tx_ns;    /* first data sent since the last receive */
+	uint64_t persistent_sent_ns;
+	uint64_t zeroed_at_ns;
+
+	/* Latest totals from the dataplane's counters. */
+	uint64_t rx_bytes, tx_bytes, last_rx_ns, last_tx_ns, last_rx_data_ns, last_tx_data_ns;
+};
+
+struct cp_device {
+	struct mg_config *cfg;
+	struct wg_noise_local local;
+	struct wg_cookie_checker checker;
+	struct wg_ratelimiter *rl;
+	struct cp_timers t;
+	uint16_t listen_port;
+	uint32_t fwmark;
+	uint32_t max_peers;  /* dataplane slots (power of two) */
+	struct cp_peer **by_slot;
+	uint32_t n_peers;
+	struct cp_aip_index *aip;
+	uint64_t under_load_until_ns;
+
+	struct mg_shm shm;
+	bool attached;
+	bool resync;
+	uint64_t shm_ino;
+	uint64_t seq;
+	uint64_t handshakes_done, cookies_sent, handshakes_refused;
+};
+
+/* device.c: peers and their configuration */
+int cp_device_init(struct cp_device *d, struct mg_config *cfg);
+void cp_device_fini(struct cp_device *d);
+struct cp_peer *cp_peer_find(struct cp_device *d, const uint8_t pub[32]);
+struct cp_peer *cp_peer_by_index(struct cp_device *d, uint32_t local_index);
+struct cp_peer *cp_peer_create(struct cp_device *d, const uint8_t pub[32], int *err);
+void cp_peer_remove(struct cp_device *d, struct cp_peer *p);
+int cp_peer_set_psk(struct cp_device *d, struct cp_peer *p, const uint8_t *psk);
+int cp_peer_aip_add(struct cp_device *d, struct cp_peer *p, const struct mg_prefix *pfx);
+void cp_peer_aip_clear(struct cp_device *d, struct cp_peer *p);
+int cp_device_set_private_key(struct cp_device *d, const uint8_t key[32]);
+uint32_t cp_index_alloc(struct cp_device *d, struct cp_peer *p);
+void cp_peer_refresh_stats(struct cp_device *d, struct cp_peer *p);
+int cp_uapi_attach(struct cp_device *d, const char *run_dir, const char *name);
+
+/* dplink.c: the dataplane link */
+int cp_dp_send(struct cp_device *d, struct mg_msg *m);
+int cp_dp_peer_push(struct cp_device *d, struct cp_peer *p);
+int cp_dp_aips_push(struct cp_device *d, struct cp_peer *p);
+int cp_dp_simple(struct cp_device *d, uint16_t type, uint32_t peer);
+int cp_dp_tx_udp(struct cp_device *d, const struct mg_sockaddr *to, const void *data, size_t len);
+void cp_dp_maintain(struct cp_device *d); /* attach, detect restarts, resync */
+unsigned cp_dp_poll(struct cp_device *d); /* handle messages from the dataplane */
+
+/* handshake.c: Noise over the dataplane, and the WireGuard timers */
+void cp_hs_rx(struct cp_device *d, const struct mg_msg *m);
+void cp_hs_initiate(struct cp_device *d, struct cp_peer *p, bool retry);
+void cp_hs_keypair_confirmed(struct cp_device *d, struct cp_peer *p);
+void cp_timers_tick(struct cp_device *d);
+
+uint64_t cp_now(void);
+
+#endif /* CP_H */

@@ -1,0 +1,336 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The device model of the control process: our identity, the peers, their
+ * allowed IPs (each prefix owned by one peer at a time, as in WireGuard),
+ * and peer-slot / index allocation shared with the dataplane.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <sodium.h>
+
+#include "cp.h"
+#include "log.h"
+
+/* ---- allowed-IP ownership index ------------------------------------------ */
+
+struct aip_node {
+	struct mg_prefix p;
+	struct cp_peer *owner;
+	struct aip_node *next;
+};
+
+struct cp_aip_index {
+	uint32_t mask;
+	struct aip_node **b;
+};
+
+static uint32_t aip_hash(const struct mg_prefix *p)
+{
+	uint32_t h = 2166136261u ^ p->family ^ ((uint32_t)p->cidr << 8);
+	for (int i = 0; i < 16; i++)
+		h = (h ^ p->addr[i]) * 16777619u;
+	return h;
+}
+
+static struct aip_node **aip_slot(struct cp_aip_index *x, const struct mg_prefix *p)
+{
+	struct aip_node **n = &x->b[aip_hash(p) & x->mask];
+	while (*n && memcmp(&(*n)->p, p, sizeof(*p)))
+		n = &(*n)->next;
+	return n;
+}
+
+static struct cp_aip_index *aip_create(uint32_t buckets)
+{
+	struct cp_aip_index *x = calloc(1, sizeof(*x));
+	if (!x)
+		return NULL;
+	x->mask = buckets - 1;
+	x->b = calloc(buckets, sizeof(*x->b));
+	if (!x->b) {
+		free(x);
+		return NULL;
+	}
+	return x;
+}
+
+static void aip_destroy(struct cp_aip_index *x)
+{
+	for (uint32_t i = 0; x && i <= x->mask; i++) {
+		while (x->b[i]) {
+			struct aip_node *n = x->b[i];
+			x->b[i] = n->next;
+			free(n);
+		}
+	}
+	if (x)
+		free(x->b);
+	free(x);
+}
+
+static void peer_aip_forget(struct cp_peer *p, const struct mg_prefix *pfx)
+{
+	for (uint32_t i = 0; i < p->n_aips; i++) {
+		if (!memcmp(&p->aips[i], pfx, sizeof(*pfx))) {
+			p->aips[i] = p->aips[--p->n_aips];
+			p->aips_dirty = true;
+			return;
+		}
+	}
+}
+
+int cp_peer_aip_add(struct cp_device *d, struct cp_peer *p, const struct mg_prefix *pfx)
+{
+	struct aip_node **slot = aip_slot(d->aip, pfx);
+	if (*slot) {
+		if ((*slot)->owner == p)
+			return 0;
+		/* The prefix moves: the previous owner loses it. */
+		peer_aip_forget((*slot)->owner, pfx);
+		(*slot)->owner = p;
+	} else {
+		struct aip_node *n = calloc(1, sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		n->p = *pfx;
+		n->owner = p;
+		*slot = n;
+	}
+	if (p->n_aips == p->cap_aips) {
+		uint32_t cap = p->cap_aips ? p->cap_aips * 2 : 4;
+		struct mg_prefix *v = realloc(p->aips, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		p->aips = v;
+		p->cap_aips = cap;
+	}
+	p->aips[p->n_aips++] = *pfx;
+	p->aips_dirty = true;
+	return 0;
+}
+
+void cp_peer_aip_clear(struct cp_device *d, struct cp_peer *p)
+{
+	for (uint32_t i = 0; i < p->n_aips; i++) {
+		struct aip_node **slot = aip_slot(d->aip, &p->aips[i]);
+		if (*slot && (*slot)->owner == p) {
+			struct aip_node *n = *slot;
+			*slot = n->next;
+			free(n);
+		}
+	}
+	p->n_aips = 0;
+	p->aips_dirty = true;
+}
+
+/* ---- peers ---------------------------------------------------------------- */
+
+struct cp_peer *cp_peer_find(struct cp_device *d, const uint8_t pub[32])
+{
+	/* Linear in peers: fine for the UAPI and handshakes at this scale.
+	 * TODO(scale): a hash keyed by public key for 100k peers. */
+	for (uint32_t i = 0; i < d->max_peers; i++) {
+		struct cp_peer *p = d->by_slot[i];
+		if (p && !sodium_memcmp(p->noise.public_key, pub, 32))
+			return p;
+	}
+	return NULL;
+}
+
+/* Our indices encode the dataplane keypair slot: peer * 4 + k in the low
+ * bits, random above, so both processes map an index to its peer in O(1). */
+struct cp_peer *cp_peer_by_index(struct cp_device *d, uint32_t idx)
+{
+	uint32_t slot = (idx & (d->max_peers * MG_KP_PER_PEER - 1)) / MG_KP_PER_PEER;
+	return idx ? d->by_slot[slot] : NULL;
+}
+
+uint32_t cp_index_alloc(struct cp_device *d, struct cp_peer *p)
+{
+	uint32_t kp_bits = d->max_peers * MG_KP_PER_PEER - 1;
+	uint32_t used[3] = {p->kp_prev & kp_bits, p->kp_cur & kp_bits, p->kp_next & kp_bits};
+	uint32_t base = p->slot * MG_KP_PER_PEER;
+
+	for (uint32_t k = 0; k < MG_KP_PER_PEER; k++) {
+		uint32_t s = base + k;
+		if ((p->kp_prev && used[0] == s) || (p->kp_cur && used[1] == s) ||
+		    (p->kp_next && used[2] == s))
+			continue;
+		uint32_t idx;
+		do
+			idx = (randombytes_random() & ~kp_bits) | s;
+		while (idx == 0);
+		return idx;
+	}
+	return 0; /* cannot happen: three roles, four slots */
+}
+
+struct cp_peer *cp_peer_create(struct cp_device *d, const uint8_t pub[32], int *err)
+{
+	uint32_t slot;
+	for (slot = 0; slot < d->max_peers && d->by_slot[slot]; slot++)
+		;
+	if (slot == d->max_peers) {
+		*err = -ENOSPC;
+		return NULL;
+	}
+	struct cp_peer *p = sodium_malloc(sizeof(*p)); /* holds psk and handshake secrets */
+	if (!p) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	memset(p, 0, sizeof(*p));
+	p->slot = slot;
+	if (wg_noise_remote_init(&p->noise, &d->local, pub, NULL)) {
+		/* Keep the peer (WireGuard does) but it can never handshake. */
+		memcpy(p->noise.public_key, pub, 32);
+	}
+	wg_cookie_maker_init(&p->cookie, pub);
+	d->by_slot[slot] = p;
+	d->n_peers++;
+	*err = 0;
+	return p;
+}
+
+void cp_peer_remove(struct cp_device *d, struct cp_peer *p)
+{
+	cp_peer_aip_clear(d, p);
+	cp_dp_simple(d, MG_MSG_PEER_DEL, p->slot);
+	d->by_slot[p->slot] = NULL;
+	d->n_peers--;
+	free(p->aips);
+	wg_noise_remote_clear(&p->noise);
+	sodium_free(p); /* zeroes */
+}
+
+int cp_peer_set_psk(struct cp_device *d, struct cp_peer *p, const uint8_t *psk)
+{
+	uint8_t pub[32];
+	memcpy(pub, p->noise.public_key, 32);
+	bool zero = !psk || sodium_is_zero(psk, 32);
+	wg_noise_remote_clear(&p->noise);
+	int rc = wg_noise_remote_init(&p->noise, &d->local, pub, zero ? NULL : psk);
+	if (rc)
+		memcpy(p->noise.public_key, pub, 32);
+	p->has_psk = !zero;
+	return 0;
+}
+
+int cp_device_set_private_key(struct cp_device *d, const uint8_t key[32])
+{
+	wg_noise_local_clear(&d->local);
+	if (sodium_is_zero(key, 32)) {
+		d->local.has_identity = false;
+	} else {
+		wg_noise_local_init(&d->local, key);
+	}
+	wg_cookie_checker_init(&d->checker, d->local.public_key);
+	/* Every session was bound to the old identity. */
+	for (uint32_t i = 0; i < d->max_peers; i++) {
+		struct cp_peer *p = d->by_slot[i];
+		if (!p)
+			continue;
+		if (d->local.has_identity && !sodium_memcmp(p->noise.public_key, d->local.public_key, 32)) {
+			cp_peer_remove(d, p);
+			continue;
+		}
+		uint8_t psk[32];
+		bool had = p->has_psk;
+		memcpy(psk, p->noise.preshared_key, 32);
+		cp_peer_set_psk(d, p, had ? psk : NULL);
+		sodium_memzero(psk, sizeof(psk));
+		p->kp_prev = p->kp_cur = p->kp_next = 0;
+		cp_dp_simple(d, MG_MSG_KEYPAIRS_CLEAR, p->slot);
+	}
+	return 0;
+}
+
+static uint64_t secs(uint32_t s, uint32_t dflt)
+{
+	return (uint64_t)(s ? s : dflt) * 1000000000ull;
+}
+
+int cp_device_init(struct cp_device *d, struct mg_config *cfg)
+{
+	memset(d, 0, sizeof(*d));
+	d->cfg = cfg;
+	d->listen_port = cfg->listen_port;
+	d->max_peers = 1;
+	while (d->max_peers < cfg->max_peers)
+		d->max_peers <<= 1;
+	d->by_slot = calloc(d->max_peers, sizeof(*d->by_slot));
+	d->aip = aip_create(d->max_peers < 1024 ? 1024 : d->max_peers);
+	d->rl = wg_ratelimiter_create(8192);
+	if (!d->by_slot || !d->aip || !d->rl)
+		return -ENOMEM;
+	const struct mg_timers_conf *t = &cfg->timers;
+	d->t.rekey_after = secs(t->rekey_after_time, WG_REKEY_AFTER_TIME);
+	d->t.reject_after = secs(t->reject_after_time, WG_REJECT_AFTER_TIME);
+	d->t.keepalive = secs(t->keepalive_timeout, WG_KEEPALIVE_TIMEOUT);
+	d->t.rekey_timeout = secs(t->rekey_timeout, WG_REKEY_TIMEOUT);
+	d->t.rekey_attempt = secs(0, WG_REKEY_ATTEMPT_TIME);
+	if (cfg->has_private_key)
+		cp_device_set_private_key(d, cfg->private_key);
+	for (int i = 0; i < cfg->n_peers; i++) {
+		const struct mg_peer_conf *pc = &cfg->peers[i];
+		int err;
+		struct cp_peer *p = cp_peer_create(d, pc->public_key, &err);
+		if (!p) {
+			mg_log(LOG_ERR, "peer %d: %s", i, strerror(-err));
+			return err;
+		}
+		snprintf(p->name, sizeof(p->name), "%s", pc->name);
+		if (pc->has_psk)
+			cp_peer_set_psk(d, p, pc->psk);
+		p->endpoint = pc->endpoint;
+		p->persistent_keepalive = pc->persistent_keepalive;
+		for (int k = 0; k < pc->n_allowed_ips; k++)
+			if (cp_peer_aip_add(d, p, &pc->allowed_ips[k]))
+				return -ENOMEM;
+	}
+	return 0;
+}
+
+void cp_device_fini(struct cp_device *d)
+{
+	for (uint32_t i = 0; d->by_slot && i < d->max_peers; i++) {
+		struct cp_peer *p = d->by_slot[i];
+		if (p) {
+			free(p->aips);
+			sodium_free(p);
+		}
+	}
+	free(d->by_slot);
+	aip_destroy(d->aip);
+	if (d->rl)
+		wg_ratelimiter_destroy(d->rl);
+	wg_noise_local_clear(&d->local);
+	sodium_memzero(&d->checker, sizeof(d->checker));
+	if (d->attached)
+		mg_shm_detach(&d->shm);
+}
+
+void cp_peer_refresh_stats(struct cp_device *d, struct cp_peer *p)
+{
+	if (!d->attached)
+		return;
+	uint64_t rx = 0, tx = 0, lrx = 0, ltx = 0, lrxd = 0, ltxd = 0;
+	for (uint32_t s = 0; s < d->shm.hdr->n_stat_slots; s++) {
+		const struct mg_peer_stats *st = mg_shm_stats(&d->shm, s, p->slot);
+		rx += st->rx_bytes;
+		tx += st->tx_bytes;
+		lrx = st->last_rx_tsc > lrx ? st->last_rx_tsc : lrx;
+		ltx = st->last_tx_tsc > ltx ? st->last_tx_tsc : ltx;
+		lrxd = st->last_rx_data_tsc > lrxd ? st->last_rx_data_tsc : lrxd;
+		ltxd = st->last_tx_data_tsc > ltxd ? st->last_tx_data_tsc : ltxd;
+	}
+	p->rx_bytes = rx;
+	p->tx_bytes = tx;
+	p->last_rx_ns = mg_shm_tsc_to_ns(&d->shm, lrx);
+	p->last_tx_ns = mg_shm_tsc_to_ns(&d->shm, ltx);
+	p->last_rx_data_ns = mg_shm_tsc_to_ns(&d->shm, lrxd);
+	p->last_tx_data_ns = mg_shm_tsc_to_ns(&d->shm, ltxd);
+}

@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * meshgate-control: handshakes, timers, the WireGuard userspace API, and
+ * the programming of the dataplane over shared-memory rings.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "cp.h"
+#include "log.h"
+#include "uapi.h"
+
+const struct cp_uapi_ops *cp_api_ops(void);
+
+static volatile sig_atomic_t quit;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	quit = 1;
+}
+
+static void usage(const char *prog)
+{
+	fprintf(stderr,
+		"usage: %s -c CONFIG [--check]\n"
+		"  -c, --config FILE  meshgate configuration (libconfig syntax)\n"
+		"      --check        validate the configuration (and key files) and exit\n",
+		prog);
+}
+
+static int loop(struct cp_device *d, struct cp_uapi_server *uapi)
+{
+	uint64_t next_tick = 0, next_maint = 0;
+
+	while (!quit) {
+		struct pollfd pfd = {.fd = cp_uapi_server_fd(uapi), .events = POLLIN};
+		unsigned work = cp_dp_poll(d);
+		uint64_t now = cp_now();
+
+		if (now >= next_maint) {
+			cp_dp_maintain(d);
+			next_maint = now + 200000000ull;
+		}
+		if (now >= next_tick) {
+			cp_timers_tick(d);
+			next_tick = now + 50000000ull;
+		}
+		/* Rings are not file descriptors: poll briefly when idle. */
+		if (poll(&pfd, 1, work ? 0 : 1) > 0)
+			cp_uapi_server_service(uapi);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"check", no_argument, NULL, 'k'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	const char *path = NULL;
+	bool check = false;
+	char err[1024];
+	struct mg_config cfg;
+	struct cp_device dev;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		if (c == 'c')
+			path = optarg;
+		else if (c == 'k')
+			check = true;
+		else {
+			usage(argv[0]);
+			return c == 'h' ? 0 : 2;
+		}
+	}
+	if (!path) {
+		usage(argv[0]);
+		return 2;
+	}
+	if (sodium_init() < 0) {
+		fprintf(stderr, "meshgate-control: libsodium init failed\n");
+		return 1;
+	}
+	if (mg_config_load(path, MG_CONFIG_LOAD_KEYS, &cfg, err, sizeof(err))) {
+		fprintf(stderr, "meshgate-control: %s\n", err);
+		return 1;
+	}
+	if (check) {
+		printf("%s: ok\n", path);
+		mg_config_free(&cfg);
+		return 0;
+	}
+	mg_log_init("meshgate-control", cfg.log_level);
+	if (cfg.timers.overridden)
+		mg_log(LOG_WARNING, "TESTING TIMERS IN EFFECT: rekey %us reject %us keepalive %us",
+		       cfg.timers.rekey_after_time, cfg.timers.reject_after_time,
+		       cfg.timers.keepalive_timeout);
+	if (cp_device_init(&dev, &cfg)) {
+		mg_log(LOG_ERR, "cannot initialise the device");
+		cp_device_fini(&dev);
+		mg_config_free(&cfg);
+		return 1;
+	}
+	struct cp_uapi_server *uapi = cp_uapi_server_open(cfg.run_dir, cfg.name, cp_api_ops(), &dev);
+	if (!uapi) {
+		mg_log(LOG_ERR, "cannot serve %s/%s.sock: %s", cfg.run_dir, cfg.name, strerror(errno));
+		cp_device_fini(&dev);
+		mg_config_free(&cfg);
+		return 1;
+	}
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGPIPE, SIG_IGN);
+	mg_log(LOG_INFO, "%s: control running, %u peer(s), uapi %s/%s.sock", cfg.name, dev.n_peers,
+	       cfg.run_dir, cfg.name);
+	loop(&dev, uapi);
+	mg_log(LOG_INFO, "%s: control stopping", cfg.name);
+	cp_uapi_server_close(uapi);
+	cp_device_fini(&dev);
+	mg_config_free(&cfg);
+	return 0;
+}

@@ -1,0 +1,284 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * WAN input: classify each RX burst once (ARP/ND to the main lcore,
+ * handshake messages to control, transport data to decryption), then
+ * decrypt the data sub-burst in one crypto call.
+ *
+ * Order matters: nothing in a data message is trusted before its tag
+ * verifies. Only then are the replay window, the endpoint and the inner
+ * source address (cryptokey routing) looked at.
+ */
+#include <string.h>
+#include <sys/socket.h>
+
+#include <rte_ethdev.h>
+#include <rte_ip.h>
+#include <rte_udp.h>
+
+#include "dp.h"
+#include "pkt.h"
+#include "route.h"
+#include "stage.h"
+#include "wg_messages.h"
+
+struct decap_item {
+	struct rte_mbuf *m;
+	struct dp_keypair *kp;
+	struct mg_sockaddr src;
+	uint32_t offset; /* of the WireGuard header in the frame */
+};
+
+static bool is_our_addr4(const struct dp_port *p, uint32_t ip_be)
+{
+	for (int i = 0; i < p->ifc.n_addr4; i++)
+		if (p->ifc.addr4[i] == ip_be)
+			return true;
+	return false;
+}
+
+static bool wg_size_ok(uint8_t type, uint16_t len)
+{
+	switch (type) {
+	case WG_MSG_HANDSHAKE_INITIATION:
+		return len == sizeof(struct wg_message_initiation);
+	case WG_MSG_HANDSHAKE_RESPONSE:
+		return len == sizeof(struct wg_message_response);
+	case WG_MSG_HANDSHAKE_COOKIE:
+		return len == sizeof(struct wg_message_cookie);
+	case WG_MSG_DATA:
+		return len >= WG_MIN_DATA_LEN;
+	}
+	return false;
+}
+
+/* Look up the keypair a data message names; NULL (and counted) if none. */
+static struct dp_keypair *data_keypair(struct dp_worker *w, const struct wg_message_data *h,
+				       enum mg_drop_reason *why)
+{
+	struct dp_ctx *dp = w->dp;
+	uint32_t idx = rte_le_to_cpu_32(h->key_idx);
+	struct dp_keypair *kp = &dp->keypairs[idx & dp->kp_mask];
+
+	if (idx == 0 || __atomic_load_n(&kp->local_index, __ATOMIC_ACQUIRE) != idx) {
+		*why = MG_DROP_UNKNOWN_INDEX;
+		return NULL;
+	}
+	if (w->now_tsc >= kp->expire_tsc ||
+	    rte_le_to_cpu_64(h->counter) >= WG_REJECT_AFTER_MESSAGES) {
+		*why = MG_DROP_KEYPAIR_EXPIRED;
+		return NULL;
+	}
+	return kp;
+}
+
+/* Classify one frame. Returns true if it became a decap item. */
+static bool classify_wan(struct dp_worker *w, int port, struct rte_mbuf *m, struct decap_item *it)
+{
+	const struct dp_port *p = &w->dp->ports[port];
+	uint32_t len = rte_pktmbuf_data_len(m);
+	uint8_t *frame = rte_pktmbuf_mtod(m, uint8_t *);
+	enum mg_drop_reason why;
+
+	if (len < sizeof(struct rte_ether_hdr))
+		goto drop_runt;
+	uint16_t et = rte_be_to_cpu_16(((struct rte_ether_hdr *)frame)->ether_type);
+	if (et == RTE_ETHER_TYPE_ARP || (et == RTE_ETHER_TYPE_IPV6 && dp_neigh_is_neigh_packet(m))) {
+		dp_meta(m)->kind = DP_META_SLOW;
+		dp_meta(m)->port = (uint16_t)port;
+		dp_to_main(w, m);
+		return false;
+	}
+	if (et != RTE_ETHER_TYPE_IPV4) {
+		dp_stage_drop(w, m, MG_DROP_NOT_IP);
+		return false;
+	}
+	if (len < DP_OUTER4_LEN)
+		goto drop_runt;
+	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(frame + sizeof(struct rte_ether_hdr));
+	uint32_t ihl = (uint32_t)(ip->version_ihl & 0xf) * 4;
+	uint32_t tot = rte_be_to_cpu_16(ip->total_length);
+	if ((ip->version_ihl >> 4) != 4 || ihl < 20 || tot < ihl + 8 ||
+	    tot > len - sizeof(struct rte_ether_hdr)) {
+		why = MG_DROP_BAD_IP;
+		goto drop;
+	}
+	if (!is_our_addr4(p, ip->dst_addr)) {
+		why = MG_DROP_NOT_FOR_US;
+		goto drop;
+	}
+	if (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) {
+		why = MG_DROP_IP_FRAGMENT;
+		goto drop;
+	}
+	struct rte_udp_hdr *udp = (struct rte_udp_hdr *)((uint8_t *)ip + ihl);
+	if (ip->next_proto_id != IPPROTO_UDP ||
+	    rte_be_to_cpu_16(udp->dst_port) != __atomic_load_n(&w->dp->listen_port, __ATOMIC_RELAXED)) {
+		why = MG_DROP_NOT_FOR_US;
+		goto drop;
+	}
+	uint32_t ulen = rte_be_to_cpu_16(udp->dgram_len);
+	if (ulen < 8 + 4 || ulen > tot - ihl) {
+		why = MG_DROP_WG_BAD_SIZE;
+		goto drop;
+	}
+	uint8_t *payload = (uint8_t *)(udp + 1);
+	uint16_t plen = (uint16_t)(ulen - 8);
+	uint8_t type = payload[0];
+	if (type < WG_MSG_HANDSHAKE_INITIATION || type > WG_MSG_DATA || payload[1] || payload[2] ||
+	    payload[3]) {
+		why = MG_DROP_WG_BAD_TYPE;
+		goto drop;
+	}
+	if (!wg_size_ok(type, plen)) {
+		why = MG_DROP_WG_BAD_SIZE;
+		goto drop;
+	}
+	dp_sockaddr_v4(&it->src, ip->src_addr, udp->src_port);
+	if (type != WG_MSG_DATA) {
+		dp_punt(w, m, payload, plen, &it->src, port);
+		return false;
+	}
+	it->kp = data_keypair(w, (const struct wg_message_data *)payload, &why);
+	if (!it->kp)
+		goto drop;
+	/* Trim link padding so the ciphertext length is the UDP length. */
+	rte_pktmbuf_trim(m, (uint16_t)(len - (uint32_t)(payload - frame) - plen));
+	it->m = m;
+	it->offset = (uint32_t)(payload - frame);
+	return true;
+drop_runt:
+	why = MG_DROP_RX_RUNT;
+drop:
+	dp_stage_drop(w, m, why);
+	return false;
+}
+
+struct route_view {
+	const struct dp_route_tables *t;
+};
+
+static void note_peer(struct dp_worker *w, struct decap_item *it, uint32_t plain_len)
+{
+	struct dp_ctx *dp = w->dp;
+	struct dp_keypair *kp = it->kp;
+	struct dp_peer *peer = &dp->peers[kp->peer];
+	struct mg_peer_stats *st = mg_shm_stats(&dp->shm, w->idx, kp->peer);
+	uint32_t slot1 = (uint32_t)(kp - dp->keypairs) + 1;
+
+	st->rx_packets++;
+	st->rx_bytes += rte_pktmbuf_data_len(it->m) - it->offset;
+	st->last_rx_tsc = w->now_tsc;
+	if (plain_len)
+		st->last_rx_data_tsc = w->now_tsc;
+	if (__atomic_load_n(&peer->kp_next, __ATOMIC_RELAXED) == slot1) {
+		struct dp_event ev = {.type = DP_EV_CONFIRM, .peer = kp->peer,
+				      .local_index = kp->local_index};
+		dp_event(w, &ev);
+	}
+	const struct dp_endpoint *ep = &peer->ep[__atomic_load_n(&peer->ep_idx, __ATOMIC_ACQUIRE)];
+	if (!dp_sockaddr_eq(&ep->addr, &it->src)) {
+		struct dp_event ev = {.type = DP_EV_ROAM, .peer = kp->peer, .ep = it->src};
+		dp_event(w, &ev);
+	}
+}
+
+/* After authentication: replay, bookkeeping, roaming, keepalives, and the
+ * cryptokey-routing check of the inner source. Returns true to forward. */
+static bool accept_data(struct dp_worker *w, struct decap_item *it, const struct route_view *rv,
+			uint32_t *fwd_peer)
+{
+	struct rte_mbuf *m = it->m;
+	struct dp_keypair *kp = it->kp;
+	const struct wg_message_data *h = rte_pktmbuf_mtod_offset(m, void *, it->offset);
+	uint32_t clen = rte_pktmbuf_data_len(m) - it->offset - (uint32_t)WG_DATA_OVERHEAD;
+	uint32_t peer_id = kp->peer, src_peer;
+
+	/* Authentic; now, and only now, the counter may move the window. */
+	if (!wg_replay_check(&kp->replay, rte_le_to_cpu_64(h->counter))) {
+		dp_stage_drop(w, m, MG_DROP_REPLAY);
+		return false;
+	}
+	note_peer(w, it, clen);
+	if (clen == 0) { /* keepalive */
+		rte_pktmbuf_free(m);
+		return false;
+	}
+	uint8_t *inner = (uint8_t *)h + sizeof(*h);
+	int ilen = dp_inner_len(inner, clen);
+	if (ilen < 0) {
+		dp_stage_drop(w, m, MG_DROP_INNER_BAD);
+		return false;
+	}
+	int rc = (inner[0] >> 4) == 4 ? dp_route_lookup4(rv->t, dp_rd32be(inner + 12), &src_peer)
+				      : dp_route_lookup6(rv->t, inner + 8, &src_peer);
+	if (rc || src_peer != peer_id) {
+		dp_stage_drop(w, m, MG_DROP_ALLOWEDIPS);
+		return false;
+	}
+	rte_pktmbuf_adj(m, (uint16_t)(it->offset + sizeof(*h)));
+	rte_pktmbuf_trim(m, (uint16_t)(rte_pktmbuf_data_len(m) - ilen));
+	rc = (inner[0] >> 4) == 4 ? dp_route_lookup4(rv->t, dp_rd32be(inner + 16), fwd_peer)
+				  : dp_route_lookup6(rv->t, inner + 24, fwd_peer);
+	if (rc || *fwd_peer == peer_id) {
+		*fwd_peer = DP_PEER_LOOKUP; /* not another peer's: the LAN side decides */
+	} else if (!dp_inner_dec_ttl(inner)) { /* hub hairpin: routed, so one hop */
+		dp_stage_drop(w, m, MG_DROP_TTL_EXCEEDED);
+		return false;
+	}
+	return true;
+}
+
+void dp_wan_input(struct dp_worker *w, struct dp_burst *b, int port, struct rte_mbuf **m,
+		  uint16_t n)
+{
+	struct decap_item it[DP_BURST_MAX];
+	struct dp_aead_op ops[DP_BURST_MAX];
+	struct rte_mbuf *lan[DP_BURST_MAX], *hair[DP_BURST_MAX];
+	uint32_t hair_peer[DP_BURST_MAX];
+	uint16_t n_it = 0, n_lan = 0, n_hair = 0;
+
+	for (uint16_t i = 0; i < n; i++) {
+		if (m[i]->nb_segs > 1 && rte_pktmbuf_linearize(m[i]) < 0) {
+			dp_stage_drop(w, m[i], MG_DROP_RX_RUNT);
+			continue;
+		}
+		if (classify_wan(w, port, m[i], &it[n_it]))
+			n_it++;
+	}
+	if (!n_it)
+		return;
+	for (uint16_t i = 0; i < n_it; i++) {
+		struct wg_message_data *h =
+			rte_pktmbuf_mtod_offset(it[i].m, struct wg_message_data *, it[i].offset);
+		uint32_t clen = rte_pktmbuf_data_len(it[i].m) - it[i].offset - (uint32_t)WG_DATA_OVERHEAD;
+		ops[i] = (struct dp_aead_op){
+			.data = h->encrypted_data,
+			.len = clen,
+			.tag = h->encrypted_data + clen,
+			.key = it[i].kp->recv_key,
+			.counter = rte_le_to_cpu_64(h->counter),
+		};
+	}
+	dp_crypto_open_burst(w->crypto, ops, n_it);
+
+	struct route_view rv = {.t = dp_routes_active(w->dp->routes)};
+	for (uint16_t i = 0; i < n_it; i++) {
+		uint32_t fwd;
+		if (ops[i].status) {
+			dp_stage_drop(w, it[i].m, MG_DROP_DECRYPT_FAILED);
+			continue;
+		}
+		if (!accept_data(w, &it[i], &rv, &fwd))
+			continue;
+		if (fwd == DP_PEER_LOOKUP) {
+			lan[n_lan++] = it[i].m;
+		} else {
+			hair_peer[n_hair] = fwd;
+			hair[n_hair++] = it[i].m;
+		}
+	}
+	if (n_lan)
+		dp_lan_output(w, b, lan, n_lan);
+	if (n_hair)
+		dp_encap_burst(w, b, hair, hair_peer, n_hair);
+}

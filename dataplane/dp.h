@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The dataplane's shared types: the context every lcore hangs off, peers,
+ * keypairs and the per-mbuf metadata that travels between stages.
+ *
+ * Threading contract:
+ *  - Worker lcores only read peers, keypairs, routes and neighbours; they
+ *    write their own statistics slot and keypair send counters (atomic) and
+ *    replay windows.
+ *  - The main lcore is the only writer of every table. It publishes with
+ *    atomic stores and retires memory only after rte_rcu_qsbr_synchronize()
+ *    has seen every worker pass a quiescent state (end of each loop).
+ */
+#ifndef DP_H
+#define DP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <rte_ether.h>
+#include <sys/socket.h>
+
+#include <rte_mbuf.h>
+#include <rte_mbuf_dyn.h>
+#include <rte_rcu_qsbr.h>
+
+#include "config.h"
+#include "shm.h"
+#include "replay.h"
+#include "crypto.h"
+#include "neigh.h"
+
+#define DP_BURST_MAX   128
+#define DP_MAX_WORKERS (MG_MAX_LCORES - 1)
+
+struct dp_keypair {
+	uint32_t local_index; /* 0 = slot free; written last, read first */
+	uint32_t remote_index;
+	uint32_t peer;
+	uint8_t initiator;
+	uint64_t send_counter; /* next nonce; atomic fetch-add by any lcore */
+	uint64_t expire_tsc;   /* reject-after-time */
+	uint64_t created_tsc;
+	uint8_t send_key[32];
+	uint8_t recv_key[32];
+	struct wg_replay replay __rte_cache_aligned;
+} __rte_cache_aligned;
+
+struct dp_endpoint {
+	struct mg_sockaddr addr; /* family 0: none */
+};
+
+struct dp_peer {
+	uint32_t in_use;
+	uint32_t stale;     /* during a control re-sync */
+	uint32_t kp_cur;    /* keypair slot + 1, 0 = none; atomic */
+	uint32_t kp_prev;
+	uint32_t kp_next;
+	uint32_t ep_idx;    /* which ep[] is live; atomic */
+	struct dp_endpoint ep[2];
+	uint16_t keepalive; /* persistent keepalive, informational here */
+	uint8_t public_key[32];
+	/* main lcore only */
+	uint64_t last_need_hs_tsc;
+} __rte_cache_aligned;
+
+/* Metadata carried in an mbuf dynamic field between stages and lcores. */
+enum dp_meta_kind {
+	DP_META_NONE = 0,
+	DP_META_RAW_TX,   /* frame complete but for MACs: resolve nh, send on port */
+	DP_META_ENCAP,    /* plaintext IP (or empty: keepalive) for peer */
+	DP_META_STAGE,    /* plaintext waiting for a keypair of peer */
+	DP_META_SLOW,     /* ARP/ND or local traffic for the main lcore */
+};
+
+struct dp_meta {
+	uint8_t kind;
+	uint8_t nh_family;
+	uint16_t port;
+	uint32_t peer;
+	uint8_t nh[16];
+};
+
+extern int dp_meta_offset;
+
+static inline struct dp_meta *dp_meta(struct rte_mbuf *m)
+{
+	return RTE_MBUF_DYNFIELD(m, dp_meta_offset, struct dp_meta *);
+}
+
+/* Worker -> main events (small, fixed size). */
+enum dp_event_type { DP_EV_CONFIRM = 1, DP_EV_ROAM };
+
+struct dp_event {
+	uint16_t type;
+	uint16_t pad;
+	uint32_t peer;
+	uint32_t local_index;
+	uint32_t pad2;
+	struct mg_sockaddr ep;
+};
+
+_Static_assert(sizeof(struct dp_event) == 36, "event size");
+
+struct dp_port {
+	uint16_t port_id;
+	enum mg_port_role role;
+	struct rte_ether_addr mac;
+	struct dp_neigh_iface ifc;
+	struct mg_sockaddr gateway4, gateway6;
+	uint16_t mtu;
+};
+
+struct dp_routes; /* route.h */
+
+struct dp_lan_route {
+	struct mg_prefix prefix;
+	struct mg_sockaddr via; /* family 0: on-link */
+};
+
+struct dp_ctx;
+
+struct dp_worker {
+	struct dp_ctx *dp;
+	unsigned idx; /* worker number, also its stats slot and queue id */
+	unsigned lcore;
+	struct dp_crypto *crypto;
+	struct rte_ring *inject; /* main -> this worker: mbufs with dp_meta */
+	uint64_t *drops;         /* this worker's row in shm */
+	uint64_t now_tsc;
+	uint64_t busy_tsc, loops, rx_pkts, tx_pkts;
+} __rte_cache_aligned;
+
+struct dp_ctx {
+	struct mg_config *cfg;
+	struct mg_shm shm;
+	struct rte_mempool *pool;
+	struct rte_rcu_qsbr *rcu;
+	struct dp_port ports[MG_MAX_PORTS];
+	int n_ports;
+	int wan, lan; /* port indices, -1 if absent */
+	uint16_t listen_port; /* host order; atomic */
+	uint16_t mtu;
+
+	uint32_t max_peers, kp_mask;
+	struct dp_peer *peers;
+	struct dp_keypair *keypairs;
+	struct dp_routes *routes;
+	struct dp_neigh_table *neigh;
+	struct dp_lan_route *lan_routes;
+	int n_lan_routes;
+
+	struct rte_ring *slow;   /* workers -> main: mbufs */
+	struct rte_ring *events; /* workers -> main: struct dp_event */
+
+	struct dp_worker workers[DP_MAX_WORKERS];
+	unsigned n_workers;
+	uint64_t tsc_hz;
+	uint64_t reject_after_tsc;
+	volatile int quit;
+	uint64_t msg_seq;
+	struct dp_main_state *ms; /* main.c / service.c private */
+};
+
+static inline uint64_t *dp_main_drops(struct dp_ctx *dp)
+{
+	return mg_shm_drops(&dp->shm, dp->n_workers);
+}
+
+static inline struct dp_keypair *dp_keypair_by_slot(struct dp_ctx *dp, uint32_t slot1)
+{
+	return slot1 ? &dp->keypairs[slot1 - 1] : NULL;
+}
+
+/* Next hop toward an underlay IPv4 address: itself if on-link, else the
+ * WAN gateway (or itself when no gateway is configured). */
+static inline const uint8_t *dp_wan_next_hop(const struct dp_port *p, const struct mg_sockaddr *ep)
+{
+	uint32_t dst = rte_be_to_cpu_32(*(const uint32_t *)ep->addr);
+	for (int i = 0; i < p->ifc.n_addr4; i++) {
+		uint8_t plen = p->ifc.plen4[i];
+		uint32_t mask = plen == 0 ? 0 : 0xffffffffu << (32 - plen);
+		if (((dst ^ rte_be_to_cpu_32(p->ifc.addr4[i])) & mask) == 0)
+			return ep->addr;
+	}
+	return p->gateway4.family == AF_INET ? p->gateway4.addr : ep->addr;
+}
+
+/* worker.c */
+int dp_worker_main(void *arg);
+
+/* service.c: the main lcore's loop */
+int dp_service_init(struct dp_ctx *dp);
+void dp_service_run(struct dp_ctx *dp);
+void dp_service_fini(struct dp_ctx *dp);
+
+/* port.c */
+int dp_ports_init(struct dp_ctx *dp);
+void dp_ports_fini(struct dp_ctx *dp);
+void dp_ports_export_stats(struct dp_ctx *dp);
+
+#endif /* DP_H */

@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Encapsulation: inner IP packet -> peer (longest-prefix match on the
+ * destination), pad to 16, reserve a nonce, encrypt the whole sub-burst in
+ * place with one crypto call, then write WireGuard, UDP, IPv4 and Ethernet
+ * headers and send toward the peer's current endpoint.
+ */
+#include <string.h>
+#include <sys/socket.h>
+
+#include <rte_ether.h>
+#include <rte_ip.h>
+
+#include "dp.h"
+#include "pkt.h"
+#include "route.h"
+#include "stage.h"
+#include "wg_messages.h"
+
+struct encap_item {
+	struct rte_mbuf *m;
+	struct dp_keypair *kp;
+	struct mg_sockaddr ep;
+	uint32_t padded;
+};
+
+static uint32_t route_peer(struct dp_worker *w, const struct dp_route_tables *t,
+			   struct rte_mbuf *m)
+{
+	const uint8_t *ip = rte_pktmbuf_mtod(m, const uint8_t *);
+	uint32_t peer;
+	int rc = (ip[0] >> 4) == 4 ? dp_route_lookup4(t, dp_rd32be(ip + 16), &peer)
+				   : dp_route_lookup6(t, ip + 24, &peer);
+	(void)w;
+	return rc ? DP_PEER_LOOKUP : peer;
+}
+
+/* The keypair to send on, or NULL when the packet must wait for a handshake. */
+static struct dp_keypair *send_keypair(struct dp_worker *w, struct dp_peer *peer)
+{
+	struct dp_keypair *kp =
+		dp_keypair_by_slot(w->dp, __atomic_load_n(&peer->kp_cur, __ATOMIC_ACQUIRE));
+	if (!kp || !__atomic_load_n(&kp->local_index, __ATOMIC_ACQUIRE))
+		return NULL;
+	if (w->now_tsc >= kp->expire_tsc)
+		return NULL;
+	return kp;
+}
+
+static void stage(struct dp_worker *w, struct rte_mbuf *m, uint32_t peer)
+{
+	struct dp_meta *meta = dp_meta(m);
+	meta->kind = DP_META_STAGE;
+	meta->peer = peer;
+	dp_to_main(w, m);
+}
+
+/* Prepare one packet; false if it was consumed (dropped or staged). */
+static bool prepare(struct dp_worker *w, struct rte_mbuf *m, uint32_t peer_id,
+		    struct encap_item *it, struct dp_aead_op *op)
+{
+	struct dp_ctx *dp = w->dp;
+	uint32_t len = rte_pktmbuf_data_len(m);
+
+	if (peer_id >= dp->max_peers || !dp->peers[peer_id].in_use) {
+		dp_stage_drop(w, m, MG_DROP_NO_ROUTE);
+		return false;
+	}
+	if (len > dp->mtu) {
+		dp_stage_drop(w, m, MG_DROP_TOO_BIG);
+		return false;
+	}
+	struct dp_peer *peer = &dp->peers[peer_id];
+	const struct dp_endpoint *ep = &peer->ep[__atomic_load_n(&peer->ep_idx, __ATOMIC_ACQUIRE)];
+	struct dp_keypair *kp = send_keypair(w, peer);
+	if (!kp) {
+		stage(w, m, peer_id);
+		return false;
+	}
+	if (ep->addr.family != AF_INET) {
+		dp_stage_drop(w, m, MG_DROP_NO_ENDPOINT);
+		return false;
+	}
+	uint64_t ctr = __atomic_fetch_add(&kp->send_counter, 1, __ATOMIC_RELAXED);
+	if (ctr >= WG_REJECT_AFTER_MESSAGES) {
+		stage(w, m, peer_id);
+		return false;
+	}
+	uint32_t padded = RTE_ALIGN_CEIL(len, WG_PADDING_MULTIPLE);
+	if (padded > dp->mtu)
+		padded = RTE_MAX(len, (uint32_t)dp->mtu);
+	uint8_t *tail = (uint8_t *)rte_pktmbuf_append(m, (uint16_t)(padded - len + WG_AUTHTAG_LEN));
+	uint8_t *head = (uint8_t *)rte_pktmbuf_prepend(
+		m, (uint16_t)(DP_OUTER4_LEN + sizeof(struct wg_message_data)));
+	if (!tail || !head) {
+		dp_stage_drop(w, m, MG_DROP_NO_MBUF);
+		return false;
+	}
+	memset(tail, 0, padded - len);
+	uint8_t *plain = head + DP_OUTER4_LEN + sizeof(struct wg_message_data);
+	struct wg_message_data *h = (struct wg_message_data *)(head + DP_OUTER4_LEN);
+	h->header = (struct wg_message_header){.type = WG_MSG_DATA};
+	h->key_idx = rte_cpu_to_le_32(kp->remote_index);
+	h->counter = rte_cpu_to_le_64(ctr);
+	*it = (struct encap_item){.m = m, .kp = kp, .ep = ep->addr, .padded = padded};
+	*op = (struct dp_aead_op){
+		.data = plain, .len = padded, .tag = plain + padded, .key = kp->send_key, .counter = ctr};
+	return true;
+}
+
+static void finish(struct dp_worker *w, struct dp_burst *b, struct encap_item *it)
+{
+	struct dp_ctx *dp = w->dp;
+	const struct dp_port *wan = &dp->ports[dp->wan];
+	uint32_t dst;
+	uint16_t plen = (uint16_t)(sizeof(struct wg_message_data) + it->padded + WG_AUTHTAG_LEN);
+
+	memcpy(&dst, it->ep.addr, 4);
+	dp_build_outer4(rte_pktmbuf_mtod(it->m, uint8_t *), &wan->mac, &wan->mac,
+			wan->ifc.addr4[0], dst, __atomic_load_n(&dp->listen_port, __ATOMIC_RELAXED),
+			it->ep.port, plen);
+	struct mg_peer_stats *st = mg_shm_stats(&dp->shm, w->idx, it->kp->peer);
+	st->tx_packets++;
+	st->tx_bytes += plen;
+	st->last_tx_tsc = w->now_tsc;
+	if (it->padded)
+		st->last_tx_data_tsc = w->now_tsc;
+	dp_send_via(w, b, dp->wan, it->m, AF_INET, dp_wan_next_hop(wan, &it->ep));
+}
+
+void dp_encap_burst(struct dp_worker *w, struct dp_burst *b, struct rte_mbuf **m,
+		    const uint32_t *peers, uint16_t n)
+{
+	struct encap_item it[DP_BURST_MAX];
+	struct dp_aead_op ops[DP_BURST_MAX];
+	const struct dp_route_tables *t = dp_routes_active(w->dp->routes);
+	uint16_t k = 0;
+
+	if (w->dp->wan < 0 || w->dp->ports[w->dp->wan].ifc.n_addr4 == 0) {
+		for (uint16_t i = 0; i < n; i++)
+			dp_stage_drop(w, m[i], MG_DROP_NO_ROUTE);
+		return;
+	}
+	for (uint16_t i = 0; i < n; i++) {
+		uint32_t peer = peers[i];
+		if (peer == DP_PEER_LOOKUP && rte_pktmbuf_data_len(m[i]))
+			peer = route_peer(w, t, m[i]);
+		if (prepare(w, m[i], peer, &it[k], &ops[k]))
+			k++;
+	}
+	if (!k)
+		return;
+	dp_crypto_seal_burst(w->crypto, ops, k);
+	for (uint16_t i = 0; i < k; i++) {
+		if (ops[i].status) {
+			dp_stage_drop(w, it[i].m, MG_DROP_CRYPTO_ERROR);
+			continue;
+		}
+		finish(w, b, &it[i]);
+	}
+}

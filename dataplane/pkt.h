@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+/* Small header helpers shared by the worker stages and the main lcore. */
+#ifndef DP_PKT_H
+#define DP_PKT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <rte_byteorder.h>
+#include <rte_ether.h>
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+#include <rte_udp.h>
+
+#include "types.h"
+
+#define DP_OUTER4_LEN (sizeof(struct rte_ether_hdr) + sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_udp_hdr))
+
+static inline uint32_t dp_rd32be(const uint8_t *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static inline void dp_sockaddr_v4(struct mg_sockaddr *sa, uint32_t ip_be, uint16_t port_be)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->family = AF_INET;
+	sa->port = rte_be_to_cpu_16(port_be);
+	memcpy(sa->addr, &ip_be, 4);
+}
+
+static inline bool dp_sockaddr_eq(const struct mg_sockaddr *a, const struct mg_sockaddr *b)
+{
+	return a->family == b->family && a->port == b->port &&
+	       memcmp(a->addr, b->addr, a->family == AF_INET ? 4 : 16) == 0;
+}
+
+/* RFC 1624 incremental update for a TTL decrement. */
+static inline void dp_ipv4_dec_ttl(struct rte_ipv4_hdr *ip)
+{
+	uint32_t sum = (uint32_t)ip->hdr_checksum + rte_cpu_to_be_16(0x0100);
+	ip->time_to_live--;
+	ip->hdr_checksum = (uint16_t)(sum + (sum >> 16));
+}
+
+/* Writes Ethernet + IPv4 + UDP headers in front of a UDP payload of
+ * payload_len bytes that starts at the mbuf's current data offset
+ * + DP_OUTER4_LEN (the caller prepended the space). */
+static inline void dp_build_outer4(uint8_t *p, const struct rte_ether_addr *src_mac,
+				   const struct rte_ether_addr *dst_mac, uint32_t src_ip_be,
+				   uint32_t dst_ip_be, uint16_t sport, uint16_t dport,
+				   uint16_t payload_len)
+{
+	struct rte_ether_hdr *eth = (struct rte_ether_hdr *)p;
+	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
+	struct rte_udp_hdr *udp = (struct rte_udp_hdr *)(ip + 1);
+
+	rte_ether_addr_copy(dst_mac, &eth->dst_addr);
+	rte_ether_addr_copy(src_mac, &eth->src_addr);
+	eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+	ip->version_ihl = RTE_IPV4_VHL_DEF;
+	ip->type_of_service = 0;
+	ip->total_length = rte_cpu_to_be_16(payload_len + sizeof(*ip) + sizeof(*udp));
+	ip->packet_id = 0;
+	ip->fragment_offset = 0;
+	ip->time_to_live = 64;
+	ip->next_proto_id = IPPROTO_UDP;
+	ip->hdr_checksum = 0;
+	ip->src_addr = src_ip_be;
+	ip->dst_addr = dst_ip_be;
+	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	udp->src_port = rte_cpu_to_be_16(sport);
+	udp->dst_port = rte_cpu_to_be_16(dport);
+	udp->dgram_len = rte_cpu_to_be_16(payload_len + sizeof(*udp));
+	udp->dgram_cksum = 0; /* optional over IPv4; the AEAD protects the payload */
+}
+
+#endif /* DP_PKT_H */

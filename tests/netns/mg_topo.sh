@@ -1,0 +1,135 @@
+# SPDX-License-Identifier: MIT
+# shellcheck shell=bash disable=SC2317
+#
+# The standard meshgate test topology, sourced after lib.sh:
+#
+#  ns peer                       ns gw                                  ns lan
+# +----------------------+      +-----------------------------------+  +---------------------+
+# | wireguard-go $WGP    |      |  meshgate-dataplane (DPDK)        |  | LAN host            |
+# | 10.99.0.2/24         |      |   wan: net_af_packet on wan0      |  | 10.88.0.1/24        |
+# | fd99::2/64           |      |        198.18.0.1/24, UDP 51820   |  | fd88::1/64          |
+# |  veth0 198.18.0.2/24 +------+ wan0                              |  | routes to 10.99/24, |
+# |        UDP 51820     | veth |   lan: net_af_packet on lan0      |  | fd99::/64 via gw    |
+# +----------------------+      |        10.88.0.254/24 fd88::fe/64 +--+ veth0               |
+#                               |  meshgate-control ($MGN.sock)     |  +---------------------+
+#                               +-----------------------------------+
+#
+# The gateway routes between the tunnel (peer 10.99.0.2, fd99::2) and the
+# LAN (10.88.0.0/24, fd88::/64). The veths have checksum offloads off: the
+# DPDK ports see frames as the wire would carry them.
+#
+# Variables after mg_topo_up: MGN (gateway name), WGP (peer interface),
+# MG_CONF (gateway config), GW_PUB, PEER_PUB, MG_DP_PID, MG_CP_PID.
+
+MG_DP_BIN="$MG_BUILD/dataplane/meshgate-dataplane"
+MG_CP_BIN="$MG_BUILD/control/meshgate-control"
+MG_CLI_BIN="$MG_BUILD/control/meshgate"
+
+_mg_offloads_off() { # NS IF
+	mg_exec "$1" ethtool -K "$2" tx off rx off tso off gso off gro off lro off >/dev/null 2>&1 || true
+}
+
+# mg_topo_write_conf FILE [extra testing block] : the gateway's config.
+mg_topo_write_conf() {
+	local file=$1 testing=${2:-} peer_endpoint=${MG_PEER_ENDPOINT-198.18.0.2:51820}
+	local ep_line=""
+	[ -n "$peer_endpoint" ] && ep_line="endpoint = \"$peer_endpoint\";"
+	cat >"$file" <<CONF
+meshgate: {
+  name = "$MGN";
+  private_key_file = "$MG_TMP/gw.key";
+  listen_port = 51820;
+  max_peers = 64;
+  log_level = "${MG_LOG_LEVEL:-info}";
+};
+dataplane: {
+  eal_args = ["--no-huge", "-m", "512", "--no-pci", "--log-level=*:notice"];
+  main_lcore = 0;
+  workers = [1];
+  mbufs = 8192;
+  ports = (
+    { name = "wan0"; device = "net_af_packet0,iface=wan0"; role = "wan";
+      addresses = ["198.18.0.1/24"]; },
+    { name = "lan0"; device = "net_af_packet1,iface=lan0"; role = "lan";
+      addresses = ["10.88.0.254/24", "fd88::fe/64"]; }
+  );
+};
+peers = (
+  { name = "peer"; public_key = "$PEER_PUB"; $ep_line
+    allowed_ips = ["10.99.0.2/32", "fd99::2/128"]; }
+);
+$testing
+CONF
+}
+
+mg_topo_start_dataplane() {
+	mg_bg "dataplane" gw "$MG_DP_BIN" -c "$MG_CONF"
+	MG_DP_PID=$MG_LAST_PID
+	mg_wait_for test -e "/dev/shm/meshgate.$MGN" || mg_fail "dataplane did not start"
+}
+
+mg_topo_start_control() {
+	local log=${1:-control}
+	mg_bg "$log" gw "$MG_CP_BIN" -c "$MG_CONF"
+	MG_CP_PID=$MG_LAST_PID
+	mg_wait_for test -S "/var/run/wireguard/$MGN.sock" || mg_fail "control did not start"
+}
+
+# mg_topo_up [testing-block] : build the topology, start both meshgate
+# processes and the wireguard-go peer (which knows the gateway).
+mg_topo_up() {
+	mg_require wireguard-go wg iperf3 ping ethtool python3
+	[ -x "$MG_DP_BIN" ] && [ -x "$MG_CP_BIN" ] || mg_fail "meshgate not built in $MG_BUILD"
+	MGN=$(mg_ifname g) || mg_fail "name"
+	WGP=$(mg_ifname p) || mg_fail "name"
+	MG_SOCKS+=("/var/run/wireguard/$MGN.sock")
+	mg_ns_setup peer gw lan
+	mg_veth peer veth0 gw wan0
+	mg_veth lan veth0 gw lan0
+	local n i
+	for n in "peer veth0" "gw wan0" "gw lan0" "lan veth0"; do
+		# shellcheck disable=SC2086
+		_mg_offloads_off $n
+	done
+	for i in wan0 lan0; do
+		mg_exec gw sysctl -qw "net.ipv6.conf.$i.disable_ipv6=1"
+	done
+	mg_addr peer veth0 198.18.0.2/24
+	mg_addr lan veth0 10.88.0.1/24
+	mg_addr lan veth0 fd88::1/64
+	mg_ip lan route add 10.99.0.0/24 via 10.88.0.254
+	mg_ip lan -6 route add fd99::/64 via fd88::fe
+
+	mg_keygen "$MG_TMP" gw
+	mg_keygen "$MG_TMP" peer
+	GW_PUB=$(cat "$MG_TMP/gw.pub")
+	PEER_PUB=$(cat "$MG_TMP/peer.pub")
+	MG_CONF="$MG_TMP/gw.conf"
+	mg_topo_write_conf "$MG_CONF" "${1:-}"
+	mg_topo_start_dataplane
+	mg_topo_start_control
+
+	mg_wggo_start peer "$WGP" "$MG_TMP/peer.key" 51820
+	mg_exec peer wg set "$WGP" peer "$GW_PUB" endpoint 198.18.0.1:51820 \
+		allowed-ips 10.88.0.0/24,fd88::/64 || mg_fail "wg set peer"
+	mg_addr peer "$WGP" 10.99.0.2/24
+	mg_addr peer "$WGP" fd99::2/64
+	mg_ip peer route add 10.88.0.0/24 dev "$WGP"
+	mg_ip peer -6 route add fd88::/64 dev "$WGP"
+}
+
+# Latest handshake (unix seconds) the gateway reports for the peer.
+mg_gw_handshake() {
+	wg show "$MGN" latest-handshakes | awk -v k="$PEER_PUB" '$1 == k { print $2 }'
+}
+
+mg_gw_has_handshake() {
+	local t
+	t=$(mg_gw_handshake)
+	[ -n "$t" ] && [ "$t" -gt 0 ]
+}
+
+# mg_drops REASON : the dataplane's drop counter for REASON.
+mg_drops() {
+	"$MG_CLI_BIN" stats "$MGN" | awk -v r="$1" '$1 == "drop" && $2 == r { print $3 }'
+}

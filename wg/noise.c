@@ -1,0 +1,461 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The WireGuard handshake. This implements Noise_IKpsk2:
+ *
+ *   <- s
+ *   ******
+ *   -> e, es, s, ss, {t}
+ *   <- e, ee, se, psk, {}
+ *
+ * Each step below is commented with its token. Secrets are wiped with
+ * sodium_memzero on every path; consume functions work on copies and commit
+ * only once the message has authenticated.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "kdf.h"
+#include "noise.h"
+
+static const char construction[] = "Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s";
+static const char identifier[] = "WireGuard v1 zx2c4 Jason@zx2c4.com";
+
+/* TAI64 label of the Unix epoch: 2^62 + 10 leap seconds, as wireguard-go. */
+#define TAI64_EPOCH 0x400000000000000aULL
+/* 2^24 ns: the largest power of two under 1 s / WG_INITIATIONS_PER_SECOND. */
+#define TAI64N_WHITENER (1U << 24)
+_Static_assert(TAI64N_WHITENER <= WG_NSEC_PER_SEC / WG_INITIATIONS_PER_SECOND &&
+		   2 * TAI64N_WHITENER > WG_NSEC_PER_SEC / WG_INITIATIONS_PER_SECOND,
+	       "whitener is the largest power of two below the flood interval");
+
+static void clamp_key(uint8_t key[32])
+{
+	key[0] &= 248;
+	key[31] = (key[31] & 127) | 64;
+}
+
+/* out = DH(priv, pub); false if the result is all zero (low-order point). */
+static bool dh(uint8_t out[32], const uint8_t priv[32], const uint8_t pub[32])
+{
+	if (crypto_scalarmult(out, priv, pub) != 0 || sodium_is_zero(out, 32)) {
+		sodium_memzero(out, 32);
+		return false;
+	}
+	return true;
+}
+
+static bool generate_ephemeral(uint8_t priv[32], uint8_t pub[32])
+{
+	randombytes_buf(priv, 32);
+	clamp_key(priv);
+	return crypto_scalarmult_base(pub, priv) == 0;
+}
+
+static bool header_ok(const struct wg_message_header *h, enum wg_message_type type)
+{
+	/* Linux and wireguard-go compare the whole little-endian u32. */
+	return h->type == type && !h->reserved[0] && !h->reserved[1] && !h->reserved[2];
+}
+
+static void header_set(struct wg_message_header *h, enum wg_message_type type)
+{
+	memset(h, 0, sizeof(*h));
+	h->type = type;
+}
+
+/* ck = HASH(construction); h = HASH(HASH(ck || identifier) || responder_static) */
+static void handshake_init(uint8_t ck[32], uint8_t hash[32], const uint8_t responder_static[32])
+{
+	wg_hash(ck, construction, strlen(construction), NULL, 0);
+	wg_hash(hash, ck, 32, identifier, strlen(identifier));
+	wg_hash(hash, hash, 32, responder_static, 32);
+}
+
+static void mix_hash(uint8_t hash[32], const void *in, size_t len)
+{
+	wg_hash(hash, hash, 32, in, len);
+}
+
+/* ck = KDF1(ck, e); h = HASH(h || e) */
+static void mix_ephemeral(uint8_t ck[32], uint8_t hash[32], const uint8_t ephemeral[32])
+{
+	mix_hash(hash, ephemeral, 32);
+	wg_kdf(ck, NULL, NULL, ck, ephemeral, 32);
+}
+
+/* (ck, key) = KDF2(ck, DH(priv, pub)), or ck = KDF1(...) if key is NULL. */
+static bool mix_dh(uint8_t ck[32], uint8_t *key, const uint8_t priv[32], const uint8_t pub[32])
+{
+	uint8_t shared[32];
+
+	if (!dh(shared, priv, pub))
+		return false;
+	wg_kdf(ck, key, NULL, ck, shared, sizeof(shared));
+	sodium_memzero(shared, sizeof(shared));
+	return true;
+}
+
+static bool mix_precomputed_dh(uint8_t ck[32], uint8_t key[32], const uint8_t shared[32])
+{
+	if (sodium_is_zero(shared, 32))
+		return false;
+	wg_kdf(ck, key, NULL, ck, shared, 32);
+	return true;
+}
+
+/* (ck, tau, key) = KDF3(ck, psk); h = HASH(h || tau) */
+static void mix_psk(uint8_t ck[32], uint8_t hash[32], uint8_t key[32], const uint8_t psk[32])
+{
+	uint8_t tau[32];
+
+	wg_kdf(ck, tau, key, ck, psk, 32);
+	mix_hash(hash, tau, sizeof(tau));
+	sodium_memzero(tau, sizeof(tau));
+}
+
+/* Handshake AEADs use each key exactly once, so the nonce is always zero. */
+static const uint8_t zero_nonce[crypto_aead_chacha20poly1305_IETF_NPUBBYTES];
+
+/* dst = AEAD(key, 0, src, h); h = HASH(h || dst). dst has len + 16 bytes. */
+static void encrypt_and_hash(uint8_t *dst, const uint8_t *src, size_t len, const uint8_t key[32],
+			     uint8_t hash[32])
+{
+	crypto_aead_chacha20poly1305_ietf_encrypt(dst, NULL, src, len, hash, 32, NULL, zero_nonce,
+						  key);
+	mix_hash(hash, dst, len + WG_AUTHTAG_LEN);
+}
+
+/* dst = AEAD-open(key, 0, src, h); h = HASH(h || src). src has len + 16 bytes. */
+static bool decrypt_and_hash(uint8_t *dst, const uint8_t *src, size_t len, const uint8_t key[32],
+			     uint8_t hash[32])
+{
+	if (crypto_aead_chacha20poly1305_ietf_decrypt(dst, NULL, NULL, src, len + WG_AUTHTAG_LEN,
+						      hash, 32, zero_nonce, key) != 0)
+		return false;
+	mix_hash(hash, src, len + WG_AUTHTAG_LEN);
+	return true;
+}
+
+void wg_noise_local_init(struct wg_noise_local *l, const uint8_t private_key[32])
+{
+	sodium_memzero(l, sizeof(*l));
+	if (sodium_init() < 0 || !private_key || sodium_is_zero(private_key, 32))
+		return;
+	memcpy(l->private_key, private_key, 32);
+	clamp_key(l->private_key);
+	if (crypto_scalarmult_base(l->public_key, l->private_key) != 0) {
+		sodium_memzero(l, sizeof(*l));
+		return;
+	}
+	l->has_identity = true;
+}
+
+void wg_noise_local_clear(struct wg_noise_local *l)
+{
+	sodium_memzero(l, sizeof(*l));
+}
+
+int wg_noise_remote_precompute(struct wg_noise_remote *r, const struct wg_noise_local *l)
+{
+	if (l->has_identity && dh(r->precomputed_ss, l->private_key, r->public_key))
+		return 0;
+	sodium_memzero(r->precomputed_ss, sizeof(r->precomputed_ss));
+	return -EINVAL;
+}
+
+int wg_noise_remote_init(struct wg_noise_remote *r, const struct wg_noise_local *l,
+			 const uint8_t public_key[32], const uint8_t psk[32])
+{
+	sodium_memzero(r, sizeof(*r));
+	memcpy(r->public_key, public_key, 32);
+	if (psk)
+		memcpy(r->preshared_key, psk, 32);
+	return wg_noise_remote_precompute(r, l);
+}
+
+void wg_noise_remote_clear(struct wg_noise_remote *r)
+{
+	sodium_memzero(r, sizeof(*r));
+}
+
+void wg_noise_handshake_clear(struct wg_noise_handshake *hs)
+{
+	sodium_memzero(hs, sizeof(*hs));
+	hs->state = WG_HS_ZEROED;
+}
+
+int wg_noise_create_initiation(const struct wg_noise_local *l, struct wg_noise_remote *r,
+			       uint32_t local_index, uint64_t realtime_ns,
+			       struct wg_message_initiation *msg)
+{
+	struct wg_noise_handshake *hs = &r->hs;
+	uint8_t key[32], timestamp[WG_TIMESTAMP_LEN];
+	int ret = -EINVAL;
+
+	if (!l->has_identity)
+		return -EINVAL;
+	wg_noise_handshake_clear(hs);
+	handshake_init(hs->chaining_key, hs->hash, r->public_key);
+	header_set(&msg->header, WG_MSG_HANDSHAKE_INITIATION);
+	msg->sender_index = htole32(local_index);
+
+	/* e */
+	if (!generate_ephemeral(hs->ephemeral_private, msg->unencrypted_ephemeral))
+		goto out;
+	mix_ephemeral(hs->chaining_key, hs->hash, msg->unencrypted_ephemeral);
+
+	/* es */
+	if (!mix_dh(hs->chaining_key, key, hs->ephemeral_private, r->public_key))
+		goto out;
+
+	/* s */
+	encrypt_and_hash(msg->encrypted_static, l->public_key, 32, key, hs->hash);
+
+	/* ss */
+	if (!mix_precomputed_dh(hs->chaining_key, key, r->precomputed_ss))
+		goto out;
+
+	/* {t} */
+	wg_noise_tai64n(realtime_ns, timestamp);
+	encrypt_and_hash(msg->encrypted_timestamp, timestamp, WG_TIMESTAMP_LEN, key, hs->hash);
+
+	hs->local_index = local_index;
+	hs->state = WG_HS_CREATED_INITIATION;
+	ret = 0;
+out:
+	if (ret)
+		wg_noise_handshake_clear(hs);
+	sodium_memzero(key, sizeof(key));
+	return ret;
+}
+
+int wg_noise_consume_initiation(const struct wg_noise_local *l,
+				const struct wg_message_initiation *msg,
+				struct wg_noise_initiation *out)
+{
+	uint8_t ck[32], hash[32], key[32];
+	int ret = -EBADMSG;
+
+	sodium_memzero(out, sizeof(*out));
+	if (!l->has_identity)
+		return -EINVAL;
+	if (!header_ok(&msg->header, WG_MSG_HANDSHAKE_INITIATION))
+		return -EBADMSG;
+	handshake_init(ck, hash, l->public_key);
+
+	/* e */
+	memcpy(out->remote_ephemeral, msg->unencrypted_ephemeral, 32);
+	mix_ephemeral(ck, hash, out->remote_ephemeral);
+
+	/* es */
+	if (!mix_dh(ck, key, l->private_key, out->remote_ephemeral))
+		goto out;
+
+	/* s */
+	if (!decrypt_and_hash(out->remote_static, msg->encrypted_static, 32, key, hash))
+		goto out;
+
+	/*
+	 * ss: computed here rather than taken from a peer's precomputed_ss, so
+	 * that the timestamp can be authenticated before the peer is looked up.
+	 */
+	if (!mix_dh(ck, key, l->private_key, out->remote_static))
+		goto out;
+
+	/* {t} */
+	if (!decrypt_and_hash(out->timestamp, msg->encrypted_timestamp, WG_TIMESTAMP_LEN, key,
+			      hash))
+		goto out;
+
+	out->remote_index = le32toh(msg->sender_index);
+	memcpy(out->hash, hash, 32);
+	memcpy(out->chaining_key, ck, 32);
+	ret = 0;
+out:
+	if (ret)
+		sodium_memzero(out, sizeof(*out));
+	sodium_memzero(ck, sizeof(ck));
+	sodium_memzero(hash, sizeof(hash));
+	sodium_memzero(key, sizeof(key));
+	return ret;
+}
+
+static bool initiation_too_soon(const struct wg_noise_remote *r, uint64_t mono_ns)
+{
+	return r->last_initiation_ns &&
+	       mono_ns < r->last_initiation_ns + WG_NSEC_PER_SEC / WG_INITIATIONS_PER_SECOND;
+}
+
+int wg_noise_accept_initiation(struct wg_noise_remote *r, struct wg_noise_initiation *in,
+			       uint64_t mono_ns)
+{
+	struct wg_noise_handshake *hs = &r->hs;
+	int ret = 0;
+
+	/* TAI64N is big-endian, so byte order is time order. */
+	if (memcmp(in->timestamp, r->latest_timestamp, WG_TIMESTAMP_LEN) <= 0) {
+		ret = -ESTALE;
+		goto out;
+	}
+	if (initiation_too_soon(r, mono_ns)) {
+		ret = -EAGAIN;
+		goto out;
+	}
+	memcpy(r->latest_timestamp, in->timestamp, WG_TIMESTAMP_LEN);
+	r->last_initiation_ns = mono_ns;
+
+	wg_noise_handshake_clear(hs);
+	hs->remote_index = in->remote_index;
+	memcpy(hs->hash, in->hash, 32);
+	memcpy(hs->chaining_key, in->chaining_key, 32);
+	memcpy(hs->remote_ephemeral, in->remote_ephemeral, 32);
+	hs->state = WG_HS_CONSUMED_INITIATION;
+out:
+	sodium_memzero(in, sizeof(*in));
+	return ret;
+}
+
+int wg_noise_create_response(const struct wg_noise_local *l, struct wg_noise_remote *r,
+			     uint32_t local_index, struct wg_message_response *msg)
+{
+	struct wg_noise_handshake *hs = &r->hs;
+	uint8_t key[32];
+	int ret = -EINVAL;
+
+	if (!l->has_identity || hs->state != WG_HS_CONSUMED_INITIATION)
+		return -EINVAL;
+	header_set(&msg->header, WG_MSG_HANDSHAKE_RESPONSE);
+	msg->sender_index = htole32(local_index);
+	msg->receiver_index = htole32(hs->remote_index);
+
+	/* e */
+	if (!generate_ephemeral(hs->ephemeral_private, msg->unencrypted_ephemeral))
+		goto out;
+	mix_ephemeral(hs->chaining_key, hs->hash, msg->unencrypted_ephemeral);
+
+	/* ee */
+	if (!mix_dh(hs->chaining_key, NULL, hs->ephemeral_private, hs->remote_ephemeral))
+		goto out;
+
+	/* se */
+	if (!mix_dh(hs->chaining_key, NULL, hs->ephemeral_private, r->public_key))
+		goto out;
+
+	/* psk */
+	mix_psk(hs->chaining_key, hs->hash, key, r->preshared_key);
+
+	/* {} */
+	encrypt_and_hash(msg->encrypted_nothing, NULL, 0, key, hs->hash);
+
+	hs->local_index = local_index;
+	hs->state = WG_HS_CREATED_RESPONSE;
+	ret = 0;
+out:
+	/* The responder's ephemeral is of no further use: forget it now. */
+	sodium_memzero(hs->ephemeral_private, sizeof(hs->ephemeral_private));
+	if (ret)
+		wg_noise_handshake_clear(hs);
+	sodium_memzero(key, sizeof(key));
+	return ret;
+}
+
+int wg_noise_consume_response(const struct wg_noise_local *l, struct wg_noise_remote *r,
+			      const struct wg_message_response *msg)
+{
+	struct wg_noise_handshake *hs = &r->hs;
+	uint8_t ck[32], hash[32], key[32], remote_ephemeral[32];
+	uint8_t nothing[1];
+	int ret = -EBADMSG;
+
+	if (hs->state != WG_HS_CREATED_INITIATION ||
+	    le32toh(msg->receiver_index) != hs->local_index)
+		return -ENOENT;
+	if (!l->has_identity)
+		return -EINVAL;
+	if (!header_ok(&msg->header, WG_MSG_HANDSHAKE_RESPONSE))
+		return -EBADMSG;
+	memcpy(ck, hs->chaining_key, 32);
+	memcpy(hash, hs->hash, 32);
+
+	/* e */
+	memcpy(remote_ephemeral, msg->unencrypted_ephemeral, 32);
+	mix_ephemeral(ck, hash, remote_ephemeral);
+
+	/* ee */
+	if (!mix_dh(ck, NULL, hs->ephemeral_private, remote_ephemeral))
+		goto out;
+
+	/* se */
+	if (!mix_dh(ck, NULL, l->private_key, remote_ephemeral))
+		goto out;
+
+	/* psk */
+	mix_psk(ck, hash, key, r->preshared_key);
+
+	/* {} */
+	if (!decrypt_and_hash(nothing, msg->encrypted_nothing, 0, key, hash))
+		goto out;
+
+	memcpy(hs->chaining_key, ck, 32);
+	memcpy(hs->hash, hash, 32);
+	memcpy(hs->remote_ephemeral, remote_ephemeral, 32);
+	sodium_memzero(hs->ephemeral_private, sizeof(hs->ephemeral_private));
+	hs->remote_index = le32toh(msg->sender_index);
+	hs->state = WG_HS_CONSUMED_RESPONSE;
+	ret = 0;
+out:
+	sodium_memzero(ck, sizeof(ck));
+	sodium_memzero(hash, sizeof(hash));
+	sodium_memzero(key, sizeof(key));
+	return ret;
+}
+
+int wg_noise_derive_keypair(struct wg_noise_remote *r, struct wg_noise_keypair *kp)
+{
+	struct wg_noise_handshake *hs = &r->hs;
+	uint8_t t1[32], t2[32];
+	bool initiator;
+
+	if (hs->state == WG_HS_CONSUMED_RESPONSE)
+		initiator = true;
+	else if (hs->state == WG_HS_CREATED_RESPONSE)
+		initiator = false;
+	else
+		return -EINVAL;
+
+	/* (T_send, T_recv) = KDF2(ck, empty) for the initiator, swapped for the responder */
+	wg_kdf(t1, t2, NULL, hs->chaining_key, NULL, 0);
+	memcpy(kp->send_key, initiator ? t1 : t2, 32);
+	memcpy(kp->recv_key, initiator ? t2 : t1, 32);
+	kp->local_index = hs->local_index;
+	kp->remote_index = hs->remote_index;
+	kp->initiator = initiator;
+
+	sodium_memzero(t1, sizeof(t1));
+	sodium_memzero(t2, sizeof(t2));
+	wg_noise_handshake_clear(hs);
+	return 0;
+}
+
+static void store_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static void store_be32(uint8_t *p, uint32_t v)
+{
+	for (int i = 3; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+void wg_noise_tai64n(uint64_t realtime_ns, uint8_t out[12])
+{
+	uint32_t nsec = (uint32_t)(realtime_ns % WG_NSEC_PER_SEC);
+
+	store_be64(out, TAI64_EPOCH + realtime_ns / WG_NSEC_PER_SEC);
+	store_be32(out + 8, nsec & ~(TAI64N_WHITENER - 1));
+}
