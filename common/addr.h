@@ -16,9 +16,9 @@
 
 #include "types.h"
 
-#define MG_ADDR_STRLEN	   46 /* INET6_ADDRSTRLEN */
-#define MG_PREFIX_STRLEN   (MG_ADDR_STRLEN + 4)	 /* "/128" */
-#define MG_SOCKADDR_STRLEN (MG_ADDR_STRLEN + 8)	 /* "[" "]:65535" */
+#define MG_ADDR_STRLEN	   46			/* INET6_ADDRSTRLEN */
+#define MG_PREFIX_STRLEN   (MG_ADDR_STRLEN + 4) /* "/128" */
+#define MG_SOCKADDR_STRLEN (MG_ADDR_STRLEN + 8) /* "[" "]:65535" */
 
 /* "10.0.0.0/24", "fd00::/64"; a bare address is a host prefix. Host bits are masked off. */
 int mg_prefix_parse(const char *s, struct mg_prefix *out);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <syslog.h>
 
@@ -24,12 +25,12 @@
 #include "keys.h"
 #include "wg_messages.h"
 
-#define ARRAY_SIZE(a)	   (sizeof(a) / sizeof((a)[0]))
-#define MEMBER_SIZE(t, m)  sizeof(((t *)0)->m)
-#define MAX_LCORE	   1023
-#define MAX_EAL_ARGS	   64
-#define MAX_ROUTES	   4096
-#define IPV6_MIN_MTU	   1280
+#define ARRAY_SIZE(a)	  (sizeof(a) / sizeof((a)[0]))
+#define MEMBER_SIZE(t, m) sizeof(((t *)0)->m)
+#define MAX_LCORE	  1023
+#define MAX_EAL_ARGS	  64
+#define MAX_ROUTES	  4096
+#define IPV6_MIN_MTU	  1280
 
 struct ctx {
 	const char *name; /* file name for messages */
@@ -40,8 +41,7 @@ struct ctx {
 };
 
 struct field;
-typedef int (*parse_fn)(struct ctx *c, const config_setting_t *s, void *dst,
-			const struct field *f);
+typedef int (*parse_fn)(struct ctx *c, const config_setting_t *s, void *dst, const struct field *f);
 
 struct field {
 	const char *name;
@@ -123,7 +123,7 @@ static int vreport(struct ctx *c, const config_setting_t *s, const char *member,
 }
 
 __attribute__((format(printf, 3, 4))) static int report(struct ctx *c, const config_setting_t *s,
-							 const char *fmt, ...)
+							const char *fmt, ...)
 {
 	va_list ap;
 	int ret;
@@ -174,7 +174,7 @@ static const char *quote(const char *s, char *buf, size_t len)
 	return buf;
 }
 
-#define Q(s) quote((s), (char[80]){ 0 }, 80)
+#define Q(s) quote((s), (char[80]){0}, 80)
 
 static const char *type_name(const config_setting_t *s)
 {
@@ -215,7 +215,8 @@ static int get_int(struct ctx *c, const config_setting_t *s, long long min, long
 	long long v;
 
 	*out = 0;
-	if (config_setting_type(s) != CONFIG_TYPE_INT && config_setting_type(s) != CONFIG_TYPE_INT64)
+	if (config_setting_type(s) != CONFIG_TYPE_INT &&
+	    config_setting_type(s) != CONFIG_TYPE_INT64)
 		return report(c, s, "expected an integer, got %s", type_name(s));
 	v = config_setting_get_int64(s);
 	if (v < min || v > max)
@@ -229,7 +230,8 @@ static int get_list(struct ctx *c, const config_setting_t *s, int max, const cha
 {
 	int n;
 
-	if (config_setting_type(s) != CONFIG_TYPE_ARRAY && config_setting_type(s) != CONFIG_TYPE_LIST)
+	if (config_setting_type(s) != CONFIG_TYPE_ARRAY &&
+	    config_setting_type(s) != CONFIG_TYPE_LIST)
 		return report(c, s, "expected an array of %s, got %s", what, type_name(s));
 	n = config_setting_length(s);
 	if (n > max)
@@ -284,7 +286,7 @@ static int p_name(struct ctx *c, const config_setting_t *s, void *dst, const str
 	if (ret)
 		return ret;
 	if (strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
-		    strlen(v) ||
+		strlen(v) ||
 	    !strcmp(v, ".") || !strcmp(v, ".."))
 		return report(c, s, "%s: only letters, digits, '_', '.' and '-' are allowed",
 			      Q(config_setting_get_string(s)));
@@ -368,7 +370,7 @@ static int p_psk_file(struct ctx *c, const config_setting_t *s, void *dst, const
 {
 	struct mg_peer_conf *peer = dst;
 	char path[4096];
-	struct field pf = { .size = sizeof(path) };
+	struct field pf = {.size = sizeof(path)};
 	int ret = p_path(c, s, path, &pf);
 
 	(void)f;
@@ -434,7 +436,7 @@ static int p_prefix(struct ctx *c, const config_setting_t *s, void *dst, const s
 static int p_prefixes(struct ctx *c, const config_setting_t *s, void *dst, const struct field *f)
 {
 	struct mg_prefix **out = dst;
-	int n = get_list(c, s, 1 << 20, "strings");
+	int n = get_list(c, s, (int)f->size, "strings");
 
 	if (n <= 0)
 		return n;
@@ -500,7 +502,7 @@ static int p_lcores(struct ctx *c, const config_setting_t *s, void *dst, const s
 /* Lcores come from main_lcore/workers; EAL options that set them would disagree. */
 static const char *eal_lcore_option(const char *arg)
 {
-	static const char *const opts[] = { "--lcores", "--main-lcore", "--master-lcore" };
+	static const char *const opts[] = {"--lcores", "--main-lcore", "--master-lcore"};
 
 	if (!strncmp(arg, "-l", 2) || !strncmp(arg, "-c", 2))
 		return arg;
@@ -531,8 +533,10 @@ static int p_eal_args(struct ctx *c, const config_setting_t *s, void *dst, const
 		if (ret)
 			return ret;
 		if (eal_lcore_option(v))
-			return report(c, e, "%s sets lcores; use dataplane.main_lcore and "
-					    "dataplane.workers instead", Q(v));
+			return report(c, e,
+				      "%s sets lcores; use dataplane.main_lcore and "
+				      "dataplane.workers instead",
+				      Q(v));
 		(*out)[i] = strdup(v);
 		if (!(*out)[i])
 			return report_nomem(c, e);
@@ -593,12 +597,12 @@ static int p_group_array(struct ctx *c, const config_setting_t *s, void *dst, co
 	return n < 0 ? n : parse_elems(c, s, dst, f->arg, count_of(dst, f));
 }
 
-/* A list of groups into a calloc'd array of at most f->max elements. */
+/* A list of groups into a calloc'd array of at most f->size elements. */
 static int p_group_alloc(struct ctx *c, const config_setting_t *s, void *dst, const struct field *f)
 {
 	const struct list_desc *l = f->arg;
 	void **out = dst;
-	int n = check_group_list(c, s, (int)f->max);
+	int n = check_group_list(c, s, (int)f->size);
 
 	if (n <= 0)
 		return n;
@@ -717,8 +721,8 @@ static int check_next_hop(struct ctx *c, const config_setting_t *s, const struct
 
 	if (!sa->family || on_link(p, sa) || is_link_local6(sa))
 		return 0;
-	return report(c, s, "%s is not inside any address of port %s", mg_addr_fmt(sa, buf, sizeof(buf)),
-		      p->name);
+	return report(c, s, "%s is not inside any address of port %s",
+		      mg_addr_fmt(sa, buf, sizeof(buf)), p->name);
 }
 
 static int check_routes(struct ctx *c, const config_setting_t *g, const struct mg_port_conf *p)
@@ -730,7 +734,8 @@ static int check_routes(struct ctx *c, const config_setting_t *g, const struct m
 		const struct mg_route_conf *rt = &p->routes[i];
 
 		if (rt->via.family != rt->prefix.family)
-			return report_member(c, r, "via", "must be of the same address family as prefix");
+			return report_member(c, r, "via",
+					     "must be of the same address family as prefix");
 		if (check_next_hop(c, config_setting_get_member(r, "via"), p, &rt->via))
 			return -EINVAL;
 	}
@@ -756,7 +761,7 @@ static int check_port(struct ctx *c, const config_setting_t *g, void *base)
 static int check_ports(struct ctx *c, const config_setting_t *g, const struct mg_config *cfg)
 {
 	const config_setting_t *list = config_setting_get_member(g, "ports");
-	int first[2] = { -1, -1 };
+	int first[2] = {-1, -1};
 
 	if (cfg->n_ports == 0)
 		return report_member(c, g, "ports", "at least one port is required");
@@ -843,12 +848,11 @@ static const config_setting_t *peer_member(const config_setting_t *root, int i, 
 	return config_setting_get_member(e, name);
 }
 
-static const struct mg_peer_conf *sort_peers;
-
-static int cmp_peer_key(const void *a, const void *b)
+static int cmp_peer_key(const void *a, const void *b, void *arg)
 {
+	const struct mg_peer_conf *peers = arg;
 	int ia = *(const int *)a, ib = *(const int *)b;
-	int r = memcmp(sort_peers[ia].public_key, sort_peers[ib].public_key, 32);
+	int r = memcmp(peers[ia].public_key, peers[ib].public_key, 32);
 
 	return r ? r : (ia > ib) - (ia < ib);
 }
@@ -863,8 +867,7 @@ static int check_peer_keys(struct ctx *c, const config_setting_t *root, const st
 		return report_nomem(c, root);
 	for (int i = 0; i < cfg->n_peers; i++)
 		idx[i] = i;
-	sort_peers = cfg->peers; /* qsort has no context argument; the load is single-shot */
-	qsort(idx, (size_t)cfg->n_peers, sizeof(int), cmp_peer_key);
+	qsort_r(idx, (size_t)cfg->n_peers, sizeof(int), cmp_peer_key, cfg->peers);
 	for (int i = 1; i < cfg->n_peers && !ret; i++)
 		if (!memcmp(cfg->peers[idx[i - 1]].public_key, cfg->peers[idx[i]].public_key, 32))
 			ret = report(c, peer_member(root, idx[i], "public_key"),
@@ -890,7 +893,8 @@ static int check_own_key(struct ctx *c, const config_setting_t *root, const stru
 }
 
 /* The tunnel carries IPv6 only if its MTU allows IPv6's minimum. */
-static int check_tunnel_mtu(struct ctx *c, const config_setting_t *root, const struct mg_config *cfg)
+static int check_tunnel_mtu(struct ctx *c, const config_setting_t *root,
+			    const struct mg_config *cfg)
 {
 	const config_setting_t *mg = config_setting_get_member(root, "meshgate");
 
@@ -923,70 +927,73 @@ static int check_root(struct ctx *c, const config_setting_t *g, void *base)
 
 /* ---- the schema ---- */
 
-#define INT(n, t, m, lo, hi)                                                                       \
-	{ .name = n, .parse = p_int, .off = offsetof(t, m), .size = MEMBER_SIZE(t, m), .min = lo,  \
-	  .max = hi }
-#define STR(n, fn, t, m)                                                                           \
-	{ .name = n, .parse = fn, .off = offsetof(t, m), .size = MEMBER_SIZE(t, m) }
-#define ENUM(n, t, m, choices)                                                                     \
-	{ .name = n, .parse = p_enum, .off = offsetof(t, m), .arg = choices }
-#define ADDR(n, t, m, family)                                                                      \
-	{ .name = n, .parse = p_addr, .off = offsetof(t, m), .min = family }
-#define LIST(n, fn, t, m, count, cap)                                                              \
-	{ .name = n, .parse = fn, .off = offsetof(t, m), .off_n = offsetof(t, count), .size = cap }
-#define REQUIRED .required = true
+/*
+ * Field constructors; extra designated initializers (REQUIRED, .arg = ...)
+ * may follow the fixed arguments.
+ */
+/* clang-format off */
+#define FIELD(n, fn, t, m, ...)		{ .name = n, .parse = fn, .off = offsetof(t, m), __VA_ARGS__ }
+#define STR(n, fn, t, m, ...)		FIELD(n, fn, t, m, .size = MEMBER_SIZE(t, m), __VA_ARGS__)
+#define INT(n, t, m, lo, hi)		FIELD(n, p_int, t, m, .size = MEMBER_SIZE(t, m), .min = lo, .max = hi)
+#define ENUM(n, t, m, choices, ...)	FIELD(n, p_enum, t, m, .arg = choices, __VA_ARGS__)
+#define ADDR(n, t, m, family)		FIELD(n, p_addr, t, m, .min = family)
+#define LIST(n, fn, t, m, count, cap, ...) \
+	FIELD(n, fn, t, m, .off_n = offsetof(t, count), .size = cap, __VA_ARGS__)
+#define GROUP(n, desc, ...)		{ .name = n, .parse = p_group, .arg = desc, __VA_ARGS__ }
+#define REFUSE(n, why)			{ .name = n, .parse = p_refuse, .arg = why }
+#define REQUIRED			.required = true
+#define END				{ .name = NULL }
+/* clang-format on */
 
 static const struct choice log_levels[] = {
-	{ "error", LOG_ERR }, { "warn", LOG_WARNING }, { "info", LOG_INFO },
-	{ "debug", LOG_DEBUG }, { NULL, 0 },
+    {"error", LOG_ERR}, {"warn", LOG_WARNING}, {"info", LOG_INFO}, {"debug", LOG_DEBUG}, {NULL, 0},
 };
 static const struct choice crypto_backends[] = {
-	{ "ipsec-mb", MG_CRYPTO_IPSEC_MB }, { "cryptodev", MG_CRYPTO_CRYPTODEV }, { NULL, 0 },
+    {"ipsec-mb", MG_CRYPTO_IPSEC_MB},
+    {"cryptodev", MG_CRYPTO_CRYPTODEV},
+    {NULL, 0},
 };
 static const struct choice port_roles[] = {
-	{ "wan", MG_PORT_WAN }, { "lan", MG_PORT_LAN }, { NULL, 0 },
+    {"wan", MG_PORT_WAN},
+    {"lan", MG_PORT_LAN},
+    {NULL, 0},
 };
 
 static const struct field meshgate_fields[] = {
-	{ .name = "name", .parse = p_name, .off = offsetof(struct mg_config, name),
-	  .size = MEMBER_SIZE(struct mg_config, name), REQUIRED },
-	STR("private_key_file", p_private_key_file, struct mg_config, private_key_file),
-	INT("listen_port", struct mg_config, listen_port, 1, 65535),
-	INT("mtu", struct mg_config, mtu, 576, 9000),
-	INT("max_peers", struct mg_config, max_peers, 1, 1048576),
-	STR("run_dir", p_path, struct mg_config, run_dir),
-	ENUM("log_level", struct mg_config, log_level, log_levels),
-	{ .name = NULL },
+    STR("name", p_name, struct mg_config, name, REQUIRED),
+    STR("private_key_file", p_private_key_file, struct mg_config, private_key_file),
+    INT("listen_port", struct mg_config, listen_port, 1, 65535),
+    INT("mtu", struct mg_config, mtu, 576, 9000),
+    INT("max_peers", struct mg_config, max_peers, 1, 1048576),
+    STR("run_dir", p_path, struct mg_config, run_dir),
+    ENUM("log_level", struct mg_config, log_level, log_levels),
+    END,
 };
 
 static const struct field route_fields[] = {
-	{ .name = "prefix", .parse = p_prefix, .off = offsetof(struct mg_route_conf, prefix),
-	  REQUIRED },
-	{ .name = "via", .parse = p_addr, .off = offsetof(struct mg_route_conf, via), REQUIRED },
-	{ .name = NULL },
+    FIELD("prefix", p_prefix, struct mg_route_conf, prefix, REQUIRED),
+    FIELD("via", p_addr, struct mg_route_conf, via, REQUIRED),
+    END,
 };
-static const struct group_desc route_group = { route_fields, NULL };
-static const struct list_desc route_list = { &route_group, sizeof(struct mg_route_conf), NULL };
+static const struct group_desc route_group = {route_fields, NULL};
+static const struct list_desc route_list = {&route_group, sizeof(struct mg_route_conf), NULL};
 
 static const char derived_queues[] = "not configurable: queues are derived from dataplane.workers";
 
 static const struct field port_fields[] = {
-	{ .name = "name", .parse = p_name, .off = offsetof(struct mg_port_conf, name),
-	  .size = MEMBER_SIZE(struct mg_port_conf, name), REQUIRED },
-	{ .name = "device", .parse = p_string, .off = offsetof(struct mg_port_conf, device),
-	  .size = MEMBER_SIZE(struct mg_port_conf, device), REQUIRED },
-	{ .name = "role", .parse = p_enum, .off = offsetof(struct mg_port_conf, role),
-	  .arg = port_roles, REQUIRED },
-	LIST("addresses", p_ifaddrs, struct mg_port_conf, addrs, n_addrs,
-	     ARRAY_SIZE(((struct mg_port_conf *)0)->addrs)),
-	ADDR("gateway", struct mg_port_conf, gateway4, AF_INET),
-	ADDR("gateway6", struct mg_port_conf, gateway6, AF_INET6),
-	INT("mtu", struct mg_port_conf, mtu, 576, 9000),
-	{ .name = "routes", .parse = p_group_alloc, .off = offsetof(struct mg_port_conf, routes),
-	  .off_n = offsetof(struct mg_port_conf, n_routes), .max = MAX_ROUTES, .arg = &route_list },
-	{ .name = "rx_queues", .parse = p_refuse, .arg = derived_queues },
-	{ .name = "tx_queues", .parse = p_refuse, .arg = derived_queues },
-	{ .name = NULL },
+    STR("name", p_name, struct mg_port_conf, name, REQUIRED),
+    STR("device", p_string, struct mg_port_conf, device, REQUIRED),
+    ENUM("role", struct mg_port_conf, role, port_roles, REQUIRED),
+    LIST("addresses", p_ifaddrs, struct mg_port_conf, addrs, n_addrs,
+	 ARRAY_SIZE(((struct mg_port_conf *)0)->addrs)),
+    ADDR("gateway", struct mg_port_conf, gateway4, AF_INET),
+    ADDR("gateway6", struct mg_port_conf, gateway6, AF_INET6),
+    INT("mtu", struct mg_port_conf, mtu, 576, 9000),
+    LIST("routes", p_group_alloc, struct mg_port_conf, routes, n_routes, MAX_ROUTES,
+	 .arg = &route_list),
+    REFUSE("rx_queues", derived_queues),
+    REFUSE("tx_queues", derived_queues),
+    END,
 };
 
 static void port_init(void *elem)
@@ -996,67 +1003,62 @@ static void port_init(void *elem)
 	p->mtu = 1500;
 }
 
-static const struct group_desc port_group = { port_fields, check_port };
-static const struct list_desc port_list = { &port_group, sizeof(struct mg_port_conf), port_init };
+static const struct group_desc port_group = {port_fields, check_port};
+static const struct list_desc port_list = {&port_group, sizeof(struct mg_port_conf), port_init};
 
 static const struct field dataplane_fields[] = {
-	LIST("eal_args", p_eal_args, struct mg_config, eal_args, n_eal_args, MAX_EAL_ARGS),
-	INT("main_lcore", struct mg_config, main_lcore, 0, MAX_LCORE),
-	LIST("workers", p_lcores, struct mg_config, workers, n_workers,
-	     ARRAY_SIZE(((struct mg_config *)0)->workers)),
-	INT("mbufs", struct mg_config, mbufs, 1024, 4194304),
-	INT("burst", struct mg_config, burst, 1, 128),
-	ENUM("crypto", struct mg_config, crypto, crypto_backends),
-	STR("cryptodev", p_string, struct mg_config, cryptodev),
-	{ .name = "ports", .parse = p_group_array, .off = offsetof(struct mg_config, ports),
-	  .off_n = offsetof(struct mg_config, n_ports), .size = MG_MAX_PORTS, .arg = &port_list,
-	  REQUIRED },
-	{ .name = NULL },
+    LIST("eal_args", p_eal_args, struct mg_config, eal_args, n_eal_args, MAX_EAL_ARGS),
+    INT("main_lcore", struct mg_config, main_lcore, 0, MAX_LCORE),
+    LIST("workers", p_lcores, struct mg_config, workers, n_workers,
+	 ARRAY_SIZE(((struct mg_config *)0)->workers)),
+    INT("mbufs", struct mg_config, mbufs, 1024, 4194304),
+    INT("burst", struct mg_config, burst, 1, 128),
+    ENUM("crypto", struct mg_config, crypto, crypto_backends),
+    STR("cryptodev", p_string, struct mg_config, cryptodev),
+    LIST("ports", p_group_array, struct mg_config, ports, n_ports, MG_MAX_PORTS, .arg = &port_list,
+	 REQUIRED),
+    END,
 };
 
 static const struct field peer_fields[] = {
-	{ .name = "public_key", .parse = p_key, .off = offsetof(struct mg_peer_conf, public_key),
-	  REQUIRED },
-	{ .name = "preshared_key_file", .parse = p_psk_file, .off = 0 },
-	{ .name = "endpoint", .parse = p_sockaddr, .off = offsetof(struct mg_peer_conf, endpoint) },
-	LIST("allowed_ips", p_prefixes, struct mg_peer_conf, allowed_ips, n_allowed_ips, 0),
-	INT("persistent_keepalive", struct mg_peer_conf, persistent_keepalive, 0, 65535),
-	STR("name", p_string, struct mg_peer_conf, name),
-	{ .name = NULL },
+    FIELD("public_key", p_key, struct mg_peer_conf, public_key, REQUIRED),
+    {.name = "preshared_key_file", .parse = p_psk_file}, /* gets the whole peer */
+    FIELD("endpoint", p_sockaddr, struct mg_peer_conf, endpoint),
+    LIST("allowed_ips", p_prefixes, struct mg_peer_conf, allowed_ips, n_allowed_ips, 1 << 20),
+    INT("persistent_keepalive", struct mg_peer_conf, persistent_keepalive, 0, 65535),
+    STR("name", p_string, struct mg_peer_conf, name),
+    END,
 };
-static const struct group_desc peer_group = { peer_fields, NULL };
-static const struct list_desc peer_list = { &peer_group, sizeof(struct mg_peer_conf), NULL };
+static const struct group_desc peer_group = {peer_fields, NULL};
+static const struct list_desc peer_list = {&peer_group, sizeof(struct mg_peer_conf), NULL};
 
 static const struct field control_fields[] = {
-	{ .name = "metrics_listen", .parse = p_sockaddr,
-	  .off = offsetof(struct mg_config, metrics_listen) },
-	{ .name = NULL },
+    FIELD("metrics_listen", p_sockaddr, struct mg_config, metrics_listen),
+    END,
 };
 
 static const struct field testing_fields[] = {
-	INT("rekey_after_time", struct mg_timers_conf, rekey_after_time, 1, 86400),
-	INT("reject_after_time", struct mg_timers_conf, reject_after_time, 1, 86400),
-	INT("keepalive_timeout", struct mg_timers_conf, keepalive_timeout, 1, 86400),
-	INT("rekey_timeout", struct mg_timers_conf, rekey_timeout, 1, 86400),
-	{ .name = NULL },
+    INT("rekey_after_time", struct mg_timers_conf, rekey_after_time, 1, 86400),
+    INT("reject_after_time", struct mg_timers_conf, reject_after_time, 1, 86400),
+    INT("keepalive_timeout", struct mg_timers_conf, keepalive_timeout, 1, 86400),
+    INT("rekey_timeout", struct mg_timers_conf, rekey_timeout, 1, 86400),
+    END,
 };
 
-static const struct group_desc meshgate_group = { meshgate_fields, check_meshgate };
-static const struct group_desc dataplane_group = { dataplane_fields, check_dataplane };
-static const struct group_desc control_group = { control_fields, NULL };
-static const struct group_desc testing_group = { testing_fields, check_testing };
+static const struct group_desc meshgate_group = {meshgate_fields, check_meshgate};
+static const struct group_desc dataplane_group = {dataplane_fields, check_dataplane};
+static const struct group_desc control_group = {control_fields, NULL};
+static const struct group_desc testing_group = {testing_fields, check_testing};
 
 static const struct field root_fields[] = {
-	{ .name = "meshgate", .parse = p_group, .arg = &meshgate_group, REQUIRED },
-	{ .name = "dataplane", .parse = p_group, .arg = &dataplane_group, REQUIRED },
-	{ .name = "peers", .parse = p_group_alloc, .off = offsetof(struct mg_config, peers),
-	  .off_n = offsetof(struct mg_config, n_peers), .max = 1048576, .arg = &peer_list },
-	{ .name = "control", .parse = p_group, .arg = &control_group },
-	{ .name = "testing", .parse = p_group, .off = offsetof(struct mg_config, timers),
-	  .arg = &testing_group },
-	{ .name = NULL },
+    GROUP("meshgate", &meshgate_group, REQUIRED),
+    GROUP("dataplane", &dataplane_group, REQUIRED),
+    LIST("peers", p_group_alloc, struct mg_config, peers, n_peers, 1048576, .arg = &peer_list),
+    GROUP("control", &control_group),
+    GROUP("testing", &testing_group, .off = offsetof(struct mg_config, timers)),
+    END,
 };
-static const struct group_desc root_group = { root_fields, check_root };
+static const struct group_desc root_group = {root_fields, check_root};
 
 /* ---- entry points ---- */
 
@@ -1074,17 +1076,17 @@ static void set_defaults(struct mg_config *cfg)
 	cfg->burst = 32;
 	cfg->crypto = MG_CRYPTO_IPSEC_MB;
 	cfg->timers = (struct mg_timers_conf){
-		.rekey_after_time = WG_REKEY_AFTER_TIME,
-		.reject_after_time = WG_REJECT_AFTER_TIME,
-		.keepalive_timeout = WG_KEEPALIVE_TIMEOUT,
-		.rekey_timeout = WG_REKEY_TIMEOUT,
+	    .rekey_after_time = WG_REKEY_AFTER_TIME,
+	    .reject_after_time = WG_REJECT_AFTER_TIME,
+	    .keepalive_timeout = WG_KEEPALIVE_TIMEOUT,
+	    .rekey_timeout = WG_REKEY_TIMEOUT,
 	};
 }
 
 int mg_config_parse(const config_t *cf, const char *name, unsigned flags, struct mg_config *out,
 		    char *err, size_t errlen)
 {
-	struct ctx c = { .name = name, .flags = flags, .cfg = out, .err = err, .errlen = errlen };
+	struct ctx c = {.name = name, .flags = flags, .cfg = out, .err = err, .errlen = errlen};
 	int ret;
 
 	memset(out, 0, sizeof(*out));
@@ -1128,6 +1130,16 @@ static void set_include_dir(config_t *cf, const char *path)
 	config_set_include_dir(cf, slash == path ? "/" : dir);
 }
 
+/* libconfig's scanner exit()s on a read error, as reading a directory gives. */
+static int check_readable(FILE *f)
+{
+	struct stat st;
+
+	if (fstat(fileno(f), &st) < 0)
+		return -errno;
+	return S_ISDIR(st.st_mode) ? -EISDIR : 0;
+}
+
 int mg_config_load(const char *path, unsigned flags, struct mg_config *out, char *err,
 		   size_t errlen)
 {
@@ -1136,9 +1148,11 @@ int mg_config_load(const char *path, unsigned flags, struct mg_config *out, char
 	int ret;
 
 	memset(out, 0, sizeof(*out));
-	if (!f) {
-		ret = -errno;
+	ret = f ? check_readable(f) : -errno;
+	if (ret) {
 		snprintf(err, errlen, "%s: %s", path, strerror(-ret));
+		if (f)
+			fclose(f);
 		return ret;
 	}
 	config_init(&cf);
@@ -1152,8 +1166,8 @@ int mg_config_load(const char *path, unsigned flags, struct mg_config *out, char
 	return ret;
 }
 
-int mg_config_load_string(const char *text, const char *name, unsigned flags,
-			  struct mg_config *out, char *err, size_t errlen)
+int mg_config_load_string(const char *text, const char *name, unsigned flags, struct mg_config *out,
+			  char *err, size_t errlen)
 {
 	config_t cf;
 	int ret;

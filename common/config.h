@@ -72,7 +72,7 @@ struct mg_config {
 	char run_dir[256];
 	int log_level; /* LOG_ERR..LOG_DEBUG syslog numbers */
 
-	char **eal_args;
+	char **eal_args; /* n_eal_args strings, then NULL; NULL if none */
 	int n_eal_args;
 	int main_lcore;
 	int workers[64];
@@ -98,8 +98,8 @@ struct mg_config {
 int mg_config_load(const char *path, unsigned flags, struct mg_config *out, char *err,
 		   size_t errlen);
 /* The same from text; name stands for the file name in messages. */
-int mg_config_load_string(const char *text, const char *name, unsigned flags,
-			  struct mg_config *out, char *err, size_t errlen);
+int mg_config_load_string(const char *text, const char *name, unsigned flags, struct mg_config *out,
+			  char *err, size_t errlen);
 /* The validation core both of the above use, on an already parsed config_t. */
 int mg_config_parse(const config_t *cf, const char *name, unsigned flags, struct mg_config *out,
 		    char *err, size_t errlen);

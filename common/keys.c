@@ -37,8 +37,7 @@ int mg_key_from_base64(const char *s, uint8_t key[32])
 
 void mg_key_to_base64(const uint8_t key[32], char out[45])
 {
-	sodium_bin2base64(out, MG_KEY_B64_LEN + 1, key, MG_KEY_LEN,
-			  sodium_base64_VARIANT_ORIGINAL);
+	sodium_bin2base64(out, MG_KEY_B64_LEN + 1, key, MG_KEY_LEN, sodium_base64_VARIANT_ORIGINAL);
 }
 
 int mg_key_from_hex(const char *s, uint8_t key[32])
@@ -143,8 +142,8 @@ int mg_key_load_file(const char *path, uint8_t key[32], char *err, size_t errlen
 			snprintf(err, errlen, "%s: %s", path, strerror(-ret));
 		} else if (decode_key_text(buf, (size_t)n, key) < 0) {
 			ret = -EINVAL;
-			snprintf(err, errlen, "%s: does not hold a base64 key (as made by wg genkey)",
-				 path);
+			snprintf(err, errlen,
+				 "%s: does not hold a base64 key (as made by wg genkey)", path);
 		}
 	}
 	sodium_memzero(buf, sizeof(buf));

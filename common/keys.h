@@ -12,9 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MG_KEY_LEN	  32
-#define MG_KEY_B64_LEN	  44 /* without the NUL */
-#define MG_KEY_HEX_LEN	  64
+#define MG_KEY_LEN     32
+#define MG_KEY_B64_LEN 44 /* without the NUL */
+#define MG_KEY_HEX_LEN 64
 
 int mg_key_from_base64(const char *s, uint8_t key[32]);
 void mg_key_to_base64(const uint8_t key[32], char out[45]);

@@ -32,11 +32,11 @@ static void check_parsed(const struct cp_uapi_set *s)
 static void format_back(const struct cp_uapi_set *s)
 {
 	struct cp_uapi_peer_view *pv = calloc(s->n_peers + 1, sizeof(*pv));
-	struct cp_uapi_dev_view v = { .has_private_key = s->has_private_key,
-				      .listen_port = s->listen_port,
-				      .fwmark = s->fwmark,
-				      .peers = pv,
-				      .n_peers = s->n_peers };
+	struct cp_uapi_dev_view v = {.has_private_key = s->has_private_key,
+				     .listen_port = s->listen_port,
+				     .fwmark = s->fwmark,
+				     .peers = pv,
+				     .n_peers = s->n_peers};
 	char *out;
 	size_t len;
 

@@ -85,7 +85,8 @@ static void describe_peer(const struct cp_uapi_peer_op *p, char *buf, size_t len
 	if (p->replace_allowed_ips)
 		APPEND(" replace_ips");
 	for (size_t i = 0; i < p->n_allowed_ips; i++)
-		APPEND("%s%s", i ? "," : " ips=", mg_prefix_fmt(&p->allowed_ips[i], tmp, sizeof(tmp)));
+		APPEND("%s%s",
+		       i ? "," : " ips=", mg_prefix_fmt(&p->allowed_ips[i], tmp, sizeof(tmp)));
 	APPEND("}");
 }
 
@@ -123,75 +124,75 @@ struct parse_case {
 };
 
 static const struct parse_case parse_cases[] = {
-	/* 1 */ { "", 0, "" },
-	/* 2 */ { "\n", 0, "" },
-	/* 3 */ { "listen_port=51820\n", 0, "port=51820" },
-	/* 4 */ { "listen_port=51820", 0, "port=51820" }, /* last '\n' optional */
-	/* 5 */ { "listen_port=51820\n\n", 0, "port=51820" },
-	/* 6 */ { "listen_port=0\n", 0, "port=0" },
-	/* 7 */ { "listen_port=65536\n", -EINVAL, NULL },
-	/* 8 */ { "listen_port=-1\n", -EINVAL, NULL },
-	/* 9 */ { "listen_port= 1\n", -EINVAL, NULL },
-	/* 10 */ { "listen_port=\n", -EINVAL, NULL },
-	/* 11 */ { "listen_port=1\r\n", -EINVAL, NULL },
-	/* 12 */ { "private_key=" KA "\n", 0, "priv=a0b1" },
-	/* 13 */ { "private_key=" KZ "\n", 0, "priv=0000" }, /* zero: remove the key */
-	/* 14 */ { "private_key=" K1 "1\n", -EINVAL, NULL },
-	/* 15 */ { "private_key=a0b1\n", -EINVAL, NULL },
-	/* 16 */ { "private_key=zz" K1 "\n", -EINVAL, NULL },
-	/* 17 */ { "fwmark=4294967295\n", 0, "fwmark=4294967295" },
-	/* 18 */ { "fwmark=4294967296\n", -EINVAL, NULL },
-	/* 19 */ { "fwmark=0x10\n", -EINVAL, NULL },
-	/* 20 */ { "replace_peers=true\n", 0, "replace_peers" },
-	/* 21 */ { "replace_peers=false\n", -EINVAL, NULL },
-	/* 22 */ { "public_key=" K1 "\n", 0, "{1111}" },
-	/* 23 */ { "public_key=" K1 "\nendpoint=[fd00::1]:51820\n", 0, "{1111 ep=[fd00::1]:51820}" },
-	/* 24 */ { "public_key=" K1 "\nendpoint=198.18.0.2:1\n", 0, "{1111 ep=198.18.0.2:1}" },
-	/* 25 */ { "public_key=" K1 "\nendpoint=fd00::1:51820\n", -EINVAL, NULL },
-	/* 26 */ { "public_key=" K1 "\nendpoint=[fe80::1%eth0]:51820\n", -EINVAL, NULL },
-	/* 27 */ { "public_key=" K1 "\nendpoint=example.com:51820\n", -EINVAL, NULL },
-	/* 28 */
-	{ "public_key=" K1 "\nreplace_allowed_ips=true\nallowed_ip=10.0.0.7/24\n"
-	  "allowed_ip=fd00::1/64\nallowed_ip=0.0.0.0/0\n",
-	  0, "{1111 replace_ips ips=10.0.0.0/24,fd00::/64,0.0.0.0/0}" },
-	/* 29 */ { "public_key=" K1 "\nallowed_ip=10.0.0.1\n", -EINVAL, NULL },
-	/* 30 */ { "public_key=" K1 "\nallowed_ip=10.0.0.1/33\n", -EINVAL, NULL },
-	/* 31 */ { "public_key=" K1 "\nremove=true\n", 0, "{1111 remove}" },
-	/* 32 */ { "public_key=" K1 "\nremove=1\n", -EINVAL, NULL },
-	/* 33 */ { "public_key=" K1 "\nupdate_only=true\n", 0, "{1111 update_only}" },
-	/* 34 */ { "public_key=" K1 "\npreshared_key=" KA "\n", 0, "{1111 psk=a0b1}" },
-	/* 35 */ { "public_key=" K1 "\npreshared_key=" KZ "\n", 0, "{1111 psk=0000}" },
-	/* 36 */ { "public_key=" K1 "\npersistent_keepalive_interval=25\n", 0, "{1111 ka=25}" },
-	/* 37 */ { "public_key=" K1 "\npersistent_keepalive_interval=65536\n", -EINVAL, NULL },
-	/* 38 */ { "public_key=" K1 "\nprotocol_version=1\n", 0, "{1111}" },
-	/* 39 */ { "public_key=" K1 "\nprotocol_version=2\n", -EINVAL, NULL },
-	/* 40: peer keys need a peer, device keys come first */
-	{ "endpoint=1.2.3.4:1\n", -EPROTO, NULL },
-	/* 41 */ { "protocol_version=1\n", -EPROTO, NULL },
-	/* 42 */ { "public_key=" K1 "\nlisten_port=1\n", -EPROTO, NULL },
-	/* 43 */ { "public_key=" K1 "\nreplace_peers=true\n", -EPROTO, NULL },
-	/* 44 */ { "foo=bar\n", -EPROTO, NULL },
-	/* 45 */ { "listen_port\n", -EPROTO, NULL },
-	/* 46 */ { "=\n", -EPROTO, NULL },
-	/* 47 */ { "LISTEN_PORT=1\n", -EPROTO, NULL },
-	/* 48 */ { "listen_port=1\n\nlisten_port=2\n", -EPROTO, NULL },
-	/* 49 */ { "listen_port=1\n\n\n", -EPROTO, NULL },
-	/* 50: the whole of a typical `wg set` */
-	{ "private_key=" KA "\nlisten_port=51999\nfwmark=7\nreplace_peers=true\n"
-	  "public_key=" K1 "\nremove=true\n"
-	  "public_key=" K2 "\npreshared_key=" KA "\nendpoint=[2001:db8::9]:4500\n"
-	  "persistent_keepalive_interval=0\nreplace_allowed_ips=true\nallowed_ip=10.9.0.0/16\n",
-	  0,
-	  "priv=a0b1 port=51999 fwmark=7 replace_peers {1111 remove}"
-	  "{2222 psk=a0b1 ep=[2001:db8::9]:4500 ka=0 replace_ips ips=10.9.0.0/16}" },
-	/* 51: the same peer twice is two operations, applied in order */
-	{ "public_key=" K1 "\nallowed_ip=10.0.0.0/8\npublic_key=" K1 "\nremove=true\n", 0,
-	  "{1111 ips=10.0.0.0/8}{1111 remove}" },
-	/* 52 */
-	{ "listen_port=1111111111111111111111111111111111111111111111111111111111111111111111111111111"
-	  "1111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111"
-	  "1111111111111111111111111111111111111111111111111111111111111111111111111111111111111111\n",
-	  -EINVAL, NULL },
+    /* 1 */ {"", 0, ""},
+    /* 2 */ {"\n", 0, ""},
+    /* 3 */ {"listen_port=51820\n", 0, "port=51820"},
+    /* 4 */ {"listen_port=51820", 0, "port=51820"}, /* last '\n' optional */
+    /* 5 */ {"listen_port=51820\n\n", 0, "port=51820"},
+    /* 6 */ {"listen_port=0\n", 0, "port=0"},
+    /* 7 */ {"listen_port=65536\n", -EINVAL, NULL},
+    /* 8 */ {"listen_port=-1\n", -EINVAL, NULL},
+    /* 9 */ {"listen_port= 1\n", -EINVAL, NULL},
+    /* 10 */ {"listen_port=\n", -EINVAL, NULL},
+    /* 11 */ {"listen_port=1\r\n", -EINVAL, NULL},
+    /* 12 */ {"private_key=" KA "\n", 0, "priv=a0b1"},
+    /* 13 */ {"private_key=" KZ "\n", 0, "priv=0000"}, /* zero: remove the key */
+    /* 14 */ {"private_key=" K1 "1\n", -EINVAL, NULL},
+    /* 15 */ {"private_key=a0b1\n", -EINVAL, NULL},
+    /* 16 */ {"private_key=zz" K1 "\n", -EINVAL, NULL},
+    /* 17 */ {"fwmark=4294967295\n", 0, "fwmark=4294967295"},
+    /* 18 */ {"fwmark=4294967296\n", -EINVAL, NULL},
+    /* 19 */ {"fwmark=0x10\n", -EINVAL, NULL},
+    /* 20 */ {"replace_peers=true\n", 0, "replace_peers"},
+    /* 21 */ {"replace_peers=false\n", -EINVAL, NULL},
+    /* 22 */ {"public_key=" K1 "\n", 0, "{1111}"},
+    /* 23 */ {"public_key=" K1 "\nendpoint=[fd00::1]:51820\n", 0, "{1111 ep=[fd00::1]:51820}"},
+    /* 24 */ {"public_key=" K1 "\nendpoint=198.18.0.2:1\n", 0, "{1111 ep=198.18.0.2:1}"},
+    /* 25 */ {"public_key=" K1 "\nendpoint=fd00::1:51820\n", -EINVAL, NULL},
+    /* 26 */ {"public_key=" K1 "\nendpoint=[fe80::1%eth0]:51820\n", -EINVAL, NULL},
+    /* 27 */ {"public_key=" K1 "\nendpoint=example.com:51820\n", -EINVAL, NULL},
+    /* 28 */
+    {"public_key=" K1 "\nreplace_allowed_ips=true\nallowed_ip=10.0.0.7/24\n"
+     "allowed_ip=fd00::1/64\nallowed_ip=0.0.0.0/0\n",
+     0, "{1111 replace_ips ips=10.0.0.0/24,fd00::/64,0.0.0.0/0}"},
+    /* 29 */ {"public_key=" K1 "\nallowed_ip=10.0.0.1\n", -EINVAL, NULL},
+    /* 30 */ {"public_key=" K1 "\nallowed_ip=10.0.0.1/33\n", -EINVAL, NULL},
+    /* 31 */ {"public_key=" K1 "\nremove=true\n", 0, "{1111 remove}"},
+    /* 32 */ {"public_key=" K1 "\nremove=1\n", -EINVAL, NULL},
+    /* 33 */ {"public_key=" K1 "\nupdate_only=true\n", 0, "{1111 update_only}"},
+    /* 34 */ {"public_key=" K1 "\npreshared_key=" KA "\n", 0, "{1111 psk=a0b1}"},
+    /* 35 */ {"public_key=" K1 "\npreshared_key=" KZ "\n", 0, "{1111 psk=0000}"},
+    /* 36 */ {"public_key=" K1 "\npersistent_keepalive_interval=25\n", 0, "{1111 ka=25}"},
+    /* 37 */ {"public_key=" K1 "\npersistent_keepalive_interval=65536\n", -EINVAL, NULL},
+    /* 38 */ {"public_key=" K1 "\nprotocol_version=1\n", 0, "{1111}"},
+    /* 39 */ {"public_key=" K1 "\nprotocol_version=2\n", -EINVAL, NULL},
+    /* 40: peer keys need a peer, device keys come first */
+    {"endpoint=1.2.3.4:1\n", -EPROTO, NULL},
+    /* 41 */ {"protocol_version=1\n", -EPROTO, NULL},
+    /* 42 */ {"public_key=" K1 "\nlisten_port=1\n", -EPROTO, NULL},
+    /* 43 */ {"public_key=" K1 "\nreplace_peers=true\n", -EPROTO, NULL},
+    /* 44 */ {"foo=bar\n", -EPROTO, NULL},
+    /* 45 */ {"listen_port\n", -EPROTO, NULL},
+    /* 46 */ {"=\n", -EPROTO, NULL},
+    /* 47 */ {"LISTEN_PORT=1\n", -EPROTO, NULL},
+    /* 48 */ {"listen_port=1\n\nlisten_port=2\n", -EPROTO, NULL},
+    /* 49 */ {"listen_port=1\n\n\n", -EPROTO, NULL},
+    /* 50: the whole of a typical `wg set` */
+    {"private_key=" KA "\nlisten_port=51999\nfwmark=7\nreplace_peers=true\n"
+     "public_key=" K1 "\nremove=true\n"
+     "public_key=" K2 "\npreshared_key=" KA "\nendpoint=[2001:db8::9]:4500\n"
+     "persistent_keepalive_interval=0\nreplace_allowed_ips=true\nallowed_ip=10.9.0.0/16\n",
+     0,
+     "priv=a0b1 port=51999 fwmark=7 replace_peers {1111 remove}"
+     "{2222 psk=a0b1 ep=[2001:db8::9]:4500 ka=0 replace_ips ips=10.9.0.0/16}"},
+    /* 51: the same peer twice is two operations, applied in order */
+    {"public_key=" K1 "\nallowed_ip=10.0.0.0/8\npublic_key=" K1 "\nremove=true\n", 0,
+     "{1111 ips=10.0.0.0/8}{1111 remove}"},
+    /* 52 */
+    {"listen_port=1111111111111111111111111111111111111111111111111111111111111111111111111111111"
+     "1111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111"
+     "1111111111111111111111111111111111111111111111111111111111111111111111111111111111111111\n",
+     -EINVAL, NULL},
 };
 
 static bool set_is_empty(const struct cp_uapi_set *s)
@@ -242,13 +243,14 @@ static void test_parse_huge(void)
 
 	len += (size_t)sprintf(body + len, "public_key=%s\n", K1);
 	for (size_t i = 0; i < n_ips; i++)
-		len += (size_t)sprintf(body + len, "allowed_ip=10.%zu.%zu.%zu/32\n", (i >> 16) & 255,
-				       (i >> 8) & 255, i & 255);
+		len += (size_t)sprintf(body + len, "allowed_ip=10.%zu.%zu.%zu/32\n",
+				       (i >> 16) & 255, (i >> 8) & 255, i & 255);
 	for (size_t i = 0; i < n_peers; i++)
 		len += (size_t)sprintf(body + len, "public_key=%056x%08zx\nremove=true\n", 0, i);
 	ret = cp_uapi_parse_set(body, len, &s);
 	CHECK(ret == 0 && s.n_peers == n_peers + 1 && s.peers[0].n_allowed_ips == n_ips &&
-		      s.peers[n_peers].remove && s.peers[n_peers].public_key[31] == ((n_peers - 1) & 255),
+		  s.peers[n_peers].remove &&
+		  s.peers[n_peers].public_key[31] == ((n_peers - 1) & 255),
 	      "huge set: ret %d, %zu peers", ret, s.n_peers);
 	CHECK(clock() - t0 < 20 * CLOCKS_PER_SEC, "huge set too slow");
 	cp_uapi_set_free(&s);
@@ -262,32 +264,34 @@ static void test_parse_huge(void)
 static void test_format_get(void)
 {
 	struct mg_prefix ips[2];
-	struct cp_uapi_peer_view peers[2] = { 0 };
-	struct cp_uapi_dev_view v = { .has_private_key = true, .listen_port = 51820,
-				      .fwmark = 0, .peers = peers, .n_peers = 2 };
-	static const char want[] =
-		"private_key=" KA "\n"
-		"listen_port=51820\n"
-		"public_key=" K1 "\n"
-		"preshared_key=" KA "\n"
-		"protocol_version=1\n"
-		"endpoint=[fd00::1]:51820\n"
-		"last_handshake_time_sec=1700000000\n"
-		"last_handshake_time_nsec=5\n"
-		"tx_bytes=2\n"
-		"rx_bytes=1\n"
-		"persistent_keepalive_interval=25\n"
-		"allowed_ip=10.0.0.0/24\n"
-		"allowed_ip=fd00::/64\n"
-		"public_key=" K2 "\n"
-		"preshared_key=" KZ "\n"
-		"protocol_version=1\n"
-		"last_handshake_time_sec=0\n"
-		"last_handshake_time_nsec=0\n"
-		"tx_bytes=0\n"
-		"rx_bytes=0\n"
-		"persistent_keepalive_interval=0\n"
-		"errno=0\n\n";
+	struct cp_uapi_peer_view peers[2] = {0};
+	struct cp_uapi_dev_view v = {.has_private_key = true,
+				     .listen_port = 51820,
+				     .fwmark = 0,
+				     .peers = peers,
+				     .n_peers = 2};
+	static const char want[] = "private_key=" KA "\n"
+				   "listen_port=51820\n"
+				   "public_key=" K1 "\n"
+				   "preshared_key=" KA "\n"
+				   "protocol_version=1\n"
+				   "endpoint=[fd00::1]:51820\n"
+				   "last_handshake_time_sec=1700000000\n"
+				   "last_handshake_time_nsec=5\n"
+				   "tx_bytes=2\n"
+				   "rx_bytes=1\n"
+				   "persistent_keepalive_interval=25\n"
+				   "allowed_ip=10.0.0.0/24\n"
+				   "allowed_ip=fd00::/64\n"
+				   "public_key=" K2 "\n"
+				   "preshared_key=" KZ "\n"
+				   "protocol_version=1\n"
+				   "last_handshake_time_sec=0\n"
+				   "last_handshake_time_nsec=0\n"
+				   "tx_bytes=0\n"
+				   "rx_bytes=0\n"
+				   "persistent_keepalive_interval=0\n"
+				   "errno=0\n\n";
 	char *out;
 	size_t len;
 
@@ -310,7 +314,7 @@ static void test_format_get(void)
 	      "format_get:\n%s", out);
 	free(out);
 
-	struct cp_uapi_dev_view empty = { 0 };
+	struct cp_uapi_dev_view empty = {0};
 
 	CHECK(cp_uapi_format_get(&empty, &out, &len) == 0 && !strcmp(out, "errno=0\n\n"),
 	      "empty get");
@@ -465,16 +469,17 @@ static int fake_get(void *ctx, struct cp_uapi_dev_view *v,
 	return 0;
 }
 
-static const struct cp_uapi_ops fake_ops = { .get = fake_get, .set = fake_set };
+static const struct cp_uapi_ops fake_ops = {.get = fake_get, .set = fake_set};
 
 /* ---- raw-socket clients ---- */
 
 static int connect_to(const char *path)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	if (strlen(path) < sizeof(sun.sun_path))
+		memcpy(sun.sun_path, path, strlen(path) + 1);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		if (fd >= 0)
 			close(fd);
@@ -484,8 +489,8 @@ static int connect_to(const char *path)
 }
 
 /* Service the server until fd has `want` responses ("\n\n"-terminated) or EOF. */
-static ssize_t exchange(struct cp_uapi_server *s, int fd, const char *req, size_t req_len,
-			int want, char *buf, size_t len)
+static ssize_t exchange(struct cp_uapi_server *s, int fd, const char *req, size_t req_len, int want,
+			char *buf, size_t len)
 {
 	size_t got = 0;
 	int seen = 0;
@@ -493,8 +498,8 @@ static ssize_t exchange(struct cp_uapi_server *s, int fd, const char *req, size_
 	if (req_len && write(fd, req, req_len) != (ssize_t)req_len)
 		return -1;
 	for (int spins = 0; spins < 2000 && seen < want; spins++) {
-		struct pollfd p[2] = { { .fd = cp_uapi_server_fd(s), .events = POLLIN },
-				       { .fd = fd, .events = POLLIN } };
+		struct pollfd p[2] = {{.fd = cp_uapi_server_fd(s), .events = POLLIN},
+				      {.fd = fd, .events = POLLIN}};
 		ssize_t n;
 
 		poll(p, 2, 10);
@@ -520,7 +525,7 @@ static bool hung_up(struct cp_uapi_server *s, int fd)
 	char buf[256];
 
 	for (int spins = 0; spins < 300; spins++) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
+		struct pollfd p = {.fd = fd, .events = POLLIN};
 		ssize_t n;
 
 		cp_uapi_server_service(s);
@@ -537,7 +542,7 @@ static char run_dir[64];
 
 static void test_server_basic(void)
 {
-	struct fake_dev d = { .port = 51820 };
+	struct fake_dev d = {.port = 51820};
 	struct cp_uapi_server *s = cp_uapi_server_open(run_dir, "mgt0", &fake_ops, &d);
 	char path[128], buf[8192];
 	struct stat st;
@@ -590,8 +595,8 @@ static void test_server_basic(void)
 
 static void test_server_stale(void)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	struct fake_dev d = { .port = 7 };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct fake_dev d = {.port = 7};
 	struct cp_uapi_server *s;
 	char buf[256];
 	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -625,7 +630,7 @@ static void test_server_stale(void)
 
 static void test_server_limits(void)
 {
-	struct fake_dev d = { .port = 1 };
+	struct fake_dev d = {.port = 1};
 	struct cp_uapi_server *s = cp_uapi_server_open(run_dir, "mgt2", &fake_ops, &d);
 	char path[128], buf[256];
 	int fds[CP_UAPI_MAX_CLIENTS + 4], refused = 0;
@@ -681,7 +686,7 @@ static void test_server_limits(void)
 	char *big = malloc(1 << 20);
 
 	for (int spins = 0; spins < 20000 && ends < 2; spins++) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
+		struct pollfd p = {.fd = fd, .events = POLLIN};
 		ssize_t n;
 
 		cp_uapi_server_service(s);
@@ -691,7 +696,8 @@ static void test_server_limits(void)
 		if (n <= 0)
 			break;
 		for (ssize_t i = 0; i < n; i++)
-			ends += big[i] == '0' && i + 2 < n && big[i + 1] == '\n' && big[i + 2] == '\n';
+			ends +=
+			    big[i] == '0' && i + 2 < n && big[i + 1] == '\n' && big[i + 2] == '\n';
 		total += (size_t)n;
 	}
 	CHECK(ends == 2 && total > 2 * 20000 * 200, "big responses: %zu ends, %zu bytes", ends,
@@ -707,8 +713,8 @@ static void test_server_limits(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (int i = 0; i < 100 && !closed; i++) {
-		struct pollfd p[2] = { { .fd = cp_uapi_server_fd(s), .events = POLLIN },
-				       { .fd = fd, .events = POLLIN } };
+		struct pollfd p[2] = {{.fd = cp_uapi_server_fd(s), .events = POLLIN},
+				      {.fd = fd, .events = POLLIN}};
 
 		poll(p, 2, 1000);
 		cp_uapi_server_service(s);
@@ -771,8 +777,8 @@ static void run_wg(struct cp_uapi_server *s, struct wg_result *r, const char *co
 	close(pfd[1]);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	while (!eof) {
-		struct pollfd p[2] = { { .fd = cp_uapi_server_fd(s), .events = POLLIN },
-				       { .fd = pfd[0], .events = POLLIN } };
+		struct pollfd p[2] = {{.fd = cp_uapi_server_fd(s), .events = POLLIN},
+				      {.fd = pfd[0], .events = POLLIN}};
 
 		poll(p, 2, 100);
 		cp_uapi_server_service(s);
@@ -796,7 +802,7 @@ static void run_wg(struct cp_uapi_server *s, struct wg_result *r, const char *co
 		r->status = WEXITSTATUS(status);
 }
 
-#define WG(s, r, ...) run_wg((s), (r), (const char *const[]){ "wg", __VA_ARGS__, NULL })
+#define WG(s, r, ...) run_wg((s), (r), (const char *const[]){"wg", __VA_ARGS__, NULL})
 
 static void b64(const uint8_t key[32], char out[45])
 {
@@ -829,13 +835,13 @@ static void wg_show_and_set(struct cp_uapi_server *s, struct fake_dev *d, const 
 		 "%s\t%s\t51820\toff\n"
 		 "%s\t%s\t198.18.0.2:51820\t10.99.0.0/24,fd99::2/128\t1700000000\t1000\t2000\t25\n",
 		 priv, pub, pka, psk);
-	CHECK(r.status == 0 && !strcmp(r.out, want), "wg show dump (%d):\n%s\nwant:\n%s",
-	      r.status, r.out, want);
+	CHECK(r.status == 0 && !strcmp(r.out, want), "wg show dump (%d):\n%s\nwant:\n%s", r.status,
+	      r.out, want);
 
 	WG(s, &r, "show", name);
 	CHECK(r.status == 0 && strstr(r.out, "interface: ") && strstr(r.out, name) &&
-		      strstr(r.out, "allowed ips: 10.99.0.0/24, fd99::2/128") &&
-		      strstr(r.out, "persistent keepalive: every 25 seconds"),
+		  strstr(r.out, "allowed ips: 10.99.0.0/24, fd99::2/128") &&
+		  strstr(r.out, "persistent keepalive: every 25 seconds"),
 	      "wg show (%d):\n%s", r.status, r.out);
 
 	WG(s, &r, "show", "interfaces");
@@ -863,13 +869,13 @@ static void wg_show_and_set(struct cp_uapi_server *s, struct fake_dev *d, const 
 
 	WG(s, &r, "show", name, "dump");
 	CHECK(r.status == 0 && strstr(r.out, "\t51999\t0x1234\n") &&
-		      strstr(r.out, "[fd00::1]:51820\t10.1.0.0/16,fd01::/64\t0\t0\t0\t30"),
+		  strstr(r.out, "[fd00::1]:51820\t10.1.0.0/16,fd01::/64\t0\t0\t0\t30"),
 	      "dump after set:\n%s", r.out);
 
 	/* Remove the first peer. */
 	WG(s, &r, "set", name, "peer", pka, "remove");
 	CHECK(r.status == 0 && d->n_peers == 1 && !memcmp(d->peers[0].pk, kb, 32) &&
-		      strstr(d->last_set, "remove}"),
+		  strstr(d->last_set, "remove}"),
 	      "wg set remove (%d): %s / %s", r.status, r.out, d->last_set);
 
 	/* A preshared key from a file. */
@@ -902,11 +908,12 @@ static void wg_conf_files(struct cp_uapi_server *s, struct fake_dev *d, const ch
 	struct wg_result r;
 
 	WG(s, &r, "showconf", name);
-	CHECK(r.status == 0 && strstr(r.out, "[Interface]\nListenPort = 51999\nFwMark = 0x1234\n"
-					     "PrivateKey = ") &&
-		      strstr(r.out, "[Peer]\nPublicKey = ") &&
-		      strstr(r.out, "AllowedIPs = 10.1.0.0/16, fd01::/64\n"
-				    "Endpoint = [fd00::1]:51820\nPersistentKeepalive = 30\n"),
+	CHECK(r.status == 0 &&
+		  strstr(r.out, "[Interface]\nListenPort = 51999\nFwMark = 0x1234\n"
+				"PrivateKey = ") &&
+		  strstr(r.out, "[Peer]\nPublicKey = ") &&
+		  strstr(r.out, "AllowedIPs = 10.1.0.0/16, fd01::/64\n"
+				"Endpoint = [fd00::1]:51820\nPersistentKeepalive = 30\n"),
 	      "wg showconf (%d):\n%s", r.status, r.out);
 
 	/* setconf: replaces everything. */
@@ -927,7 +934,7 @@ static void wg_conf_files(struct cp_uapi_server *s, struct fake_dev *d, const ch
 	write_text(path, conf);
 	WG(s, &r, "setconf", name, path);
 	CHECK(r.status == 0 && strstr(d->last_set, "replace_peers") && d->port == 4000 &&
-		      d->n_peers == 2 && !memcmp(d->priv, priv, 32) && !d->fwmark,
+		  d->n_peers == 2 && !memcmp(d->priv, priv, 32) && !d->fwmark,
 	      "wg setconf (%d): %s / %s", r.status, r.out, d->last_set);
 
 	/* syncconf: a get, then a set that removes what the file lacks. */
@@ -943,8 +950,8 @@ static void wg_conf_files(struct cp_uapi_server *s, struct fake_dev *d, const ch
 	struct fake_peer *a = fake_find(d, ka), *c = fake_find(d, kc);
 
 	CHECK(r.status == 0 && d->get_calls > gets && d->n_peers == 2 && a && c &&
-		      !fake_find(d, kb) && a->n_ips == 2 && c->n_ips == 1 &&
-		      !strstr(d->last_set, "replace_peers"),
+		  !fake_find(d, kb) && a->n_ips == 2 && c->n_ips == 1 &&
+		  !strstr(d->last_set, "replace_peers"),
 	      "wg syncconf (%d): %s / %s", r.status, r.out, d->last_set);
 	unlink(path);
 }

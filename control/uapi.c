@@ -75,7 +75,7 @@ static int dev_private_key(struct set_parser *p, const char *value)
 
 static int dev_listen_port(struct set_parser *p, const char *value)
 {
-	uint32_t v;
+	uint32_t v = 0;
 	int ret = parse_u32(value, UINT16_MAX, &v);
 
 	p->set->listen_port = (uint16_t)v;
@@ -145,7 +145,7 @@ static int peer_endpoint(struct set_parser *p, const char *value)
 
 static int peer_keepalive(struct set_parser *p, const char *value)
 {
-	uint32_t v;
+	uint32_t v = 0;
 	int ret = parse_u32(value, UINT16_MAX, &v);
 
 	p->peer->keepalive = (uint16_t)v;
@@ -188,19 +188,19 @@ static const struct {
 	enum key_scope scope;
 	line_fn fn;
 } set_keys[] = {
-	{ "private_key", DEVICE, dev_private_key },
-	{ "listen_port", DEVICE, dev_listen_port },
-	{ "fwmark", DEVICE, dev_fwmark },
-	{ "replace_peers", DEVICE, dev_replace_peers },
-	{ "public_key", ANY, peer_public_key },
-	{ "remove", PEER, peer_remove },
-	{ "update_only", PEER, peer_update_only },
-	{ "preshared_key", PEER, peer_preshared_key },
-	{ "endpoint", PEER, peer_endpoint },
-	{ "persistent_keepalive_interval", PEER, peer_keepalive },
-	{ "replace_allowed_ips", PEER, peer_replace_allowed_ips },
-	{ "allowed_ip", PEER, peer_allowed_ip },
-	{ "protocol_version", PEER, peer_protocol_version },
+    {"private_key", DEVICE, dev_private_key},
+    {"listen_port", DEVICE, dev_listen_port},
+    {"fwmark", DEVICE, dev_fwmark},
+    {"replace_peers", DEVICE, dev_replace_peers},
+    {"public_key", ANY, peer_public_key},
+    {"remove", PEER, peer_remove},
+    {"update_only", PEER, peer_update_only},
+    {"preshared_key", PEER, peer_preshared_key},
+    {"endpoint", PEER, peer_endpoint},
+    {"persistent_keepalive_interval", PEER, peer_keepalive},
+    {"replace_allowed_ips", PEER, peer_replace_allowed_ips},
+    {"allowed_ip", PEER, peer_allowed_ip},
+    {"protocol_version", PEER, peer_protocol_version},
 };
 
 static int parse_line(struct set_parser *p, const char *line, size_t len)
@@ -229,7 +229,7 @@ static int parse_line(struct set_parser *p, const char *line, size_t len)
 
 int cp_uapi_parse_set(const char *body, size_t len, struct cp_uapi_set *out)
 {
-	struct set_parser p = { .set = out };
+	struct set_parser p = {.set = out};
 	size_t off = 0;
 	int ret = 0;
 
@@ -343,7 +343,7 @@ static void add_peer(struct text *t, const struct cp_uapi_peer_view *p)
 
 int cp_uapi_format_get(const struct cp_uapi_dev_view *v, char **out, size_t *out_len)
 {
-	struct text t = { 0 };
+	struct text t = {0};
 
 	if (v->has_private_key)
 		add_key(&t, "private_key", v->private_key);
@@ -416,8 +416,8 @@ static void client_close(struct cp_uapi_server *s, struct client *c)
 
 static int client_watch(struct cp_uapi_server *s, struct client *c, bool want_out)
 {
-	struct epoll_event ev = { .events = want_out ? EPOLLOUT : EPOLLIN,
-				  .data.u64 = (uint64_t)(c - s->clients) };
+	struct epoll_event ev = {.events = want_out ? EPOLLOUT : EPOLLIN,
+				 .data.u64 = (uint64_t)(c - s->clients)};
 
 	if (c->want_out == want_out)
 		return 0;
@@ -489,7 +489,7 @@ static int abs_errno(int err)
 static void handle_get(struct cp_uapi_server *s, struct client *c)
 {
 	void (*release)(void *ctx, struct cp_uapi_dev_view *view) = NULL;
-	struct cp_uapi_dev_view view = { 0 };
+	struct cp_uapi_dev_view view = {0};
 	char *text = NULL;
 	size_t len = 0;
 	int err = s->ops->get(s->ctx, &view, &release);
@@ -584,8 +584,8 @@ static int client_reserve(struct client *c)
 	size_t cap;
 	char *n;
 
-	if (c->in_cap - c->in_len >= 4096 || (c->in_cap == CP_UAPI_MAX_REQUEST &&
-					      c->in_len < c->in_cap))
+	if (c->in_cap - c->in_len >= 4096 ||
+	    (c->in_cap == CP_UAPI_MAX_REQUEST && c->in_len < c->in_cap))
 		return 0;
 	if (c->in_cap >= CP_UAPI_MAX_REQUEST)
 		return -EMSGSIZE;
@@ -644,7 +644,7 @@ static void accept_clients(struct cp_uapi_server *s)
 {
 	for (;;) {
 		int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		struct epoll_event ev = { .events = EPOLLIN };
+		struct epoll_event ev = {.events = EPOLLIN};
 		struct client *c = NULL;
 
 		if (fd < 0 && (errno == EINTR || errno == ECONNABORTED))
@@ -669,7 +669,7 @@ static void accept_clients(struct cp_uapi_server *s)
 /* Close idle clients and arm the timer for the next deadline. */
 static void expire_clients(struct cp_uapi_server *s)
 {
-	struct itimerspec its = { 0 };
+	struct itimerspec its = {0};
 	uint64_t now = now_ms(), next = 0;
 
 	for (size_t i = 0; i < ARRAY_SIZE(s->clients); i++) {
@@ -720,7 +720,8 @@ static bool valid_name(const char *name)
 	size_t n = strlen(name);
 
 	return n >= 1 && n <= 15 && strcmp(name, ".") && strcmp(name, "..") &&
-	       strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == n;
+	       strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") ==
+		   n;
 }
 
 /* mkdir -p with mode 0755 for what is created. */
@@ -737,7 +738,9 @@ static int make_dirs(const char *dir)
 		if (saved != '/' && saved != '\0')
 			continue;
 		*p = '\0';
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+		if (mkdir(buf, 0755) == 0)
+			chmod(buf, 0755); /* whatever the umask */
+		else if (errno != EEXIST)
 			return -errno;
 		*p = saved;
 		if (!saved)
@@ -825,7 +828,7 @@ static int listen_socket(struct cp_uapi_server *s, const char *dir, const char *
 
 static int watch_fd(int epfd, int fd, uint64_t tag)
 {
-	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = tag };
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = tag};
 
 	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }

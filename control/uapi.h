@@ -37,7 +37,7 @@ struct cp_uapi_peer_op {
 	bool has_endpoint;
 	struct mg_sockaddr endpoint;
 	bool has_keepalive;
-	uint16_t keepalive; /* persistent_keepalive_interval, 0 = off */
+	uint16_t keepalive;	       /* persistent_keepalive_interval, 0 = off */
 	struct mg_prefix *allowed_ips; /* host bits masked off, like wireguard-go */
 	size_t n_allowed_ips;
 };
@@ -48,7 +48,7 @@ struct cp_uapi_set {
 	bool has_listen_port;
 	uint16_t listen_port;
 	bool has_fwmark;
-	uint32_t fwmark; /* 0 = clear */
+	uint32_t fwmark;    /* 0 = clear */
 	bool replace_peers; /* remove every peer not in this set */
 	struct cp_uapi_peer_op *peers;
 	size_t n_peers;
@@ -104,8 +104,8 @@ struct cp_uapi_ops {
 	int (*set)(void *ctx, const struct cp_uapi_set *set);
 };
 
-#define CP_UAPI_MAX_CLIENTS	 32
-#define CP_UAPI_MAX_REQUEST	 (32u << 20) /* bytes; a longer request drops the client */
+#define CP_UAPI_MAX_CLIENTS	32
+#define CP_UAPI_MAX_REQUEST	(32u << 20) /* bytes; a longer request drops the client */
 #define CP_UAPI_IDLE_TIMEOUT_MS 5000
 
 struct cp_uapi_server;

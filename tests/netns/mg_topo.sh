@@ -3,16 +3,16 @@
 #
 # The standard meshgate test topology, sourced after lib.sh:
 #
-#  ns peer                       ns gw                                  ns lan
-# +----------------------+      +-----------------------------------+  +---------------------+
-# | wireguard-go $WGP    |      |  meshgate-dataplane (DPDK)        |  | LAN host            |
-# | 10.99.0.2/24         |      |   wan: net_af_packet on wan0      |  | 10.88.0.1/24        |
-# | fd99::2/64           |      |        198.18.0.1/24, UDP 51820   |  | fd88::1/64          |
-# |  veth0 198.18.0.2/24 +------+ wan0                              |  | routes to 10.99/24, |
-# |        UDP 51820     | veth |   lan: net_af_packet on lan0      |  | fd99::/64 via gw    |
-# +----------------------+      |        10.88.0.254/24 fd88::fe/64 +--+ veth0               |
-#                               |  meshgate-control ($MGN.sock)     |  +---------------------+
-#                               +-----------------------------------+
+#  ns peer                 ns sw        ns gw                                  ns lan
+# +--------------------+  +--------+   +-----------------------------------+  +-------------------+
+# | wireguard-go $WGP  |  | bridge |   |  meshgate-dataplane (DPDK)        |  | LAN host          |
+# | 10.99.0.2/24       |  |  br0   |   |   wan: net_af_packet on wan0      |  | 10.88.0.1/24      |
+# | fd99::2/64         |  |        |   |        198.18.0.1/24, UDP 51820   |  | fd88::1/64        |
+# | veth0 198.18.0.2 --+--+        +---+ wan0                              |  | routes to 10.99/24|
+# +--------------------+  |        |   |   lan: net_af_packet on lan0      |  | fd99::/64 via gw  |
+#  (more peers, made by   |        |   |        10.88.0.254/24 fd88::fe/64 +--+ veth0             |
+#   mg_topo_add_peer,  ---+        |   |  meshgate-control ($MGN.sock)     |  +-------------------+
+#   join br0 the same way)+--------+   +-----------------------------------+
 #
 # The gateway routes between the tunnel (peer 10.99.0.2, fd99::2) and the
 # LAN (10.88.0.0/24, fd88::/64). The veths have checksum offloads off: the
@@ -83,18 +83,20 @@ mg_topo_up() {
 	MGN=$(mg_ifname g) || mg_fail "name"
 	WGP=$(mg_ifname p) || mg_fail "name"
 	MG_SOCKS+=("/var/run/wireguard/$MGN.sock")
-	mg_ns_setup peer gw lan
-	mg_veth peer veth0 gw wan0
+	mg_ns_setup sw gw lan
+	mg_ip sw link add br0 type bridge || mg_fail "bridge"
+	mg_ip sw link set br0 up
+	mg_veth sw gwport gw wan0
+	mg_ip sw link set gwport master br0
 	mg_veth lan veth0 gw lan0
 	local n i
-	for n in "peer veth0" "gw wan0" "gw lan0" "lan veth0"; do
+	for n in "sw gwport" "gw wan0" "gw lan0" "lan veth0"; do
 		# shellcheck disable=SC2086
 		_mg_offloads_off $n
 	done
 	for i in wan0 lan0; do
 		mg_exec gw sysctl -qw "net.ipv6.conf.$i.disable_ipv6=1"
 	done
-	mg_addr peer veth0 198.18.0.2/24
 	mg_addr lan veth0 10.88.0.1/24
 	mg_addr lan veth0 fd88::1/64
 	mg_ip lan route add 10.99.0.0/24 via 10.88.0.254
@@ -109,13 +111,30 @@ mg_topo_up() {
 	mg_topo_start_dataplane
 	mg_topo_start_control
 
-	mg_wggo_start peer "$WGP" "$MG_TMP/peer.key" 51820
-	mg_exec peer wg set "$WGP" peer "$GW_PUB" endpoint 198.18.0.1:51820 \
+	WGP=$(mg_topo_add_peer peer p 2 "$MG_TMP/peer.key") || mg_fail "peer"
+}
+
+# mg_topo_add_peer NS SUFFIX N KEYFILE : a namespace NS on the WAN bridge
+# with underlay 198.18.0.N and a wireguard-go (interface mg<ID>SUFFIX,
+# tunnel 10.99.0.N, fd99::N) whose peer is the gateway. Prints the
+# interface name. The gateway is not told about it.
+mg_topo_add_peer() {
+	local ns=$1 suffix=$2 n=$3 key=$4 ifn
+	ifn=$(mg_ifname "$suffix") || return 1
+	mg_ns_setup "$ns"
+	mg_veth "$ns" veth0 sw "p$suffix" >&2
+	mg_ip sw link set "p$suffix" master br0
+	_mg_offloads_off "$ns" veth0
+	_mg_offloads_off sw "p$suffix"
+	mg_addr "$ns" veth0 "198.18.0.$n/24" >&2
+	mg_wggo_start "$ns" "$ifn" "$key" 51820 >&2
+	mg_exec "$ns" wg set "$ifn" peer "$GW_PUB" endpoint 198.18.0.1:51820 \
 		allowed-ips 10.88.0.0/24,fd88::/64 || mg_fail "wg set peer"
-	mg_addr peer "$WGP" 10.99.0.2/24
-	mg_addr peer "$WGP" fd99::2/64
-	mg_ip peer route add 10.88.0.0/24 dev "$WGP"
-	mg_ip peer -6 route add fd88::/64 dev "$WGP"
+	mg_addr "$ns" "$ifn" "10.99.0.$n/24" >&2
+	mg_addr "$ns" "$ifn" "fd99::$n/64" >&2
+	mg_ip "$ns" route add 10.88.0.0/24 dev "$ifn"
+	mg_ip "$ns" -6 route add fd88::/64 dev "$ifn"
+	echo "$ifn"
 }
 
 # Latest handshake (unix seconds) the gateway reports for the peer.

@@ -1,0 +1,585 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libFuzzer harness for the worker's input paths: untrusted frames into
+ * dp_wan_input and dp_lan_input, and from there dp_lan_output,
+ * dp_encap_burst, dp_send_via and the TX/punt helpers, on one lcore with
+ * fixed tables (below) and two net_null ports, which drop what they send.
+ *
+ * Input: byte 0 is a set of IN_* flags (the port, burst shape and the state
+ * of peer 0), the rest is one frame. Every input starts from the same state
+ * (replay windows, send counters and peer 0 are reset), so a crash
+ * reproduces from its input alone.
+ *
+ * Besides memory errors it aborts on broken contracts: an mbuf leaked or
+ * freed twice (the pool's in-use count), a frame sent to the WAN that does
+ * not decrypt under the send key of the peer its inner destination routes
+ * to, a frame sent to the LAN that is not a whole IP packet from some peer's
+ * allowed IPs, and malformed hand-offs to the main lcore or control.
+ *
+ * The seeds in dataplane/corpus/classify/ come from gen_classify_corpus.c,
+ * which repeats the fixture: keep the two in step.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_mbuf_dyn.h>
+#include <rte_mempool.h>
+#include <rte_ring.h>
+#include <rte_ring_elem.h>
+#include <sodium.h>
+
+#include "dp.h"
+#include "log.h"
+#include "pkt.h"
+#include "route.h"
+#include "stage.h"
+#include "wg_messages.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* main.c is not linked: the stages find their metadata through this. */
+int dp_meta_offset = -1;
+
+/* Byte 0 of an input. */
+enum {
+	IN_LAN = 1u << 0,	     /* frame arrives on the LAN port, else the WAN port */
+	IN_COPIES_SHIFT = 1,	     /* bits 1-2: extra copies of the frame in the burst */
+	IN_SPLIT = 1u << 3,	     /* each copy in two segments */
+	IN_KP_NEXT = 1u << 4,	     /* peer 0's keypair is next (unconfirmed), not current */
+	IN_KP_EXPIRED = 1u << 5,     /* peer 0's keypair is past reject-after-time */
+	IN_EP_SHIFT = 6,	     /* bits 6-7: peer 0's endpoint, index into ep0_choices */
+};
+
+#define N_PEERS	   3
+#define MAX_PEERS  4 /* kp_mask 15: keypair slot = local index & 15 */
+#define MTU	   1420
+#define LISTEN	   51820
+#define POOL_MBUFS 1023
+
+#define IP4(a, b, c, d) RTE_BE32(RTE_IPV4(a, b, c, d))
+
+static const struct rte_ether_addr wan_mac = {{0x02, 0, 0, 0, 0, 0x01}};
+static const struct rte_ether_addr lan_mac = {{0x02, 0, 0, 0, 0, 0x02}};
+static const struct rte_ether_addr wan_nbr_mac = {{0x02, 0, 0, 0, 0x01, 0x02}};
+static const struct rte_ether_addr wan_nbr2_mac = {{0x02, 0, 0, 0, 0x01, 0x04}};
+static const struct rte_ether_addr lan_nbr_mac = {{0x02, 0, 0, 0, 0x02, 0x01}};
+
+static const uint8_t fd88_1[16] = {0xfd, 0x88, [15] = 0x01};
+
+/* Peer 0's endpoint, chosen by the input: resolved neighbour, unresolved
+ * neighbour, none, off-link (through the unresolved gateway). */
+static const struct mg_sockaddr ep0_choices[4] = {
+	{.family = AF_INET, .port = LISTEN, .addr = {198, 18, 0, 2}},
+	{.family = AF_INET, .port = LISTEN, .addr = {198, 18, 0, 3}},
+	{.family = 0},
+	{.family = AF_INET, .port = 4500, .addr = {192, 0, 2, 7}},
+};
+
+struct fx_peer {
+	struct mg_prefix allowed[2];
+	struct mg_sockaddr ep;
+	uint32_t local_index; /* 0: no keypair */
+	uint32_t remote_index;
+	uint8_t send_fill, recv_fill; /* the keys are 32 copies of these bytes */
+};
+
+/* Peer 1 is the hairpin target; peer 2 never has a keypair. */
+static const struct fx_peer fx_peers[N_PEERS] = {
+	{
+		.allowed = {{.family = AF_INET, .cidr = 32, .addr = {10, 99, 0, 2}},
+			    {.family = AF_INET6, .cidr = 128, .addr = {0xfd, 0x99, [15] = 2}}},
+		.local_index = 0x12340000,
+		.remote_index = 0xa0a0a0a0,
+		.send_fill = 0x22,
+		.recv_fill = 0x11,
+	},
+	{
+		.allowed = {{.family = AF_INET, .cidr = 32, .addr = {10, 99, 0, 3}},
+			    {.family = AF_INET6, .cidr = 128, .addr = {0xfd, 0x99, [15] = 3}}},
+		.ep = {.family = AF_INET, .port = 51821, .addr = {198, 18, 0, 4}},
+		.local_index = 0x56780004,
+		.remote_index = 0xb1b1b1b1,
+		.send_fill = 0x44,
+		.recv_fill = 0x33,
+	},
+	{
+		.allowed = {{.family = AF_INET, .cidr = 32, .addr = {10, 99, 0, 4}}},
+	},
+};
+
+static struct dp_lan_route lan_routes[] = {
+	{.prefix = {.family = AF_INET, .cidr = 16, .addr = {10, 77}},
+	 .via = {.family = AF_INET, .addr = {10, 88, 0, 1}}},
+	{.prefix = {.family = AF_INET6, .cidr = 48, .addr = {0xfd, 0x77}},
+	 .via = {.family = AF_INET6, .addr = {0xfd, 0x88, [15] = 0x01}}},
+};
+
+static struct {
+	bool ready;
+	struct mg_config cfg;
+	struct dp_ctx dp;
+	struct dp_burst burst;
+	unsigned baseline; /* mbufs in use between inputs */
+} fx;
+
+static void __attribute__((noreturn)) fail(const char *what)
+{
+	fprintf(stderr, "fuzz_classify: %s\n", what);
+	abort();
+}
+
+#define require(cond, what)                                                                        \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			fail(what);                                                                \
+	} while (0)
+
+/* ---- setup -------------------------------------------------------------- */
+
+static void eal_start(void)
+{
+	char prefix[64];
+	char *args[] = {"fuzz_classify", "--no-huge",	   "-m",
+			"512",		 "--no-pci",	   "--no-shconf",
+			"--no-telemetry", prefix,	   "--log-level=*:error",
+			"-l",		 "0",		   "--vdev=net_null0",
+			"--vdev=net_null1", NULL};
+
+	snprintf(prefix, sizeof(prefix), "--file-prefix=fuzzcls%d", (int)getpid());
+	if (rte_eal_init(RTE_DIM(args) - 1, args) < 0) {
+		fprintf(stderr, "rte_eal_init: %s\n", rte_strerror(rte_errno));
+		abort();
+	}
+}
+
+static void add_port(struct mg_config *c, const char *dev, enum mg_port_role role)
+{
+	struct mg_port_conf *pc = &c->ports[c->n_ports++];
+
+	snprintf(pc->name, sizeof(pc->name), "%s", role == MG_PORT_WAN ? "wan" : "lan");
+	snprintf(pc->device, sizeof(pc->device), "%s", dev);
+	pc->role = role;
+}
+
+static void fx_config_init(struct mg_config *c)
+{
+	static const struct mg_prefix lan6 = {.family = AF_INET6, .cidr = 64,
+					      .addr = {0xfd, 0x88, [15] = 0xfe}};
+
+	snprintf(c->name, sizeof(c->name), "fuzzcls%d", (int)getpid());
+	c->listen_port = LISTEN;
+	c->mtu = MTU;
+	c->max_peers = MAX_PEERS;
+	c->n_workers = 1;
+	c->burst = 32;
+	c->mbufs = POOL_MBUFS;
+	add_port(c, "net_null0", MG_PORT_WAN);
+	c->ports[0].addrs[0] = (struct mg_prefix){.family = AF_INET, .cidr = 24,
+						  .addr = {198, 18, 0, 1}};
+	c->ports[0].n_addrs = 1;
+	c->ports[0].gateway4 = (struct mg_sockaddr){.family = AF_INET, .addr = {198, 18, 0, 254}};
+	add_port(c, "net_null1", MG_PORT_LAN);
+	c->ports[1].addrs[0] = (struct mg_prefix){.family = AF_INET, .cidr = 24,
+						  .addr = {10, 88, 0, 254}};
+	c->ports[1].addrs[1] = lan6;
+	c->ports[1].n_addrs = 2;
+}
+
+static void tables_init(struct dp_ctx *dp)
+{
+	static const struct rte_mbuf_dynfield meta_desc = {
+		.name = "meshgate_meta",
+		.size = sizeof(struct dp_meta),
+		.align = __alignof__(struct dp_meta),
+	};
+	int socket = (int)rte_socket_id();
+
+	dp_meta_offset = rte_mbuf_dynfield_register(&meta_desc);
+	dp->max_peers = MAX_PEERS;
+	dp->kp_mask = MAX_PEERS * MG_KP_PER_PEER - 1;
+	/* No per-lcore cache: the in-use count is then exact. */
+	dp->pool = rte_pktmbuf_pool_create("fuzzcls_mbufs", POOL_MBUFS, 0, 0,
+					   RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+	dp->peers = rte_zmalloc_socket("peers", sizeof(*dp->peers) * dp->max_peers,
+				       RTE_CACHE_LINE_SIZE, socket);
+	dp->keypairs = rte_zmalloc_socket("keypairs",
+					  sizeof(*dp->keypairs) * (dp->kp_mask + 1),
+					  RTE_CACHE_LINE_SIZE, socket);
+	dp->routes = dp_routes_create("fuzzcls_aip", dp->max_peers, 1024, socket);
+	dp->neigh = dp_neigh_create("fuzzcls_neigh", 64, socket);
+	dp->rcu = rte_zmalloc_socket("rcu", rte_rcu_qsbr_get_memsize(1), RTE_CACHE_LINE_SIZE,
+				     socket);
+	dp->slow = rte_ring_create("fuzzcls_slow", 4096, socket, RING_F_SC_DEQ);
+	dp->events = rte_ring_create_elem("fuzzcls_events", sizeof(struct dp_event), 1024,
+					  socket, RING_F_SC_DEQ);
+	if (dp_meta_offset < 0 || !dp->pool || !dp->peers || !dp->keypairs || !dp->routes ||
+	    !dp->neigh || !dp->rcu || !dp->slow || !dp->events)
+		fail("cannot allocate the tables");
+	rte_rcu_qsbr_init(dp->rcu, 1);
+	rte_rcu_qsbr_thread_register(dp->rcu, 0);
+	rte_rcu_qsbr_thread_online(dp->rcu, 0);
+	dp_neigh_set_rcu(dp->neigh, dp->rcu);
+	dp->lan_routes = lan_routes;
+	dp->n_lan_routes = RTE_DIM(lan_routes);
+}
+
+static void worker_init(struct dp_ctx *dp)
+{
+	struct dp_worker *w = &dp->workers[0];
+
+	w->dp = dp;
+	w->idx = 0;
+	w->drops = mg_shm_drops(&dp->shm, 0);
+	w->inject = rte_ring_create("fuzzcls_inject0", 4096, (int)rte_socket_id(),
+				    RING_F_SP_ENQ | RING_F_SC_DEQ);
+	w->crypto = dp_crypto_create(DP_CRYPTO_IPSEC_MB, NULL, -1);
+	if (!w->inject || !w->crypto)
+		fail("cannot create the worker");
+}
+
+/* net_null's MACs are random; the seeds need fixed ones. */
+static void set_mac(struct dp_port *p, const struct rte_ether_addr *mac)
+{
+	p->mac = *mac;
+	p->ifc.mac = *mac;
+	dp_neigh_iface_init(&p->ifc);
+}
+
+static void peer_init(struct dp_ctx *dp, uint32_t id)
+{
+	const struct fx_peer *fp = &fx_peers[id];
+	struct dp_peer *p = &dp->peers[id];
+
+	p->in_use = 1;
+	p->ep[0].addr = fp->ep;
+	for (unsigned i = 0; i < RTE_DIM(fp->allowed); i++)
+		if (fp->allowed[i].family && dp_routes_add(dp->routes, &fp->allowed[i], id))
+			fail("dp_routes_add");
+	if (!fp->local_index)
+		return;
+	struct dp_keypair *kp = &dp->keypairs[fp->local_index & dp->kp_mask];
+	kp->remote_index = fp->remote_index;
+	kp->peer = id;
+	kp->initiator = 1;
+	memset(kp->send_key, fp->send_fill, sizeof(kp->send_key));
+	memset(kp->recv_key, fp->recv_fill, sizeof(kp->recv_key));
+	kp->local_index = fp->local_index;
+	p->kp_cur = (fp->local_index & dp->kp_mask) + 1;
+}
+
+static void neigh_init(struct dp_ctx *dp)
+{
+	if (dp_neigh_update4(dp->neigh, IP4(198, 18, 0, 2), &wan_nbr_mac, 1) ||
+	    dp_neigh_update4(dp->neigh, IP4(198, 18, 0, 4), &wan_nbr2_mac, 1) ||
+	    dp_neigh_update4(dp->neigh, IP4(10, 88, 0, 1), &lan_nbr_mac, 1) ||
+	    dp_neigh_update6(dp->neigh, fd88_1, &lan_nbr_mac, 1))
+		fail("dp_neigh_update");
+}
+
+static void teardown(void)
+{
+	struct dp_ctx *dp = &fx.dp;
+
+	dp_ports_fini(dp);
+	dp_crypto_destroy(dp->workers[0].crypto);
+	mg_shm_destroy(&dp->shm);
+	rte_eal_cleanup();
+	/* With --no-shconf nothing else lives there. */
+	rmdir(rte_eal_get_runtime_dir());
+}
+
+static void setup(void)
+{
+	struct dp_ctx *dp = &fx.dp;
+
+	if (fx.ready)
+		return;
+	mg_log_init("fuzz_classify", LOG_ERR);
+	eal_start();
+	if (sodium_init() < 0)
+		fail("sodium_init");
+	fx_config_init(&fx.cfg);
+	dp->cfg = &fx.cfg;
+	dp->n_workers = 1;
+	dp->listen_port = LISTEN;
+	dp->mtu = MTU;
+	if (mg_shm_create(&dp->shm, fx.cfg.name, MAX_PEERS, 2))
+		fail("mg_shm_create");
+	/* Nothing attaches to it: unlinked now, a crash leaves no name behind. */
+	shm_unlink(dp->shm.path);
+	tables_init(dp);
+	worker_init(dp);
+	if (dp_ports_init(dp) || dp->wan != 0 || dp->lan != 1)
+		fail("dp_ports_init");
+	atexit(teardown);
+	set_mac(&dp->ports[0], &wan_mac);
+	set_mac(&dp->ports[1], &lan_mac);
+	for (uint32_t id = 0; id < N_PEERS; id++)
+		peer_init(dp, id);
+	if (dp_routes_commit(dp->routes, NULL))
+		fail("dp_routes_commit");
+	neigh_init(dp);
+	fx.baseline = rte_mempool_in_use_count(dp->pool);
+	fx.ready = true;
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc, (void)argv;
+	setup();
+	return 0;
+}
+
+/* ---- per input ---------------------------------------------------------- */
+
+/* The state an input may depend on, as byte 0 asks for it. */
+static void state_reset(struct dp_ctx *dp, uint8_t flags)
+{
+	struct dp_peer *p0 = &dp->peers[0];
+	uint32_t slot1 = (fx_peers[0].local_index & dp->kp_mask) + 1;
+
+	for (uint32_t id = 0; id < N_PEERS; id++) {
+		if (!fx_peers[id].local_index)
+			continue;
+		struct dp_keypair *kp = &dp->keypairs[fx_peers[id].local_index & dp->kp_mask];
+		wg_replay_init(&kp->replay);
+		kp->send_counter = 0;
+		kp->expire_tsc = UINT64_MAX;
+	}
+	dp_keypair_by_slot(dp, slot1)->expire_tsc = flags & IN_KP_EXPIRED ? 0 : UINT64_MAX;
+	p0->kp_cur = flags & IN_KP_NEXT ? 0 : slot1;
+	p0->kp_next = flags & IN_KP_NEXT ? slot1 : 0;
+	p0->ep_idx = 0;
+	p0->ep[0].addr = ep0_choices[flags >> IN_EP_SHIFT];
+}
+
+static struct rte_mbuf *mbuf_alloc(void)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc(fx.dp.pool);
+
+	require(m, "mbuf pool empty");
+	return m;
+}
+
+/* One frame in a fresh mbuf (two segments if split), cut to the data room. */
+static struct rte_mbuf *frame_mbuf(const uint8_t *frame, size_t len, bool split)
+{
+	struct rte_mbuf *m = mbuf_alloc();
+	size_t head;
+
+	len = RTE_MIN(len, (size_t)rte_pktmbuf_tailroom(m));
+	head = split && len >= 2 ? len / 2 : len;
+	memcpy(rte_pktmbuf_append(m, (uint16_t)head), frame, head);
+	if (head < len) {
+		struct rte_mbuf *tail = mbuf_alloc();
+		memcpy(rte_pktmbuf_append(tail, (uint16_t)(len - head)), frame + head, len - head);
+		if (rte_pktmbuf_chain(m, tail))
+			fail("rte_pktmbuf_chain");
+	}
+	return m;
+}
+
+static const struct fx_peer *peer_by_remote_index(uint32_t remote_index, uint32_t *id)
+{
+	for (*id = 0; *id < N_PEERS; (*id)++)
+		if (fx_peers[*id].local_index && fx_peers[*id].remote_index == remote_index)
+			return &fx_peers[*id];
+	return NULL;
+}
+
+static bool route_lookup(const uint8_t *ip, bool dst, uint32_t *peer)
+{
+	const struct dp_route_tables *t = dp_routes_active(fx.dp.routes);
+
+	if ((ip[0] >> 4) == 4)
+		return dp_route_lookup4(t, dp_rd32be(ip + (dst ? 16 : 12)), peer) == 0;
+	return dp_route_lookup6(t, ip + (dst ? 24 : 8), peer) == 0;
+}
+
+static const struct rte_ether_addr *wan_nbr(uint32_t ip_be)
+{
+	if (ip_be == IP4(198, 18, 0, 2))
+		return &wan_nbr_mac;
+	if (ip_be == IP4(198, 18, 0, 4))
+		return &wan_nbr2_mac;
+	return NULL;
+}
+
+/* The decrypted payload of a sent data message: an IP packet to a
+ * destination routed to this very peer, zero padded to less than a block. */
+static void check_sealed(const struct wg_message_data *h, uint32_t clen, uint32_t peer)
+{
+	static uint8_t plain[RTE_MBUF_DEFAULT_DATAROOM];
+	uint8_t key[32], nonce[12];
+	unsigned long long plen;
+	uint32_t to;
+
+	memset(key, fx_peers[peer].send_fill, sizeof(key));
+	dp_crypto_nonce(nonce, rte_le_to_cpu_64(h->counter));
+	require(clen + WG_AUTHTAG_LEN <= sizeof(plain), "wan tx: too long");
+	if (crypto_aead_chacha20poly1305_ietf_decrypt(plain, &plen, NULL, h->encrypted_data,
+						      clen + WG_AUTHTAG_LEN, NULL, 0, nonce, key))
+		fail("wan tx: does not decrypt under the peer's send key");
+	require(plen <= MTU, "wan tx: inner packet above the MTU");
+	int ilen = dp_inner_len(plain, (uint32_t)plen);
+	require(ilen > 0 && plen - (unsigned long long)ilen < WG_PADDING_MULTIPLE, "wan tx: bad inner packet");
+	for (unsigned long long i = (unsigned long long)ilen; i < plen; i++)
+		require(plain[i] == 0, "wan tx: padding not zero");
+	require(route_lookup(plain, true, &to) && to == peer,
+		"wan tx: inner destination not routed to this peer");
+}
+
+static void check_wan_tx(const struct rte_mbuf *m)
+{
+	const uint8_t *f = rte_pktmbuf_mtod(m, const uint8_t *);
+	const struct rte_ether_hdr *eth = (const struct rte_ether_hdr *)f;
+	const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(eth + 1);
+	const struct rte_udp_hdr *udp = (const struct rte_udp_hdr *)(ip + 1);
+	const struct wg_message_data *h = (const struct wg_message_data *)(udp + 1);
+	uint32_t len = rte_pktmbuf_data_len(m), peer;
+
+	require(m->nb_segs == 1 && m->pkt_len == len, "wan tx: not one segment");
+	require(len >= DP_OUTER4_LEN + WG_DATA_OVERHEAD, "wan tx: runt");
+	require(rte_is_same_ether_addr(&eth->src_addr, &wan_mac) &&
+			eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV4),
+		"wan tx: bad Ethernet header");
+	require(ip->version_ihl == RTE_IPV4_VHL_DEF && rte_ipv4_cksum(ip) == 0 &&
+			rte_be_to_cpu_16(ip->total_length) == len - sizeof(*eth) &&
+			ip->src_addr == IP4(198, 18, 0, 1) && ip->next_proto_id == IPPROTO_UDP,
+		"wan tx: bad IPv4 header");
+	require(udp->src_port == rte_cpu_to_be_16(LISTEN) &&
+			rte_be_to_cpu_16(udp->dgram_len) == len - sizeof(*eth) - sizeof(*ip),
+		"wan tx: bad UDP header");
+	require(h->header.type == WG_MSG_DATA && !h->header.reserved[0] &&
+			!h->header.reserved[1] && !h->header.reserved[2],
+		"wan tx: not a data message");
+	require(peer_by_remote_index(rte_le_to_cpu_32(h->key_idx), &peer),
+		"wan tx: unknown receiver index");
+	const struct mg_sockaddr *ep = &fx.dp.peers[peer].ep[fx.dp.peers[peer].ep_idx].addr;
+	require(ep->family == AF_INET && !memcmp(&ip->dst_addr, ep->addr, 4) &&
+			rte_be_to_cpu_16(udp->dst_port) == ep->port,
+		"wan tx: not sent to the peer's endpoint");
+	require(wan_nbr(ip->dst_addr) &&
+			rte_is_same_ether_addr(&eth->dst_addr, wan_nbr(ip->dst_addr)),
+		"wan tx: wrong next-hop MAC");
+	check_sealed(h, len - (uint32_t)(DP_OUTER4_LEN + WG_DATA_OVERHEAD), peer);
+}
+
+/* A decrypted packet: whole, from some peer's allowed IPs, to a neighbour. */
+static void check_lan_tx(const struct rte_mbuf *m)
+{
+	const struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, const struct rte_ether_hdr *);
+	const uint8_t *ip = (const uint8_t *)(eth + 1);
+	uint32_t len = rte_pktmbuf_data_len(m), peer;
+
+	require(m->nb_segs == 1 && m->pkt_len == len && len > sizeof(*eth), "lan tx: runt");
+	require(dp_inner_len(ip, len - sizeof(*eth)) == (int)(len - sizeof(*eth)),
+		"lan tx: not one whole IP packet");
+	require(rte_is_same_ether_addr(&eth->src_addr, &lan_mac) &&
+			rte_is_same_ether_addr(&eth->dst_addr, &lan_nbr_mac),
+		"lan tx: bad MAC addresses");
+	require(eth->ether_type == rte_cpu_to_be_16((ip[0] >> 4) == 4 ? RTE_ETHER_TYPE_IPV4
+									 : RTE_ETHER_TYPE_IPV6),
+		"lan tx: ethertype does not match the IP version");
+	require(route_lookup(ip, false, &peer) && peer < N_PEERS,
+		"lan tx: inner source in no peer's allowed IPs");
+}
+
+static void check_tx(struct dp_burst *b)
+{
+	for (uint16_t i = 0; i < b->tx[fx.dp.wan].n; i++)
+		check_wan_tx(b->tx[fx.dp.wan].m[i]);
+	for (uint16_t i = 0; i < b->tx[fx.dp.lan].n; i++)
+		check_lan_tx(b->tx[fx.dp.lan].m[i]);
+}
+
+static void check_slow(struct rte_mbuf *m)
+{
+	const struct dp_meta *meta = dp_meta(m);
+	uint32_t len = rte_pktmbuf_data_len(m);
+
+	switch (meta->kind) {
+	case DP_META_SLOW:
+		require(meta->port < fx.dp.n_ports, "slow: bad port");
+		return;
+	case DP_META_RAW_TX:
+		require(meta->port < fx.dp.n_ports && m->nb_segs == 1 &&
+				len >= sizeof(struct rte_ether_hdr),
+			"raw tx: bad frame");
+		require(meta->nh_family == AF_INET ||
+				(meta->nh_family == AF_INET6 && meta->port == fx.dp.lan),
+			"raw tx: bad next-hop family");
+		return;
+	case DP_META_STAGE:
+		require(meta->peer < N_PEERS && fx.dp.peers[meta->peer].in_use,
+			"stage: bad peer");
+		require(m->nb_segs == 1 &&
+				dp_inner_len(rte_pktmbuf_mtod(m, uint8_t *), len) == (int)len,
+			"stage: not one whole IP packet");
+		return;
+	}
+	fail("slow: unknown metadata kind");
+}
+
+/* Hand back everything the worker gave the main lcore or control. */
+static void drain(struct dp_ctx *dp)
+{
+	static struct mg_msg msg;
+	struct dp_event ev;
+	struct rte_mbuf *m;
+
+	while (rte_ring_dequeue(dp->slow, (void **)&m) == 0) {
+		check_slow(m);
+		rte_pktmbuf_free(m);
+	}
+	while (rte_ring_dequeue_elem(dp->events, &ev, sizeof(ev)) == 0)
+		require((ev.type == DP_EV_CONFIRM || ev.type == DP_EV_ROAM) && ev.peer < N_PEERS,
+			"bad event");
+	while (mg_ring_recv(dp->shm.dp2cp, &msg) == 0)
+		require(msg.hdr.type == MG_MSG_RX_UDP && msg.hdr.port == dp->wan &&
+				msg.hdr.ep.family == AF_INET && msg.hdr.len >= 4 &&
+				msg.data[0] >= WG_MSG_HANDSHAKE_INITIATION &&
+				msg.data[0] <= WG_MSG_HANDSHAKE_COOKIE,
+			"bad punt");
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct dp_ctx *dp = &fx.dp;
+	struct dp_worker *w = &dp->workers[0];
+	struct rte_mbuf *m[4];
+	uint16_t n;
+
+	setup();
+	if (size < 1)
+		return 0;
+	uint8_t flags = data[0];
+	state_reset(dp, flags);
+	n = (uint16_t)(1 + ((flags >> IN_COPIES_SHIFT) & 3));
+	for (uint16_t i = 0; i < n; i++)
+		m[i] = frame_mbuf(data + 1, size - 1, flags & IN_SPLIT);
+	w->now_tsc = rte_rdtsc();
+	if (flags & IN_LAN)
+		dp_lan_input(w, &fx.burst, dp->lan, m, n);
+	else
+		dp_wan_input(w, &fx.burst, dp->wan, m, n);
+	check_tx(&fx.burst);
+	dp_tx_flush(w, &fx.burst);
+	drain(dp);
+	rte_rcu_qsbr_quiescent(dp->rcu, w->idx);
+	if (rte_mempool_in_use_count(dp->pool) != fx.baseline)
+		fail("mbuf leaked or freed twice");
+	return 0;
+}

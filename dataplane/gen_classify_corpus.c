@@ -1,0 +1,560 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Writes the seed corpus of fuzz_classify.c: byte 0 the harness's flags,
+ * then one Ethernet frame for its fixed state (addresses, MACs, indices and
+ * keys repeated from the harness: keep the two in step). Data messages are
+ * sealed with libsodium under the key the harness decrypts with, each with
+ * its own counter.
+ *
+ *   gen_classify_corpus DIR
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "wg_messages.h"
+
+/* Byte 0, as fuzz_classify.c reads it. */
+enum {
+	IN_LAN = 1u << 0,
+	IN_COPIES_SHIFT = 1,
+	IN_SPLIT = 1u << 3,
+	IN_KP_NEXT = 1u << 4,
+	IN_KP_EXPIRED = 1u << 5,
+	IN_EP_SHIFT = 6,
+};
+
+enum { EP_RESOLVED, EP_UNRESOLVED, EP_NONE, EP_OFFLINK };
+
+#define LISTEN 51820
+#define MTU    1420
+
+static const uint8_t wan_mac[6] = {0x02, 0, 0, 0, 0, 0x01};
+static const uint8_t lan_mac[6] = {0x02, 0, 0, 0, 0, 0x02};
+static const uint8_t wan_nbr_mac[6] = {0x02, 0, 0, 0, 0x01, 0x02};
+static const uint8_t lan_nbr_mac[6] = {0x02, 0, 0, 0, 0x02, 0x01};
+static const uint8_t bcast_mac[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+static const uint8_t other_mac[6] = {0x02, 0, 0, 0, 0x02, 0x99};
+
+static const uint8_t wan_ip[4] = {198, 18, 0, 1};
+static const uint8_t peer0_ep[4] = {198, 18, 0, 2};
+static const uint8_t peer1_ep[4] = {198, 18, 0, 4};
+static const uint8_t lan_ip[4] = {10, 88, 0, 254};
+static const uint8_t host_ip[4] = {10, 88, 0, 1};
+static const uint8_t peer0_ip[4] = {10, 99, 0, 2};
+static const uint8_t peer1_ip[4] = {10, 99, 0, 3};
+static const uint8_t peer2_ip[4] = {10, 99, 0, 4};
+static const uint8_t lan_ip6[16] = {0xfd, 0x88, [15] = 0xfe};
+static const uint8_t host_ip6[16] = {0xfd, 0x88, [15] = 0x01};
+static const uint8_t peer0_ip6[16] = {0xfd, 0x99, [15] = 0x02};
+static const uint8_t peer1_ip6[16] = {0xfd, 0x99, [15] = 0x03};
+/* fe80:: + modified EUI-64 of lan_mac / wan_mac; and a neighbour's */
+static const uint8_t lan_ll6[16] = {0xfe, 0x80, [11] = 0xff, [12] = 0xfe, [15] = 0x02};
+static const uint8_t wan_ll6[16] = {0xfe, 0x80, [11] = 0xff, [12] = 0xfe, [15] = 0x01};
+static const uint8_t nbr_ll6[16] = {0xfe, 0x80, [15] = 0x02};
+
+#define PEER0_INDEX 0x12340000u
+#define PEER1_INDEX 0x56780004u
+#define PEER0_RECV  0x11 /* the harness's keys are 32 copies of these bytes */
+#define PEER1_RECV  0x33
+
+struct frame {
+	uint8_t b[2048];
+	size_t len;
+};
+
+static const char *out_dir;
+static int errors;
+
+static void put(const char *name, uint8_t flags, const struct frame *f)
+{
+	char path[4096];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/%s", out_dir, name);
+	fp = fopen(path, "wb");
+	if (!fp || fwrite(&flags, 1, 1, fp) != 1 || fwrite(f->b, 1, f->len, fp) != f->len ||
+	    fclose(fp)) {
+		perror(path);
+		errors++;
+		return;
+	}
+	printf("wrote %s (%zu bytes)\n", path, f->len + 1);
+}
+
+static void wr16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static void wr32le(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void wr64le(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t sum16(const uint8_t *p, size_t len, uint32_t sum)
+{
+	for (size_t i = 0; i + 1 < len; i += 2)
+		sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+	if (len & 1)
+		sum += (uint32_t)p[len - 1] << 8;
+	return sum;
+}
+
+static uint16_t fold(uint32_t sum)
+{
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+/* ---- headers -------------------------------------------------------------- */
+
+static size_t eth(uint8_t *p, const uint8_t *dst, const uint8_t *src, uint16_t type)
+{
+	memcpy(p, dst, 6);
+	memcpy(p + 6, src, 6);
+	wr16(p + 12, type);
+	return 14;
+}
+
+/* IPv4 header with a correct checksum; returns its length (20). */
+static size_t ip4(uint8_t *p, const uint8_t *src, const uint8_t *dst, uint8_t proto,
+		  size_t payload_len, uint8_t ttl)
+{
+	memset(p, 0, 20);
+	p[0] = 0x45;
+	wr16(p + 2, (uint16_t)(20 + payload_len));
+	p[8] = ttl;
+	p[9] = proto;
+	memcpy(p + 12, src, 4);
+	memcpy(p + 16, dst, 4);
+	wr16(p + 10, fold(sum16(p, 20, 0)));
+	return 20;
+}
+
+static size_t ip6(uint8_t *p, const uint8_t *src, const uint8_t *dst, uint8_t next,
+		  size_t payload_len, uint8_t hlim)
+{
+	memset(p, 0, 40);
+	p[0] = 0x60;
+	wr16(p + 4, (uint16_t)payload_len);
+	p[6] = next;
+	p[7] = hlim;
+	memcpy(p + 8, src, 16);
+	memcpy(p + 24, dst, 16);
+	return 40;
+}
+
+static uint16_t icmp6_sum(const uint8_t *ip, const uint8_t *msg, size_t len)
+{
+	uint32_t sum = sum16(ip + 8, 32, 0);
+	sum += (uint32_t)len + 58;
+	return fold(sum16(msg, len, sum));
+}
+
+/* An ICMP echo request of 84 bytes (v4) or 104 (v6); returns the length. */
+static size_t ping4(uint8_t *p, const uint8_t *src, const uint8_t *dst, uint8_t ttl)
+{
+	uint8_t *icmp = p + 20;
+
+	ip4(p, src, dst, 1, 64, ttl);
+	memset(icmp, 0, 64);
+	icmp[0] = 8;
+	wr16(icmp + 4, 0x4d47);
+	wr16(icmp + 6, 1);
+	for (int i = 8; i < 64; i++)
+		icmp[i] = (uint8_t)i;
+	wr16(icmp + 2, fold(sum16(icmp, 64, 0)));
+	return 84;
+}
+
+static size_t ping6(uint8_t *p, const uint8_t *src, const uint8_t *dst, uint8_t hlim)
+{
+	uint8_t *icmp = p + 40;
+
+	ip6(p, src, dst, 58, 64, hlim);
+	memset(icmp, 0, 64);
+	icmp[0] = 128;
+	wr16(icmp + 4, 0x4d47);
+	wr16(icmp + 6, 1);
+	for (int i = 8; i < 64; i++)
+		icmp[i] = (uint8_t)i;
+	wr16(icmp + 2, icmp6_sum(p, icmp, 64));
+	return 104;
+}
+
+/* A WireGuard data message sealing plain[len] (padded to 16 as a peer would)
+ * for key_idx under the key made of fill bytes; returns its length. */
+static size_t seal(uint8_t *p, uint32_t key_idx, uint8_t fill, uint64_t counter,
+		   const uint8_t *plain, size_t len)
+{
+	uint8_t key[32], nonce[12] = {0};
+	size_t padded = (len + WG_PADDING_MULTIPLE - 1) / WG_PADDING_MULTIPLE * WG_PADDING_MULTIPLE;
+	unsigned long long clen;
+
+	memset(key, fill, sizeof(key));
+	wr64le(nonce + 4, counter);
+	memset(p, 0, 16);
+	p[0] = WG_MSG_DATA;
+	wr32le(p + 4, key_idx);
+	wr64le(p + 8, counter);
+	memmove(p + 16, plain, len);
+	memset(p + 16 + len, 0, padded - len);
+	crypto_aead_chacha20poly1305_ietf_encrypt(p + 16, &clen, p + 16, padded, NULL, 0, NULL,
+						  nonce, key);
+	return 16 + (size_t)clen;
+}
+
+/* A UDP datagram from src:sport to our WAN address and port. */
+static void wan_udp(struct frame *f, const uint8_t *src, uint16_t sport, const uint8_t *payload,
+		    size_t len)
+{
+	uint8_t *p = f->b;
+
+	p += eth(p, wan_mac, wan_nbr_mac, 0x0800);
+	p += ip4(p, src, wan_ip, 17, 8 + len, 64);
+	wr16(p, sport);
+	wr16(p + 2, LISTEN);
+	wr16(p + 4, (uint16_t)(8 + len));
+	wr16(p + 6, 0);
+	memmove(p + 8, payload, len);
+	f->len = 14 + 20 + 8 + len;
+}
+
+static void wan_msg(struct frame *f, uint8_t type, size_t len)
+{
+	uint8_t msg[256];
+
+	for (size_t i = 0; i < len; i++)
+		msg[i] = (uint8_t)(0xa5 ^ i);
+	msg[0] = type;
+	msg[1] = msg[2] = msg[3] = 0;
+	wan_udp(f, peer0_ep, LISTEN, msg, len);
+}
+
+/* A data message from peer 0 (or peer 1) carrying plain[len]. */
+static void wan_data_from(struct frame *f, int peer, const uint8_t *src, uint16_t sport,
+			  uint64_t counter, const uint8_t *plain, size_t len)
+{
+	uint8_t msg[2048];
+	size_t n = seal(msg, peer ? PEER1_INDEX : PEER0_INDEX, peer ? PEER1_RECV : PEER0_RECV,
+			counter, plain, len);
+
+	wan_udp(f, src, sport, msg, n);
+}
+
+static void wan_data(struct frame *f, uint64_t counter, const uint8_t *plain, size_t len)
+{
+	wan_data_from(f, 0, peer0_ep, LISTEN, counter, plain, len);
+}
+
+static void lan_frame(struct frame *f, const uint8_t *dst_mac, const uint8_t *pkt, size_t len)
+{
+	f->len = eth(f->b, dst_mac, lan_nbr_mac, (pkt[0] >> 4) == 6 ? 0x86dd : 0x0800);
+	memcpy(f->b + f->len, pkt, len);
+	f->len += len;
+}
+
+/* ---- seeds ---------------------------------------------------------------- */
+
+static void wan_handshakes(void)
+{
+	struct frame f;
+
+	wan_msg(&f, WG_MSG_HANDSHAKE_INITIATION, sizeof(struct wg_message_initiation));
+	put("wan_initiation", 0, &f);
+	wan_msg(&f, WG_MSG_HANDSHAKE_RESPONSE, sizeof(struct wg_message_response));
+	put("wan_response", 0, &f);
+	wan_msg(&f, WG_MSG_HANDSHAKE_COOKIE, sizeof(struct wg_message_cookie));
+	put("wan_cookie", 0, &f);
+	wan_msg(&f, WG_MSG_HANDSHAKE_INITIATION, sizeof(struct wg_message_initiation) - 1);
+	put("wan_initiation_short", 0, &f);
+	wan_msg(&f, 5, 64);
+	put("wan_bad_type", 0, &f);
+	wan_msg(&f, WG_MSG_HANDSHAKE_COOKIE, sizeof(struct wg_message_cookie));
+	f.b[14 + 20 + 8 + 2] = 1;
+	put("wan_bad_reserved", 0, &f);
+}
+
+static void wan_data_seeds(void)
+{
+	uint8_t in[2048] = {0}, junk[48];
+	uint8_t far[4] = {172, 16, 0, 1}, routed[4] = {10, 77, 1, 1}, stray[4] = {10, 99, 0, 9};
+	uint8_t unres[4] = {10, 88, 0, 9}, roam[4] = {198, 18, 0, 77};
+	uint8_t routed6[16] = {0xfd, 0x77, [15] = 0x01};
+	struct frame f;
+
+	wan_data(&f, 1, in, 0);
+	put("wan_keepalive", 0, &f);
+	wan_data(&f, 2, in, ping4(in, peer0_ip, host_ip, 64));
+	put("wan_data_v4", 0, &f);
+	wan_data(&f, 3, in, ping6(in, peer0_ip6, host_ip6, 64));
+	put("wan_data_v6", 0, &f);
+	wan_data(&f, 4, in, ping4(in, stray, host_ip, 64));
+	put("wan_data_bad_source", 0, &f);
+	wan_data(&f, 5, in, ping4(in, peer0_ip, peer1_ip, 64));
+	put("wan_data_hairpin", 0, &f);
+	wan_data(&f, 6, in, ping6(in, peer0_ip6, peer1_ip6, 64));
+	put("wan_data_hairpin_v6", 0, &f);
+	wan_data(&f, 7, in, ping4(in, peer0_ip, routed, 64));
+	put("wan_data_static_route", 0, &f);
+	wan_data(&f, 8, in, ping6(in, peer0_ip6, routed6, 64));
+	put("wan_data_static_route_v6", 0, &f);
+	wan_data(&f, 9, in, ping4(in, peer0_ip, unres, 64));
+	put("wan_data_unresolved", 0, &f);
+	wan_data(&f, 10, in, ping4(in, peer0_ip, far, 64));
+	put("wan_data_no_route", 0, &f);
+	wan_data(&f, 11, in, ping4(in, peer0_ip, host_ip, 1));
+	put("wan_data_ttl1", 0, &f);
+	wan_data(&f, 12, in, ping4(in, peer0_ip, peer1_ip, 1));
+	put("wan_data_hairpin_ttl1", 0, &f);
+	wan_data(&f, 13, in, ping4(in, peer0_ip, peer2_ip, 64));
+	put("wan_data_hairpin_no_keypair", 0, &f);
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (uint8_t)(0x30 + i);
+	wan_data(&f, 14, junk, sizeof(junk));
+	put("wan_data_inner_garbage", 0, &f);
+	wan_data(&f, 15, in, ping4(in, peer0_ip, host_ip, 64));
+	f.b[f.len - 1] ^= 1;
+	put("wan_data_bad_tag", 0, &f);
+	wan_data_from(&f, 1, peer1_ep, 51821, 16, in, ping4(in, peer1_ip, host_ip, 64));
+	put("wan_data_peer1", 0, &f);
+	wan_data_from(&f, 1, peer1_ep, 51821, 17, in, ping4(in, peer1_ip, peer0_ip, 64));
+	put("wan_data_peer1_hairpin", 0, &f);
+	wan_data_from(&f, 0, roam, 40000, 18, in, ping4(in, peer0_ip, host_ip, 64));
+	put("wan_data_roam", 0, &f);
+	wan_data(&f, 19, in, ping4(in, peer0_ip, host_ip, 64));
+	put("wan_data_confirm", IN_KP_NEXT, &f);
+	wan_data(&f, 20, in, ping4(in, peer0_ip, host_ip, 64));
+	put("wan_data_dup", 3u << IN_COPIES_SHIFT, &f);
+	wan_data(&f, 21, in, ping6(in, peer0_ip6, host_ip6, 64));
+	put("wan_data_split", IN_SPLIT | 1u << IN_COPIES_SHIFT, &f);
+	wan_data(&f, 22, in, ping4(in, peer0_ip, host_ip, 64));
+	put("wan_data_expired", IN_KP_EXPIRED, &f);
+	wan_data_from(&f, 1, peer1_ep, 51821, 23, in, ping4(in, peer1_ip, peer0_ip, 64));
+	put("wan_data_hairpin_unresolved", EP_UNRESOLVED << IN_EP_SHIFT, &f);
+	wan_data(&f, 24, in, ping4(in, peer0_ip, host_ip, 64));
+	wr32le(f.b + 14 + 20 + 8 + 4, PEER0_INDEX + 16); /* same slot, other index */
+	put("wan_data_unknown_index", 0, &f);
+	wan_data(&f, UINT64_MAX - 1, in, ping4(in, peer0_ip, host_ip, 64));
+	put("wan_data_counter_limit", 0, &f);
+}
+
+/* Outer IPv4 variants around a valid data message. */
+static void wan_outer_seeds(void)
+{
+	uint8_t in[256];
+	struct frame f, g;
+
+	wan_data(&f, 30, in, ping4(in, peer0_ip, host_ip, 64));
+	g = f;
+	memset(g.b + g.len, 0xee, 20); /* Ethernet padding after the datagram */
+	g.len += 20;
+	put("wan_link_padding", 0, &g);
+
+	/* IHL 6: four bytes of options before the UDP header. */
+	g.len = f.len + 4;
+	memcpy(g.b, f.b, 34);
+	memcpy(g.b + 38, f.b + 34, f.len - 34);
+	g.b[14] = 0x46;
+	wr16(g.b + 16, (uint16_t)(f.len - 14 + 4));
+	g.b[34] = 1, g.b[35] = 1, g.b[36] = 1, g.b[37] = 0; /* NOP NOP NOP EOL */
+	g.b[24] = g.b[25] = 0;
+	wr16(g.b + 24, fold(sum16(g.b + 14, 24, 0)));
+	put("wan_ip_options", 0, &g);
+
+	g = f;
+	g.b[14 + 6] = 0x20; /* MF */
+	put("wan_fragment", 0, &g);
+	g = f;
+	g.b[14 + 16 + 3] = 9;
+	put("wan_not_for_us", 0, &g);
+	g = f;
+	wr16(g.b + 14 + 20 + 2, 53);
+	put("wan_wrong_port", 0, &g);
+	g = f;
+	g.b[14 + 9] = 6;
+	put("wan_not_udp", 0, &g);
+	g = f;
+	wr16(g.b + 14 + 2, (uint16_t)(f.len + 100));
+	put("wan_bad_total_length", 0, &g);
+	g = f;
+	wr16(g.b + 14 + 20 + 4, 11);
+	put("wan_udp_too_short", 0, &g);
+	g = f;
+	wr16(g.b + 14 + 20 + 4, (uint16_t)(f.len - 14 - 20 + 1));
+	put("wan_udp_too_long", 0, &g);
+	g = f;
+	g.len = 40;
+	put("wan_truncated_udp", 0, &g);
+	g = f;
+	g.len = 20;
+	put("wan_truncated_ip", 0, &g);
+	g = f;
+	g.len = 10;
+	put("wan_runt", 0, &g);
+	g = f;
+	g.len -= 7;
+	put("wan_truncated_tag", 0, &g);
+}
+
+static void arp(struct frame *f, const uint8_t *src_mac, const uint8_t *spa, const uint8_t *tpa)
+{
+	uint8_t *p = f->b + eth(f->b, bcast_mac, src_mac, 0x0806);
+
+	wr16(p, 1);
+	wr16(p + 2, 0x0800);
+	p[4] = 6;
+	p[5] = 4;
+	wr16(p + 6, 1);
+	memcpy(p + 8, src_mac, 6);
+	memcpy(p + 14, spa, 4);
+	memset(p + 18, 0, 6);
+	memcpy(p + 24, tpa, 4);
+	f->len = 14 + 28;
+}
+
+/* Neighbour solicitation for target with the source link-layer option. */
+static void ns(struct frame *f, const uint8_t *src_mac, const uint8_t *src,
+	       const uint8_t *target)
+{
+	uint8_t dst[16] = {0xff, 0x02, [11] = 1, [12] = 0xff};
+	uint8_t dst_mac[6] = {0x33, 0x33, 0xff, target[13], target[14], target[15]};
+	uint8_t *ip = f->b + eth(f->b, dst_mac, src_mac, 0x86dd), *icmp = ip + 40;
+
+	memcpy(dst + 13, target + 13, 3);
+	ip6(ip, src, dst, 58, 32, 255);
+	memset(icmp, 0, 32);
+	icmp[0] = 135;
+	memcpy(icmp + 8, target, 16);
+	icmp[24] = 1;
+	icmp[25] = 1;
+	memcpy(icmp + 26, src_mac, 6);
+	wr16(icmp + 2, icmp6_sum(ip, icmp, 32));
+	f->len = 14 + 40 + 32;
+}
+
+static void neigh_seeds(void)
+{
+	struct frame f;
+
+	arp(&f, wan_nbr_mac, peer0_ep, wan_ip);
+	put("wan_arp", 0, &f);
+	ns(&f, wan_nbr_mac, nbr_ll6, wan_ll6);
+	put("wan_ns", 0, &f);
+	arp(&f, lan_nbr_mac, host_ip, lan_ip);
+	put("lan_arp", IN_LAN, &f);
+	ns(&f, lan_nbr_mac, host_ip6, lan_ip6);
+	put("lan_ns", IN_LAN, &f);
+	f.len = eth(f.b, wan_mac, wan_nbr_mac, 0x88cc);
+	memset(f.b + f.len, 0, 46);
+	f.len += 46;
+	put("wan_lldp", 0, &f);
+	f.b[12] = 0x86, f.b[13] = 0xdd; /* IPv6, but no ND */
+	f.len = 14 + ping6(f.b + 14, nbr_ll6, wan_ll6, 64);
+	put("wan_ipv6", 0, &f);
+}
+
+static void lan_seeds(void)
+{
+	uint8_t in[2048];
+	uint8_t far[4] = {172, 16, 0, 1};
+	uint8_t far6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 1};
+	struct frame f;
+
+	lan_frame(&f, lan_mac, in, ping4(in, host_ip, peer0_ip, 64));
+	put("lan_v4_to_peer0", IN_LAN, &f);
+	put("lan_v4_unresolved_endpoint", IN_LAN | EP_UNRESOLVED << IN_EP_SHIFT, &f);
+	put("lan_v4_no_endpoint", IN_LAN | EP_NONE << IN_EP_SHIFT, &f);
+	put("lan_v4_offlink_endpoint", IN_LAN | EP_OFFLINK << IN_EP_SHIFT, &f);
+	put("lan_v4_keypair_next", IN_LAN | IN_KP_NEXT, &f);
+	put("lan_v4_keypair_expired", IN_LAN | IN_KP_EXPIRED, &f);
+	put("lan_v4_burst_split", IN_LAN | IN_SPLIT | 3u << IN_COPIES_SHIFT, &f);
+	lan_frame(&f, lan_mac, in, ping6(in, host_ip6, peer0_ip6, 64));
+	put("lan_v6_to_peer0", IN_LAN, &f);
+	lan_frame(&f, lan_mac, in, ping4(in, host_ip, peer1_ip, 64));
+	put("lan_v4_to_peer1", IN_LAN, &f);
+	lan_frame(&f, lan_mac, in, ping6(in, host_ip6, peer1_ip6, 64));
+	put("lan_v6_to_peer1", IN_LAN, &f);
+	lan_frame(&f, lan_mac, in, ping4(in, host_ip, peer2_ip, 64));
+	put("lan_v4_to_peer2_no_keypair", IN_LAN, &f);
+	lan_frame(&f, lan_mac, in, ping4(in, host_ip, lan_ip, 64));
+	put("lan_v4_local", IN_LAN, &f);
+	lan_frame(&f, lan_mac, in, ping6(in, host_ip6, lan_ip6, 64));
+	put("lan_v6_local", IN_LAN, &f);
+	lan_frame(&f, lan_mac, in, ping6(in, host_ip6, lan_ll6, 64));
+	put("lan_v6_link_local", IN_LAN, &f);
+	lan_frame(&f, lan_mac, in, ping4(in, host_ip, far, 64));
+	put("lan_v4_no_route", IN_LAN, &f);
+	lan_frame(&f, lan_mac, in, ping6(in, host_ip6, far6, 64));
+	put("lan_v6_no_route", IN_LAN, &f);
+	lan_frame(&f, lan_mac, in, ping4(in, host_ip, peer0_ip, 1));
+	put("lan_v4_ttl1", IN_LAN, &f);
+	lan_frame(&f, lan_mac, in, ping6(in, host_ip6, peer0_ip6, 1));
+	put("lan_v6_hlim1", IN_LAN, &f);
+	lan_frame(&f, other_mac, in, ping4(in, host_ip, peer0_ip, 64));
+	put("lan_other_mac", IN_LAN, &f);
+	lan_frame(&f, bcast_mac, in, ping4(in, host_ip, peer0_ip, 64));
+	put("lan_broadcast", IN_LAN, &f);
+
+	lan_frame(&f, lan_mac, in, ping4(in, host_ip, peer0_ip, 64));
+	f.b[14] = 0x44;
+	put("lan_v4_bad_ihl", IN_LAN, &f);
+	f.b[14] = 0x45;
+	wr16(f.b + 16, 200);
+	put("lan_v4_bad_total_length", IN_LAN, &f);
+	wr16(f.b + 16, 84);
+	f.b[12] = 0x86, f.b[13] = 0xdd;
+	put("lan_version_mismatch", IN_LAN, &f);
+	f.b[12] = 0x08, f.b[13] = 0x00;
+	memset(f.b + f.len, 0, 30); /* padding after the packet */
+	f.len += 30;
+	put("lan_v4_trailing_padding", IN_LAN, &f);
+	f.len = 30;
+	put("lan_v4_truncated", IN_LAN, &f);
+	f.len = 8;
+	put("lan_runt", IN_LAN, &f);
+
+	/* Sizes around the tunnel MTU: padding capped at it, then too big. */
+	size_t n = ping4(in, host_ip, peer0_ip, 64);
+	memset(in + n, 0x5a, MTU);
+	wr16(in + 2, MTU - 10);
+	wr16(in + 10, 0);
+	wr16(in + 10, fold(sum16(in, 20, 0)));
+	lan_frame(&f, lan_mac, in, MTU - 10);
+	put("lan_v4_near_mtu", IN_LAN, &f);
+	wr16(in + 2, MTU + 1);
+	wr16(in + 10, 0);
+	wr16(in + 10, fold(sum16(in, 20, 0)));
+	lan_frame(&f, lan_mac, in, MTU + 1);
+	put("lan_v4_too_big", IN_LAN, &f);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s DIR\n", argv[0]);
+		return 2;
+	}
+	if (sodium_init() < 0)
+		return 1;
+	out_dir = argv[1];
+	wan_handshakes();
+	wan_data_seeds();
+	wan_outer_seeds();
+	neigh_seeds();
+	lan_seeds();
+	return errors ? 1 : 0;
+}
