@@ -221,6 +221,10 @@ int cp_peer_set_psk(struct cp_device *d, struct cp_peer *p, const uint8_t *psk)
 
 int cp_device_set_private_key(struct cp_device *d, const uint8_t key[32])
 {
+	/* Setting the same key again (wg syncconf does) changes nothing, as in
+	 * wireguard-go and Linux: sessions must survive it. */
+	if (d->local.has_identity && !sodium_memcmp(d->local.private_key, key, 32))
+		return 0;
 	wg_noise_local_clear(&d->local);
 	if (sodium_is_zero(key, 32)) {
 		d->local.has_identity = false;

@@ -8,7 +8,11 @@
  * Input: byte 0 is a set of IN_* flags (the port, burst shape and the state
  * of peer 0), the rest is one frame. Every input starts from the same state
  * (replay windows, send counters and peer 0 are reset), so a crash
- * reproduces from its input alone.
+ * reproduces from its input alone. A fuzzer cannot forge a tag, so with
+ * IN_SEAL the harness encrypts the payload of a WAN data message itself
+ * (under the receive key of the keypair it names, tag written over the last
+ * 16 bytes): then the input holds the plaintext, and what the worker does
+ * with a decrypted packet gets fuzzed too.
  *
  * Besides memory errors it aborts on broken contracts: an mbuf leaked or
  * freed twice (the pool's in-use count), a frame sent to the WAN that does
@@ -54,12 +58,13 @@ int dp_meta_offset = -1;
 
 /* Byte 0 of an input. */
 enum {
-	IN_LAN = 1u << 0,	     /* frame arrives on the LAN port, else the WAN port */
-	IN_COPIES_SHIFT = 1,	     /* bits 1-2: extra copies of the frame in the burst */
-	IN_SPLIT = 1u << 3,	     /* each copy in two segments */
-	IN_KP_NEXT = 1u << 4,	     /* peer 0's keypair is next (unconfirmed), not current */
-	IN_KP_EXPIRED = 1u << 5,     /* peer 0's keypair is past reject-after-time */
-	IN_EP_SHIFT = 6,	     /* bits 6-7: peer 0's endpoint, index into ep0_choices */
+	IN_LAN = 1u << 0,	 /* frame arrives on the LAN port, else the WAN port */
+	IN_SEAL = 1u << 1,	 /* WAN: the harness encrypts a data message's payload */
+	IN_BURST = 1u << 2,	 /* four copies of the frame in one burst, else one */
+	IN_SPLIT = 1u << 3,	 /* each copy in two segments */
+	IN_KP_NEXT = 1u << 4,	 /* peer 0's keypair is next (unconfirmed), not current */
+	IN_KP_EXPIRED = 1u << 5, /* peer 0's keypair is past reject-after-time */
+	IN_EP_SHIFT = 6,	 /* bits 6-7: peer 0's endpoint, index into ep0_choices */
 };
 
 #define N_PEERS	   3
@@ -68,7 +73,9 @@ enum {
 #define LISTEN	   51820
 #define POOL_MBUFS 1023
 
-#define IP4(a, b, c, d) RTE_BE32(RTE_IPV4(a, b, c, d))
+/* RTE_IPV4 shifts an int: 198 << 24 overflows. */
+#define IP4(a, b, c, d)                                                                            \
+	RTE_BE32((uint32_t)(a) << 24 | (uint32_t)(b) << 16 | (uint32_t)(c) << 8 | (uint32_t)(d))
 
 static const struct rte_ether_addr wan_mac = {{0x02, 0, 0, 0, 0, 0x01}};
 static const struct rte_ether_addr lan_mac = {{0x02, 0, 0, 0, 0, 0x02}};
@@ -81,10 +88,10 @@ static const uint8_t fd88_1[16] = {0xfd, 0x88, [15] = 0x01};
 /* Peer 0's endpoint, chosen by the input: resolved neighbour, unresolved
  * neighbour, none, off-link (through the unresolved gateway). */
 static const struct mg_sockaddr ep0_choices[4] = {
-	{.family = AF_INET, .port = LISTEN, .addr = {198, 18, 0, 2}},
-	{.family = AF_INET, .port = LISTEN, .addr = {198, 18, 0, 3}},
-	{.family = 0},
-	{.family = AF_INET, .port = 4500, .addr = {192, 0, 2, 7}},
+    {.family = AF_INET, .port = LISTEN, .addr = {198, 18, 0, 2}},
+    {.family = AF_INET, .port = LISTEN, .addr = {198, 18, 0, 3}},
+    {.family = 0},
+    {.family = AF_INET, .port = 4500, .addr = {192, 0, 2, 7}},
 };
 
 struct fx_peer {
@@ -97,33 +104,33 @@ struct fx_peer {
 
 /* Peer 1 is the hairpin target; peer 2 never has a keypair. */
 static const struct fx_peer fx_peers[N_PEERS] = {
-	{
-		.allowed = {{.family = AF_INET, .cidr = 32, .addr = {10, 99, 0, 2}},
-			    {.family = AF_INET6, .cidr = 128, .addr = {0xfd, 0x99, [15] = 2}}},
-		.local_index = 0x12340000,
-		.remote_index = 0xa0a0a0a0,
-		.send_fill = 0x22,
-		.recv_fill = 0x11,
-	},
-	{
-		.allowed = {{.family = AF_INET, .cidr = 32, .addr = {10, 99, 0, 3}},
-			    {.family = AF_INET6, .cidr = 128, .addr = {0xfd, 0x99, [15] = 3}}},
-		.ep = {.family = AF_INET, .port = 51821, .addr = {198, 18, 0, 4}},
-		.local_index = 0x56780004,
-		.remote_index = 0xb1b1b1b1,
-		.send_fill = 0x44,
-		.recv_fill = 0x33,
-	},
-	{
-		.allowed = {{.family = AF_INET, .cidr = 32, .addr = {10, 99, 0, 4}}},
-	},
+    {
+	.allowed = {{.family = AF_INET, .cidr = 32, .addr = {10, 99, 0, 2}},
+		    {.family = AF_INET6, .cidr = 128, .addr = {0xfd, 0x99, [15] = 2}}},
+	.local_index = 0x12340000,
+	.remote_index = 0xa0a0a0a0,
+	.send_fill = 0x22,
+	.recv_fill = 0x11,
+    },
+    {
+	.allowed = {{.family = AF_INET, .cidr = 32, .addr = {10, 99, 0, 3}},
+		    {.family = AF_INET6, .cidr = 128, .addr = {0xfd, 0x99, [15] = 3}}},
+	.ep = {.family = AF_INET, .port = 51821, .addr = {198, 18, 0, 4}},
+	.local_index = 0x56780004,
+	.remote_index = 0xb1b1b1b1,
+	.send_fill = 0x44,
+	.recv_fill = 0x33,
+    },
+    {
+	.allowed = {{.family = AF_INET, .cidr = 32, .addr = {10, 99, 0, 4}}},
+    },
 };
 
 static struct dp_lan_route lan_routes[] = {
-	{.prefix = {.family = AF_INET, .cidr = 16, .addr = {10, 77}},
-	 .via = {.family = AF_INET, .addr = {10, 88, 0, 1}}},
-	{.prefix = {.family = AF_INET6, .cidr = 48, .addr = {0xfd, 0x77}},
-	 .via = {.family = AF_INET6, .addr = {0xfd, 0x88, [15] = 0x01}}},
+    {.prefix = {.family = AF_INET, .cidr = 16, .addr = {10, 77}},
+     .via = {.family = AF_INET, .addr = {10, 88, 0, 1}}},
+    {.prefix = {.family = AF_INET6, .cidr = 48, .addr = {0xfd, 0x77}},
+     .via = {.family = AF_INET6, .addr = {0xfd, 0x88, [15] = 0x01}}},
 };
 
 static struct {
@@ -151,17 +158,28 @@ static void __attribute__((noreturn)) fail(const char *what)
 static void eal_start(void)
 {
 	char prefix[64];
-	char *args[] = {"fuzz_classify", "--no-huge",	   "-m",
-			"512",		 "--no-pci",	   "--no-shconf",
-			"--no-telemetry", prefix,	   "--log-level=*:error",
-			"-l",		 "0",		   "--vdev=net_null0",
-			"--vdev=net_null1", NULL};
+	char *args[] = {"fuzz_classify",
+			"--no-huge",
+			"-m",
+			"512",
+			"--no-pci",
+			"--no-shconf",
+			"--no-telemetry",
+			prefix,
+			"--log-level=*:error",
+			"-l",
+			"0",
+			"--vdev=net_null0",
+			"--vdev=net_null1",
+			NULL};
 
 	snprintf(prefix, sizeof(prefix), "--file-prefix=fuzzcls%d", (int)getpid());
 	if (rte_eal_init(RTE_DIM(args) - 1, args) < 0) {
 		fprintf(stderr, "rte_eal_init: %s\n", rte_strerror(rte_errno));
 		abort();
 	}
+	/* Empty and unused with --no-shconf: gone now, a crash leaves no trace. */
+	rmdir(rte_eal_get_runtime_dir());
 }
 
 static void add_port(struct mg_config *c, const char *dev, enum mg_port_role role)
@@ -175,8 +193,8 @@ static void add_port(struct mg_config *c, const char *dev, enum mg_port_role rol
 
 static void fx_config_init(struct mg_config *c)
 {
-	static const struct mg_prefix lan6 = {.family = AF_INET6, .cidr = 64,
-					      .addr = {0xfd, 0x88, [15] = 0xfe}};
+	static const struct mg_prefix lan6 = {
+	    .family = AF_INET6, .cidr = 64, .addr = {0xfd, 0x88, [15] = 0xfe}};
 
 	snprintf(c->name, sizeof(c->name), "fuzzcls%d", (int)getpid());
 	c->listen_port = LISTEN;
@@ -186,13 +204,13 @@ static void fx_config_init(struct mg_config *c)
 	c->burst = 32;
 	c->mbufs = POOL_MBUFS;
 	add_port(c, "net_null0", MG_PORT_WAN);
-	c->ports[0].addrs[0] = (struct mg_prefix){.family = AF_INET, .cidr = 24,
-						  .addr = {198, 18, 0, 1}};
+	c->ports[0].addrs[0] =
+	    (struct mg_prefix){.family = AF_INET, .cidr = 24, .addr = {198, 18, 0, 1}};
 	c->ports[0].n_addrs = 1;
 	c->ports[0].gateway4 = (struct mg_sockaddr){.family = AF_INET, .addr = {198, 18, 0, 254}};
 	add_port(c, "net_null1", MG_PORT_LAN);
-	c->ports[1].addrs[0] = (struct mg_prefix){.family = AF_INET, .cidr = 24,
-						  .addr = {10, 88, 0, 254}};
+	c->ports[1].addrs[0] =
+	    (struct mg_prefix){.family = AF_INET, .cidr = 24, .addr = {10, 88, 0, 254}};
 	c->ports[1].addrs[1] = lan6;
 	c->ports[1].n_addrs = 2;
 }
@@ -200,9 +218,9 @@ static void fx_config_init(struct mg_config *c)
 static void tables_init(struct dp_ctx *dp)
 {
 	static const struct rte_mbuf_dynfield meta_desc = {
-		.name = "meshgate_meta",
-		.size = sizeof(struct dp_meta),
-		.align = __alignof__(struct dp_meta),
+	    .name = "meshgate_meta",
+	    .size = sizeof(struct dp_meta),
+	    .align = __alignof__(struct dp_meta),
 	};
 	int socket = (int)rte_socket_id();
 
@@ -214,16 +232,15 @@ static void tables_init(struct dp_ctx *dp)
 					   RTE_MBUF_DEFAULT_BUF_SIZE, socket);
 	dp->peers = rte_zmalloc_socket("peers", sizeof(*dp->peers) * dp->max_peers,
 				       RTE_CACHE_LINE_SIZE, socket);
-	dp->keypairs = rte_zmalloc_socket("keypairs",
-					  sizeof(*dp->keypairs) * (dp->kp_mask + 1),
+	dp->keypairs = rte_zmalloc_socket("keypairs", sizeof(*dp->keypairs) * (dp->kp_mask + 1),
 					  RTE_CACHE_LINE_SIZE, socket);
 	dp->routes = dp_routes_create("fuzzcls_aip", dp->max_peers, 1024, socket);
 	dp->neigh = dp_neigh_create("fuzzcls_neigh", 64, socket);
-	dp->rcu = rte_zmalloc_socket("rcu", rte_rcu_qsbr_get_memsize(1), RTE_CACHE_LINE_SIZE,
-				     socket);
+	dp->rcu =
+	    rte_zmalloc_socket("rcu", rte_rcu_qsbr_get_memsize(1), RTE_CACHE_LINE_SIZE, socket);
 	dp->slow = rte_ring_create("fuzzcls_slow", 4096, socket, RING_F_SC_DEQ);
-	dp->events = rte_ring_create_elem("fuzzcls_events", sizeof(struct dp_event), 1024,
-					  socket, RING_F_SC_DEQ);
+	dp->events = rte_ring_create_elem("fuzzcls_events", sizeof(struct dp_event), 1024, socket,
+					  RING_F_SC_DEQ);
 	if (dp_meta_offset < 0 || !dp->pool || !dp->peers || !dp->keypairs || !dp->routes ||
 	    !dp->neigh || !dp->rcu || !dp->slow || !dp->events)
 		fail("cannot allocate the tables");
@@ -296,8 +313,6 @@ static void teardown(void)
 	dp_crypto_destroy(dp->workers[0].crypto);
 	mg_shm_destroy(&dp->shm);
 	rte_eal_cleanup();
-	/* With --no-shconf nothing else lives there. */
-	rmdir(rte_eal_get_runtime_dir());
 }
 
 static void setup(void)
@@ -373,14 +388,12 @@ static struct rte_mbuf *mbuf_alloc(void)
 	return m;
 }
 
-/* One frame in a fresh mbuf (two segments if split), cut to the data room. */
+/* One frame in a fresh mbuf (two segments if split). */
 static struct rte_mbuf *frame_mbuf(const uint8_t *frame, size_t len, bool split)
 {
 	struct rte_mbuf *m = mbuf_alloc();
-	size_t head;
+	size_t head = split && len >= 2 ? len / 2 : len;
 
-	len = RTE_MIN(len, (size_t)rte_pktmbuf_tailroom(m));
-	head = split && len >= 2 ? len / 2 : len;
 	memcpy(rte_pktmbuf_append(m, (uint16_t)head), frame, head);
 	if (head < len) {
 		struct rte_mbuf *tail = mbuf_alloc();
@@ -389,6 +402,44 @@ static struct rte_mbuf *frame_mbuf(const uint8_t *frame, size_t len, bool split)
 			fail("rte_pktmbuf_chain");
 	}
 	return m;
+}
+
+static const struct fx_peer *peer_by_local_index(uint32_t local_index)
+{
+	for (uint32_t id = 0; id < N_PEERS; id++)
+		if (fx_peers[id].local_index && fx_peers[id].local_index == local_index)
+			return &fx_peers[id];
+	return NULL;
+}
+
+/* IN_SEAL: if f is IPv4/UDP carrying a data message for one of our
+ * keypairs, encrypt its payload in place as that peer would have. Only as
+ * much parsing as it takes to find the message: the worker does the rest. */
+static void seal_data(uint8_t *f, size_t len)
+{
+	const size_t udp_len = sizeof(struct rte_udp_hdr);
+	uint8_t key[32], nonce[12];
+	unsigned long long tag_len;
+	size_t wg, ulen, plain_len;
+
+	if (len < DP_OUTER4_LEN || f[12] != 0x08 || f[13] != 0x00)
+		return;
+	wg = sizeof(struct rte_ether_hdr) + (size_t)(f[14] & 0xf) * 4 + udp_len;
+	if (wg < DP_OUTER4_LEN || wg + WG_DATA_OVERHEAD > len)
+		return;
+	ulen = (size_t)f[wg - 4] << 8 | f[wg - 3];
+	if (ulen < udp_len + WG_DATA_OVERHEAD)
+		return;
+	struct wg_message_data *h = (struct wg_message_data *)(f + wg);
+	const struct fx_peer *fp = peer_by_local_index(rte_le_to_cpu_32(h->key_idx));
+	if (h->header.type != WG_MSG_DATA || !fp)
+		return;
+	plain_len = RTE_MIN(ulen - udp_len, len - wg) - WG_DATA_OVERHEAD;
+	memset(key, fp->recv_fill, sizeof(key));
+	dp_crypto_nonce(nonce, rte_le_to_cpu_64(h->counter));
+	crypto_aead_chacha20poly1305_ietf_encrypt_detached(
+	    h->encrypted_data, h->encrypted_data + plain_len, &tag_len, h->encrypted_data,
+	    plain_len, NULL, 0, NULL, nonce, key);
 }
 
 static const struct fx_peer *peer_by_remote_index(uint32_t remote_index, uint32_t *id)
@@ -434,7 +485,8 @@ static void check_sealed(const struct wg_message_data *h, uint32_t clen, uint32_
 		fail("wan tx: does not decrypt under the peer's send key");
 	require(plen <= MTU, "wan tx: inner packet above the MTU");
 	int ilen = dp_inner_len(plain, (uint32_t)plen);
-	require(ilen > 0 && plen - (unsigned long long)ilen < WG_PADDING_MULTIPLE, "wan tx: bad inner packet");
+	require(ilen > 0 && plen - (unsigned long long)ilen < WG_PADDING_MULTIPLE,
+		"wan tx: bad inner packet");
 	for (unsigned long long i = (unsigned long long)ilen; i < plen; i++)
 		require(plain[i] == 0, "wan tx: padding not zero");
 	require(route_lookup(plain, true, &to) && to == peer,
@@ -453,26 +505,32 @@ static void check_wan_tx(const struct rte_mbuf *m)
 	require(m->nb_segs == 1 && m->pkt_len == len, "wan tx: not one segment");
 	require(len >= DP_OUTER4_LEN + WG_DATA_OVERHEAD, "wan tx: runt");
 	require(rte_is_same_ether_addr(&eth->src_addr, &wan_mac) &&
-			eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV4),
+		    eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV4),
 		"wan tx: bad Ethernet header");
 	require(ip->version_ihl == RTE_IPV4_VHL_DEF && rte_ipv4_cksum(ip) == 0 &&
-			rte_be_to_cpu_16(ip->total_length) == len - sizeof(*eth) &&
-			ip->src_addr == IP4(198, 18, 0, 1) && ip->next_proto_id == IPPROTO_UDP,
+		    rte_be_to_cpu_16(ip->total_length) == len - sizeof(*eth) &&
+		    ip->src_addr == IP4(198, 18, 0, 1) && ip->next_proto_id == IPPROTO_UDP,
 		"wan tx: bad IPv4 header");
 	require(udp->src_port == rte_cpu_to_be_16(LISTEN) &&
-			rte_be_to_cpu_16(udp->dgram_len) == len - sizeof(*eth) - sizeof(*ip),
+		    rte_be_to_cpu_16(udp->dgram_len) == len - sizeof(*eth) - sizeof(*ip),
 		"wan tx: bad UDP header");
-	require(h->header.type == WG_MSG_DATA && !h->header.reserved[0] &&
-			!h->header.reserved[1] && !h->header.reserved[2],
+	require(h->header.type == WG_MSG_DATA && !h->header.reserved[0] && !h->header.reserved[1] &&
+		    !h->header.reserved[2],
 		"wan tx: not a data message");
 	require(peer_by_remote_index(rte_le_to_cpu_32(h->key_idx), &peer),
 		"wan tx: unknown receiver index");
+	/* Only a current, unexpired keypair may send, and only nonces it handed out. */
+	const struct dp_keypair *kp = &fx.dp.keypairs[fx_peers[peer].local_index & fx.dp.kp_mask];
+	require(fx.dp.peers[peer].kp_cur == (uint32_t)(kp - fx.dp.keypairs) + 1 &&
+		    kp->expire_tsc > fx.dp.workers[0].now_tsc &&
+		    rte_le_to_cpu_64(h->counter) < kp->send_counter,
+		"wan tx: sent on a keypair that is not current, or with a nonce not reserved");
 	const struct mg_sockaddr *ep = &fx.dp.peers[peer].ep[fx.dp.peers[peer].ep_idx].addr;
 	require(ep->family == AF_INET && !memcmp(&ip->dst_addr, ep->addr, 4) &&
-			rte_be_to_cpu_16(udp->dst_port) == ep->port,
+		    rte_be_to_cpu_16(udp->dst_port) == ep->port,
 		"wan tx: not sent to the peer's endpoint");
 	require(wan_nbr(ip->dst_addr) &&
-			rte_is_same_ether_addr(&eth->dst_addr, wan_nbr(ip->dst_addr)),
+		    rte_is_same_ether_addr(&eth->dst_addr, wan_nbr(ip->dst_addr)),
 		"wan tx: wrong next-hop MAC");
 	check_sealed(h, len - (uint32_t)(DP_OUTER4_LEN + WG_DATA_OVERHEAD), peer);
 }
@@ -488,21 +546,34 @@ static void check_lan_tx(const struct rte_mbuf *m)
 	require(dp_inner_len(ip, len - sizeof(*eth)) == (int)(len - sizeof(*eth)),
 		"lan tx: not one whole IP packet");
 	require(rte_is_same_ether_addr(&eth->src_addr, &lan_mac) &&
-			rte_is_same_ether_addr(&eth->dst_addr, &lan_nbr_mac),
+		    rte_is_same_ether_addr(&eth->dst_addr, &lan_nbr_mac),
 		"lan tx: bad MAC addresses");
-	require(eth->ether_type == rte_cpu_to_be_16((ip[0] >> 4) == 4 ? RTE_ETHER_TYPE_IPV4
-									 : RTE_ETHER_TYPE_IPV6),
+	require(eth->ether_type ==
+		    rte_cpu_to_be_16((ip[0] >> 4) == 4 ? RTE_ETHER_TYPE_IPV4 : RTE_ETHER_TYPE_IPV6),
 		"lan tx: ethertype does not match the IP version");
 	require(route_lookup(ip, false, &peer) && peer < N_PEERS,
 		"lan tx: inner source in no peer's allowed IPs");
 }
 
+static bool same_nonce(const struct rte_mbuf *a, const struct rte_mbuf *b)
+{
+	const struct wg_message_data *ha = rte_pktmbuf_mtod_offset(a, void *, DP_OUTER4_LEN);
+	const struct wg_message_data *hb = rte_pktmbuf_mtod_offset(b, void *, DP_OUTER4_LEN);
+
+	return ha->key_idx == hb->key_idx && ha->counter == hb->counter;
+}
+
 static void check_tx(struct dp_burst *b)
 {
-	for (uint16_t i = 0; i < b->tx[fx.dp.wan].n; i++)
-		check_wan_tx(b->tx[fx.dp.wan].m[i]);
-	for (uint16_t i = 0; i < b->tx[fx.dp.lan].n; i++)
-		check_lan_tx(b->tx[fx.dp.lan].m[i]);
+	const struct dp_txq *wan = &b->tx[fx.dp.wan], *lan = &b->tx[fx.dp.lan];
+
+	for (uint16_t i = 0; i < wan->n; i++) {
+		check_wan_tx(wan->m[i]);
+		for (uint16_t j = 0; j < i; j++)
+			require(!same_nonce(wan->m[i], wan->m[j]), "wan tx: nonce used twice");
+	}
+	for (uint16_t i = 0; i < lan->n; i++)
+		check_lan_tx(lan->m[i]);
 }
 
 static void check_slow(struct rte_mbuf *m)
@@ -516,17 +587,16 @@ static void check_slow(struct rte_mbuf *m)
 		return;
 	case DP_META_RAW_TX:
 		require(meta->port < fx.dp.n_ports && m->nb_segs == 1 &&
-				len >= sizeof(struct rte_ether_hdr),
+			    len >= sizeof(struct rte_ether_hdr),
 			"raw tx: bad frame");
 		require(meta->nh_family == AF_INET ||
-				(meta->nh_family == AF_INET6 && meta->port == fx.dp.lan),
+			    (meta->nh_family == AF_INET6 && meta->port == fx.dp.lan),
 			"raw tx: bad next-hop family");
 		return;
 	case DP_META_STAGE:
-		require(meta->peer < N_PEERS && fx.dp.peers[meta->peer].in_use,
-			"stage: bad peer");
+		require(meta->peer < N_PEERS && fx.dp.peers[meta->peer].in_use, "stage: bad peer");
 		require(m->nb_segs == 1 &&
-				dp_inner_len(rte_pktmbuf_mtod(m, uint8_t *), len) == (int)len,
+			    dp_inner_len(rte_pktmbuf_mtod(m, uint8_t *), len) == (int)len,
 			"stage: not one whole IP packet");
 		return;
 	}
@@ -549,14 +619,16 @@ static void drain(struct dp_ctx *dp)
 			"bad event");
 	while (mg_ring_recv(dp->shm.dp2cp, &msg) == 0)
 		require(msg.hdr.type == MG_MSG_RX_UDP && msg.hdr.port == dp->wan &&
-				msg.hdr.ep.family == AF_INET && msg.hdr.len >= 4 &&
-				msg.data[0] >= WG_MSG_HANDSHAKE_INITIATION &&
-				msg.data[0] <= WG_MSG_HANDSHAKE_COOKIE,
+			    msg.hdr.ep.family == AF_INET && msg.hdr.len >= 4 &&
+			    msg.data[0] >= WG_MSG_HANDSHAKE_INITIATION &&
+			    msg.data[0] <= WG_MSG_HANDSHAKE_COOKIE,
 			"bad punt");
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	/* What fits in one mbuf's data room; the rest is cut off. */
+	static uint8_t frame[RTE_MBUF_DEFAULT_DATAROOM];
 	struct dp_ctx *dp = &fx.dp;
 	struct dp_worker *w = &dp->workers[0];
 	struct rte_mbuf *m[4];
@@ -566,10 +638,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	uint8_t flags = data[0];
+	size_t len = RTE_MIN(size - 1, sizeof(frame));
+	memcpy(frame, data + 1, len);
+	if ((flags & (IN_SEAL | IN_LAN)) == IN_SEAL)
+		seal_data(frame, len);
 	state_reset(dp, flags);
-	n = (uint16_t)(1 + ((flags >> IN_COPIES_SHIFT) & 3));
+	n = flags & IN_BURST ? RTE_DIM(m) : 1;
 	for (uint16_t i = 0; i < n; i++)
-		m[i] = frame_mbuf(data + 1, size - 1, flags & IN_SPLIT);
+		m[i] = frame_mbuf(frame, len, flags & IN_SPLIT);
 	w->now_tsc = rte_rdtsc();
 	if (flags & IN_LAN)
 		dp_lan_input(w, &fx.burst, dp->lan, m, n);

@@ -2,9 +2,11 @@
 /*
  * Writes the seed corpus of fuzz_classify.c: byte 0 the harness's flags,
  * then one Ethernet frame for its fixed state (addresses, MACs, indices and
- * keys repeated from the harness: keep the two in step). Data messages are
- * sealed with libsodium under the key the harness decrypts with, each with
- * its own counter.
+ * keys repeated from the harness: keep the two in step). Data messages come
+ * twice: wan_data_* sealed with libsodium under the key the harness decrypts
+ * with, and wan_plain_* in plaintext with a zero tag, for the harness to seal
+ * (IN_SEAL), so that the fuzzer mutates the inner packets. Each has its own
+ * counter.
  *
  *   gen_classify_corpus DIR
  */
@@ -20,7 +22,8 @@
 /* Byte 0, as fuzz_classify.c reads it. */
 enum {
 	IN_LAN = 1u << 0,
-	IN_COPIES_SHIFT = 1,
+	IN_SEAL = 1u << 1,
+	IN_BURST = 1u << 2,
 	IN_SPLIT = 1u << 3,
 	IN_KP_NEXT = 1u << 4,
 	IN_KP_EXPIRED = 1u << 5,
@@ -196,8 +199,9 @@ static size_t ping6(uint8_t *p, const uint8_t *src, const uint8_t *dst, uint8_t 
 }
 
 /* A WireGuard data message sealing plain[len] (padded to 16 as a peer would)
- * for key_idx under the key made of fill bytes; returns its length. */
-static size_t seal(uint8_t *p, uint32_t key_idx, uint8_t fill, uint64_t counter,
+ * for key_idx under the key made of fill bytes, or with IN_SEAL in mode left
+ * in plaintext with a zero tag; returns its length. */
+static size_t seal(uint8_t mode, uint8_t *p, uint32_t key_idx, uint8_t fill, uint64_t counter,
 		   const uint8_t *plain, size_t len)
 {
 	uint8_t key[32], nonce[12] = {0};
@@ -211,7 +215,9 @@ static size_t seal(uint8_t *p, uint32_t key_idx, uint8_t fill, uint64_t counter,
 	wr32le(p + 4, key_idx);
 	wr64le(p + 8, counter);
 	memmove(p + 16, plain, len);
-	memset(p + 16 + len, 0, padded - len);
+	memset(p + 16 + len, 0, padded - len + WG_AUTHTAG_LEN);
+	if (mode & IN_SEAL)
+		return 16 + padded + WG_AUTHTAG_LEN;
 	crypto_aead_chacha20poly1305_ietf_encrypt(p + 16, &clen, p + 16, padded, NULL, 0, NULL,
 						  nonce, key);
 	return 16 + (size_t)clen;
@@ -245,19 +251,29 @@ static void wan_msg(struct frame *f, uint8_t type, size_t len)
 }
 
 /* A data message from peer 0 (or peer 1) carrying plain[len]. */
-static void wan_data_from(struct frame *f, int peer, const uint8_t *src, uint16_t sport,
-			  uint64_t counter, const uint8_t *plain, size_t len)
+static void wan_data_from(uint8_t mode, struct frame *f, int peer, const uint8_t *src,
+			  uint16_t sport, uint64_t counter, const uint8_t *plain, size_t len)
 {
 	uint8_t msg[2048];
-	size_t n = seal(msg, peer ? PEER1_INDEX : PEER0_INDEX, peer ? PEER1_RECV : PEER0_RECV,
+	size_t n = seal(mode, msg, peer ? PEER1_INDEX : PEER0_INDEX, peer ? PEER1_RECV : PEER0_RECV,
 			counter, plain, len);
 
 	wan_udp(f, src, sport, msg, n);
 }
 
-static void wan_data(struct frame *f, uint64_t counter, const uint8_t *plain, size_t len)
+static void wan_data(uint8_t mode, struct frame *f, uint64_t counter, const uint8_t *plain,
+		     size_t len)
 {
-	wan_data_from(f, 0, peer0_ep, LISTEN, counter, plain, len);
+	wan_data_from(mode, f, 0, peer0_ep, LISTEN, counter, plain, len);
+}
+
+/* wan_data_NAME, or wan_plain_NAME for the harness to seal. */
+static void put_data(uint8_t mode, const char *name, uint8_t flags, const struct frame *f)
+{
+	char full[256];
+
+	snprintf(full, sizeof(full), "wan_%s_%s", mode & IN_SEAL ? "plain" : "data", name);
+	put(full, flags | mode, f);
 }
 
 static void lan_frame(struct frame *f, const uint8_t *dst_mac, const uint8_t *pkt, size_t len)
@@ -288,68 +304,72 @@ static void wan_handshakes(void)
 	put("wan_bad_reserved", 0, &f);
 }
 
-static void wan_data_seeds(void)
+static void wan_data_seeds(uint8_t mode)
 {
 	uint8_t in[2048] = {0}, junk[48];
 	uint8_t far[4] = {172, 16, 0, 1}, routed[4] = {10, 77, 1, 1}, stray[4] = {10, 99, 0, 9};
 	uint8_t unres[4] = {10, 88, 0, 9}, roam[4] = {198, 18, 0, 77};
 	uint8_t routed6[16] = {0xfd, 0x77, [15] = 0x01};
+	uint64_t ctr = mode & IN_SEAL ? 1000 : 0;
 	struct frame f;
 
-	wan_data(&f, 1, in, 0);
-	put("wan_keepalive", 0, &f);
-	wan_data(&f, 2, in, ping4(in, peer0_ip, host_ip, 64));
-	put("wan_data_v4", 0, &f);
-	wan_data(&f, 3, in, ping6(in, peer0_ip6, host_ip6, 64));
-	put("wan_data_v6", 0, &f);
-	wan_data(&f, 4, in, ping4(in, stray, host_ip, 64));
-	put("wan_data_bad_source", 0, &f);
-	wan_data(&f, 5, in, ping4(in, peer0_ip, peer1_ip, 64));
-	put("wan_data_hairpin", 0, &f);
-	wan_data(&f, 6, in, ping6(in, peer0_ip6, peer1_ip6, 64));
-	put("wan_data_hairpin_v6", 0, &f);
-	wan_data(&f, 7, in, ping4(in, peer0_ip, routed, 64));
-	put("wan_data_static_route", 0, &f);
-	wan_data(&f, 8, in, ping6(in, peer0_ip6, routed6, 64));
-	put("wan_data_static_route_v6", 0, &f);
-	wan_data(&f, 9, in, ping4(in, peer0_ip, unres, 64));
-	put("wan_data_unresolved", 0, &f);
-	wan_data(&f, 10, in, ping4(in, peer0_ip, far, 64));
-	put("wan_data_no_route", 0, &f);
-	wan_data(&f, 11, in, ping4(in, peer0_ip, host_ip, 1));
-	put("wan_data_ttl1", 0, &f);
-	wan_data(&f, 12, in, ping4(in, peer0_ip, peer1_ip, 1));
-	put("wan_data_hairpin_ttl1", 0, &f);
-	wan_data(&f, 13, in, ping4(in, peer0_ip, peer2_ip, 64));
-	put("wan_data_hairpin_no_keypair", 0, &f);
+	wan_data(mode, &f, ctr + 1, in, 0);
+	put_data(mode, "keepalive", 0, &f);
+	wan_data(mode, &f, ctr + 2, in, ping4(in, peer0_ip, host_ip, 64));
+	put_data(mode, "v4", 0, &f);
+	wan_data(mode, &f, ctr + 3, in, ping6(in, peer0_ip6, host_ip6, 64));
+	put_data(mode, "v6", 0, &f);
+	wan_data(mode, &f, ctr + 4, in, ping4(in, stray, host_ip, 64));
+	put_data(mode, "bad_source", 0, &f);
+	wan_data(mode, &f, ctr + 5, in, ping4(in, peer0_ip, peer1_ip, 64));
+	put_data(mode, "hairpin", 0, &f);
+	wan_data(mode, &f, ctr + 6, in, ping6(in, peer0_ip6, peer1_ip6, 64));
+	put_data(mode, "hairpin_v6", 0, &f);
+	wan_data(mode, &f, ctr + 7, in, ping4(in, peer0_ip, routed, 64));
+	put_data(mode, "static_route", 0, &f);
+	wan_data(mode, &f, ctr + 8, in, ping6(in, peer0_ip6, routed6, 64));
+	put_data(mode, "static_route_v6", 0, &f);
+	wan_data(mode, &f, ctr + 9, in, ping4(in, peer0_ip, unres, 64));
+	put_data(mode, "unresolved", 0, &f);
+	wan_data(mode, &f, ctr + 10, in, ping4(in, peer0_ip, far, 64));
+	put_data(mode, "no_route", 0, &f);
+	wan_data(mode, &f, ctr + 11, in, ping4(in, peer0_ip, host_ip, 1));
+	put_data(mode, "ttl1", 0, &f);
+	wan_data(mode, &f, ctr + 12, in, ping4(in, peer0_ip, peer1_ip, 1));
+	put_data(mode, "hairpin_ttl1", 0, &f);
+	wan_data(mode, &f, ctr + 13, in, ping4(in, peer0_ip, peer2_ip, 64));
+	put_data(mode, "hairpin_no_keypair", 0, &f);
 	for (size_t i = 0; i < sizeof(junk); i++)
 		junk[i] = (uint8_t)(0x30 + i);
-	wan_data(&f, 14, junk, sizeof(junk));
-	put("wan_data_inner_garbage", 0, &f);
-	wan_data(&f, 15, in, ping4(in, peer0_ip, host_ip, 64));
+	wan_data(mode, &f, ctr + 14, junk, sizeof(junk));
+	put_data(mode, "inner_garbage", 0, &f);
+	wan_data(mode, &f, ctr + 15, in, ping4(in, peer0_ip, host_ip, 64));
 	f.b[f.len - 1] ^= 1;
-	put("wan_data_bad_tag", 0, &f);
-	wan_data_from(&f, 1, peer1_ep, 51821, 16, in, ping4(in, peer1_ip, host_ip, 64));
-	put("wan_data_peer1", 0, &f);
-	wan_data_from(&f, 1, peer1_ep, 51821, 17, in, ping4(in, peer1_ip, peer0_ip, 64));
-	put("wan_data_peer1_hairpin", 0, &f);
-	wan_data_from(&f, 0, roam, 40000, 18, in, ping4(in, peer0_ip, host_ip, 64));
-	put("wan_data_roam", 0, &f);
-	wan_data(&f, 19, in, ping4(in, peer0_ip, host_ip, 64));
-	put("wan_data_confirm", IN_KP_NEXT, &f);
-	wan_data(&f, 20, in, ping4(in, peer0_ip, host_ip, 64));
-	put("wan_data_dup", 3u << IN_COPIES_SHIFT, &f);
-	wan_data(&f, 21, in, ping6(in, peer0_ip6, host_ip6, 64));
-	put("wan_data_split", IN_SPLIT | 1u << IN_COPIES_SHIFT, &f);
-	wan_data(&f, 22, in, ping4(in, peer0_ip, host_ip, 64));
-	put("wan_data_expired", IN_KP_EXPIRED, &f);
-	wan_data_from(&f, 1, peer1_ep, 51821, 23, in, ping4(in, peer1_ip, peer0_ip, 64));
-	put("wan_data_hairpin_unresolved", EP_UNRESOLVED << IN_EP_SHIFT, &f);
-	wan_data(&f, 24, in, ping4(in, peer0_ip, host_ip, 64));
+	if (!(mode & IN_SEAL))
+		put_data(mode, "bad_tag", 0, &f);
+	wan_data_from(mode, &f, 1, peer1_ep, 51821, ctr + 16, in, ping4(in, peer1_ip, host_ip, 64));
+	put_data(mode, "peer1", 0, &f);
+	wan_data_from(mode, &f, 1, peer1_ep, 51821, ctr + 17, in,
+		      ping4(in, peer1_ip, peer0_ip, 64));
+	put_data(mode, "peer1_hairpin", 0, &f);
+	wan_data_from(mode, &f, 0, roam, 40000, ctr + 18, in, ping4(in, peer0_ip, host_ip, 64));
+	put_data(mode, "roam", 0, &f);
+	wan_data(mode, &f, ctr + 19, in, ping4(in, peer0_ip, host_ip, 64));
+	put_data(mode, "confirm", IN_KP_NEXT, &f);
+	wan_data(mode, &f, ctr + 20, in, ping4(in, peer0_ip, host_ip, 64));
+	put_data(mode, "dup", IN_BURST, &f);
+	wan_data(mode, &f, ctr + 21, in, ping6(in, peer0_ip6, host_ip6, 64));
+	put_data(mode, "split", IN_SPLIT | IN_BURST, &f);
+	wan_data(mode, &f, ctr + 22, in, ping4(in, peer0_ip, host_ip, 64));
+	put_data(mode, "expired", IN_KP_EXPIRED, &f);
+	wan_data_from(mode, &f, 1, peer1_ep, 51821, ctr + 23, in,
+		      ping4(in, peer1_ip, peer0_ip, 64));
+	put_data(mode, "hairpin_unresolved", EP_UNRESOLVED << IN_EP_SHIFT, &f);
+	wan_data(mode, &f, ctr + 24, in, ping4(in, peer0_ip, host_ip, 64));
 	wr32le(f.b + 14 + 20 + 8 + 4, PEER0_INDEX + 16); /* same slot, other index */
-	put("wan_data_unknown_index", 0, &f);
-	wan_data(&f, UINT64_MAX - 1, in, ping4(in, peer0_ip, host_ip, 64));
-	put("wan_data_counter_limit", 0, &f);
+	put_data(mode, "unknown_index", 0, &f);
+	wan_data(mode, &f, UINT64_MAX - 1 - ctr, in, ping4(in, peer0_ip, host_ip, 64));
+	put_data(mode, "counter_limit", 0, &f);
 }
 
 /* Outer IPv4 variants around a valid data message. */
@@ -358,7 +378,7 @@ static void wan_outer_seeds(void)
 	uint8_t in[256];
 	struct frame f, g;
 
-	wan_data(&f, 30, in, ping4(in, peer0_ip, host_ip, 64));
+	wan_data(0, &f, 30, in, ping4(in, peer0_ip, host_ip, 64));
 	g = f;
 	memset(g.b + g.len, 0xee, 20); /* Ethernet padding after the datagram */
 	g.len += 20;
@@ -427,8 +447,7 @@ static void arp(struct frame *f, const uint8_t *src_mac, const uint8_t *spa, con
 }
 
 /* Neighbour solicitation for target with the source link-layer option. */
-static void ns(struct frame *f, const uint8_t *src_mac, const uint8_t *src,
-	       const uint8_t *target)
+static void ns(struct frame *f, const uint8_t *src_mac, const uint8_t *src, const uint8_t *target)
 {
 	uint8_t dst[16] = {0xff, 0x02, [11] = 1, [12] = 0xff};
 	uint8_t dst_mac[6] = {0x33, 0x33, 0xff, target[13], target[14], target[15]};
@@ -481,7 +500,7 @@ static void lan_seeds(void)
 	put("lan_v4_offlink_endpoint", IN_LAN | EP_OFFLINK << IN_EP_SHIFT, &f);
 	put("lan_v4_keypair_next", IN_LAN | IN_KP_NEXT, &f);
 	put("lan_v4_keypair_expired", IN_LAN | IN_KP_EXPIRED, &f);
-	put("lan_v4_burst_split", IN_LAN | IN_SPLIT | 3u << IN_COPIES_SHIFT, &f);
+	put("lan_v4_burst_split", IN_LAN | IN_SPLIT | IN_BURST, &f);
 	lan_frame(&f, lan_mac, in, ping6(in, host_ip6, peer0_ip6, 64));
 	put("lan_v6_to_peer0", IN_LAN, &f);
 	lan_frame(&f, lan_mac, in, ping4(in, host_ip, peer1_ip, 64));
@@ -552,7 +571,8 @@ int main(int argc, char **argv)
 		return 1;
 	out_dir = argv[1];
 	wan_handshakes();
-	wan_data_seeds();
+	wan_data_seeds(0);
+	wan_data_seeds(IN_SEAL);
 	wan_outer_seeds();
 	neigh_seeds();
 	lan_seeds();
