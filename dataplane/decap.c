@@ -194,7 +194,7 @@ static bool accept_data(struct dp_worker *w, struct decap_item *it, const struct
 	uint32_t peer_id = kp->peer, src_peer;
 
 	/* Authentic; now, and only now, the counter may move the window. */
-	if (!wg_replay_check(&kp->replay, rte_le_to_cpu_64(h->counter))) {
+	if (!wg_replay_mt_check(&kp->replay, rte_le_to_cpu_64(h->counter))) {
 		dp_stage_drop(w, m, MG_DROP_REPLAY);
 		return false;
 	}

@@ -26,7 +26,7 @@
 
 #include "config.h"
 #include "shm.h"
-#include "replay.h"
+#include "replay_mt.h"
 #include "crypto.h"
 #include "neigh.h"
 
@@ -43,7 +43,7 @@ struct dp_keypair {
 	uint64_t created_tsc;
 	uint8_t send_key[32];
 	uint8_t recv_key[32];
-	struct wg_replay replay __rte_cache_aligned;
+	struct wg_replay_mt replay __rte_cache_aligned; /* shared by all workers */
 } __rte_cache_aligned;
 
 struct dp_endpoint {
@@ -186,10 +186,20 @@ static inline const uint8_t *dp_wan_next_hop(const struct dp_port *p, const stru
 	return p->gateway4.family == AF_INET ? p->gateway4.addr : ep->addr;
 }
 
+/* ctx.c: build everything a running dataplane needs (not the launch) */
+int dp_ctx_setup(struct dp_ctx *dp);
+void dp_ctx_teardown(struct dp_ctx *dp);
+
 /* worker.c */
 int dp_worker_main(void *arg);
+struct dp_burst;
+/* One iteration of the worker loop; returns the packets it received. */
+unsigned dp_worker_poll(struct dp_worker *w, struct dp_burst *b);
 
-/* service.c: the main lcore's loop */
+/* service.c: the main lcore's loop; dp_service_handle applies one control
+ * message and dp_service_commit publishes what a batch of them changed. */
+void dp_service_handle(struct dp_ctx *dp, const struct mg_msg *msg);
+void dp_service_commit(struct dp_ctx *dp);
 int dp_service_init(struct dp_ctx *dp);
 void dp_service_run(struct dp_ctx *dp);
 void dp_service_fini(struct dp_ctx *dp);

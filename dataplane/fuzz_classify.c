@@ -53,7 +53,8 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* main.c is not linked: the stages find their metadata through this. */
+/* ctx.c, which defines it for the dataplane, is not linked: the stages find
+ * their metadata through this one. */
 int dp_meta_offset = -1;
 
 /* Byte 0 of an input. */
@@ -369,7 +370,7 @@ static void state_reset(struct dp_ctx *dp, uint8_t flags)
 		if (!fx_peers[id].local_index)
 			continue;
 		struct dp_keypair *kp = &dp->keypairs[fx_peers[id].local_index & dp->kp_mask];
-		wg_replay_init(&kp->replay);
+		wg_replay_mt_init(&kp->replay);
 		kp->send_counter = 0;
 		kp->expire_tsc = UINT64_MAX;
 	}

@@ -200,7 +200,7 @@ static int keypair_add(struct dp_ctx *dp, uint32_t id, const struct mg_msg_keypa
 	kp->expire_tsc = now + dp->reject_after_tsc;
 	memcpy(kp->send_key, k->send_key, 32);
 	memcpy(kp->recv_key, k->recv_key, 32);
-	wg_replay_init(&kp->replay);
+	wg_replay_mt_init(&kp->replay);
 	__atomic_store_n(&kp->local_index, k->local_index, __ATOMIC_RELEASE);
 
 	if (k->initiator) {
@@ -456,7 +456,7 @@ static bool needs_peer(uint16_t type)
 	       type == MG_MSG_KEEPALIVE || type == MG_MSG_STAGED_DROP;
 }
 
-static void handle_msg(struct dp_ctx *dp, const struct mg_msg *msg)
+void dp_service_handle(struct dp_ctx *dp, const struct mg_msg *msg)
 {
 	uint32_t id = msg->hdr.peer;
 
@@ -520,10 +520,17 @@ static unsigned control_poll(struct dp_ctx *dp)
 	struct dp_main_state *ms = dp->ms;
 	unsigned n = mg_ring_recv_burst(dp->shm.cp2dp, ms->msgs, 32);
 	for (unsigned i = 0; i < n; i++) {
-		handle_msg(dp, &ms->msgs[i]);
+		dp_service_handle(dp, &ms->msgs[i]);
 		/* Key material leaves the message buffer as soon as it is used. */
 		sodium_memzero(&ms->msgs[i], sizeof(ms->msgs[i]));
 	}
+	dp_service_commit(dp);
+	return n;
+}
+
+void dp_service_commit(struct dp_ctx *dp)
+{
+	struct dp_main_state *ms = dp->ms;
 	if (ms->routes_dirty) {
 		int failed = dp_routes_commit(dp->routes, dp->rcu);
 		if (failed) {
@@ -533,7 +540,6 @@ static unsigned control_poll(struct dp_ctx *dp)
 		ms->routes_dirty = false;
 	}
 	reap_keypairs(dp);
-	return n;
 }
 
 /* ---- mbufs from workers -------------------------------------------------------- */

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Anti-replay for a keypair whose packets are decrypted on several workers
+ * at once (one tunnel is not pinned to one core). Lock-free: the window is
+ * WG_REPLAY_MT_SLOTS slots of {block tag, 64-bit bitmap}, each updated with
+ * one 16-byte compare-and-swap.
+ *
+ * A counter n lives in block n / 64, slot block % SLOTS. A slot holding an
+ * older block is stale (that block slid out of the window) and is taken
+ * over; a slot holding a newer block means n is too old. Tags only grow, so
+ * a counter, once accepted, can never be accepted again: the property the
+ * window exists for. (A very old counter whose slot was never reused may be
+ * accepted once; it was never seen, so that is no replay.)
+ *
+ * Callers check only authenticated packets.
+ */
+#ifndef MG_WG_REPLAY_MT_H
+#define MG_WG_REPLAY_MT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "wg_messages.h"
+
+#define WG_REPLAY_MT_SLOTS 64 /* 4096 counters */
+
+_Static_assert(WG_REPLAY_MT_SLOTS * 64 >= 2048, "window must be at least 2048 packets");
+
+struct wg_replay_mt_slot {
+	uint64_t tag;  /* block number the bits describe */
+	uint64_t bits; /* bit k: counter tag * 64 + k - 1 seen */
+} __attribute__((aligned(16)));
+
+struct wg_replay_mt {
+	struct wg_replay_mt_slot slot[WG_REPLAY_MT_SLOTS];
+};
+
+static inline void wg_replay_mt_init(struct wg_replay_mt *r)
+{
+	memset(r, 0, sizeof(*r));
+}
+
+static inline unsigned __int128 wg_replay_mt_pack(uint64_t tag, uint64_t bits)
+{
+	return ((unsigned __int128)bits << 64) | tag;
+}
+
+static inline bool wg_replay_mt_check(struct wg_replay_mt *r, uint64_t counter)
+{
+	if (counter >= WG_REJECT_AFTER_MESSAGES)
+		return false;
+	uint64_t n = counter + 1, block = n / 64, bit = 1ull << (n % 64);
+	struct wg_replay_mt_slot *s = &r->slot[block % WG_REPLAY_MT_SLOTS];
+	unsigned __int128 *p = (unsigned __int128 *)s;
+
+	for (;;) {
+		/* Two plain loads may tear; the CAS below validates them. */
+		uint64_t tag = __atomic_load_n(&s->tag, __ATOMIC_RELAXED);
+		uint64_t bits = __atomic_load_n(&s->bits, __ATOMIC_RELAXED);
+		unsigned __int128 old = wg_replay_mt_pack(tag, bits), nv;
+
+		if (tag > block || (tag == block && (bits & bit))) {
+			/* Reject only on a consistent snapshot. */
+			if (__sync_bool_compare_and_swap(p, old, old))
+				return false;
+			continue;
+		}
+		nv = tag == block ? wg_replay_mt_pack(block, bits | bit) : wg_replay_mt_pack(block, bit);
+		if (__sync_bool_compare_and_swap(p, old, nv))
+			return true;
+	}
+}
+
+#endif /* MG_WG_REPLAY_MT_H */
