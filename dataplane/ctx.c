@@ -160,7 +160,16 @@ void dp_ctx_teardown(struct dp_ctx *dp)
 	if (dp->neigh)
 		dp_neigh_destroy(dp->neigh);
 	free(dp->lan_routes);
+	for (unsigned i = 0; i < dp->n_workers; i++)
+		rte_ring_free(dp->workers[i].inject);
+	rte_ring_free(dp->slow);
+	rte_ring_free(dp->events);
+	rte_free(dp->rcu);
+	rte_free(dp->peers);
+	rte_free(dp->keypairs);
+	rte_mempool_free(dp->pool);
 	if (dp->shm.base)
 		mg_shm_destroy(&dp->shm);
+	memset(dp, 0, sizeof(*dp));
 }
 

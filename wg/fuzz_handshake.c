@@ -7,7 +7,8 @@
  * (made by gen_corpus.c).
  *
  * Besides memory errors, it aborts on broken contracts: a failed
- * consume_response or consume_reply must leave the state untouched.
+ * accept_initiation, consume_response or consume_reply must leave the state
+ * untouched.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -44,8 +45,11 @@ static void fuzz_initiation(const uint8_t *data, size_t size)
 		return;
 	if (memcmp(in.remote_static, r.public_key, 32))
 		return;
-	if (wg_noise_accept_initiation(&r, &in, FIXTURE_MONO_NS))
+	if (wg_noise_accept_initiation(&r, &in, FIXTURE_MONO_NS)) {
+		if (memcmp(&r, &f.responder_remote, sizeof(r)))
+			abort();
 		return;
+	}
 	if (wg_noise_create_response(&f.responder, &r, FIXTURE_RESPONDER_INDEX, &resp) ||
 	    wg_noise_derive_keypair(&r, &kp))
 		abort();

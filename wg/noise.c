@@ -232,6 +232,13 @@ out:
 	return ret;
 }
 
+/*
+ * The responder's X25519 operations per handshake: es here (variable base);
+ * in create_response e (fixed base), ee and se (variable base). ss is never
+ * computed per handshake: accept_initiation takes it from the peer's
+ * precomputed_ss. So 3 variable-base + 1 fixed-base, where computing ss here
+ * would make it 4 + 1.
+ */
 int wg_noise_consume_initiation(const struct wg_noise_local *l,
 				const struct wg_message_initiation *msg,
 				struct wg_noise_initiation *out)
@@ -259,17 +266,12 @@ int wg_noise_consume_initiation(const struct wg_noise_local *l,
 		goto out;
 
 	/*
-	 * ss: computed here rather than taken from a peer's precomputed_ss, so
-	 * that the timestamp can be authenticated before the peer is looked up.
+	 * ss and {t} wait for the peer's precomputed DH(s, S), once the caller
+	 * has found the peer by remote_static. Until the timestamp decrypts,
+	 * the static key proves nothing: anyone who knows our public key can
+	 * encrypt any static key under es.
 	 */
-	if (!mix_dh(ck, key, l->private_key, out->remote_static))
-		goto out;
-
-	/* {t} */
-	if (!decrypt_and_hash(out->timestamp, msg->encrypted_timestamp, WG_TIMESTAMP_LEN, key,
-			      hash))
-		goto out;
-
+	memcpy(out->encrypted_timestamp, msg->encrypted_timestamp, sizeof(out->encrypted_timestamp));
 	out->remote_index = le32toh(msg->sender_index);
 	memcpy(out->hash, hash, 32);
 	memcpy(out->chaining_key, ck, 32);
@@ -289,14 +291,49 @@ static bool initiation_too_soon(const struct wg_noise_remote *r, uint64_t mono_n
 	       mono_ns < r->last_initiation_ns + WG_NSEC_PER_SEC / WG_INITIATIONS_PER_SECOND;
 }
 
+/* ss, then {t}: authenticates the whole initiation. Works on copies of in. */
+static int decrypt_timestamp(const struct wg_noise_remote *r, const struct wg_noise_initiation *in,
+			     uint8_t ck[32], uint8_t hash[32], uint8_t timestamp[WG_TIMESTAMP_LEN])
+{
+	uint8_t key[32];
+	int ret = -EINVAL;
+
+	memcpy(ck, in->chaining_key, 32);
+	memcpy(hash, in->hash, 32);
+
+	/* ss: all zero if r's key is low order or our identity is gone */
+	if (!mix_precomputed_dh(ck, key, r->precomputed_ss))
+		goto out;
+
+	/* {t} */
+	ret = -EBADMSG;
+	if (!decrypt_and_hash(timestamp, in->encrypted_timestamp, WG_TIMESTAMP_LEN, key, hash))
+		goto out;
+	ret = 0;
+out:
+	sodium_memzero(key, sizeof(key));
+	return ret;
+}
+
 int wg_noise_accept_initiation(struct wg_noise_remote *r, struct wg_noise_initiation *in,
 			       uint64_t mono_ns)
 {
 	struct wg_noise_handshake *hs = &r->hs;
-	int ret = 0;
+	uint8_t ck[32], hash[32], timestamp[WG_TIMESTAMP_LEN];
+	int ret = -EINVAL;
 
-	/* TAI64N is big-endian, so byte order is time order. */
-	if (memcmp(in->timestamp, r->latest_timestamp, WG_TIMESTAMP_LEN) <= 0) {
+	/* The caller's lookup went wrong: precomputed_ss is another key's. */
+	if (sodium_memcmp(in->remote_static, r->public_key, 32))
+		goto out;
+	ret = decrypt_timestamp(r, in, ck, hash, timestamp);
+	if (ret)
+		goto out;
+
+	/*
+	 * Authentic from here on, but possibly a replay: TAI64N is big-endian,
+	 * so byte order is time order.
+	 */
+	if (memcmp(timestamp, r->latest_timestamp, WG_TIMESTAMP_LEN) <= 0) {
 		ret = -ESTALE;
 		goto out;
 	}
@@ -304,16 +341,19 @@ int wg_noise_accept_initiation(struct wg_noise_remote *r, struct wg_noise_initia
 		ret = -EAGAIN;
 		goto out;
 	}
-	memcpy(r->latest_timestamp, in->timestamp, WG_TIMESTAMP_LEN);
+	memcpy(r->latest_timestamp, timestamp, WG_TIMESTAMP_LEN);
 	r->last_initiation_ns = mono_ns;
 
 	wg_noise_handshake_clear(hs);
 	hs->remote_index = in->remote_index;
-	memcpy(hs->hash, in->hash, 32);
-	memcpy(hs->chaining_key, in->chaining_key, 32);
+	memcpy(hs->hash, hash, 32);
+	memcpy(hs->chaining_key, ck, 32);
 	memcpy(hs->remote_ephemeral, in->remote_ephemeral, 32);
 	hs->state = WG_HS_CONSUMED_INITIATION;
 out:
+	sodium_memzero(ck, sizeof(ck));
+	sodium_memzero(hash, sizeof(hash));
+	sodium_memzero(timestamp, sizeof(timestamp));
 	sodium_memzero(in, sizeof(*in));
 	return ret;
 }

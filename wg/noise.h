@@ -5,10 +5,10 @@
  * timers, no global state. Callers own all storage and all locking.
  *
  *   initiator                                   responder
- *   create_initiation  --- initiation --->      consume_initiation
+ *   create_initiation  --- initiation --->      consume_initiation (e, es, s)
  *                                               (caller finds the peer by
  *                                                remote_static)
- *                                               accept_initiation
+ *                                               accept_initiation (ss, {t})
  *   consume_response   <--- response  ---       create_response
  *   derive_keypair                              derive_keypair
  *
@@ -62,12 +62,17 @@ struct wg_noise_keypair {
 	bool initiator;
 };
 
-/* Decrypted contents of an initiation, before the peer is known. */
+/*
+ * An initiation consumed up to its static key, before the peer is known. The
+ * timestamp is still encrypted, under a key that needs DH(s, S): that is the
+ * peer's precomputed_ss, so accept_initiation decrypts it. Nothing here is
+ * authentic until then.
+ */
 struct wg_noise_initiation {
 	uint8_t remote_static[32];
-	uint8_t timestamp[12];
 	uint32_t remote_index;
 	uint8_t hash[32], chaining_key[32], remote_ephemeral[32];
+	uint8_t encrypted_timestamp[WG_TIMESTAMP_LEN + WG_AUTHTAG_LEN];
 };
 
 /*
@@ -103,10 +108,13 @@ int wg_noise_create_initiation(const struct wg_noise_local *l, struct wg_noise_r
 			       struct wg_message_initiation *msg);
 
 /*
- * Authenticates and decrypts an initiation addressed to l. The MACs must
- * have been checked already (wg_cookie_validate). -EBADMSG on any failure
- * (bad header, bad DH, bad AEAD), in which case *out is zeroed.
- * This costs two X25519 operations.
+ * First half of consuming an initiation addressed to l: e, es, s. Decrypts
+ * the initiator's static key, so that the caller can find the peer; the
+ * static key is not yet proven (anyone can encrypt any key under es), so look
+ * the peer up and nothing more before accept_initiation. The MACs must have
+ * been checked already (wg_cookie_validate). -EBADMSG on any failure (bad
+ * header, bad DH, bad AEAD), -EINVAL if l has no identity; *out is zeroed on
+ * failure. One X25519 operation (es).
  */
 int wg_noise_consume_initiation(const struct wg_noise_local *l,
 				const struct wg_message_initiation *msg,
@@ -114,20 +122,24 @@ int wg_noise_consume_initiation(const struct wg_noise_local *l,
 
 /*
  * Second half of consuming an initiation, once the caller has found r with
- * r->public_key == in->remote_static. -ESTALE unless in->timestamp is
- * strictly greater than the latest accepted one, -EAGAIN if the previous
- * initiation was accepted less than 1/WG_INITIATIONS_PER_SECOND s ago
- * (mono_ns is a monotonic clock). On success r->hs is replaced (an initiation
- * of ours in flight is abandoned: read r->hs.local_index first if the index
- * must be released) and is in state CONSUMED_INITIATION. *in is zeroed in
- * every case.
+ * r->public_key == in->remote_static: ss from r->precomputed_ss (no X25519),
+ * then the timestamp is decrypted, which authenticates the initiation.
+ * -EINVAL if r->public_key is not in->remote_static or r has no usable
+ * precomputed_ss, -EBADMSG if the timestamp does not decrypt, then -ESTALE
+ * unless the timestamp is strictly greater than the latest accepted one,
+ * -EAGAIN if the previous initiation was accepted less than
+ * 1/WG_INITIATIONS_PER_SECOND s ago (mono_ns is a monotonic clock). r is
+ * untouched on failure. On success r->hs is replaced (an initiation of ours
+ * in flight is abandoned: read r->hs.local_index first if the index must be
+ * released) and is in state CONSUMED_INITIATION. *in is zeroed in every case.
  */
 int wg_noise_accept_initiation(struct wg_noise_remote *r, struct wg_noise_initiation *in,
 			       uint64_t mono_ns);
 
 /*
  * Needs CONSUMED_INITIATION (-EINVAL otherwise). Fills all of msg but the
- * MACs; state CREATED_RESPONSE.
+ * MACs; state CREATED_RESPONSE. Three X25519 operations: e (fixed base), ee
+ * and se (variable base).
  */
 int wg_noise_create_response(const struct wg_noise_local *l, struct wg_noise_remote *r,
 			     uint32_t local_index, struct wg_message_response *msg);

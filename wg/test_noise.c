@@ -53,23 +53,38 @@ static void make_pair(struct peer *a, struct peer *b, const uint8_t *psk_a, cons
 	CHECK(!peer_connect(a, b, psk_a) && !peer_connect(b, a, psk_b), "peers set up");
 }
 
-/* Responder side of an initiation: MACs, consume, peer check, accept. */
-static int receive_initiation(struct peer *p, const struct wg_message_initiation *msg)
+/* Noise half of the responder: consume, peer check, accept into r. */
+static int consume_and_accept(const struct peer *p, const struct wg_message_initiation *msg,
+			      struct wg_noise_remote *r)
 {
 	struct wg_noise_initiation in;
 	int ret;
 
-	if (wg_cookie_validate(&p->checker, msg, sizeof(*msg), src_addr, sizeof(src_addr),
-			       p->mono) == WG_COOKIE_MAC_INVALID)
-		return -EPERM;
 	ret = wg_noise_consume_initiation(&p->local, msg, &in);
 	if (ret)
 		return ret;
-	if (memcmp(in.remote_static, p->remote.public_key, 32)) {
+	if (memcmp(in.remote_static, r->public_key, 32)) {
 		sodium_memzero(&in, sizeof(in));
 		return -ENOKEY;
 	}
-	return wg_noise_accept_initiation(&p->remote, &in, p->mono);
+	return wg_noise_accept_initiation(r, &in, p->mono);
+}
+
+/* Responder side of an initiation: MACs, consume, peer check, accept. */
+static int receive_initiation(struct peer *p, const struct wg_message_initiation *msg)
+{
+	if (wg_cookie_validate(&p->checker, msg, sizeof(*msg), src_addr, sizeof(src_addr),
+			       p->mono) == WG_COOKIE_MAC_INVALID)
+		return -EPERM;
+	return consume_and_accept(p, msg, &p->remote);
+}
+
+/* A refused initiation must leave the responder's state as it was. */
+static bool refused_untouched(struct peer *p, const struct wg_message_initiation *msg, int want)
+{
+	struct wg_noise_remote saved = p->remote;
+
+	return receive_initiation(p, msg) == want && !memcmp(&saved, &p->remote, sizeof(saved));
 }
 
 static int send_initiation(struct peer *p, uint32_t index, struct wg_message_initiation *msg)
@@ -166,15 +181,16 @@ static void handshakes(void)
 
 /*
  * Flip each byte in turn. The receive path (MAC1/MAC2 then Noise) must drop
- * every variant; the bytes Noise itself authenticates must fail in consume
- * alone. A cookie is held so that MAC2 is checked too.
+ * every variant; the bytes Noise itself authenticates must fail in consume +
+ * accept alone, and leave the responder's state untouched. A cookie is held
+ * so that MAC2 is checked too.
  */
 static void tamper_initiation(void)
 {
 	struct wg_message_initiation init, bad;
-	struct wg_noise_initiation in;
 	struct wg_message_cookie reply;
-	unsigned int accepted = 0, noise_missed = 0;
+	struct wg_noise_remote r;
+	unsigned int accepted = 0, noise_missed = 0, changed = 0;
 	struct peer a, b;
 
 	printf("-- tampering\n");
@@ -184,9 +200,10 @@ static void tamper_initiation(void)
 			       b.mono, &reply);
 	CHECK(!wg_cookie_consume_reply(&a.maker, &reply, a.mono), "cookie taken");
 	CHECK(!send_initiation(&a, 1, &init), "initiation with mac2");
+	r = b.remote;
 	CHECK(wg_cookie_validate(&b.checker, &init, sizeof(init), src_addr, sizeof(src_addr),
 				 b.mono) == WG_COOKIE_MAC1_AND_MAC2_VALID &&
-		  !wg_noise_consume_initiation(&b.local, &init, &in),
+		  !consume_and_accept(&b, &init, &r),
 	      "untampered initiation passes MAC1, MAC2 and Noise");
 
 	for (size_t i = 0; i < sizeof(init); i++) {
@@ -196,17 +213,21 @@ static void tamper_initiation(void)
 
 		memcpy(&bad, &init, sizeof(bad));
 		((uint8_t *)&bad)[i] ^= 1 << (i % 8);
-		ret = wg_noise_consume_initiation(&b.local, &bad, &in);
+		r = b.remote;
+		ret = consume_and_accept(&b, &bad, &r);
 		if (wg_cookie_validate(&b.checker, &bad, sizeof(bad), src_addr, sizeof(src_addr),
 				       b.mono) == WG_COOKIE_MAC1_AND_MAC2_VALID &&
 		    !ret)
 			accepted++;
 		if (noise_covered && ret != -EBADMSG)
 			noise_missed++;
+		if (ret && memcmp(&r, &b.remote, sizeof(r)))
+			changed++;
 	}
 	CHECK(!accepted, "each of %zu tampered initiation bytes dropped", sizeof(init));
 	CHECK(!noise_missed, "Noise alone rejects tampered header/ephemeral/static/timestamp "
 			     "(-EBADMSG); sender_index is MAC1's job");
+	CHECK(!changed, "responder state untouched by every failed consume + accept");
 }
 
 static void tamper_response(void)
@@ -263,7 +284,7 @@ static void replay_and_flood(void)
 	CHECK(!send_initiation(&a, 1, &i1), "i1 at t");
 	CHECK(!receive_initiation(&b, &i1), "i1 accepted");
 	b.mono += SEC;
-	CHECK(receive_initiation(&b, &i1) == -ESTALE, "i1 replayed 1 s later: -ESTALE");
+	CHECK(refused_untouched(&b, &i1, -ESTALE), "i1 replayed 1 s later: -ESTALE");
 
 	a.realtime += SEC;
 	CHECK(!send_initiation(&a, 2, &i2), "i2 at t + 1 s");
@@ -272,7 +293,7 @@ static void replay_and_flood(void)
 	b.mono += 10 * MS; /* 1.01 s after i1 was accepted: no flood */
 	CHECK(!receive_initiation(&b, &i2), "i2 accepted");
 	b.mono += SEC;
-	CHECK(receive_initiation(&b, &i3) == -ESTALE, "i3, older than i2: -ESTALE");
+	CHECK(refused_untouched(&b, &i3, -ESTALE), "i3, older than i2: -ESTALE");
 
 	a.realtime += SEC;
 	CHECK(!send_initiation(&a, 4, &i1), "i4 at t + 1.5 s");
@@ -280,12 +301,76 @@ static void replay_and_flood(void)
 	CHECK(!send_initiation(&a, 5, &i2), "i5 at t + 2.5 s");
 	CHECK(!receive_initiation(&b, &i1), "i4 accepted");
 	b.mono += 10 * MS;
-	CHECK(receive_initiation(&b, &i2) == -EAGAIN, "i5 10 ms after i4: -EAGAIN");
+	CHECK(refused_untouched(&b, &i2, -EAGAIN), "i5 10 ms after i4: -EAGAIN");
 	b.mono += 10 * MS - 1;
-	CHECK(receive_initiation(&b, &i2) == -EAGAIN, "i5 20 ms - 1 ns after i4: -EAGAIN");
+	CHECK(refused_untouched(&b, &i2, -EAGAIN), "i5 20 ms - 1 ns after i4: -EAGAIN");
 	b.mono += 1;
 	CHECK(!receive_initiation(&b, &i2), "i5 exactly 20 ms after i4: accepted");
 	CHECK(b.remote.hs.remote_index == 5, "handshake state is i5's");
+}
+
+/*
+ * consume_initiation passes for any static key that was encrypted to us, so
+ * only accept_initiation (ss from precomputed_ss, then the timestamp)
+ * proves it. Here c, who knows a's public key but not a's private key,
+ * claims to be a, with a timestamp far in the future: b must refuse, and
+ * keep its replay and flood state for a.
+ */
+static void impersonation(void)
+{
+	const uint64_t century = 100ULL * 365 * 86400 * SEC;
+	struct wg_message_initiation forged, init;
+	struct wg_noise_initiation in;
+	struct wg_noise_remote saved, other;
+	struct wg_noise_local mallory;
+	struct peer a, b, c;
+
+	printf("-- impersonation\n");
+	make_pair(&a, &b, NULL, NULL);
+	peer_init(&c);
+	CHECK(!peer_connect(&c, &b, NULL), "c knows b");
+	/* c's private key behind a's public key: s is a's key, ss is DH(c, B). */
+	mallory = c.local;
+	memcpy(mallory.public_key, a.local.public_key, 32);
+	CHECK(!wg_noise_create_initiation(&mallory, &c.remote, 1, REALTIME + century, &forged),
+	      "forged initiation claiming a, timestamp a century ahead");
+	wg_cookie_add_macs(&c.maker, &forged, sizeof(forged), c.mono);
+	sodium_memzero(&mallory, sizeof(mallory));
+
+	CHECK(!wg_noise_consume_initiation(&b.local, &forged, &in) &&
+		  !memcmp(in.remote_static, a.local.public_key, 32),
+	      "consume decrypts the claimed static key (it proves nothing yet)");
+	saved = b.remote;
+	CHECK(wg_noise_accept_initiation(&b.remote, &in, b.mono) == -EBADMSG,
+	      "accept: the timestamp does not decrypt under DH(b, A): -EBADMSG");
+	CHECK(!memcmp(&saved, &b.remote, sizeof(saved)),
+	      "  b's state for a untouched: latest timestamp, flood clock, handshake");
+	CHECK(sodium_is_zero((const uint8_t *)&in, sizeof(in)), "  in zeroed");
+	CHECK(refused_untouched(&b, &forged, -EBADMSG), "whole receive path: -EBADMSG, untouched");
+	CHECK(!send_initiation(&a, 2, &init) && !receive_initiation(&b, &init),
+	      "a's genuine initiation is still accepted");
+
+	/* accept's own checks, for a caller whose lookup went wrong. */
+	a.realtime += SEC;
+	b.mono += SEC;
+	CHECK(!send_initiation(&a, 3, &init), "another initiation from a");
+	CHECK(!wg_noise_remote_init(&other, &b.local, c.local.public_key, NULL),
+	      "b's view of c");
+	saved = other;
+	CHECK(!wg_noise_consume_initiation(&b.local, &init, &in) &&
+		  wg_noise_accept_initiation(&other, &in, b.mono) == -EINVAL,
+	      "accept into the wrong peer: -EINVAL");
+	CHECK(!memcmp(&saved, &other, sizeof(saved)) && sodium_is_zero((const uint8_t *)&in, sizeof(in)),
+	      "  that peer untouched, in zeroed");
+	memset(b.remote.precomputed_ss, 0, 32);
+	saved = b.remote;
+	CHECK(!wg_noise_consume_initiation(&b.local, &init, &in) &&
+		  wg_noise_accept_initiation(&b.remote, &in, b.mono) == -EINVAL,
+	      "accept with no precomputed DH(s, S): -EINVAL");
+	CHECK(!memcmp(&saved, &b.remote, sizeof(saved)), "  untouched");
+	CHECK(!wg_noise_remote_precompute(&b.remote, &b.local) && !receive_initiation(&b, &init),
+	      "precomputed again: accepted");
+	CHECK(b.remote.hs.remote_index == 3, "handshake state is the last initiation's");
 }
 
 static void wrong_keys(void)
@@ -445,6 +530,7 @@ int main(void)
 	tamper_initiation();
 	tamper_response();
 	replay_and_flood();
+	impersonation();
 	wrong_keys();
 	low_order();
 	states();

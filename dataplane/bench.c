@@ -1,0 +1,585 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * meshgate-bench: the dataplane's real worker loop (dp_worker_poll: RX,
+ * classify, lookup, crypto, headers, TX) on in-memory DPDK ports (net_ring),
+ * measured in busy cycles per packet and set against the raw ChaCha20-Poly1305
+ * burst rate measured in the same run.
+ *
+ * How the two cores are shared: traffic for a round is generated (and, for
+ * decap, encrypted) into the ports' RX rings before the round; during the
+ * timed part only the workers run (worker 0 on the main lcore, worker 1 on
+ * lcore 1). Generation and draining of the TX rings are outside the timing.
+ *
+ * Usage: meshgate-bench [--quick] [--json FILE]
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_eth_ring.h>
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_ring.h>
+#include <sodium.h>
+
+#include "dp.h"
+#include "pkt.h"
+#include "route.h"
+#include "stage.h"
+#include "wg_messages.h"
+
+#define ROUND   4096 /* packets per queue per round */
+#define RING_SZ 8192
+
+enum dir { DECAP, ENCAP };
+static const char *const dir_name[] = {"decap", "encap"};
+
+struct bench {
+	struct mg_config cfg;
+	struct dp_ctx dp;
+	struct rte_ring *ring[2][2][2]; /* [port wan/lan][queue][rx/tx] */
+	uint32_t npeers, nworkers;
+	uint32_t *lidx;
+	uint64_t *ctr;
+	struct dp_crypto *gen;
+	uint8_t key_g2p[32], key_p2g[32];
+	int serial;
+	char dev[2][RTE_ETH_NAME_MAX_LEN];
+};
+
+struct result {
+	double mpps, gbps, cycles, ceiling_mops, ceiling_cycles, ratio, wall_mpps;
+	uint64_t pkts, lost;
+};
+
+static uint64_t hz;
+static FILE *json;
+static bool quick;
+
+/* ---- setup ------------------------------------------------------------- */
+
+static uint32_t peer_ip(uint32_t i) /* 10.64.0.0/10 */
+{
+	return 0x0a400000u + i;
+}
+
+static uint32_t peer_ep(uint32_t i) /* off-link, via the WAN gateway */
+{
+	return 0x64400000u + i;
+}
+
+static int make_ports(struct bench *b)
+{
+	char name[32];
+	for (int p = 0; p < 2; p++) {
+		struct rte_ring *rx[2], *tx[2];
+		for (unsigned q = 0; q < b->nworkers; q++) {
+			for (int d = 0; d < 2; d++) {
+				snprintf(name, sizeof(name), "br%d_%d_%u_%d", b->serial, p, q, d);
+				b->ring[p][q][d] = rte_ring_create(name, RING_SZ, 0,
+								   RING_F_SP_ENQ | RING_F_SC_DEQ);
+				if (!b->ring[p][q][d])
+					return -ENOMEM;
+			}
+			rx[q] = b->ring[p][q][0];
+			tx[q] = b->ring[p][q][1];
+		}
+		snprintf(name, sizeof(name), "b%s%d", p ? "lan" : "wan", b->serial);
+		int port = rte_eth_from_rings(name, rx, b->nworkers, tx, b->nworkers, 0);
+		if (port < 0 || rte_eth_dev_get_name_by_port((uint16_t)port, b->dev[p]))
+			return -ENODEV;
+	}
+	return 0;
+}
+
+static int make_config(struct bench *b)
+{
+	char text[2048], err[512];
+	snprintf(text, sizeof(text),
+		 "meshgate: { name = \"bench%d-%d\"; max_peers = %u; };\n"
+		 "dataplane: { mbufs = 65536; burst = 32; ports = (\n"
+		 "  { name = \"wan0\"; device = \"%s\"; role = \"wan\";"
+		 "    addresses = [\"198.18.0.1/24\"]; gateway = \"198.18.0.254\"; },\n"
+		 "  { name = \"lan0\"; device = \"%s\"; role = \"lan\";"
+		 "    addresses = [\"10.88.0.254/24\"]; } ); };\n",
+		 (int)getpid(), b->serial, b->npeers < 4 ? 4 : b->npeers, b->dev[0], b->dev[1]);
+	if (mg_config_load_string(text, "bench", 0, &b->cfg, err, sizeof(err))) {
+		fprintf(stderr, "bench config: %s\n", err);
+		return -EINVAL;
+	}
+	b->cfg.n_workers = (int)b->nworkers;
+	for (unsigned i = 0; i < b->nworkers; i++)
+		b->cfg.workers[i] = (int)i;
+	return 0;
+}
+
+static void program_peer(struct bench *b, uint32_t i)
+{
+	struct mg_msg m;
+	struct dp_ctx *dp = &b->dp;
+
+	memset(&m, 0, sizeof(m));
+	m.hdr = (struct mg_msg_hdr){.type = MG_MSG_PEER_SET, .peer = i};
+	struct mg_msg_peer *pm = (struct mg_msg_peer *)m.data;
+	memcpy(pm->public_key, &i, sizeof(i));
+	pm->public_key[31] = 1;
+	pm->flags = MG_PEER_F_ENDPOINT;
+	dp_sockaddr_v4(&pm->endpoint, rte_cpu_to_be_32(peer_ep(i)), rte_cpu_to_be_16(51820));
+	dp_service_handle(dp, &m);
+
+	memset(&m, 0, sizeof(m));
+	m.hdr = (struct mg_msg_hdr){.type = MG_MSG_ALLOWEDIPS, .peer = i,
+				    .len = sizeof(struct mg_msg_allowedips) + sizeof(struct mg_prefix)};
+	struct mg_msg_allowedips *a = (struct mg_msg_allowedips *)m.data;
+	a->replace = 1;
+	a->count = 1;
+	uint32_t ip = rte_cpu_to_be_32(peer_ip(i));
+	a->prefixes[0] = (struct mg_prefix){.family = AF_INET, .cidr = 32};
+	memcpy(a->prefixes[0].addr, &ip, 4);
+	dp_service_handle(dp, &m);
+
+	memset(&m, 0, sizeof(m));
+	m.hdr = (struct mg_msg_hdr){.type = MG_MSG_KEYPAIR_ADD, .peer = i};
+	struct mg_msg_keypair *k = (struct mg_msg_keypair *)m.data;
+	b->lidx[i] = (0x5a000000u & ~dp->kp_mask) | (i * MG_KP_PER_PEER);
+	if (!b->lidx[i])
+		b->lidx[i] = dp->kp_mask + 1;
+	k->local_index = b->lidx[i];
+	k->remote_index = 0x10000 + i;
+	k->initiator = 1;
+	memcpy(k->send_key, b->key_g2p, 32);
+	memcpy(k->recv_key, b->key_p2g, 32);
+	dp_service_handle(dp, &m);
+}
+
+static int bench_setup(struct bench *b, uint32_t npeers, uint32_t nworkers)
+{
+	static int serial;
+	memset(b, 0, sizeof(*b));
+	b->serial = ++serial;
+	b->npeers = npeers;
+	b->nworkers = nworkers;
+	b->lidx = calloc(npeers, sizeof(*b->lidx));
+	b->ctr = calloc(npeers, sizeof(*b->ctr));
+	randombytes_buf(b->key_g2p, 32);
+	randombytes_buf(b->key_p2g, 32);
+	b->gen = dp_crypto_create(DP_CRYPTO_IPSEC_MB, NULL, -1);
+	if (!b->lidx || !b->ctr || !b->gen || make_ports(b) || make_config(b))
+		return -ENOMEM;
+	b->dp.cfg = &b->cfg;
+	int rc = dp_ctx_setup(&b->dp);
+	if (rc)
+		return rc;
+	for (uint32_t i = 0; i < npeers; i++)
+		program_peer(b, i);
+	dp_service_commit(&b->dp);
+	struct rte_ether_addr mac = {{0x02, 0, 0, 0, 0, 0xfe}};
+	dp_neigh_update4(b->dp.neigh, rte_cpu_to_be_32(0xc61200feu), &mac, rte_rdtsc());
+	dp_neigh_update4(b->dp.neigh, rte_cpu_to_be_32(0x0a580001u), &mac, rte_rdtsc());
+	return 0;
+}
+
+static void bench_teardown(struct bench *b)
+{
+	dp_ctx_teardown(&b->dp);
+	mg_config_free(&b->cfg);
+	for (int p = 0; p < 2; p++)
+		for (unsigned q = 0; q < b->nworkers; q++)
+			for (int d = 0; d < 2; d++)
+				rte_ring_free(b->ring[p][q][d]);
+	dp_crypto_destroy(b->gen);
+	free(b->lidx);
+	free(b->ctr);
+}
+
+/* ---- traffic ------------------------------------------------------------ */
+
+static void inner_ipv4(uint8_t *p, uint32_t len, uint32_t src, uint32_t dst)
+{
+	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)p;
+	memset(p, 0, len);
+	ip->version_ihl = RTE_IPV4_VHL_DEF;
+	ip->total_length = rte_cpu_to_be_16((uint16_t)len);
+	ip->time_to_live = 64;
+	ip->next_proto_id = IPPROTO_UDP;
+	ip->src_addr = rte_cpu_to_be_32(src);
+	ip->dst_addr = rte_cpu_to_be_32(dst);
+	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	struct rte_udp_hdr *u = (struct rte_udp_hdr *)(ip + 1);
+	u->src_port = rte_cpu_to_be_16(1000);
+	u->dst_port = rte_cpu_to_be_16(2000);
+	u->dgram_len = rte_cpu_to_be_16((uint16_t)(len - 20));
+}
+
+/* A LAN frame: plaintext for the tunnel. */
+static struct rte_mbuf *gen_encap(struct bench *b, uint32_t peer, uint32_t size)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc(b->dp.pool);
+	if (!m)
+		return NULL;
+	uint8_t *p = (uint8_t *)rte_pktmbuf_append(m, (uint16_t)(14 + size));
+	struct rte_ether_hdr *eth = (struct rte_ether_hdr *)p;
+	eth->dst_addr = b->dp.ports[1].mac;
+	eth->src_addr = (struct rte_ether_addr){{0x02, 0, 0, 0, 0, 1}};
+	eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+	inner_ipv4(p + 14, size, 0x0a580001u, peer_ip(peer));
+	return m;
+}
+
+/* A WAN frame: a transport data message from the peer, encrypted later in
+ * one burst (ops[]). */
+static struct rte_mbuf *gen_decap(struct bench *b, uint32_t peer, uint32_t size,
+				  struct dp_aead_op *op)
+{
+	uint32_t padded = RTE_ALIGN_CEIL(size, 16);
+	struct rte_mbuf *m = rte_pktmbuf_alloc(b->dp.pool);
+	if (!m)
+		return NULL;
+	uint16_t plen = (uint16_t)(sizeof(struct wg_message_data) + padded + 16);
+	uint8_t *p = (uint8_t *)rte_pktmbuf_append(m, (uint16_t)(DP_OUTER4_LEN + plen));
+	struct rte_ether_addr src = {{0x02, 0, 0, 0, 0, 0xfe}};
+	dp_build_outer4(p, &src, &b->dp.ports[0].mac, rte_cpu_to_be_32(peer_ep(peer)),
+			rte_cpu_to_be_32(0xc6120001u), 51820, 51820, plen);
+	struct wg_message_data *h = (struct wg_message_data *)(p + DP_OUTER4_LEN);
+	h->header = (struct wg_message_header){.type = WG_MSG_DATA};
+	h->key_idx = rte_cpu_to_le_32(b->lidx[peer]);
+	uint64_t c = b->ctr[peer]++;
+	h->counter = rte_cpu_to_le_64(c);
+	inner_ipv4(h->encrypted_data, size, peer_ip(peer), 0x0a580001u);
+	memset(h->encrypted_data + size, 0, padded - size);
+	*op = (struct dp_aead_op){.data = h->encrypted_data, .len = padded,
+				  .tag = h->encrypted_data + padded, .key = b->key_p2g, .counter = c};
+	return m;
+}
+
+/* One round for every queue. Spread: consecutive frames go to consecutive
+ * peers and queue i % nworkers (as RSS would place them). Single peer: one
+ * tunnel's counters alternate between the queues, as when its packets are
+ * sprayed over workers, so every worker sees an interleaved window. */
+static unsigned fill(struct bench *b, enum dir d, uint32_t size, uint32_t first, bool single_peer)
+{
+	static struct rte_mbuf *m[2][ROUND];
+	static struct dp_aead_op ops[2 * ROUND];
+	unsigned n[2] = {0, 0}, nops = 0, total = 0;
+
+	for (unsigned i = 0; i < ROUND * b->nworkers; i++) {
+		unsigned q = i % b->nworkers;
+		uint32_t peer = single_peer ? 0 : (first + i) % b->npeers;
+		struct rte_mbuf *x =
+			d == ENCAP ? gen_encap(b, peer, size) : gen_decap(b, peer, size, &ops[nops]);
+		if (!x)
+			continue;
+		nops += d == DECAP;
+		m[q][n[q]++] = x;
+	}
+	for (unsigned i = 0; i < nops; i += 64)
+		dp_crypto_seal_burst(b->gen, ops + i, RTE_MIN(64u, nops - i));
+	for (unsigned q = 0; q < b->nworkers; q++)
+		total += rte_ring_enqueue_burst(b->ring[d == DECAP ? 0 : 1][q][0], (void **)m[q],
+						n[q], NULL);
+	return total;
+}
+
+static uint64_t drain(struct bench *b)
+{
+	struct rte_mbuf *m[256];
+	uint64_t total = 0;
+	for (int p = 0; p < 2; p++)
+		for (unsigned q = 0; q < b->nworkers; q++) {
+			unsigned n;
+			while ((n = rte_ring_dequeue_burst(b->ring[p][q][1], (void **)m, 256, NULL))) {
+				total += n;
+				rte_pktmbuf_free_bulk(m, n);
+			}
+		}
+	return total;
+}
+
+/* ---- running the workers ------------------------------------------------- */
+
+struct run_arg {
+	struct bench *b;
+	unsigned idx;
+	volatile int *go;
+	uint64_t end_tsc;
+};
+
+static int run_worker(void *arg)
+{
+	struct run_arg *a = arg;
+	struct dp_worker *w = &a->b->dp.workers[a->idx];
+	static struct dp_burst bursts[2];
+	struct dp_burst *burst = &bursts[a->idx];
+	unsigned idle = 0;
+
+	while (!__atomic_load_n(a->go, __ATOMIC_ACQUIRE))
+		rte_pause();
+	while (idle < 4) {
+		if (dp_worker_poll(w, burst))
+			idle = 0;
+		else if (!rte_ring_count(a->b->ring[0][a->idx][0]) &&
+			 !rte_ring_count(a->b->ring[1][a->idx][0]))
+			idle++;
+	}
+	a->end_tsc = rte_rdtsc();
+	return 0;
+}
+
+static void workers_online(struct bench *b, bool on)
+{
+	for (unsigned i = 0; i < b->nworkers; i++) {
+		if (on) {
+			rte_rcu_qsbr_thread_register(b->dp.rcu, i);
+			rte_rcu_qsbr_thread_online(b->dp.rcu, i);
+		} else {
+			rte_rcu_qsbr_thread_offline(b->dp.rcu, i);
+			rte_rcu_qsbr_thread_unregister(b->dp.rcu, i);
+		}
+	}
+}
+
+/* Rounds until the workers were busy for `secs` in total. single_peer: all
+ * queues carry peer 0; otherwise peers are spread over queues (as RSS). */
+static struct result measure(struct bench *b, enum dir d, uint32_t size, double secs,
+			     bool single_peer)
+{
+	struct result r = {0};
+	uint64_t busy0[2], rx0[2], wall = 0, out = 0, in = 0;
+	uint32_t next = 0;
+
+	drain(b);
+	for (unsigned i = 0; i < b->nworkers; i++) {
+		busy0[i] = b->dp.workers[i].busy_tsc;
+		rx0[i] = b->dp.workers[i].rx_pkts;
+	}
+	workers_online(b, true);
+	uint64_t busy_target = (uint64_t)(secs * (double)hz) * b->nworkers;
+	uint64_t busy = 0;
+	while (busy < busy_target) {
+		in += fill(b, d, size, next, single_peer);
+		next += ROUND * b->nworkers;
+		volatile int go = 0;
+		struct run_arg args[2] = {{b, 0, &go, 0}, {b, 1, &go, 0}};
+		if (b->nworkers > 1)
+			rte_eal_remote_launch(run_worker, &args[1], 1);
+		uint64_t t0 = rte_rdtsc();
+		__atomic_store_n(&go, 1, __ATOMIC_RELEASE);
+		run_worker(&args[0]);
+		if (b->nworkers > 1)
+			rte_eal_wait_lcore(1);
+		uint64_t t1 = RTE_MAX(args[0].end_tsc, args[1].end_tsc);
+		wall += t1 - t0;
+		out += drain(b);
+		busy = 0;
+		for (unsigned i = 0; i < b->nworkers; i++)
+			busy += b->dp.workers[i].busy_tsc - busy0[i];
+	}
+	workers_online(b, false);
+	uint64_t pkts = 0;
+	for (unsigned i = 0; i < b->nworkers; i++)
+		pkts += b->dp.workers[i].rx_pkts - rx0[i];
+	r.pkts = pkts;
+	r.lost = in > out ? in - out : 0;
+	r.cycles = (double)busy / (double)pkts;
+	/* Per worker: packets per second of busy time; all workers: by wall time. */
+	r.mpps = (double)pkts / ((double)busy / (double)hz) / 1e6;
+	r.wall_mpps = (double)pkts / ((double)wall / (double)hz) / 1e6;
+	r.gbps = r.wall_mpps * size * 8 / 1e3;
+	return r;
+}
+
+/* Raw ChaCha20-Poly1305 burst rate (ipsec-mb, 32 per burst) on one core. */
+static void ceiling(struct dp_crypto *c, enum dir d, uint32_t size, double secs, double *mops,
+		    double *cycles)
+{
+	static uint8_t buf[32][2048];
+	static uint8_t key[32];
+	struct dp_aead_op ops[32];
+	uint64_t timed = 0, n = 0;
+	for (int i = 0; i < 32; i++)
+		ops[i] = (struct dp_aead_op){.data = buf[i], .len = size, .tag = buf[i] + size,
+					     .key = key, .counter = (uint64_t)i};
+	uint64_t end = rte_rdtsc() + (uint64_t)(secs * (double)hz);
+	while (rte_rdtsc() < end) {
+		uint64_t t0 = rte_rdtsc();
+		dp_crypto_seal_burst(c, ops, 32);
+		uint64_t t1 = rte_rdtsc();
+		if (d == ENCAP) {
+			timed += t1 - t0;
+		} else {
+			dp_crypto_open_burst(c, ops, 32);
+			timed += rte_rdtsc() - t1;
+		}
+		n += 32;
+	}
+	*mops = (double)n / ((double)timed / (double)hz) / 1e6;
+	*cycles = (double)timed / (double)n;
+}
+
+/* ---- reports ---------------------------------------------------------------- */
+
+static void json_row(const char *table, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static bool json_first = true;
+
+static void json_row(const char *table, const char *fmt, ...)
+{
+	va_list ap;
+	if (!json)
+		return;
+	fprintf(json, "%s\n  {\"table\":\"%s\",", json_first ? "" : ",", table);
+	json_first = false;
+	va_start(ap, fmt);
+	vfprintf(json, fmt, ap);
+	va_end(ap);
+	fputc('}', json);
+}
+
+static void table_sizes(double secs)
+{
+	static const uint32_t sizes[] = {64, 128, 512, 1420};
+	struct bench b;
+	if (bench_setup(&b, 1, 1)) {
+		fprintf(stderr, "bench setup failed\n");
+		exit(1);
+	}
+	printf("\n### Per direction and size (1 worker, 1 peer)\n\n");
+	printf("| direction | size B | Mpps | Gbit/s | cycles/pkt | raw crypto Mops | raw cycles | ratio | lost |\n");
+	printf("|---|---|---|---|---|---|---|---|---|\n");
+	for (int d = 0; d < 2; d++) {
+		for (unsigned s = 0; s < RTE_DIM(sizes); s++) {
+			struct result r = measure(&b, (enum dir)d, sizes[s], secs, false);
+			ceiling(b.gen, (enum dir)d, sizes[s], secs / 2, &r.ceiling_mops,
+				&r.ceiling_cycles);
+			r.ratio = r.mpps / r.ceiling_mops;
+			printf("| %s | %u | %.2f | %.2f | %.0f | %.2f | %.0f | %.0f%% | %" PRIu64 " |\n",
+			       dir_name[d], sizes[s], r.mpps, r.mpps * sizes[s] * 8 / 1e3, r.cycles,
+			       r.ceiling_mops, r.ceiling_cycles, r.ratio * 100, r.lost);
+			json_row("sizes",
+				 "\"direction\":\"%s\",\"size\":%u,\"mpps\":%.3f,\"cycles\":%.1f,"
+				 "\"ceiling_mops\":%.3f,\"ceiling_cycles\":%.1f,\"ratio\":%.3f,"
+				 "\"lost\":%" PRIu64,
+				 dir_name[d], sizes[s], r.mpps, r.cycles, r.ceiling_mops,
+				 r.ceiling_cycles, r.ratio, r.lost);
+		}
+	}
+	bench_teardown(&b);
+}
+
+static void table_workers(double secs)
+{
+	printf("\n### Workers (1420 B; traffic pre-generated, then the workers own both cores)\n\n");
+	printf("| direction | peers | workers | total Mpps (wall) | cycles/pkt | speed-up | lost |\n");
+	printf("|---|---|---|---|---|---|---|\n");
+	for (int d = 0; d < 2; d++) {
+		for (int single = 0; single < 2; single++) {
+			double base = 0;
+			for (unsigned w = 1; w <= 2; w++) {
+				struct bench b;
+				if (bench_setup(&b, single ? 1 : 1024, w)) {
+					fprintf(stderr, "bench setup failed\n");
+					exit(1);
+				}
+				struct result r = measure(&b, (enum dir)d, 1420, secs, single);
+				if (w == 1)
+					base = r.wall_mpps;
+				printf("| %s | %s | %u | %.2f | %.0f | %.2fx | %" PRIu64 " |\n",
+				       dir_name[d], single ? "1 (one tunnel)" : "1024 (spread)", w,
+				       r.wall_mpps, r.cycles, r.wall_mpps / base, r.lost);
+				json_row("workers",
+					 "\"direction\":\"%s\",\"peers\":%d,\"workers\":%u,"
+					 "\"mpps\":%.3f,\"cycles\":%.1f,\"speedup\":%.3f,"
+					 "\"lost\":%" PRIu64,
+					 dir_name[d], single ? 1 : 1024, w, r.wall_mpps, r.cycles,
+					 r.wall_mpps / base, r.lost);
+				bench_teardown(&b);
+			}
+		}
+	}
+}
+
+static void table_peers(double secs)
+{
+	static const uint32_t counts[] = {1, 1000, 100000};
+	printf("\n### Peers (64 B, 1 worker, traffic spread over all peers)\n\n");
+	printf("| peers | decap cycles/pkt | encap cycles/pkt | dataplane memory per peer |\n");
+	printf("|---|---|---|---|\n");
+	for (unsigned i = 0; i < RTE_DIM(counts); i++) {
+		struct bench b;
+		if (bench_setup(&b, counts[i], 1)) {
+			fprintf(stderr, "bench setup failed for %u peers\n", counts[i]);
+			exit(1);
+		}
+		struct result dr = measure(&b, DECAP, 64, secs, false);
+		struct result er = measure(&b, ENCAP, 64, secs, false);
+		/* Per-peer state: the peer, its keypair slots, its statistics rows. */
+		size_t per_peer = sizeof(struct dp_peer) + MG_KP_PER_PEER * sizeof(struct dp_keypair) +
+				  (b.nworkers + 1) * sizeof(struct mg_peer_stats) +
+				  sizeof(struct mg_peer_export);
+		printf("| %u | %.0f | %.0f | %zu B (+ one /32 route) |\n", counts[i], dr.cycles,
+		       er.cycles, per_peer);
+		json_row("peers", "\"peers\":%u,\"decap_cycles\":%.1f,\"encap_cycles\":%.1f,"
+				  "\"bytes_per_peer\":%zu",
+			 counts[i], dr.cycles, er.cycles, per_peer);
+		bench_teardown(&b);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {{"quick", no_argument, NULL, 'q'},
+					     {"json", required_argument, NULL, 'j'},
+					     {NULL, 0, NULL, 0}};
+	char prefix[64];
+	const char *json_path = NULL;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "qj:", opts, NULL)) != -1) {
+		if (c == 'q')
+			quick = true;
+		else if (c == 'j')
+			json_path = optarg;
+		else {
+			fprintf(stderr, "usage: %s [--quick] [--json FILE]\n", argv[0]);
+			return 2;
+		}
+	}
+	snprintf(prefix, sizeof(prefix), "--file-prefix=mgbench%d", (int)getpid());
+	char *eal[] = {argv[0], "-l", "0,1", "--no-huge", "-m", "3072", "--no-pci",
+		       "--no-shconf", "--no-telemetry", prefix, "--log-level=*:error", NULL};
+	if (rte_eal_init((int)RTE_DIM(eal) - 1, eal) < 0 || sodium_init() < 0) {
+		fprintf(stderr, "EAL init failed\n");
+		return 1;
+	}
+	hz = rte_get_tsc_hz();
+	if (json_path && !(json = fopen(json_path, "w"))) {
+		perror(json_path);
+		return 1;
+	}
+	if (json)
+		fprintf(json, "{\"tsc_hz\":%" PRIu64 ",\"rows\":[", hz);
+	double secs = quick ? 0.05 : 0.3;
+	printf("# meshgate-bench: TSC %.3f GHz, lcores 0 and 1 (%u online CPUs)\n", (double)hz / 1e9,
+	       (unsigned)sysconf(_SC_NPROCESSORS_ONLN));
+	printf("Cycles/pkt = a worker's busy cycles / packets it handled, through the real worker\n"
+	       "loop on net_ring ports (RX, classify, lookup, crypto, headers, TX). Sizes are inner\n"
+	       "IP packet bytes; raw crypto = ChaCha20-Poly1305 via intel-ipsec-mb, 32 per burst,\n"
+	       "measured now on this core. Traffic is generated before each round, outside timing.\n");
+	table_sizes(secs);
+	table_workers(secs);
+	table_peers(quick ? 0.02 : 0.2);
+	if (json) {
+		fprintf(json, "\n]}\n");
+		fclose(json);
+	}
+	rte_eal_cleanup();
+	return 0;
+}
