@@ -262,6 +262,15 @@ static int p_int(struct ctx *c, const config_setting_t *s, void *dst, const stru
 	return 0;
 }
 
+static int p_bool(struct ctx *c, const config_setting_t *s, void *dst, const struct field *f)
+{
+	(void)f;
+	if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+		return report(c, s, "expected true or false, got %s", type_name(s));
+	*(bool *)dst = config_setting_get_bool(s);
+	return 0;
+}
+
 static int p_string(struct ctx *c, const config_setting_t *s, void *dst, const struct field *f)
 {
 	const char *v;
@@ -830,9 +839,13 @@ static int check_meshgate(struct ctx *c, const config_setting_t *g, void *base)
 
 static int check_testing(struct ctx *c, const config_setting_t *g, void *base)
 {
-	struct mg_timers_conf *t = base;
+	static const char *const timers[] = {"rekey_after_time", "reject_after_time",
+					     "keepalive_timeout", "rekey_timeout"};
+	struct mg_timers_conf *t = &((struct mg_config *)base)->timers;
 
-	t->overridden = config_setting_length(g) > 0;
+	for (size_t i = 0; i < ARRAY_SIZE(timers); i++)
+		if (config_setting_get_member(g, timers[i]))
+			t->overridden = true;
 	if (t->reject_after_time <= t->rekey_after_time)
 		return report_member(c, g, "reject_after_time",
 				     "must be greater than rekey_after_time (%u)",
@@ -909,6 +922,20 @@ static int check_tunnel_mtu(struct ctx *c, const config_setting_t *root,
 	return 0;
 }
 
+/* Turning off replay protection takes two settings, one of them in testing. */
+static int check_benchmark_peers(struct ctx *c, const config_setting_t *root,
+				 const struct mg_config *cfg)
+{
+	if (cfg->allow_benchmark_no_replay)
+		return 0;
+	for (int i = 0; i < cfg->n_peers; i++)
+		if (cfg->peers[i].benchmark_no_replay)
+			return report(c, peer_member(root, i, "benchmark_no_replay"),
+				      "disables replay protection: only for benchmarks, and only "
+				      "with testing.allow_benchmark_no_replay = true");
+	return 0;
+}
+
 static int check_root(struct ctx *c, const config_setting_t *g, void *base)
 {
 	const struct mg_config *cfg = base;
@@ -918,6 +945,8 @@ static int check_root(struct ctx *c, const config_setting_t *g, void *base)
 		return report_member(c, g, "peers", "%d peers, more than meshgate.max_peers (%u)",
 				     cfg->n_peers, cfg->max_peers);
 	ret = check_tunnel_mtu(c, g, cfg);
+	if (!ret)
+		ret = check_benchmark_peers(c, g, cfg);
 	if (!ret)
 		ret = check_peer_keys(c, g, cfg);
 	if (!ret)
@@ -937,6 +966,7 @@ static int check_root(struct ctx *c, const config_setting_t *g, void *base)
 #define INT(n, t, m, lo, hi)		FIELD(n, p_int, t, m, .size = MEMBER_SIZE(t, m), .min = lo, .max = hi)
 #define ENUM(n, t, m, choices, ...)	FIELD(n, p_enum, t, m, .arg = choices, __VA_ARGS__)
 #define ADDR(n, t, m, family)		FIELD(n, p_addr, t, m, .min = family)
+#define BOOL(n, t, m)			FIELD(n, p_bool, t, m)
 #define LIST(n, fn, t, m, count, cap, ...) \
 	FIELD(n, fn, t, m, .off_n = offsetof(t, count), .size = cap, __VA_ARGS__)
 #define GROUP(n, desc, ...)		{ .name = n, .parse = p_group, .arg = desc, __VA_ARGS__ }
@@ -1027,6 +1057,7 @@ static const struct field peer_fields[] = {
     LIST("allowed_ips", p_prefixes, struct mg_peer_conf, allowed_ips, n_allowed_ips, 1 << 20),
     INT("persistent_keepalive", struct mg_peer_conf, persistent_keepalive, 0, 65535),
     STR("name", p_string, struct mg_peer_conf, name),
+    BOOL("benchmark_no_replay", struct mg_peer_conf, benchmark_no_replay),
     END,
 };
 static const struct group_desc peer_group = {peer_fields, NULL};
@@ -1038,10 +1069,11 @@ static const struct field control_fields[] = {
 };
 
 static const struct field testing_fields[] = {
-    INT("rekey_after_time", struct mg_timers_conf, rekey_after_time, 1, 86400),
-    INT("reject_after_time", struct mg_timers_conf, reject_after_time, 1, 86400),
-    INT("keepalive_timeout", struct mg_timers_conf, keepalive_timeout, 1, 86400),
-    INT("rekey_timeout", struct mg_timers_conf, rekey_timeout, 1, 86400),
+    INT("rekey_after_time", struct mg_config, timers.rekey_after_time, 1, 86400),
+    INT("reject_after_time", struct mg_config, timers.reject_after_time, 1, 86400),
+    INT("keepalive_timeout", struct mg_config, timers.keepalive_timeout, 1, 86400),
+    INT("rekey_timeout", struct mg_config, timers.rekey_timeout, 1, 86400),
+    BOOL("allow_benchmark_no_replay", struct mg_config, allow_benchmark_no_replay),
     END,
 };
 
@@ -1055,7 +1087,7 @@ static const struct field root_fields[] = {
     GROUP("dataplane", &dataplane_group, REQUIRED),
     LIST("peers", p_group_alloc, struct mg_config, peers, n_peers, 1048576, .arg = &peer_list),
     GROUP("control", &control_group),
-    GROUP("testing", &testing_group, .off = offsetof(struct mg_config, timers)),
+    GROUP("testing", &testing_group),
     END,
 };
 static const struct group_desc root_group = {root_fields, check_root};

@@ -50,6 +50,10 @@ struct mg_peer_conf {
 	uint16_t persistent_keepalive;
 	struct mg_prefix *allowed_ips; /* host bits masked off */
 	int n_allowed_ips;
+	/* Benchmarks only: the dataplane skips this peer's replay window, so a
+	 * capture of its data packets can be replayed in a loop. Refused unless
+	 * testing.allow_benchmark_no_replay is set. */
+	bool benchmark_no_replay;
 };
 
 enum mg_crypto_backend { MG_CRYPTO_IPSEC_MB, MG_CRYPTO_CRYPTODEV };
@@ -57,7 +61,7 @@ enum mg_crypto_backend { MG_CRYPTO_IPSEC_MB, MG_CRYPTO_CRYPTODEV };
 /* Protocol timers in seconds; the WG_* defaults unless testing.* set any. */
 struct mg_timers_conf {
 	uint32_t rekey_after_time, reject_after_time, keepalive_timeout, rekey_timeout;
-	bool overridden; /* some testing.* knob was set: the caller logs it loudly */
+	bool overridden; /* some testing.* timer was set: the caller logs it loudly */
 };
 
 struct mg_config {
@@ -89,6 +93,7 @@ struct mg_config {
 
 	struct mg_sockaddr metrics_listen; /* family 0 = unset */
 	struct mg_timers_conf timers;
+	bool allow_benchmark_no_replay; /* testing.*: peers may set benchmark_no_replay */
 };
 
 /* Read private_key_file and every peer's preshared_key_file (control only). */

@@ -115,6 +115,7 @@ struct mg_msg_iface {
 
 enum {
 	MG_PEER_F_ENDPOINT = 1u << 0, /* ep is set: use it as the peer's endpoint */
+	MG_PEER_F_NO_REPLAY = 1u << 1, /* benchmark_no_replay: skip the replay window */
 };
 
 struct mg_msg_peer {

@@ -287,6 +287,21 @@ static const struct bad_case bad_cases[] = {
      "@:6: dataplane.ports.[0].tx_queues: not configurable"},
     /* 65 */
     {"meshgate = \"mg0\";\n" DP, "@:1: meshgate: expected a group { ... }, got a string"},
+    /* 66: no replay window only with the testing switch */
+    {MG DP "peers = (\n { public_key = \"" KEY_A "\";\n  benchmark_no_replay = true; }\n);\n",
+     "@:5: peers.[0].benchmark_no_replay: disables replay protection: only for benchmarks, and "
+     "only with testing.allow_benchmark_no_replay = true"},
+    /* 67: the switch must be on, not just present; the testing group may come first */
+    {MG DP "testing: { allow_benchmark_no_replay = false; };\npeers = (\n { public_key = \"" KEY_A
+	   "\"; },\n { public_key = \"" KEY_B "\";\n  benchmark_no_replay = true; }\n);\n",
+     "@:7: peers.[1].benchmark_no_replay: disables replay protection"},
+    /* 68 */
+    {MG DP "peers = (\n { public_key = \"" KEY_A "\";\n  benchmark_no_replay = 1; }\n);\n"
+	   "testing: { allow_benchmark_no_replay = true; };\n",
+     "@:5: peers.[0].benchmark_no_replay: expected true or false, got an integer"},
+    /* 69 */
+    {MG DP "testing: {\n allow_benchmark_no_replay = \"yes\";\n};\n",
+     "@:4: testing.allow_benchmark_no_replay: expected true or false, got a string"},
 };
 
 static void write_file(const char *path, const char *text, mode_t mode)
@@ -397,6 +412,7 @@ static void test_defaults(void)
 		  c.timers.keepalive_timeout == 10 && c.timers.rekey_timeout == 5 &&
 		  !c.timers.overridden,
 	      "timer defaults");
+	CHECK(!c.allow_benchmark_no_replay, "benchmark switch off by default");
 	CHECK(mg_config_port(&c, MG_PORT_WAN) == 0 && mg_config_port(&c, MG_PORT_LAN) == -1,
 	      "mg_config_port");
 	mg_config_free(&c);
@@ -479,6 +495,7 @@ static void check_full(const struct mg_config *c)
 		  !c->peers[1].name[0],
 	      "peer 1");
 	CHECK(!strcmp(sa_str(&c->metrics_listen), "127.0.0.1:9586"), "metrics_listen");
+	CHECK(!p->benchmark_no_replay && !c->allow_benchmark_no_replay, "replay window on");
 	CHECK(c->timers.overridden && c->timers.rekey_after_time == 10 &&
 		  c->timers.reject_after_time == 15 && c->timers.keepalive_timeout == 2 &&
 		  c->timers.rekey_timeout == 1,
@@ -509,6 +526,38 @@ static void test_full(void)
 					     "integer"),
 	      "string errors name the given name: %s", err);
 	unlink(path);
+}
+
+/* The benchmark switch: accepted with testing.allow_benchmark_no_replay. */
+static void test_benchmark_no_replay(void)
+{
+	static const char conf[] =
+	    MG DP "peers = (\n"
+		  " { public_key = \"" KEY_A "\"; benchmark_no_replay = true; },\n"
+		  " { public_key = \"" KEY_B "\"; benchmark_no_replay = false; }\n"
+		  ");\n"
+		  "testing: { allow_benchmark_no_replay = true; };\n";
+	char err[512];
+	struct mg_config c;
+	int ret;
+
+	ret = mg_config_load_string(conf, "bench", 0, &c, err, sizeof(err));
+	CHECK(ret == 0, "benchmark_no_replay with the switch: %s", err);
+	if (!ret) {
+		CHECK(c.allow_benchmark_no_replay && c.n_peers == 2 &&
+			  c.peers[0].benchmark_no_replay && !c.peers[1].benchmark_no_replay,
+		      "benchmark_no_replay values");
+		/* Not a timer: nothing to log as shortened timers. */
+		CHECK(!c.timers.overridden && c.timers.reject_after_time == 180,
+		      "the switch is no timer override");
+	}
+	mg_config_free(&c);
+	/* false needs no switch. */
+	ret = mg_config_load_string(MG DP "peers = ( { public_key = \"" KEY_A
+					  "\"; benchmark_no_replay = false; } );\n",
+				    "bench", 0, &c, err, sizeof(err));
+	CHECK(ret == 0 && !c.peers[0].benchmark_no_replay, "benchmark_no_replay = false: %s", err);
+	mg_config_free(&c);
 }
 
 /* ---- key files ---- */
@@ -763,6 +812,7 @@ int main(int argc, char **argv)
 	test_missing_file();
 	test_defaults();
 	test_full();
+	test_benchmark_no_replay();
 	test_key_files();
 	test_key_encodings();
 	test_example(argc > 1 ? argv[1] : NULL);

@@ -28,6 +28,7 @@ struct cp_peer {
 	bool has_psk;
 	struct mg_sockaddr endpoint;
 	uint16_t persistent_keepalive;
+	bool no_replay; /* benchmark_no_replay from the config; never set by the UAPI */
 	struct mg_prefix *aips;
 	uint32_t n_aips, cap_aips;
 	bool aips_dirty;
@@ -90,6 +91,7 @@ void cp_peer_aip_clear(struct cp_device *d, struct cp_peer *p);
 int cp_device_set_private_key(struct cp_device *d, const uint8_t key[32]);
 uint32_t cp_index_alloc(struct cp_device *d, struct cp_peer *p);
 void cp_peer_refresh_stats(struct cp_device *d, struct cp_peer *p);
+void cp_peer_warn_no_replay(const struct cp_peer *p, const char *when);
 int cp_uapi_attach(struct cp_device *d, const char *run_dir, const char *name);
 
 /* dplink.c: the dataplane link */

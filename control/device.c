@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "cp.h"
+#include "keys.h"
 #include "log.h"
 
 /* ---- allowed-IP ownership index ------------------------------------------ */
@@ -291,6 +292,9 @@ int cp_device_init(struct cp_device *d, struct mg_config *cfg)
 			cp_peer_set_psk(d, p, pc->psk);
 		p->endpoint = pc->endpoint;
 		p->persistent_keepalive = pc->persistent_keepalive;
+		p->no_replay = pc->benchmark_no_replay;
+		if (p->no_replay)
+			cp_peer_warn_no_replay(p, "configured");
 		for (int k = 0; k < pc->n_allowed_ips; k++)
 			if (cp_peer_aip_add(d, p, &pc->allowed_ips[k]))
 				return -ENOMEM;
@@ -315,6 +319,17 @@ void cp_device_fini(struct cp_device *d)
 	sodium_memzero(&d->checker, sizeof(d->checker));
 	if (d->attached)
 		mg_shm_detach(&d->shm);
+}
+
+/* Loud on purpose: a gateway must not run like this by accident. */
+void cp_peer_warn_no_replay(const struct cp_peer *p, const char *when)
+{
+	char key[45];
+
+	mg_key_to_base64(p->noise.public_key, key);
+	mg_log(LOG_WARNING,
+	       "BENCHMARK MODE: peer %u %s%s%s: replay protection OFF (benchmark_no_replay), %s",
+	       p->slot, key, p->name[0] ? " " : "", p->name, when);
 }
 
 void cp_peer_refresh_stats(struct cp_device *d, struct cp_peer *p)

@@ -53,6 +53,10 @@ int cp_dp_peer_push(struct cp_device *d, struct cp_peer *p)
 		pm->flags |= MG_PEER_F_ENDPOINT;
 		pm->endpoint = p->endpoint;
 	}
+	if (p->no_replay) {
+		pm->flags |= MG_PEER_F_NO_REPLAY;
+		cp_peer_warn_no_replay(p, "programmed into the dataplane");
+	}
 	return cp_dp_send(d, &m);
 }
 

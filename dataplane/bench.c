@@ -533,11 +533,111 @@ static void table_peers(double secs)
 	}
 }
 
+/* Drops across a forced rekey under load: the worker runs on lcore 1 while
+ * the main lcore generates traffic and, halfway, installs a new keypair the
+ * way the control process does (KEYPAIR_ADD through the same handler). For
+ * decap the peer switches to the new keypair at that moment, as a WireGuard
+ * initiator does, while packets on the old one are still queued. */
+struct loop_arg {
+	struct bench *b;
+	volatile int stop;
+};
+
+static int loop_worker(void *arg)
+{
+	struct loop_arg *a = arg;
+	static struct dp_burst burst;
+	while (!a->stop)
+		dp_worker_poll(&a->b->dp.workers[0], &burst);
+	while (dp_worker_poll(&a->b->dp.workers[0], &burst))
+		;
+	return 0;
+}
+
+static void install_keypair(struct bench *b, bool initiator)
+{
+	struct mg_msg m;
+	memset(&m, 0, sizeof(m));
+	m.hdr = (struct mg_msg_hdr){.type = MG_MSG_KEYPAIR_ADD, .peer = 0};
+	struct mg_msg_keypair *k = (struct mg_msg_keypair *)m.data;
+	uint32_t slot = (b->lidx[0] & b->dp.kp_mask) + 1; /* the peer's next slot */
+	b->lidx[0] = (0x6b000000u & ~b->dp.kp_mask) | slot;
+	randombytes_buf(b->key_g2p, 32);
+	randombytes_buf(b->key_p2g, 32);
+	k->local_index = b->lidx[0];
+	k->remote_index = 0x20000;
+	k->initiator = initiator;
+	memcpy(k->send_key, b->key_g2p, 32);
+	memcpy(k->recv_key, b->key_p2g, 32);
+	dp_service_handle(&b->dp, &m);
+	dp_service_commit(&b->dp);
+	b->ctr[0] = 0;
+}
+
+static void table_rekey(double secs)
+{
+	printf("\n### Forced rekey under load (1420 B, 1 worker on lcore 1; the main lcore generates)\n\n");
+	printf("| direction | offered | delivered | dropped by the dataplane | drops by reason |\n");
+	printf("|---|---|---|---|---|\n");
+	for (int d = 0; d < 2; d++) {
+		struct bench b;
+		if (bench_setup(&b, 1, 1)) {
+			fprintf(stderr, "bench setup failed\n");
+			exit(1);
+		}
+		uint64_t drops0[MG_DROP_MAX], in = 0, out = 0;
+		memcpy(drops0, b.dp.workers[0].drops, sizeof(drops0));
+		struct loop_arg la = {.b = &b};
+		/* The worker runs on lcore 1 and registers itself with RCU there. */
+		rte_rcu_qsbr_thread_register(b.dp.rcu, 0);
+		rte_rcu_qsbr_thread_online(b.dp.rcu, 0);
+		rte_eal_remote_launch(loop_worker, &la, 1);
+		uint64_t end = rte_rdtsc() + (uint64_t)(secs * 4 * (double)hz), half = 0;
+		bool rekeyed = false;
+		while (rte_rdtsc() < end) {
+			if (!rekeyed && rte_rdtsc() > end - (uint64_t)(secs * 2 * (double)hz)) {
+				/* Encap: we initiated, the new keypair is current at once.
+				 * Decap: we responded; it stays next until the peer uses it. */
+				install_keypair(&b, d == ENCAP);
+				rekeyed = true;
+				half = in;
+			}
+			if (rte_ring_free_count(b.ring[d == DECAP ? 0 : 1][0][0]) >= ROUND)
+				in += fill(&b, (enum dir)d, 1420, 0, true);
+			out += drain(&b);
+		}
+		la.stop = 1;
+		rte_eal_wait_lcore(1);
+		rte_rcu_qsbr_thread_offline(b.dp.rcu, 0);
+		rte_rcu_qsbr_thread_unregister(b.dp.rcu, 0);
+		out += drain(&b);
+		char reasons[256] = "none";
+		size_t len = 0;
+		uint64_t dropped = 0;
+		for (int r = 0; r < MG_DROP_MAX; r++) {
+			uint64_t x = b.dp.workers[0].drops[r] - drops0[r];
+			if (!x)
+				continue;
+			dropped += x;
+			len += (size_t)snprintf(reasons + len, sizeof(reasons) - len, "%s%s %" PRIu64,
+						len ? ", " : "", mg_drop_names[r], x);
+		}
+		printf("| %s | %" PRIu64 " (rekey after %" PRIu64 ") | %" PRIu64 " | %" PRIu64 " | %s |\n",
+		       dir_name[d], in, half, out, dropped, reasons);
+		json_row("rekey", "\"direction\":\"%s\",\"offered\":%" PRIu64 ",\"delivered\":%" PRIu64
+				  ",\"dropped\":%" PRIu64,
+			 dir_name[d], in, out, dropped);
+		bench_teardown(&b);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"quick", no_argument, NULL, 'q'},
 					     {"json", required_argument, NULL, 'j'},
+					     {"profile", required_argument, NULL, 'p'},
 					     {NULL, 0, NULL, 0}};
+	const char *profile = NULL;
 	char prefix[64];
 	const char *json_path = NULL;
 	int c;
@@ -547,8 +647,10 @@ int main(int argc, char **argv)
 			quick = true;
 		else if (c == 'j')
 			json_path = optarg;
+		else if (c == 'p')
+			profile = optarg;
 		else {
-			fprintf(stderr, "usage: %s [--quick] [--json FILE]\n", argv[0]);
+			fprintf(stderr, "usage: %s [--quick] [--json FILE] [--profile encap|decap[:SIZE]]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -573,9 +675,23 @@ int main(int argc, char **argv)
 	       "loop on net_ring ports (RX, classify, lookup, crypto, headers, TX). Sizes are inner\n"
 	       "IP packet bytes; raw crypto = ChaCha20-Poly1305 via intel-ipsec-mb, 32 per burst,\n"
 	       "measured now on this core. Traffic is generated before each round, outside timing.\n");
+	if (profile) {
+		/* For `perf record`: one direction, SIZE bytes, 3 s of worker time. */
+		struct bench b;
+		enum dir d = !strncmp(profile, "encap", 5) ? ENCAP : DECAP;
+		uint32_t size = strchr(profile, ':') ? (uint32_t)atoi(strchr(profile, ':') + 1) : 1420;
+		if (bench_setup(&b, 1, 1))
+			return 1;
+		struct result r = measure(&b, d, size, 3.0, false);
+		printf("%s %u B: %.0f cycles/pkt\n", dir_name[d], size, r.cycles);
+		bench_teardown(&b);
+		rte_eal_cleanup();
+		return 0;
+	}
 	table_sizes(secs);
 	table_workers(secs);
 	table_peers(quick ? 0.02 : 0.2);
+	table_rekey(quick ? 0.1 : 0.25);
 	if (json) {
 		fprintf(json, "\n]}\n");
 		fclose(json);

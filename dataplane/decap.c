@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include <rte_ethdev.h>
+#include <rte_prefetch.h>
 #include <rte_ip.h>
 #include <rte_udp.h>
 
@@ -182,7 +183,7 @@ static void note_peer(struct dp_worker *w, struct decap_item *it, uint32_t plain
 	}
 }
 
-/* After authentication: replay, bookkeeping, roaming, keepalives, and the
+/* After authentication and the replay check: bookkeeping, roaming, keepalives, and the
  * cryptokey-routing check of the inner source. Returns true to forward. */
 static bool accept_data(struct dp_worker *w, struct decap_item *it, const struct route_view *rv,
 			uint32_t *fwd_peer)
@@ -193,11 +194,6 @@ static bool accept_data(struct dp_worker *w, struct decap_item *it, const struct
 	uint32_t clen = rte_pktmbuf_data_len(m) - it->offset - (uint32_t)WG_DATA_OVERHEAD;
 	uint32_t peer_id = kp->peer, src_peer;
 
-	/* Authentic; now, and only now, the counter may move the window. */
-	if (!wg_replay_mt_check(&kp->replay, rte_le_to_cpu_64(h->counter))) {
-		dp_stage_drop(w, m, MG_DROP_REPLAY);
-		return false;
-	}
 	note_peer(w, it, clen);
 	if (clen == 0) { /* keepalive */
 		rte_pktmbuf_free(m);
@@ -228,6 +224,49 @@ static bool accept_data(struct dp_worker *w, struct decap_item *it, const struct
 	return true;
 }
 
+/* With many peers the keypair a packet names is a cache miss; start
+ * fetching every keypair of the burst before classifying any packet. The
+ * guess is cheap and harmless when wrong (a prefetch is only a hint). */
+static void prefetch_keypairs(struct dp_worker *w, struct rte_mbuf **m, uint16_t n)
+{
+	const size_t off = DP_OUTER4_LEN + offsetof(struct wg_message_data, key_idx);
+	for (uint16_t i = 0; i < n; i++) {
+		if (rte_pktmbuf_data_len(m[i]) < off + 4)
+			continue;
+		uint32_t idx = rte_le_to_cpu_32(*rte_pktmbuf_mtod_offset(m[i], uint32_t *, off));
+		struct dp_keypair *kp = &w->dp->keypairs[idx & w->dp->kp_mask];
+		rte_prefetch0(kp);
+		rte_prefetch0(&w->dp->peers[kp->peer & (w->dp->max_peers - 1)]);
+	}
+}
+
+/* The replay window, for authentic packets only ("decrypt, then validate
+ * the counter": an unauthenticated counter must not move the window), one
+ * compare-and-swap per block of counters per keypair run, not per packet. */
+static void replay_burst(const struct decap_item *it, const struct dp_aead_op *ops, bool *fresh,
+			 uint16_t n)
+{
+	uint64_t ctr[DP_BURST_MAX];
+	uint16_t idx[DP_BURST_MAX];
+
+	for (uint16_t i = 0; i < n;) {
+		struct dp_keypair *kp = it[i].kp;
+		uint16_t k = 0, j;
+		for (j = i; j < n && it[j].kp == kp; j++) {
+			fresh[j] = false;
+			if (ops[j].status == 0) {
+				idx[k] = j;
+				ctr[k++] = ops[j].counter;
+			}
+		}
+		bool ok[DP_BURST_MAX];
+		wg_replay_mt_check_burst(&kp->replay, ctr, ok, k);
+		for (uint16_t x = 0; x < k; x++)
+			fresh[idx[x]] = ok[x];
+		i = j;
+	}
+}
+
 void dp_wan_input(struct dp_worker *w, struct dp_burst *b, int port, struct rte_mbuf **m,
 		  uint16_t n)
 {
@@ -237,6 +276,7 @@ void dp_wan_input(struct dp_worker *w, struct dp_burst *b, int port, struct rte_
 	uint32_t hair_peer[DP_BURST_MAX];
 	uint16_t n_it = 0, n_lan = 0, n_hair = 0;
 
+	prefetch_keypairs(w, m, n);
 	for (uint16_t i = 0; i < n; i++) {
 		if (m[i]->nb_segs > 1 && rte_pktmbuf_linearize(m[i]) < 0) {
 			dp_stage_drop(w, m[i], MG_DROP_RX_RUNT);
@@ -261,11 +301,18 @@ void dp_wan_input(struct dp_worker *w, struct dp_burst *b, int port, struct rte_
 	}
 	dp_crypto_open_burst(w->crypto, ops, n_it);
 
+	bool fresh[DP_BURST_MAX];
+	replay_burst(it, ops, fresh, n_it);
+
 	struct route_view rv = {.t = dp_routes_active(w->dp->routes)};
 	for (uint16_t i = 0; i < n_it; i++) {
 		uint32_t fwd;
 		if (ops[i].status) {
 			dp_stage_drop(w, it[i].m, MG_DROP_DECRYPT_FAILED);
+			continue;
+		}
+		if (!fresh[i]) {
+			dp_stage_drop(w, it[i].m, MG_DROP_REPLAY);
 			continue;
 		}
 		if (!accept_data(w, &it[i], &rv, &fwd))

@@ -59,6 +59,7 @@ struct dp_peer {
 	uint32_t ep_idx;    /* which ep[] is live; atomic */
 	struct dp_endpoint ep[2];
 	uint16_t keepalive; /* persistent keepalive, informational here */
+	uint8_t no_replay;  /* benchmark_no_replay: decap skips the replay window; atomic */
 	uint8_t public_key[32];
 	/* main lcore only */
 	uint64_t last_need_hs_tsc;
@@ -129,6 +130,15 @@ struct dp_worker {
 	uint64_t *drops;         /* this worker's row in shm */
 	uint64_t now_tsc;
 	uint64_t busy_tsc, loops, rx_pkts, tx_pkts;
+	/* The last next hop resolved, valid for one loop iteration only (so a
+	 * changed neighbour is seen at the next burst): a burst mostly goes to
+	 * one next hop, and this saves a hash lookup per packet. */
+	struct {
+		uint64_t loop;
+		uint8_t family;
+		uint8_t nh[16];
+		struct rte_ether_addr mac;
+	} nh_cache;
 } __rte_cache_aligned;
 
 struct dp_ctx {

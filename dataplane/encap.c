@@ -22,6 +22,7 @@ struct encap_item {
 	struct dp_keypair *kp;
 	struct mg_sockaddr ep;
 	uint32_t padded;
+	uint64_t counter;
 };
 
 static uint32_t route_peer(struct dp_worker *w, const struct dp_route_tables *t,
@@ -55,18 +56,18 @@ static void stage(struct dp_worker *w, struct rte_mbuf *m, uint32_t peer)
 	dp_to_main(w, m);
 }
 
-/* Prepare one packet; false if it was consumed (dropped or staged). */
-static bool prepare(struct dp_worker *w, struct rte_mbuf *m, uint32_t peer_id,
-		    struct encap_item *it, struct dp_aead_op *op)
+/* Admit one packet: peer, size, keypair, endpoint. False if it was
+ * consumed (dropped, or staged to wait for a handshake). */
+static bool admit(struct dp_worker *w, struct rte_mbuf *m, uint32_t peer_id,
+		  struct encap_item *it)
 {
 	struct dp_ctx *dp = w->dp;
-	uint32_t len = rte_pktmbuf_data_len(m);
 
 	if (peer_id >= dp->max_peers || !dp->peers[peer_id].in_use) {
 		dp_stage_drop(w, m, MG_DROP_NO_ROUTE);
 		return false;
 	}
-	if (len > dp->mtu) {
+	if (rte_pktmbuf_data_len(m) > dp->mtu) {
 		dp_stage_drop(w, m, MG_DROP_TOO_BIG);
 		return false;
 	}
@@ -81,14 +82,40 @@ static bool prepare(struct dp_worker *w, struct rte_mbuf *m, uint32_t peer_id,
 		dp_stage_drop(w, m, MG_DROP_NO_ENDPOINT);
 		return false;
 	}
-	uint64_t ctr = __atomic_fetch_add(&kp->send_counter, 1, __ATOMIC_RELAXED);
-	if (ctr >= WG_REJECT_AFTER_MESSAGES) {
-		stage(w, m, peer_id);
+	*it = (struct encap_item){.m = m, .kp = kp, .ep = ep->addr};
+	return true;
+}
+
+/* Nonces: one atomic add per run of packets on the same keypair, not one
+ * per packet (workers share a tunnel's counter; a locked add per packet
+ * costs as much as the headers). Counters stay unique across workers. */
+static void reserve_nonces(struct encap_item *it, uint16_t n)
+{
+	for (uint16_t i = 0; i < n;) {
+		uint16_t j = i + 1;
+		while (j < n && it[j].kp == it[i].kp)
+			j++;
+		uint64_t base = __atomic_fetch_add(&it[i].kp->send_counter, j - i, __ATOMIC_RELAXED);
+		for (uint16_t k = i; k < j; k++)
+			it[k].counter = base + (k - i);
+		i = j;
+	}
+}
+
+/* Pad, make room for the headers, write the WireGuard header, describe the
+ * encryption. False if the packet was consumed. */
+static bool build(struct dp_worker *w, struct encap_item *it, struct dp_aead_op *op)
+{
+	struct rte_mbuf *m = it->m;
+	uint32_t len = rte_pktmbuf_data_len(m), mtu = w->dp->mtu;
+
+	if (it->counter >= WG_REJECT_AFTER_MESSAGES) {
+		stage(w, m, it->kp->peer); /* keypair used up: wait for the next one */
 		return false;
 	}
 	uint32_t padded = RTE_ALIGN_CEIL(len, WG_PADDING_MULTIPLE);
-	if (padded > dp->mtu)
-		padded = RTE_MAX(len, (uint32_t)dp->mtu);
+	if (padded > mtu)
+		padded = RTE_MAX(len, mtu);
 	uint8_t *tail = (uint8_t *)rte_pktmbuf_append(m, (uint16_t)(padded - len + WG_AUTHTAG_LEN));
 	uint8_t *head = (uint8_t *)rte_pktmbuf_prepend(
 		m, (uint16_t)(DP_OUTER4_LEN + sizeof(struct wg_message_data)));
@@ -100,11 +127,11 @@ static bool prepare(struct dp_worker *w, struct rte_mbuf *m, uint32_t peer_id,
 	uint8_t *plain = head + DP_OUTER4_LEN + sizeof(struct wg_message_data);
 	struct wg_message_data *h = (struct wg_message_data *)(head + DP_OUTER4_LEN);
 	h->header = (struct wg_message_header){.type = WG_MSG_DATA};
-	h->key_idx = rte_cpu_to_le_32(kp->remote_index);
-	h->counter = rte_cpu_to_le_64(ctr);
-	*it = (struct encap_item){.m = m, .kp = kp, .ep = ep->addr, .padded = padded};
-	*op = (struct dp_aead_op){
-		.data = plain, .len = padded, .tag = plain + padded, .key = kp->send_key, .counter = ctr};
+	h->key_idx = rte_cpu_to_le_32(it->kp->remote_index);
+	h->counter = rte_cpu_to_le_64(it->counter);
+	it->padded = padded;
+	*op = (struct dp_aead_op){.data = plain, .len = padded, .tag = plain + padded,
+				  .key = it->kp->send_key, .counter = it->counter};
 	return true;
 }
 
@@ -145,11 +172,17 @@ void dp_encap_burst(struct dp_worker *w, struct dp_burst *b, struct rte_mbuf **m
 		uint32_t peer = peers[i];
 		if (peer == DP_PEER_LOOKUP && rte_pktmbuf_data_len(m[i]))
 			peer = route_peer(w, t, m[i]);
-		if (prepare(w, m[i], peer, &it[k], &ops[k]))
+		if (admit(w, m[i], peer, &it[k]))
 			k++;
 	}
-	if (!k)
+	reserve_nonces(it, k);
+	uint16_t ready = 0;
+	for (uint16_t i = 0; i < k; i++)
+		if (build(w, &it[i], &ops[ready]))
+			it[ready++] = it[i];
+	if (!ready)
 		return;
+	k = ready;
 	dp_crypto_seal_burst(w->crypto, ops, k);
 	for (uint16_t i = 0; i < k; i++) {
 		if (ops[i].status) {

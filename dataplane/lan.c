@@ -9,6 +9,7 @@
 
 #include <rte_ether.h>
 #include <rte_ip.h>
+#include <rte_prefetch.h>
 
 #include "dp.h"
 #include "pkt.h"
@@ -91,9 +92,16 @@ void dp_send_via(struct dp_worker *w, struct dp_burst *b, int port, struct rte_m
 {
 	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
 	struct dp_neigh_table *t = w->dp->neigh;
+	size_t alen = family == AF_INET ? 4 : 16;
 	uint32_t nh4;
 	int rc;
 
+	if (w->nh_cache.loop == w->loops + 1 && w->nh_cache.family == family &&
+	    !memcmp(w->nh_cache.nh, nh, alen)) {
+		eth->dst_addr = w->nh_cache.mac;
+		dp_tx_add(w, b, port, m);
+		return;
+	}
 	if (family == AF_INET) {
 		memcpy(&nh4, nh, 4);
 		rc = dp_neigh_lookup4(t, nh4, &eth->dst_addr);
@@ -101,6 +109,10 @@ void dp_send_via(struct dp_worker *w, struct dp_burst *b, int port, struct rte_m
 		rc = dp_neigh_lookup6(t, nh, &eth->dst_addr);
 	}
 	if (rc == 0) {
+		w->nh_cache.loop = w->loops + 1;
+		w->nh_cache.family = (uint8_t)family;
+		memcpy(w->nh_cache.nh, nh, alen);
+		w->nh_cache.mac = eth->dst_addr;
 		dp_tx_add(w, b, port, m);
 		return;
 	}
@@ -200,6 +212,9 @@ void dp_lan_input(struct dp_worker *w, struct dp_burst *b, int port, struct rte_
 	uint32_t peers[DP_BURST_MAX];
 	uint16_t n_enc = 0;
 
+	/* The headroom line encap will write the outer headers into. */
+	for (uint16_t i = 0; i < n; i++)
+		rte_prefetch0(rte_pktmbuf_mtod(m[i], uint8_t *) - RTE_CACHE_LINE_SIZE);
 	for (uint16_t i = 0; i < n; i++) {
 		if (m[i]->nb_segs > 1 && rte_pktmbuf_linearize(m[i]) < 0) {
 			dp_stage_drop(w, m[i], MG_DROP_RX_RUNT);

@@ -266,6 +266,7 @@ static void peer_reset(struct dp_ctx *dp, uint32_t id)
 	struct mg_sockaddr none = {0};
 	endpoint_set(dp, id, &none);
 	p->keepalive = 0;
+	__atomic_store_n(&p->no_replay, 0, __ATOMIC_RELAXED);
 }
 
 static void peer_set(struct dp_ctx *dp, uint32_t id, const struct mg_msg_peer *m)
@@ -275,6 +276,9 @@ static void peer_set(struct dp_ctx *dp, uint32_t id, const struct mg_msg_peer *m
 		peer_reset(dp, id); /* another peer took the slot */
 	memcpy(p->public_key, m->public_key, 32);
 	p->keepalive = m->persistent_keepalive;
+	/* Set on every PEER_SET, so a peer re-sent without the flag gets its
+	 * replay window back. */
+	__atomic_store_n(&p->no_replay, (m->flags & MG_PEER_F_NO_REPLAY) ? 1 : 0, __ATOMIC_RELAXED);
 	p->stale = 0;
 	if (m->flags & MG_PEER_F_ENDPOINT)
 		endpoint_set(dp, id, &m->endpoint);

@@ -40,11 +40,11 @@
 #define HAVE_TSC 0
 #endif
 
-#define BENCH_PEERS	  1024
-#define BENCH_TABLE_SIZE  (4 * BENCH_PEERS) /* power of two, load 1/4 */
+#define BENCH_PEERS	   1024
+#define BENCH_TABLE_SIZE   (4 * BENCH_PEERS) /* power of two, load 1/4 */
 #define BENCH_X25519_CHUNK 256
-#define FLOOD_NS	  (WG_NSEC_PER_SEC / WG_INITIATIONS_PER_SECOND)
-#define SRC_LEN		  6
+#define FLOOD_NS	   (WG_NSEC_PER_SEC / WG_INITIATIONS_PER_SECOND)
+#define SRC_LEN		   6
 
 _Static_assert((BENCH_TABLE_SIZE & (BENCH_TABLE_SIZE - 1)) == 0, "table size is a power of two");
 
@@ -390,7 +390,8 @@ static void print_row(const struct row *r)
 {
 	double ops = (double)r->ops;
 
-	printf("| %s | %.0f | %.2f | ", r->name, ops * 1e9 / (double)r->ns, (double)r->ns / ops / 1e3);
+	printf("| %s | %.0f | %.2f | ", r->name, ops * 1e9 / (double)r->ns,
+	       (double)r->ns / ops / 1e3);
 	if (HAVE_TSC)
 		printf("%.0f | ", (double)r->tsc / ops);
 	else

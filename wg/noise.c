@@ -271,7 +271,8 @@ int wg_noise_consume_initiation(const struct wg_noise_local *l,
 	 * the static key proves nothing: anyone who knows our public key can
 	 * encrypt any static key under es.
 	 */
-	memcpy(out->encrypted_timestamp, msg->encrypted_timestamp, sizeof(out->encrypted_timestamp));
+	memcpy(out->encrypted_timestamp, msg->encrypted_timestamp,
+	       sizeof(out->encrypted_timestamp));
 	out->remote_index = le32toh(msg->sender_index);
 	memcpy(out->hash, hash, 32);
 	memcpy(out->chaining_key, ck, 32);

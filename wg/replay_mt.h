@@ -72,4 +72,68 @@ static inline bool wg_replay_mt_check(struct wg_replay_mt *r, uint64_t counter)
 	}
 }
 
+/*
+ * A whole burst at once: counters that fall in the same block share one
+ * compare-and-swap, so workers decrypting one tunnel do not fight over the
+ * slot's cache line once per packet. ok[i] is set for accepted counters.
+ * A counter twice in one burst is accepted once. Returns how many passed.
+ * Same acceptance rule as wg_replay_mt_check, packet by packet.
+ */
+static inline unsigned wg_replay_mt_check_burst(struct wg_replay_mt *r, const uint64_t *counter,
+						bool *ok, unsigned n)
+{
+	unsigned passed = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		ok[i] = false;
+	for (unsigned i = 0; i < n; i++) {
+		if (ok[i] || counter[i] >= WG_REJECT_AFTER_MESSAGES)
+			continue;
+		uint64_t block = (counter[i] + 1) / 64, want = 0;
+		/* Gather this burst's counters of the same block (after i). */
+		for (unsigned j = i; j < n; j++)
+			if (counter[j] < WG_REJECT_AFTER_MESSAGES && (counter[j] + 1) / 64 == block)
+				want |= 1ull << ((counter[j] + 1) % 64);
+		struct wg_replay_mt_slot *s = &r->slot[block % WG_REPLAY_MT_SLOTS];
+		unsigned __int128 *p = (unsigned __int128 *)s;
+		uint64_t fresh;
+		for (;;) {
+			uint64_t tag = __atomic_load_n(&s->tag, __ATOMIC_RELAXED);
+			uint64_t bits = __atomic_load_n(&s->bits, __ATOMIC_RELAXED);
+			unsigned __int128 old = wg_replay_mt_pack(tag, bits);
+			if (tag > block) {
+				if (__sync_bool_compare_and_swap(p, old, old)) {
+					fresh = 0;
+					break;
+				}
+				continue;
+			}
+			uint64_t have = tag == block ? bits : 0;
+			fresh = want & ~have;
+			if (!fresh) {
+				if (__sync_bool_compare_and_swap(p, old, old))
+					break;
+				continue;
+			}
+			if (__sync_bool_compare_and_swap(p, old, wg_replay_mt_pack(block, have | fresh)))
+				break;
+		}
+		/* Hand each fresh bit to the first packet that carries it. */
+		for (unsigned j = i; j < n; j++) {
+			if (counter[j] >= WG_REJECT_AFTER_MESSAGES || (counter[j] + 1) / 64 != block)
+				continue;
+			uint64_t bit = 1ull << ((counter[j] + 1) % 64);
+			if (fresh & bit) {
+				ok[j] = true;
+				fresh &= ~bit;
+				passed++;
+			}
+		}
+		/* A rejected packet of this block is looked at again when the
+		 * loop reaches it: one more CAS that cannot accept it (its bit
+		 * is set, or its slot moved on). Rejections are rare. */
+	}
+	return passed;
+}
+
 #endif /* MG_WG_REPLAY_MT_H */

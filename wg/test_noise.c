@@ -354,13 +354,13 @@ static void impersonation(void)
 	a.realtime += SEC;
 	b.mono += SEC;
 	CHECK(!send_initiation(&a, 3, &init), "another initiation from a");
-	CHECK(!wg_noise_remote_init(&other, &b.local, c.local.public_key, NULL),
-	      "b's view of c");
+	CHECK(!wg_noise_remote_init(&other, &b.local, c.local.public_key, NULL), "b's view of c");
 	saved = other;
 	CHECK(!wg_noise_consume_initiation(&b.local, &init, &in) &&
 		  wg_noise_accept_initiation(&other, &in, b.mono) == -EINVAL,
 	      "accept into the wrong peer: -EINVAL");
-	CHECK(!memcmp(&saved, &other, sizeof(saved)) && sodium_is_zero((const uint8_t *)&in, sizeof(in)),
+	CHECK(!memcmp(&saved, &other, sizeof(saved)) &&
+		  sodium_is_zero((const uint8_t *)&in, sizeof(in)),
 	      "  that peer untouched, in zeroed");
 	memset(b.remote.precomputed_ss, 0, 32);
 	saved = b.remote;

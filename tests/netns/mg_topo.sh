@@ -20,6 +20,12 @@
 #
 # Variables after mg_topo_up: MGN (gateway name), WGP (peer interface),
 # MG_CONF (gateway config), GW_PUB, PEER_PUB, MG_DP_PID, MG_CP_PID.
+#
+# Optional, read by mg_topo_write_conf (default empty):
+#   MG_EAL_EXTRA  extra EAL arguments, whitespace-separated, appended to
+#                 dataplane.eal_args (e.g. "--vdev=crypto_aesni_mb")
+#   MG_DP_EXTRA   extra settings for the dataplane section, verbatim
+#                 (e.g. 'crypto = "cryptodev"; cryptodev = "crypto_aesni_mb";')
 
 MG_DP_BIN="$MG_BUILD/dataplane/meshgate-dataplane"
 MG_CP_BIN="$MG_BUILD/control/meshgate-control"
@@ -32,8 +38,10 @@ _mg_offloads_off() { # NS IF
 # mg_topo_write_conf FILE [extra testing block] : the gateway's config.
 mg_topo_write_conf() {
 	local file=$1 testing=${2:-} peer_endpoint=${MG_PEER_ENDPOINT-198.18.0.2:51820}
-	local ep_line=""
+	local ep_line="" eal_extra=() a eal=""
 	[ -n "$peer_endpoint" ] && ep_line="endpoint = \"$peer_endpoint\";"
+	read -r -a eal_extra <<<"${MG_EAL_EXTRA:-}"
+	for a in "${eal_extra[@]}"; do eal+=", \"$a\""; done
 	cat >"$file" <<CONF
 meshgate: {
   name = "$MGN";
@@ -43,7 +51,7 @@ meshgate: {
   log_level = "${MG_LOG_LEVEL:-info}";
 };
 dataplane: {
-  eal_args = ["--no-huge", "-m", "512", "--no-pci", "--log-level=*:notice"];
+  eal_args = ["--no-huge", "-m", "512", "--no-pci", "--log-level=*:notice"$eal];
   main_lcore = 0;
   workers = [1];
   mbufs = 8192;
@@ -53,6 +61,7 @@ dataplane: {
     { name = "lan0"; device = "net_af_packet1,iface=lan0"; role = "lan";
       addresses = ["10.88.0.254/24", "fd88::fe/64"]; }
   );
+${MG_DP_EXTRA:-}
 };
 peers = (
   { name = "peer"; public_key = "$PEER_PUB"; $ep_line
