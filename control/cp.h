@@ -66,6 +66,7 @@ struct cp_device {
 	uint32_t fwmark;
 	uint32_t max_peers;  /* dataplane slots (power of two) */
 	struct cp_peer **by_slot;
+	struct cp_peer_index *by_key; /* cp_peer_find's hash table (device.c) */
 	uint32_t n_peers;
 	struct cp_aip_index *aip;
 	uint64_t under_load_until_ns;

@@ -127,17 +127,126 @@ void cp_peer_aip_clear(struct cp_device *d, struct cp_peer *p)
 	p->aips_dirty = true;
 }
 
+/* ---- peers by public key --------------------------------------------------- */
+
+/*
+ * Open addressing with linear probing, at most half full (it doubles before
+ * that), so that a lookup reads one or two entries. Entries point at peers
+ * rather than name slots, since adopt_slots moves peers between slots. The
+ * hash is SipHash-2-4 under a random key, as Linux's pubkey_hashtable: raw
+ * key bytes would do for random keys, but vanity keys share their first
+ * bytes, and lookups are made with whatever static key an initiation claims.
+ */
+struct cp_peer_index {
+	uint32_t mask; /* capacity - 1, a power of two */
+	uint32_t used;
+	uint8_t key[crypto_shorthash_KEYBYTES];
+	struct cp_peer **e; /* NULL: empty */
+};
+
+#define PEER_INDEX_MIN 64
+
+static uint32_t index_home(const struct cp_peer_index *x, const uint8_t pub[32])
+{
+	uint8_t h[crypto_shorthash_BYTES];
+	uint64_t v;
+
+	crypto_shorthash(h, pub, 32, x->key);
+	memcpy(&v, h, sizeof(v));
+	return (uint32_t)v & x->mask;
+}
+
+static void index_put(struct cp_peer_index *x, struct cp_peer *p)
+{
+	uint32_t i = index_home(x, p->noise.public_key);
+
+	while (x->e[i])
+		i = (i + 1) & x->mask;
+	x->e[i] = p;
+	x->used++;
+}
+
+static struct cp_peer_index *index_create(void)
+{
+	struct cp_peer_index *x = calloc(1, sizeof(*x));
+
+	if (!x)
+		return NULL;
+	x->e = calloc(PEER_INDEX_MIN, sizeof(*x->e));
+	if (!x->e) {
+		free(x);
+		return NULL;
+	}
+	x->mask = PEER_INDEX_MIN - 1;
+	randombytes_buf(x->key, sizeof(x->key));
+	return x;
+}
+
+/* Room for one more peer at most half full: -ENOMEM, x unchanged, if not. */
+static int index_reserve(struct cp_peer_index *x)
+{
+	uint32_t cap = x->mask + 1;
+	struct cp_peer **old = x->e;
+
+	if (2 * (x->used + 1) <= cap)
+		return 0;
+	x->e = calloc(2 * (size_t)cap, sizeof(*x->e));
+	if (!x->e) {
+		x->e = old;
+		return -ENOMEM;
+	}
+	x->mask = 2 * cap - 1;
+	x->used = 0;
+	for (uint32_t i = 0; i < cap; i++)
+		if (old[i])
+			index_put(x, old[i]);
+	free(old);
+	return 0;
+}
+
+/* Backward-shift deletion: no tombstones, so misses stay as short as hits. */
+static void index_del(struct cp_peer_index *x, const struct cp_peer *p)
+{
+	uint32_t i = index_home(x, p->noise.public_key), j;
+
+	while (x->e[i] != p) {
+		if (!x->e[i])
+			return; /* not indexed: cannot happen */
+		i = (i + 1) & x->mask;
+	}
+	for (j = (i + 1) & x->mask; x->e[j]; j = (j + 1) & x->mask) {
+		uint32_t home = index_home(x, x->e[j]->noise.public_key);
+
+		/* e[j] may fill the hole at i unless its home lies in (i, j]. */
+		if (((j - home) & x->mask) >= ((j - i) & x->mask)) {
+			x->e[i] = x->e[j];
+			i = j;
+		}
+	}
+	x->e[i] = NULL;
+	x->used--;
+}
+
+static void index_destroy(struct cp_peer_index *x)
+{
+	if (!x)
+		return;
+	free(x->e);
+	sodium_memzero(x, sizeof(*x));
+	free(x);
+}
+
 /* ---- peers ---------------------------------------------------------------- */
 
 struct cp_peer *cp_peer_find(struct cp_device *d, const uint8_t pub[32])
 {
-	/* Linear in peers: fine for the UAPI and handshakes at this scale.
-	 * TODO(scale): a hash keyed by public key for 100k peers. */
-	for (uint32_t i = 0; i < d->max_peers; i++) {
-		struct cp_peer *p = d->by_slot[i];
-		if (p && !sodium_memcmp(p->noise.public_key, pub, 32))
-			return p;
-	}
+	const struct cp_peer_index *x = d->by_key;
+
+	if (!x)
+		return NULL;
+	for (uint32_t i = index_home(x, pub); x->e[i]; i = (i + 1) & x->mask)
+		if (!sodium_memcmp(x->e[i]->noise.public_key, pub, 32))
+			return x->e[i];
 	return NULL;
 }
 
@@ -178,6 +287,12 @@ struct cp_peer *cp_peer_create(struct cp_device *d, const uint8_t pub[32], int *
 		*err = -ENOSPC;
 		return NULL;
 	}
+	if (!d->by_key)
+		d->by_key = index_create();
+	if (!d->by_key || index_reserve(d->by_key)) {
+		*err = -ENOMEM;
+		return NULL;
+	}
 	struct cp_peer *p = sodium_malloc(sizeof(*p)); /* holds psk and handshake secrets */
 	if (!p) {
 		*err = -ENOMEM;
@@ -191,6 +306,7 @@ struct cp_peer *cp_peer_create(struct cp_device *d, const uint8_t pub[32], int *
 	}
 	wg_cookie_maker_init(&p->cookie, pub);
 	d->by_slot[slot] = p;
+	index_put(d->by_key, p);
 	d->n_peers++;
 	*err = 0;
 	return p;
@@ -201,6 +317,7 @@ void cp_peer_remove(struct cp_device *d, struct cp_peer *p)
 	cp_peer_aip_clear(d, p);
 	cp_dp_simple(d, MG_MSG_PEER_DEL, p->slot);
 	d->by_slot[p->slot] = NULL;
+	index_del(d->by_key, p);
 	d->n_peers--;
 	free(p->aips);
 	wg_noise_remote_clear(&p->noise);
@@ -312,6 +429,7 @@ void cp_device_fini(struct cp_device *d)
 		}
 	}
 	free(d->by_slot);
+	index_destroy(d->by_key);
 	aip_destroy(d->aip);
 	if (d->rl)
 		wg_ratelimiter_destroy(d->rl);

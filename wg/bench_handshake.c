@@ -17,9 +17,14 @@
  * peer are >= 1 / WG_INITIATIONS_PER_SECOND apart and none is refused: every
  * non-zero return counts as a failure and fails the run.
  *
- * When linked with -Wl,--wrap=crypto_scalarmult{,_base} (see meson.build),
- * X25519 calls made by the wg code are counted, so the X25519 column is
- * measured rather than asserted.
+ * When linked with -Wl,--wrap for each function of x25519.h (see
+ * meson.build), X25519 calls made by the wg code are counted, so the X25519
+ * column is measured rather than asserted. The X25519 rows time each
+ * operation on both libraries that x25519.h chooses from.
+ *
+ * us/op is wall-clock time; CPU us/op is this thread's CPU time
+ * (CLOCK_THREAD_CPUTIME_ID), which leaves out time the core spent on other
+ * processes: when the two differ, the machine was busy.
  */
 #include <errno.h>
 #include <sched.h>
@@ -28,10 +33,13 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <sodium.h>
 
 #include "cookie.h"
 #include "noise.h"
+#include "x25519.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <x86intrin.h>
@@ -53,35 +61,51 @@ static const uint8_t bench_src[SRC_LEN] = {192, 0, 2, 1, 0xca, 0x6c};
 
 /* ---- X25519 call counting ---------------------------------------------------- */
 
-static uint64_t x25519_var, x25519_base;
+/*
+ * Calls by kind: variable base one-shot (wg_x25519) and with a key object
+ * (wg_x25519_key_dh); fixed base alone (wg_x25519_base, _keygen) and making
+ * a key object (wg_x25519_key_init).
+ */
+enum { X_VAR, X_KEY_DH, X_BASE, X_KEY_INIT, X_KINDS };
+static uint64_t x25519_calls[X_KINDS];
 
 #ifdef BENCH_COUNT_X25519
-int __real_crypto_scalarmult(unsigned char *q, const unsigned char *n, const unsigned char *p);
-int __real_crypto_scalarmult_base(unsigned char *q, const unsigned char *n);
-int __wrap_crypto_scalarmult(unsigned char *q, const unsigned char *n, const unsigned char *p);
-int __wrap_crypto_scalarmult_base(unsigned char *q, const unsigned char *n);
-
-int __wrap_crypto_scalarmult(unsigned char *q, const unsigned char *n, const unsigned char *p)
-{
-	x25519_var++;
-	return __real_crypto_scalarmult(q, n, p);
-}
-
-int __wrap_crypto_scalarmult_base(unsigned char *q, const unsigned char *n)
-{
-	x25519_base++;
-	return __real_crypto_scalarmult_base(q, n);
-}
+#define WRAP(name, kind, params, args)                                                             \
+	int __real_##name params;                                                                  \
+	int __wrap_##name params;                                                                  \
+	int __wrap_##name params                                                                   \
+	{                                                                                          \
+		x25519_calls[kind]++;                                                              \
+		return __real_##name args;                                                         \
+	}
+WRAP(wg_x25519, X_VAR, (uint8_t * out, const uint8_t *s, const uint8_t *p), (out, s, p))
+WRAP(wg_x25519_key_dh, X_KEY_DH, (struct wg_x25519_key * k, uint8_t *out, const uint8_t *p),
+     (k, out, p))
+WRAP(wg_x25519_base, X_BASE, (uint8_t * out, const uint8_t *s), (out, s))
+WRAP(wg_x25519_keygen, X_BASE, (uint8_t * priv, uint8_t *pub), (priv, pub))
+WRAP(wg_x25519_key_init, X_KEY_INIT, (struct wg_x25519_key * k, const uint8_t *s, uint8_t *pub),
+     (k, s, pub))
+#undef WRAP
 #endif
 
 /* ---- clocks ------------------------------------------------------------------ */
 
-static uint64_t now_ns(void)
+static uint64_t clock_ns(clockid_t clock)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(clock, &ts);
 	return (uint64_t)ts.tv_sec * WG_NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t now_ns(void)
+{
+	return clock_ns(CLOCK_MONOTONIC);
+}
+
+static uint64_t cpu_ns(void)
+{
+	return clock_ns(CLOCK_THREAD_CPUTIME_ID);
 }
 
 static uint64_t tsc(void)
@@ -299,9 +323,12 @@ static int self_check(struct bench *b)
 
 struct row {
 	const char *name;
-	uint64_t ops, ns, tsc, var, base;
+	int (*prepare)(struct bench *b);
+	uint64_t (*chunk)(struct bench *b);
+	uint64_t ops, ns, cpu_ns, tsc, x25519[X_KINDS];
 };
 
+/* wg_x25519: libsodium's crypto_scalarmult. */
 static uint64_t chunk_x25519_var(struct bench *b)
 {
 	uint8_t scalar[32], point[32];
@@ -309,20 +336,112 @@ static uint64_t chunk_x25519_var(struct bench *b)
 	randombytes_buf(scalar, sizeof(scalar));
 	memcpy(point, b->local.public_key, 32);
 	for (int i = 0; i < BENCH_X25519_CHUNK; i++)
-		if (crypto_scalarmult(point, scalar, point))
+		if (wg_x25519(point, scalar, point))
 			b->failures++;
 	sodium_memzero(scalar, sizeof(scalar));
 	return BENCH_X25519_CHUNK;
 }
 
+/*
+ * What a one-shot wg_x25519 on OpenSSL would cost: import the scalar (which
+ * derives its public key), import the point, derive. Not used by wg/.
+ */
+static int openssl_x25519(uint8_t out[32], const uint8_t scalar[32], const uint8_t point[32])
+{
+	EVP_PKEY *key = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, scalar, 32);
+	EVP_PKEY *peer = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, point, 32);
+	EVP_PKEY_CTX *ctx = key ? EVP_PKEY_CTX_new(key, NULL) : NULL;
+	size_t len = 32;
+	int ret = -EINVAL;
+
+	if (peer && ctx && EVP_PKEY_derive_init(ctx) == 1 &&
+	    EVP_PKEY_derive_set_peer_ex(ctx, peer, 0) == 1 && EVP_PKEY_derive(ctx, out, &len) == 1)
+		ret = 0;
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(peer);
+	EVP_PKEY_free(key);
+	return ret;
+}
+
+static uint64_t chunk_x25519_var_openssl(struct bench *b)
+{
+	uint8_t scalar[32], point[32];
+
+	randombytes_buf(scalar, sizeof(scalar));
+	memcpy(point, b->local.public_key, 32);
+	for (int i = 0; i < BENCH_X25519_CHUNK; i++) {
+		x25519_calls[X_VAR]++; /* not through x25519.h: count it here */
+		if (openssl_x25519(point, scalar, point))
+			b->failures++;
+	}
+	sodium_memzero(scalar, sizeof(scalar));
+	return BENCH_X25519_CHUNK;
+}
+
+/* wg_x25519_key_dh: OpenSSL, the scalar imported once for the whole chunk. */
+static uint64_t chunk_x25519_key_dh(struct bench *b)
+{
+	uint8_t scalar[32], point[32];
+	struct wg_x25519_key k;
+
+	randombytes_buf(scalar, sizeof(scalar));
+	if (wg_x25519_key_init(&k, scalar, point)) {
+		b->failures++;
+		return 0;
+	}
+#ifdef BENCH_COUNT_X25519
+	x25519_calls[X_KEY_INIT]--; /* outside what this row measures */
+#endif
+	memcpy(point, b->local.public_key, 32);
+	for (int i = 0; i < BENCH_X25519_CHUNK; i++)
+		if (wg_x25519_key_dh(&k, point, point))
+			b->failures++;
+	wg_x25519_key_clear(&k);
+	sodium_memzero(scalar, sizeof(scalar));
+	return BENCH_X25519_CHUNK;
+}
+
+static uint64_t chunk_x25519_base_sodium(struct bench *b)
+{
+	uint8_t scalar[32], point[32];
+
+	randombytes_buf(scalar, sizeof(scalar));
+	for (int i = 0; i < BENCH_X25519_CHUNK; i++) {
+		x25519_calls[X_BASE]++; /* not through x25519.h: count it here */
+		if (crypto_scalarmult_base(point, scalar))
+			b->failures++;
+		scalar[i & 31] ^= point[0];
+	}
+	sodium_memzero(scalar, sizeof(scalar));
+	return BENCH_X25519_CHUNK;
+}
+
+/* wg_x25519_base: OpenSSL. */
 static uint64_t chunk_x25519_base(struct bench *b)
 {
 	uint8_t scalar[32], point[32];
 
 	randombytes_buf(scalar, sizeof(scalar));
 	for (int i = 0; i < BENCH_X25519_CHUNK; i++) {
-		if (crypto_scalarmult_base(point, scalar))
+		if (wg_x25519_base(point, scalar))
 			b->failures++;
+		scalar[i & 31] ^= point[0];
+	}
+	sodium_memzero(scalar, sizeof(scalar));
+	return BENCH_X25519_CHUNK;
+}
+
+/* wg_x25519_key_init + _clear: the fixed base plus making the key object. */
+static uint64_t chunk_x25519_key_init(struct bench *b)
+{
+	uint8_t scalar[32], point[32];
+	struct wg_x25519_key k;
+
+	randombytes_buf(scalar, sizeof(scalar));
+	for (int i = 0; i < BENCH_X25519_CHUNK; i++) {
+		if (wg_x25519_key_init(&k, scalar, point))
+			b->failures++;
+		wg_x25519_key_clear(&k);
 		scalar[i & 31] ^= point[0];
 	}
 	sodium_memzero(scalar, sizeof(scalar));
@@ -359,23 +478,23 @@ static uint64_t chunk_cookie_replies(struct bench *b)
 	return BENCH_PEERS;
 }
 
-static int run_row(struct bench *b, struct row *r, int (*prepare)(struct bench *),
-		   uint64_t (*chunk)(struct bench *))
+static int run_row(struct bench *b, struct row *r)
 {
 	while (r->ns < b->budget_ns) {
-		uint64_t var0, base0, t0, c0, n;
+		uint64_t calls0[X_KINDS], t0, cpu0, c0, n;
 
-		if (prepare && prepare(b))
+		if (r->prepare && r->prepare(b))
 			return -EINVAL;
-		var0 = x25519_var;
-		base0 = x25519_base;
+		memcpy(calls0, x25519_calls, sizeof(calls0));
 		t0 = now_ns();
+		cpu0 = cpu_ns();
 		c0 = tsc();
-		n = chunk(b);
+		n = r->chunk(b);
 		r->tsc += tsc() - c0;
+		r->cpu_ns += cpu_ns() - cpu0;
 		r->ns += now_ns() - t0;
-		r->var += x25519_var - var0;
-		r->base += x25519_base - base0;
+		for (int k = 0; k < X_KINDS; k++)
+			r->x25519[k] += x25519_calls[k] - calls0[k];
 		r->ops += n;
 	}
 	if (b->failures) {
@@ -390,14 +509,16 @@ static void print_row(const struct row *r)
 {
 	double ops = (double)r->ops;
 
-	printf("| %s | %.0f | %.2f | ", r->name, ops * 1e9 / (double)r->ns,
-	       (double)r->ns / ops / 1e3);
+	printf("| %s | %.0f | %.2f | %.2f | ", r->name, ops * 1e9 / (double)r->ns,
+	       (double)r->ns / ops / 1e3, (double)r->cpu_ns / ops / 1e3);
 	if (HAVE_TSC)
 		printf("%.0f | ", (double)r->tsc / ops);
 	else
 		printf("n/a | ");
 #ifdef BENCH_COUNT_X25519
-	printf("%.2f variable + %.2f fixed-base |\n", (double)r->var / ops, (double)r->base / ops);
+	printf("%.2f variable + %.2f fixed-base |\n",
+	       (double)(r->x25519[X_VAR] + r->x25519[X_KEY_DH]) / ops,
+	       (double)(r->x25519[X_BASE] + r->x25519[X_KEY_INIT]) / ops);
 #else
 	printf("not counted (no --wrap) |\n");
 #endif
@@ -431,15 +552,60 @@ static int pin_to_current_cpu(void)
 	return sched_setaffinity(0, sizeof(set), &set) ? -1 : cpu;
 }
 
+/* CPU us per operation of a row. */
+static double row_cpu_us(const struct row *r)
+{
+	return (double)r->cpu_ns / (double)r->ops / 1e3;
+}
+
+/*
+ * What the X25519 calls of a handshake would cost alone, priced by the rows
+ * that time each kind of call.
+ */
+static void print_x25519_share(const struct row *hs, const struct row *price[X_KINDS])
+{
+	double x_us = 0, hs_us = row_cpu_us(hs);
+
+	for (int k = 0; k < X_KINDS; k++)
+		x_us += (double)hs->x25519[k] / (double)hs->ops * row_cpu_us(price[k]);
+	if (x_us > 0)
+		printf("\nX25519 share of a hashed-lookup handshake (CPU time): %.2f of %.2f us "
+		       "(%.0f%%); X25519 alone would allow %.0f handshakes/s\n",
+		       x_us, hs_us, 100 * x_us / hs_us, 1e6 / x_us);
+}
+
 int main(int argc, char **argv)
 {
 	static struct bench b;
+#define ROW(n, p, c)                                                                               \
+	{                                                                                          \
+		.name = n, .prepare = p, .chunk = c                                                \
+	}
 	struct row rows[] = {
-	    {.name = "X25519 variable base (crypto_scalarmult)"},
-	    {.name = "X25519 fixed base (crypto_scalarmult_base)"},
-	    {.name = "responder handshake, hashed peer lookup"},
-	    {.name = "responder handshake, linear peer search (as cp_peer_find)"},
-	    {.name = "cookie reply under load (validate MAC1 + create_reply)"},
+	    ROW("X25519 variable base, libsodium (wg_x25519)", NULL, chunk_x25519_var),
+	    ROW("X25519 variable base, OpenSSL one-shot (import scalar + point, derive)", NULL,
+		chunk_x25519_var_openssl),
+	    ROW("X25519 variable base, OpenSSL key object (wg_x25519_key_dh)", NULL,
+		chunk_x25519_key_dh),
+	    ROW("X25519 fixed base, libsodium (crypto_scalarmult_base)", NULL,
+		chunk_x25519_base_sodium),
+	    ROW("X25519 fixed base, OpenSSL (wg_x25519_base)", NULL, chunk_x25519_base),
+	    ROW("X25519 fixed base + key object, OpenSSL (wg_x25519_key_init)", NULL,
+		chunk_x25519_key_init),
+	    ROW("responder handshake, hashed peer lookup (as cp_peer_find)", make_round,
+		chunk_handshakes),
+	    ROW("responder handshake, linear peer search (cp_peer_find before its hash table)",
+		make_round, chunk_handshakes),
+	    ROW("cookie reply under load (validate MAC1 + create_reply)", NULL,
+		chunk_cookie_replies),
+	};
+#undef ROW
+	enum { ROW_HASHED = 6, ROW_LINEAR = 7 };
+	const struct row *price[X_KINDS] = {
+	    [X_VAR] = &rows[0],
+	    [X_KEY_DH] = &rows[2],
+	    [X_BASE] = &rows[4],
+	    [X_KEY_INIT] = &rows[5],
 	};
 	double seconds, tsc_per_ns;
 	int cpu, ret = 1;
@@ -460,40 +626,26 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	if (run_row(&b, &rows[0], NULL, chunk_x25519_var) ||
-	    run_row(&b, &rows[1], NULL, chunk_x25519_base) ||
-	    run_row(&b, &rows[2], make_round, chunk_handshakes))
-		goto out;
-	b.linear = true;
-	if (run_row(&b, &rows[3], make_round, chunk_handshakes) ||
-	    run_row(&b, &rows[4], NULL, chunk_cookie_replies))
-		goto out;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		b.linear = i == ROW_LINEAR;
+		if (run_row(&b, &rows[i]))
+			goto out;
+	}
 
 	printf("meshgate-bench-handshake: %.1f s timed per row, %d peers, one core (CPU %d), "
-	       "libsodium %s\n",
-	       seconds, BENCH_PEERS, cpu, sodium_version_string());
+	       "libsodium %s, %s\n",
+	       seconds, BENCH_PEERS, cpu, sodium_version_string(),
+	       OpenSSL_version(OPENSSL_VERSION));
 	if (HAVE_TSC)
 		printf("TSC %.3f GHz, calibrated against CLOCK_MONOTONIC; cycles are TSC "
 		       "(reference) cycles\n",
 		       tsc_per_ns);
 	printf("hashed lookup: SipHash-2-4 (crypto_shorthash) keyed open-addressing table\n\n");
-	printf("| operation | ops/s | us/op | cycles/op | X25519 per op |\n");
-	printf("|---|---:|---:|---:|---|\n");
+	printf("| operation | ops/s | us/op | CPU us/op | cycles/op | X25519 per op |\n");
+	printf("|---|---:|---:|---:|---:|---|\n");
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
 		print_row(&rows[i]);
-
-	/* What the X25519 calls alone would cost at the measured rates. */
-	double var_us = (double)rows[0].ns / (double)rows[0].ops / 1e3;
-	double base_us = (double)rows[1].ns / (double)rows[1].ops / 1e3;
-	double hs_us = (double)rows[2].ns / (double)rows[2].ops / 1e3;
-	double nvar = (double)rows[2].var / (double)rows[2].ops;
-	double nbase = (double)rows[2].base / (double)rows[2].ops;
-	double x_us = nvar * var_us + nbase * base_us;
-
-	if (x_us > 0)
-		printf("\nX25519 share of a hashed-lookup handshake: %.2f of %.2f us (%.0f%%); "
-		       "X25519 alone would allow %.0f handshakes/s\n",
-		       x_us, hs_us, 100 * x_us / hs_us, 1e6 / x_us);
+	print_x25519_share(&rows[ROW_HASHED], price);
 	ret = 0;
 out:
 	bench_clear(&b);
