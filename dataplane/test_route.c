@@ -282,7 +282,7 @@ struct diff {
 };
 
 #define DIFF_OPS    5000
-#define DIFF_PROBES 2000
+#define DIFF_PROBES 500
 #define DIFF_PEERS  200
 
 static void log_op(struct diff *d, enum op_kind kind, const struct mg_prefix *p, uint32_t peer)
@@ -1115,7 +1115,7 @@ static cpu_set_t all_cpus;
 
 static void test_rcu_readers(void)
 {
-	enum { COMMITS = 1500 };
+	enum { COMMITS = 400 };
 	size_t sz = rte_rcu_qsbr_get_memsize(2);
 	struct reader rd = {.r = routes_new(32, 1024)};
 	pthread_attr_t attr;
