@@ -75,6 +75,13 @@ mg_topo_start_dataplane() {
 	mg_bg "dataplane" gw "$MG_DP_BIN" -c "$MG_CONF"
 	MG_DP_PID=$MG_LAST_PID
 	mg_wait_for test -e "/dev/shm/meshgate.$MGN" || mg_fail "dataplane did not start"
+	# The region appears before the ports are up (seconds later on a loaded
+	# machine); "dataplane running" (logged at info) comes after them.
+	case ${MG_LOG_LEVEL:-info} in
+	info | debug)
+		mg_wait_for grep -q "dataplane running" "$MG_LOG_DIR/dataplane.log" ||
+			mg_fail "dataplane did not come up (no 'dataplane running' in its log)" ;;
+	esac
 }
 
 mg_topo_start_control() {

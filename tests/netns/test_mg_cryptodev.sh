@@ -17,7 +17,7 @@ set -u
 mg_test_init
 export MG_EAL_EXTRA="--vdev=crypto_aesni_mb"
 export MG_DP_EXTRA='  crypto = "cryptodev"; cryptodev = "crypto_aesni_mb";'
-mg_topo_up
+mg_topo_up ""
 
 # shellcheck disable=SC2317 # called through mg_check
 dp_log_says_cryptodev() {
