@@ -8,7 +8,8 @@
  *  - good configs round-trip their values; defaults fill what is unset.
  *  - key files: mode 0644/0640 refused, 0600/0400 accepted, and the key
  *    never shows up in any error message.
- *  - the shipped config/meshgate.conf (argv[1]) loads.
+ *  - the shipped config/meshgate.conf (argv[1]) and config/pktgen-memif.conf
+ *    (argv[2]) load.
  *  - key encodings (keys.c) table.
  */
 #include <errno.h>
@@ -802,6 +803,33 @@ static void test_example(const char *path)
 	mg_config_free(&c);
 }
 
+/* The pktgen benchmark example: memif ports and a benchmark peer. */
+static void test_pktgen_example(const char *path)
+{
+	char err[1024];
+	struct mg_config c;
+	int ret;
+
+	if (!path) {
+		fprintf(stderr, "no pktgen example config given: skipped\n");
+		return;
+	}
+	ret = mg_config_load(path, 0, &c, err, sizeof(err));
+	CHECK(ret == 0, "pktgen example config: %s", err);
+	if (!ret) {
+		int wan = mg_config_port(&c, MG_PORT_WAN), lan = mg_config_port(&c, MG_PORT_LAN);
+
+		CHECK(c.n_ports == 2 && wan >= 0 && lan >= 0 &&
+			  !strncmp(c.ports[wan].device, "net_memif", 9) &&
+			  !strncmp(c.ports[lan].device, "net_memif", 9),
+		      "pktgen example: memif wan and lan ports");
+		CHECK(c.n_peers == 1 && c.peers[0].benchmark_no_replay &&
+			  c.allow_benchmark_no_replay && !c.timers.overridden,
+		      "pktgen example: one benchmark_no_replay peer, default timers");
+	}
+	mg_config_free(&c);
+}
+
 int main(int argc, char **argv)
 {
 	if (!mkdtemp(tmpdir)) {
@@ -816,6 +844,7 @@ int main(int argc, char **argv)
 	test_key_files();
 	test_key_encodings();
 	test_example(argc > 1 ? argv[1] : NULL);
+	test_pktgen_example(argc > 2 ? argv[2] : NULL);
 	rmdir(tmpdir);
 	printf("%d passed, %d failed\n", checks - failures, failures);
 	return failures ? 1 : 0;

@@ -242,19 +242,22 @@ static void prefetch_keypairs(struct dp_worker *w, struct rte_mbuf **m, uint16_t
 
 /* The replay window, for authentic packets only ("decrypt, then validate
  * the counter": an unauthenticated counter must not move the window), one
- * compare-and-swap per block of counters per keypair run, not per packet. */
-static void replay_burst(const struct decap_item *it, const struct dp_aead_op *ops, bool *fresh,
-			 uint16_t n)
+ * compare-and-swap per block of counters per keypair run, not per packet.
+ * A benchmark_no_replay peer has no window: every authentic packet is
+ * fresh, so a capture of its traffic can be replayed in a loop. */
+static void replay_burst(struct dp_worker *w, const struct decap_item *it,
+			 const struct dp_aead_op *ops, bool *fresh, uint16_t n)
 {
 	uint64_t ctr[DP_BURST_MAX];
 	uint16_t idx[DP_BURST_MAX];
 
 	for (uint16_t i = 0; i < n;) {
 		struct dp_keypair *kp = it[i].kp;
+		bool no_replay = __atomic_load_n(&w->dp->peers[kp->peer].no_replay, __ATOMIC_RELAXED);
 		uint16_t k = 0, j;
 		for (j = i; j < n && it[j].kp == kp; j++) {
-			fresh[j] = false;
-			if (ops[j].status == 0) {
+			fresh[j] = no_replay && ops[j].status == 0;
+			if (ops[j].status == 0 && !no_replay) {
 				idx[k] = j;
 				ctr[k++] = ops[j].counter;
 			}
@@ -302,7 +305,7 @@ void dp_wan_input(struct dp_worker *w, struct dp_burst *b, int port, struct rte_
 	dp_crypto_open_burst(w->crypto, ops, n_it);
 
 	bool fresh[DP_BURST_MAX];
-	replay_burst(it, ops, fresh, n_it);
+	replay_burst(w, it, ops, fresh, n_it);
 
 	struct route_view rv = {.t = dp_routes_active(w->dp->routes)};
 	for (uint16_t i = 0; i < n_it; i++) {
