@@ -233,7 +233,9 @@ static void prefetch_keypairs(struct dp_worker *w, struct rte_mbuf **m, uint16_t
 	for (uint16_t i = 0; i < n; i++) {
 		if (rte_pktmbuf_data_len(m[i]) < off + 4)
 			continue;
-		uint32_t idx = rte_le_to_cpu_32(*rte_pktmbuf_mtod_offset(m[i], uint32_t *, off));
+		uint32_t idx;
+		memcpy(&idx, rte_pktmbuf_mtod_offset(m[i], uint8_t *, off), sizeof(idx));
+		idx = rte_le_to_cpu_32(idx);
 		struct dp_keypair *kp = &w->dp->keypairs[idx & w->dp->kp_mask];
 		rte_prefetch0(kp);
 		rte_prefetch0(&w->dp->peers[kp->peer & (w->dp->max_peers - 1)]);

@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <rte_ether.h>
 #include <sys/socket.h>
@@ -186,7 +187,9 @@ static inline struct dp_keypair *dp_keypair_by_slot(struct dp_ctx *dp, uint32_t 
  * WAN gateway (or itself when no gateway is configured). */
 static inline const uint8_t *dp_wan_next_hop(const struct dp_port *p, const struct mg_sockaddr *ep)
 {
-	uint32_t dst = rte_be_to_cpu_32(*(const uint32_t *)ep->addr);
+	uint32_t dst;
+	memcpy(&dst, ep->addr, sizeof(dst));
+	dst = rte_be_to_cpu_32(dst);
 	for (int i = 0; i < p->ifc.n_addr4; i++) {
 		uint8_t plen = p->ifc.plen4[i];
 		uint32_t mask = plen == 0 ? 0 : 0xffffffffu << (32 - plen);
