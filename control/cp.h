@@ -93,7 +93,6 @@ int cp_device_set_private_key(struct cp_device *d, const uint8_t key[32]);
 uint32_t cp_index_alloc(struct cp_device *d, struct cp_peer *p);
 void cp_peer_refresh_stats(struct cp_device *d, struct cp_peer *p);
 void cp_peer_warn_no_replay(const struct cp_peer *p, const char *when);
-int cp_uapi_attach(struct cp_device *d, const char *run_dir, const char *name);
 
 /* dplink.c: the dataplane link */
 int cp_dp_send(struct cp_device *d, struct mg_msg *m);

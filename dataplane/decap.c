@@ -154,10 +154,6 @@ drop:
 	return false;
 }
 
-struct route_view {
-	const struct dp_route_tables *t;
-};
-
 static void note_peer(struct dp_worker *w, struct decap_item *it, uint32_t plain_len)
 {
 	struct dp_ctx *dp = w->dp;
@@ -185,7 +181,7 @@ static void note_peer(struct dp_worker *w, struct decap_item *it, uint32_t plain
 
 /* After authentication and the replay check: bookkeeping, roaming, keepalives, and the
  * cryptokey-routing check of the inner source. Returns true to forward. */
-static bool accept_data(struct dp_worker *w, struct decap_item *it, const struct route_view *rv,
+static bool accept_data(struct dp_worker *w, struct decap_item *it, const struct dp_route_tables *t,
 			uint32_t *fwd_peer)
 {
 	struct rte_mbuf *m = it->m;
@@ -205,16 +201,16 @@ static bool accept_data(struct dp_worker *w, struct decap_item *it, const struct
 		dp_stage_drop(w, m, MG_DROP_INNER_BAD);
 		return false;
 	}
-	int rc = (inner[0] >> 4) == 4 ? dp_route_lookup4(rv->t, dp_rd32be(inner + 12), &src_peer)
-				      : dp_route_lookup6(rv->t, inner + 8, &src_peer);
+	int rc = (inner[0] >> 4) == 4 ? dp_route_lookup4(t, dp_rd32be(inner + 12), &src_peer)
+				      : dp_route_lookup6(t, inner + 8, &src_peer);
 	if (rc || src_peer != peer_id) {
 		dp_stage_drop(w, m, MG_DROP_ALLOWEDIPS);
 		return false;
 	}
 	rte_pktmbuf_adj(m, (uint16_t)(it->offset + sizeof(*h)));
 	rte_pktmbuf_trim(m, (uint16_t)(rte_pktmbuf_data_len(m) - ilen));
-	rc = (inner[0] >> 4) == 4 ? dp_route_lookup4(rv->t, dp_rd32be(inner + 16), fwd_peer)
-				  : dp_route_lookup6(rv->t, inner + 24, fwd_peer);
+	rc = (inner[0] >> 4) == 4 ? dp_route_lookup4(t, dp_rd32be(inner + 16), fwd_peer)
+				  : dp_route_lookup6(t, inner + 24, fwd_peer);
 	if (rc || *fwd_peer == peer_id) {
 		*fwd_peer = DP_PEER_LOOKUP; /* not another peer's: the LAN side decides */
 	} else if (!dp_inner_dec_ttl(inner)) { /* hub hairpin: routed, so one hop */
@@ -309,7 +305,7 @@ void dp_wan_input(struct dp_worker *w, struct dp_burst *b, int port, struct rte_
 	bool fresh[DP_BURST_MAX];
 	replay_burst(w, it, ops, fresh, n_it);
 
-	struct route_view rv = {.t = dp_routes_active(w->dp->routes)};
+	const struct dp_route_tables *t = dp_routes_active(w->dp->routes);
 	for (uint16_t i = 0; i < n_it; i++) {
 		uint32_t fwd;
 		if (ops[i].status) {
@@ -320,7 +316,7 @@ void dp_wan_input(struct dp_worker *w, struct dp_burst *b, int port, struct rte_
 			dp_stage_drop(w, it[i].m, MG_DROP_REPLAY);
 			continue;
 		}
-		if (!accept_data(w, &it[i], &rv, &fwd))
+		if (!accept_data(w, &it[i], t, &fwd))
 			continue;
 		if (fwd == DP_PEER_LOOKUP) {
 			lan[n_lan++] = it[i].m;

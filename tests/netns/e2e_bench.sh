@@ -70,31 +70,12 @@ export MG_WG_LOG_LEVEL=${MG_WG_LOG_LEVEL:-error}
 wggo_topo_up() {
 	mg_require wireguard-go wg iperf3 ping ethtool python3
 	MGN=$(mg_ifname g) || mg_fail "name"
-	mg_ns_setup sw gw lan
-	mg_ip sw link add br0 type bridge || mg_fail "bridge"
-	mg_ip sw link set br0 up
-	mg_veth sw gwport gw wan0
-	mg_ip sw link set gwport master br0
-	mg_veth lan veth0 gw lan0
-	local n
-	for n in "sw gwport" "gw wan0" "gw lan0" "lan veth0"; do
-		# shellcheck disable=SC2086
-		_mg_offloads_off $n
-	done
+	mg_topo_base
 	mg_addr gw wan0 198.18.0.1/24
 	mg_addr gw lan0 10.88.0.254/24
 	mg_addr gw lan0 fd88::fe/64
 	mg_exec gw sysctl -qw net.ipv4.ip_forward=1 || mg_fail "ip_forward"
 	mg_exec gw sysctl -qw net.ipv6.conf.all.forwarding=1 || mg_fail "ipv6 forwarding"
-	mg_addr lan veth0 10.88.0.1/24
-	mg_addr lan veth0 fd88::1/64
-	mg_ip lan route add 10.99.0.0/24 via 10.88.0.254
-	mg_ip lan -6 route add fd99::/64 via fd88::fe
-
-	mg_keygen "$MG_TMP" gw
-	mg_keygen "$MG_TMP" peer
-	GW_PUB=$(cat "$MG_TMP/gw.pub")
-	PEER_PUB=$(cat "$MG_TMP/peer.pub")
 	mg_wggo_start gw "$MGN" "$MG_TMP/gw.key" 51820
 	mg_exec gw wg set "$MGN" peer "$PEER_PUB" endpoint 198.18.0.2:51820 \
 		allowed-ips 10.99.0.2/32,fd99::2/128 || mg_fail "wg set peer on gw"

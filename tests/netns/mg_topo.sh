@@ -99,35 +99,43 @@ mg_topo_up() {
 	MGN=$(mg_ifname g) || mg_fail "name"
 	WGP=$(mg_ifname p) || mg_fail "name"
 	MG_SOCKS+=("/var/run/wireguard/$MGN.sock")
-	mg_ns_setup sw gw lan
-	mg_ip sw link add br0 type bridge || mg_fail "bridge"
-	mg_ip sw link set br0 up
-	mg_veth sw gwport gw wan0
-	mg_ip sw link set gwport master br0
-	mg_veth lan veth0 gw lan0
-	local n i
-	for n in "sw gwport" "gw wan0" "gw lan0" "lan veth0"; do
-		# shellcheck disable=SC2086
-		_mg_offloads_off $n
-	done
+	mg_topo_base
+	local i
 	for i in wan0 lan0; do
 		mg_exec gw sysctl -qw "net.ipv6.conf.$i.disable_ipv6=1"
 	done
-	mg_addr lan veth0 10.88.0.1/24
-	mg_addr lan veth0 fd88::1/64
-	mg_ip lan route add 10.99.0.0/24 via 10.88.0.254
-	mg_ip lan -6 route add fd99::/64 via fd88::fe
-
-	mg_keygen "$MG_TMP" gw
-	mg_keygen "$MG_TMP" peer
-	GW_PUB=$(cat "$MG_TMP/gw.pub")
-	PEER_PUB=$(cat "$MG_TMP/peer.pub")
 	MG_CONF="$MG_TMP/gw.conf"
 	mg_topo_write_conf "$MG_CONF" "${1:-}"
 	mg_topo_start_dataplane
 	mg_topo_start_control
 
 	WGP=$(mg_topo_add_peer peer p 2 "$MG_TMP/peer.key") || mg_fail "peer"
+}
+
+# mg_topo_base : the namespaces, the WAN bridge, the gateway's two links
+# (no addresses: whoever plays the gateway sets them up), the LAN host, and
+# the gateway's and peer's keys (GW_PUB, PEER_PUB). Shared with the
+# wireguard-go gateway of e2e_bench.sh.
+mg_topo_base() {
+	mg_ns_setup sw gw lan
+	mg_ip sw link add br0 type bridge || mg_fail "bridge"
+	mg_ip sw link set br0 up
+	mg_veth sw gwport gw wan0
+	mg_ip sw link set gwport master br0
+	mg_veth lan veth0 gw lan0
+	local n
+	for n in "sw gwport" "gw wan0" "gw lan0" "lan veth0"; do
+		# shellcheck disable=SC2086
+		_mg_offloads_off $n
+	done
+	mg_addr lan veth0 10.88.0.1/24
+	mg_addr lan veth0 fd88::1/64
+	mg_ip lan route add 10.99.0.0/24 via 10.88.0.254
+	mg_ip lan -6 route add fd99::/64 via fd88::fe
+	mg_keygen "$MG_TMP" gw
+	mg_keygen "$MG_TMP" peer
+	GW_PUB=$(cat "$MG_TMP/gw.pub")
+	PEER_PUB=$(cat "$MG_TMP/peer.pub")
 }
 
 # mg_topo_add_peer NS SUFFIX N KEYFILE : a namespace NS on the WAN bridge
