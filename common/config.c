@@ -10,6 +10,7 @@
  * group's semantic check. The first error is reported and ends the load.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "addr.h"
 #include "config.h"
@@ -390,6 +392,73 @@ static int p_psk_file(struct ctx *c, const config_setting_t *s, void *dst, const
 	return ret;
 }
 
+/*
+ * coordination.auth_key_file: a pre-auth key, mode 0600 or 0400 like the
+ * key files. Optional once registered, so a missing file is not an error
+ * (the control process says so if it needs one). Never quoted.
+ */
+static int read_auth_key(const char *path, char *out, size_t len, char *why, size_t whylen)
+{
+	struct stat st;
+	char buf[512];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		snprintf(why, whylen, "%s: not a regular file", path);
+		return -EINVAL;
+	}
+	if ((st.st_mode & 07777) != 0600 && (st.st_mode & 07777) != 0400) {
+		close(fd);
+		snprintf(why, whylen, "%s: mode %04o, must be 0600 or 0400", path,
+			 (unsigned)(st.st_mode & 07777));
+		return -EPERM;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0) {
+		snprintf(why, whylen, "%s: %s", path, strerror(errno));
+		return -EIO;
+	}
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
+			 buf[n - 1] == '\t'))
+		n--;
+	buf[n] = '\0';
+	for (ssize_t i = 0; i < n; i++)
+		if ((unsigned char)buf[i] <= 0x20 || buf[i] == 0x7f)
+			n = -1;
+	if (n <= 0 || (size_t)n >= len) {
+		sodium_memzero(buf, sizeof(buf));
+		snprintf(why, whylen, "%s: expected one pre-auth key (1..%zu printable characters)",
+			 path, len - 1);
+		return -EINVAL;
+	}
+	memcpy(out, buf, (size_t)n + 1);
+	sodium_memzero(buf, sizeof(buf));
+	return 0;
+}
+
+static int p_auth_key_file(struct ctx *c, const config_setting_t *s, void *dst,
+			   const struct field *f)
+{
+	struct mg_coord_conf *k = &c->cfg->coord;
+	char why[512];
+	int ret = p_path(c, s, dst, f);
+
+	if (ret || !(c->flags & MG_CONFIG_LOAD_KEYS))
+		return ret;
+	ret = read_auth_key(dst, k->auth_key, sizeof(k->auth_key), why, sizeof(why));
+	if (ret == -ENOENT)
+		return 0;
+	if (ret)
+		return report(c, s, "%s", why);
+	k->has_auth_key = true;
+	return 0;
+}
+
 static int p_sockaddr(struct ctx *c, const config_setting_t *s, void *dst, const struct field *f)
 {
 	const char *v;
@@ -403,6 +472,14 @@ static int p_sockaddr(struct ctx *c, const config_setting_t *s, void *dst, const
 			      "expected \"ipv4:port\" or \"[ipv6]:port\" (port 1..65535), got %s",
 			      Q(v));
 	return 0;
+}
+
+/* A listening address; "" leaves it unset (family 0: off). */
+static int p_listen(struct ctx *c, const config_setting_t *s, void *dst, const struct field *f)
+{
+	const char *v = config_setting_get_string(s);
+
+	return v && !*v ? 0 : p_sockaddr(c, s, dst, f);
 }
 
 /* f->min: the required address family, or 0 for either. */
@@ -799,6 +876,37 @@ static int check_ports(struct ctx *c, const config_setting_t *g, const struct mg
 	return 0;
 }
 
+static int check_snat(struct ctx *c, const config_setting_t *g, void *base)
+{
+	const struct mg_snat_conf *s = base;
+
+	if (s->port_min > s->port_max)
+		return report_member(c, g, "port_min", "%u is greater than port_max (%u)",
+				     s->port_min, s->port_max);
+	return 0;
+}
+
+/* Each worker owns a slice of the NAT ports and of max_entries. */
+static int check_snat_workers(struct ctx *c, const config_setting_t *g,
+			      const struct mg_config *cfg)
+{
+	const struct mg_snat_conf *s = &cfg->snat;
+	const config_setting_t *sg = config_setting_get_member(g, "snat");
+	unsigned ports = (unsigned)s->port_max - s->port_min + 1;
+
+	if (!sg || !s->enabled)
+		return 0;
+	if (ports < (unsigned)cfg->n_workers)
+		return report_member(c, sg, "port_max",
+				     "%u NAT ports for %d workers; each worker needs at least one",
+				     ports, cfg->n_workers);
+	if (s->max_entries < (uint32_t)cfg->n_workers)
+		return report_member(c, sg, "max_entries",
+				     "%u entries for %d workers; each worker needs at least one",
+				     s->max_entries, cfg->n_workers);
+	return 0;
+}
+
 static int check_dataplane(struct ctx *c, const config_setting_t *g, void *base)
 {
 	const struct mg_config *cfg = base;
@@ -818,6 +926,8 @@ static int check_dataplane(struct ctx *c, const config_setting_t *g, void *base)
 	}
 	if (cfg->cryptodev[0] && cfg->crypto != MG_CRYPTO_CRYPTODEV)
 		return report_member(c, g, "cryptodev", "only used with crypto = \"cryptodev\"");
+	if (check_snat_workers(c, g, cfg))
+		return -EINVAL;
 	return check_ports(c, g, cfg);
 }
 
@@ -826,14 +936,42 @@ static int check_meshgate(struct ctx *c, const config_setting_t *g, void *base)
 	const struct mg_config *cfg = base;
 	size_t sock_len = strlen(cfg->run_dir) + 1 + strlen(cfg->name) + strlen(".sock");
 
-	if ((c->flags & MG_CONFIG_LOAD_KEYS) && !cfg->private_key_file[0])
-		return report_member(c, g, "private_key_file", "required setting missing");
 	if (sock_len >= MEMBER_SIZE(struct sockaddr_un, sun_path))
 		return report_member(c, g, "run_dir",
 				     "%zu characters, plus \"/%s.sock\", is longer than the %zu a "
 				     "unix socket path allows",
 				     strlen(cfg->run_dir), cfg->name,
 				     MEMBER_SIZE(struct sockaddr_un, sun_path) - 1);
+	return 0;
+}
+
+const char *mg_config_coord_url_check(const char *url, bool insecure_http)
+{
+	const char *host;
+
+	if (!strncmp(url, "https://", 8))
+		host = url + 8;
+	else if (!strncmp(url, "http://", 7) && insecure_http)
+		host = url + 7;
+	else if (!strncmp(url, "http://", 7))
+		return "plain http:// only with testing.coord_insecure_http = true";
+	else
+		return "expected an https:// URL";
+	if (!*host || *host == '/')
+		return "no host in the URL";
+	for (const char *p = url; *p; p++)
+		if ((unsigned char)*p <= 0x20 || *p == 0x7f || *p == '"' || *p == '\\')
+			return "spaces, quotes or control characters in the URL";
+	return NULL;
+}
+
+static int check_coord(struct ctx *c, const config_setting_t *g, void *base)
+{
+	struct mg_coord_conf *k = base;
+
+	(void)c;
+	(void)g;
+	k->enabled = true;
 	return 0;
 }
 
@@ -941,6 +1079,22 @@ static int check_root(struct ctx *c, const config_setting_t *g, void *base)
 	const struct mg_config *cfg = base;
 	int ret;
 
+	if ((c->flags & MG_CONFIG_LOAD_KEYS) && !cfg->private_key_file[0] && !cfg->coord.enabled)
+		return report_member(c, config_setting_get_member(g, "meshgate"),
+				     "private_key_file", "required setting missing");
+	if (cfg->coord.enabled && cfg->private_key_file[0])
+		return report_member(c, config_setting_get_member(g, "meshgate"),
+				     "private_key_file",
+				     "not with coordination: the node key is made and kept in "
+				     "coordination.state_dir");
+	if (cfg->coord.server[0]) {
+		const config_setting_t *k = config_setting_get_member(g, "coordination");
+		const char *why =
+		    mg_config_coord_url_check(cfg->coord.server, cfg->coord_insecure_http);
+
+		if (why)
+			return report_member(c, k, "server", "%s: %s", Q(cfg->coord.server), why);
+	}
 	if (cfg->n_peers > 0 && (uint32_t)cfg->n_peers > cfg->max_peers)
 		return report_member(c, g, "peers", "%d peers, more than meshgate.max_peers (%u)",
 				     cfg->n_peers, cfg->max_peers);
@@ -1036,6 +1190,19 @@ static void port_init(void *elem)
 static const struct group_desc port_group = {port_fields, check_port};
 static const struct list_desc port_list = {&port_group, sizeof(struct mg_port_conf), port_init};
 
+static const struct field snat_fields[] = {
+    BOOL("enabled", struct mg_snat_conf, enabled),
+    INT("port_min", struct mg_snat_conf, port_min, 1024, 65535),
+    INT("port_max", struct mg_snat_conf, port_max, 1024, 65535),
+    INT("max_entries", struct mg_snat_conf, max_entries, 1, 4194304),
+    INT("tcp_established_timeout", struct mg_snat_conf, tcp_established_timeout, 1, 604800),
+    INT("tcp_transitory_timeout", struct mg_snat_conf, tcp_transitory_timeout, 1, 86400),
+    INT("udp_timeout", struct mg_snat_conf, udp_timeout, 1, 86400),
+    INT("icmp_timeout", struct mg_snat_conf, icmp_timeout, 1, 86400),
+    END,
+};
+static const struct group_desc snat_group = {snat_fields, check_snat};
+
 static const struct field dataplane_fields[] = {
     LIST("eal_args", p_eal_args, struct mg_config, eal_args, n_eal_args, MAX_EAL_ARGS),
     INT("main_lcore", struct mg_config, main_lcore, 0, MAX_LCORE),
@@ -1045,8 +1212,10 @@ static const struct field dataplane_fields[] = {
     INT("burst", struct mg_config, burst, 1, 128),
     ENUM("crypto", struct mg_config, crypto, crypto_backends),
     STR("cryptodev", p_string, struct mg_config, cryptodev),
+    BOOL("mss_clamp", struct mg_config, mss_clamp),
     LIST("ports", p_group_array, struct mg_config, ports, n_ports, MG_MAX_PORTS, .arg = &port_list,
 	 REQUIRED),
+    GROUP("snat", &snat_group, .off = offsetof(struct mg_config, snat)),
     END,
 };
 
@@ -1064,7 +1233,18 @@ static const struct group_desc peer_group = {peer_fields, NULL};
 static const struct list_desc peer_list = {&peer_group, sizeof(struct mg_peer_conf), NULL};
 
 static const struct field control_fields[] = {
-    FIELD("metrics_listen", p_sockaddr, struct mg_config, metrics_listen),
+    FIELD("metrics_listen", p_listen, struct mg_config, metrics_listen),
+    STR("policy_file", p_string, struct mg_config, policy_file),
+    END,
+};
+
+static const struct field coord_fields[] = {
+    STR("server", p_string, struct mg_coord_conf, server),
+    STR("auth_key_file", p_auth_key_file, struct mg_coord_conf, auth_key_file),
+    STR("state_dir", p_path, struct mg_coord_conf, state_dir),
+    STR("hostname", p_name, struct mg_coord_conf, hostname),
+    LIST("advertise_routes", p_prefixes, struct mg_coord_conf, routes, n_routes, 1024),
+    STR("ca_file", p_path, struct mg_coord_conf, ca_file),
     END,
 };
 
@@ -1074,6 +1254,7 @@ static const struct field testing_fields[] = {
     INT("keepalive_timeout", struct mg_config, timers.keepalive_timeout, 1, 86400),
     INT("rekey_timeout", struct mg_config, timers.rekey_timeout, 1, 86400),
     BOOL("allow_benchmark_no_replay", struct mg_config, allow_benchmark_no_replay),
+    BOOL("coord_insecure_http", struct mg_config, coord_insecure_http),
     END,
 };
 
@@ -1081,6 +1262,7 @@ static const struct group_desc meshgate_group = {meshgate_fields, check_meshgate
 static const struct group_desc dataplane_group = {dataplane_fields, check_dataplane};
 static const struct group_desc control_group = {control_fields, NULL};
 static const struct group_desc testing_group = {testing_fields, check_testing};
+static const struct group_desc coord_group = {coord_fields, check_coord};
 
 static const struct field root_fields[] = {
     GROUP("meshgate", &meshgate_group, REQUIRED),
@@ -1088,6 +1270,7 @@ static const struct field root_fields[] = {
     LIST("peers", p_group_alloc, struct mg_config, peers, n_peers, 1048576, .arg = &peer_list),
     GROUP("control", &control_group),
     GROUP("testing", &testing_group),
+    GROUP("coordination", &coord_group, .off = offsetof(struct mg_config, coord)),
     END,
 };
 static const struct group_desc root_group = {root_fields, check_root};
@@ -1107,6 +1290,17 @@ static void set_defaults(struct mg_config *cfg)
 	cfg->mbufs = 8192;
 	cfg->burst = 32;
 	cfg->crypto = MG_CRYPTO_IPSEC_MB;
+	cfg->snat = (struct mg_snat_conf){
+	    .enabled = true,
+	    .port_min = 32768,
+	    .port_max = 60999,
+	    .max_entries = 1048576,
+	    .tcp_established_timeout = 7200,
+	    .tcp_transitory_timeout = 120,
+	    .udp_timeout = 120,
+	    .icmp_timeout = 30,
+	};
+	strcpy(cfg->coord.state_dir, "/var/lib/meshgate");
 	cfg->timers = (struct mg_timers_conf){
 	    .rekey_after_time = WG_REKEY_AFTER_TIME,
 	    .reject_after_time = WG_REJECT_AFTER_TIME,
@@ -1136,6 +1330,8 @@ int mg_config_parse(const config_t *cf, const char *name, unsigned flags, struct
 		strcpy(out->path, name);
 		ret = parse_group(&c, config_root_setting(cf), &root_group, out);
 	}
+	if (!ret && !out->coord.hostname[0])
+		strcpy(out->coord.hostname, out->name);
 	if (ret)
 		mg_config_free(out);
 	return ret;
@@ -1221,6 +1417,7 @@ void mg_config_free(struct mg_config *c)
 	free(c->eal_args);
 	for (int i = 0; i < c->n_ports; i++)
 		free(c->ports[i].routes);
+	free(c->coord.routes);
 	for (int i = 0; c->peers && i < c->n_peers; i++)
 		free(c->peers[i].allowed_ips);
 	if (c->peers)

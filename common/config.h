@@ -58,10 +58,37 @@ struct mg_peer_conf {
 
 enum mg_crypto_backend { MG_CRYPTO_IPSEC_MB, MG_CRYPTO_CRYPTODEV };
 
+/* dataplane.snat: source NAT of tunnel traffic into the LAN (snat.h). */
+struct mg_snat_conf {
+	bool enabled;		     /* default true */
+	uint16_t port_min, port_max; /* NAT ports, split evenly among workers */
+	uint32_t max_entries;	     /* bound on entries, all workers together */
+	/* Idle timeouts, seconds. */
+	uint32_t tcp_established_timeout, tcp_transitory_timeout, udp_timeout, icmp_timeout;
+};
+
 /* Protocol timers in seconds; the WG_* defaults unless testing.* set any. */
 struct mg_timers_conf {
 	uint32_t rekey_after_time, reject_after_time, keepalive_timeout, rekey_timeout;
 	bool overridden; /* some testing.* timer was set: the caller logs it loudly */
+};
+
+/*
+ * coordination: follow a coordination server (docs/coord-protocol.md,
+ * control/coord*.c). The node key then comes from the state file, not
+ * private_key_file.
+ */
+struct mg_coord_conf {
+	bool enabled;		  /* the group is present */
+	char server[512];	  /* "https://..."; "" = wait for `meshgate up` */
+	char auth_key_file[4096]; /* "" if unset */
+	bool has_auth_key;	  /* only with MG_CONFIG_LOAD_KEYS, and if the file exists */
+	char auth_key[256];	  /* pre-auth key ("mgk-..."); never logged */
+	char state_dir[4096];	  /* default /var/lib/meshgate */
+	char hostname[64];	  /* default: meshgate.name */
+	struct mg_prefix *routes; /* advertise_routes, host bits masked off */
+	int n_routes;
+	char ca_file[4096]; /* "" = the system's CAs */
 };
 
 struct mg_config {
@@ -85,15 +112,20 @@ struct mg_config {
 	uint32_t burst;
 	enum mg_crypto_backend crypto;
 	char cryptodev[128]; /* "" if unset */
+	bool mss_clamp;      /* clamp the MSS of TCP SYNs entering the tunnel to the MTU */
 	struct mg_port_conf ports[MG_MAX_PORTS];
 	int n_ports;
+	struct mg_snat_conf snat;
 
 	struct mg_peer_conf *peers;
 	int n_peers;
 
 	struct mg_sockaddr metrics_listen; /* family 0 = unset */
+	char policy_file[4096];            /* ACL policy (JSON); "" = no policy, allow all */
 	struct mg_timers_conf timers;
 	bool allow_benchmark_no_replay; /* testing.*: peers may set benchmark_no_replay */
+	struct mg_coord_conf coord;
+	bool coord_insecure_http; /* testing.*: allow http:// coordination servers */
 };
 
 /* Read private_key_file and every peer's preshared_key_file (control only). */
@@ -110,6 +142,8 @@ int mg_config_parse(const config_t *cf, const char *name, unsigned flags, struct
 		    char *err, size_t errlen);
 /* Frees what the load allocated and zeroes *c, key material included. */
 void mg_config_free(struct mg_config *c);
+/* Why url is no coordination server URL (a static string), or NULL if it is one. */
+const char *mg_config_coord_url_check(const char *url, bool insecure_http);
 /* Index of the first port with that role, or -1. */
 int mg_config_port(const struct mg_config *c, enum mg_port_role role);
 

@@ -14,10 +14,11 @@
 
 #include <stdint.h>
 
+#include "acl_types.h"
 #include "types.h"
 
 #define MG_SHM_MAGIC   0x4d475348u /* "MGSH" */
-#define MG_ABI_VERSION 1u
+#define MG_ABI_VERSION 2u
 
 #define MG_MSG_SIZE      2048u
 #define MG_MSG_HDR_SIZE  64u
@@ -54,7 +55,13 @@
 	X(TX_FULL, "tx_full")                   /* the port did not take the packet */             \
 	X(NO_MBUF, "no_mbuf")                   /* mbuf pool empty */                              \
 	X(CRYPTO_ERROR, "crypto_error")         /* crypto backend failed an operation */           \
-	X(CTL_BAD_MSG, "ctl_bad_msg")           /* malformed message from the control process */
+	X(CTL_BAD_MSG, "ctl_bad_msg")           /* malformed message from the control process */ \
+	X(ACL_DENIED, "acl_denied")             /* the packet filter (policy) does not allow it */   \
+	X(SNAT_TABLE_FULL, "snat_table_full")   /* no free NAT entry in the worker's slice */      \
+	X(SNAT_NO_MAPPING, "snat_no_mapping")   /* LAN packet to a NAT port with no live entry */  \
+	X(SNAT_UNSUPPORTED, "snat_unsupported") /* not TCP, UDP or ICMP echo: SNAT cannot map it */ \
+	X(SNAT_FRAGMENT, "snat_fragment")       /* fragment of a packet SNAT must translate */     \
+	X(SNAT_NO_ADDRESS, "snat_no_address")   /* lan port has no address of the packet's family */
 
 enum mg_drop_reason {
 #define MG_DROP_ENUM(name, str) MG_DROP_##name,
@@ -80,12 +87,17 @@ enum mg_msg_type {
 	MG_MSG_TX_UDP,            /* send data[len] as UDP from the listen port to hdr.ep */
 	MG_MSG_KEEPALIVE,         /* hdr.peer: send a keepalive on the current keypair */
 	MG_MSG_STAGED_DROP,       /* hdr.peer: the handshake gave up, drop queued packets */
+	MG_MSG_ACL_BEGIN,         /* struct mg_msg_acl_begin: a new packet filter follows */
+	MG_MSG_ACL_RULES,         /* struct mg_msg_acl_chunk of struct mg_acl_rule */
+	MG_MSG_ACL_TESTS,         /* struct mg_msg_acl_chunk of struct mg_acl_test */
+	MG_MSG_ACL_COMMIT,        /* struct mg_msg_acl_begin again: build, test, swap */
 	/* dataplane -> control */
 	MG_MSG_DP_HELLO = 64,     /* dataplane answers HELLO (or started) */
 	MG_MSG_RX_UDP,            /* punted UDP payload from hdr.ep (handshake, cookie) */
 	MG_MSG_NEED_HANDSHAKE,    /* hdr.peer has packets queued and no usable keypair */
 	MG_MSG_KEYPAIR_CONFIRMED, /* hdr.peer received data on its next keypair */
 	MG_MSG_ENDPOINT,          /* hdr.peer authenticated data from a new endpoint hdr.ep */
+	MG_MSG_ACL_RESULT,        /* struct mg_msg_acl_result: what became of a filter */
 };
 
 struct mg_msg_hdr {
@@ -147,6 +159,39 @@ struct mg_msg_keypair {
 
 _Static_assert(sizeof(struct mg_msg_peer) <= MG_MSG_MAX_DATA, "peer message");
 _Static_assert(sizeof(struct mg_msg_keypair) == 88, "keypair message");
+
+/* The packet filter travels as BEGIN, RULES and TESTS chunks, COMMIT (the
+ * rules are whole only at COMMIT); the dataplane answers ACL_RESULT. */
+enum {
+	MG_ACL_F_NONE = 1u << 0, /* no policy: accept everything (n_rules, n_tests 0) */
+};
+
+struct mg_msg_acl_begin {
+	uint64_t generation;
+	uint32_t n_rules, n_tests;
+	uint32_t flags;
+	uint8_t pad[4];
+};
+
+struct mg_msg_acl_chunk {
+	uint64_t generation;
+	uint32_t first; /* index of the first element in the whole list */
+	uint32_t count;
+	uint8_t data[]; /* count rules or tests */
+};
+
+#define MG_ACL_RULES_PER_MSG ((MG_MSG_MAX_DATA - sizeof(struct mg_msg_acl_chunk)) / sizeof(struct mg_acl_rule))
+#define MG_ACL_TESTS_PER_MSG ((MG_MSG_MAX_DATA - sizeof(struct mg_msg_acl_chunk)) / sizeof(struct mg_acl_test))
+
+struct mg_msg_acl_result {
+	uint64_t generation;
+	int32_t status; /* 0 installed, else -errno (-EINVAL: a test failed) */
+	uint32_t n_rules, n_tests;
+	uint32_t build_us; /* classifier build time */
+	char error[512];   /* one line, when status != 0 */
+};
+
+_Static_assert(sizeof(struct mg_msg_acl_result) <= MG_MSG_MAX_DATA, "acl result message");
 
 /* Per-peer state the dataplane exports (written by its main lcore). */
 struct mg_peer_export {

@@ -209,6 +209,28 @@ uint64_t mg_shm_drop_total(const struct mg_shm *s, enum mg_drop_reason r)
 	return sum;
 }
 
+static void max_into(uint64_t *t, const uint64_t *v)
+{
+	uint64_t x = __atomic_load_n(v, __ATOMIC_RELAXED);
+	*t = x > *t ? x : *t;
+}
+
+void mg_shm_peer_totals(const struct mg_shm *s, uint32_t peer, struct mg_peer_stats *t)
+{
+	memset(t, 0, sizeof(*t));
+	for (uint32_t i = 0; i < s->hdr->n_stat_slots; i++) {
+		const struct mg_peer_stats *st = mg_shm_stats(s, i, peer);
+		t->rx_packets += __atomic_load_n(&st->rx_packets, __ATOMIC_RELAXED);
+		t->rx_bytes += __atomic_load_n(&st->rx_bytes, __ATOMIC_RELAXED);
+		t->tx_packets += __atomic_load_n(&st->tx_packets, __ATOMIC_RELAXED);
+		t->tx_bytes += __atomic_load_n(&st->tx_bytes, __ATOMIC_RELAXED);
+		max_into(&t->last_rx_tsc, &st->last_rx_tsc);
+		max_into(&t->last_tx_tsc, &st->last_tx_tsc);
+		max_into(&t->last_rx_data_tsc, &st->last_rx_data_tsc);
+		max_into(&t->last_tx_data_tsc, &st->last_tx_data_tsc);
+	}
+}
+
 int mg_ring_send(struct rte_ring *r, const struct mg_msg *m)
 {
 	return rte_ring_enqueue_bulk_elem(r, m, MG_MSG_SIZE, 1, NULL) == 1 ? 0 : -ENOBUFS;

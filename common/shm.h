@@ -48,6 +48,9 @@ static inline uint64_t *mg_shm_drops(const struct mg_shm *s, unsigned slot)
 
 /* Sum of one drop reason over all lcore slots. */
 uint64_t mg_shm_drop_total(const struct mg_shm *s, enum mg_drop_reason r);
+/* One peer's counters summed over the lcore slots in use (the last_* times:
+ * the latest of any slot). Lock-free: each slot has a single writer. */
+void mg_shm_peer_totals(const struct mg_shm *s, uint32_t peer, struct mg_peer_stats *t);
 
 /* Ring helpers: one message at a time, never blocking. 0 or -ENOBUFS/-ENOENT. */
 int mg_ring_send(struct rte_ring *r, const struct mg_msg *m);

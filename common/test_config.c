@@ -303,6 +303,63 @@ static const struct bad_case bad_cases[] = {
     /* 69 */
     {MG DP "testing: {\n allow_benchmark_no_replay = \"yes\";\n};\n",
      "@:4: testing.allow_benchmark_no_replay: expected true or false, got a string"},
+    /* snat 1 */
+    {MG "dataplane: {\n ports = ( " WAN " );\n snat = { port_min = 50000;\n port_max = 40000; };\n};\n",
+     "@:4: dataplane.snat.port_min: 50000 is greater than port_max (40000)"},
+    /* snat 2 */
+    {MG "dataplane: {\n ports = ( " WAN " );\n snat = { enable = false; };\n};\n",
+     "@:4: dataplane.snat.enable: unknown setting (did you mean \"enabled\"?)"},
+    /* snat 3 */
+    {MG "dataplane: {\n ports = ( " WAN " );\n snat = { port_min = 80; };\n};\n",
+     "@:4: dataplane.snat.port_min: expected an integer in 1024..65535, got 80"},
+    /* snat 4 */
+    {MG "dataplane: {\n workers = [1, 2, 3];\n ports = ( " WAN " );\n"
+	" snat = { port_min = 40000; port_max = 40001; };\n};\n",
+     "@:5: dataplane.snat.port_max: 2 NAT ports for 3 workers; each worker needs at least one"},
+    /* snat 5 */
+    {MG "dataplane: {\n ports = ( " WAN " );\n snat = { enabled = \"yes\"; };\n};\n",
+     "@:4: dataplane.snat.enabled: expected true or false, got a string"},
+    /* snat 6 */
+    {MG "dataplane: {\n ports = ( " WAN " );\n snat = { udp_timeout = 0; };\n};\n",
+     "@:4: dataplane.snat.udp_timeout: expected an integer in 1..86400, got 0"},
+    /* snat 7 */
+    {MG "dataplane: {\n workers = [1, 2];\n ports = ( " WAN " );\n"
+	" snat = {\n max_entries = 1; };\n};\n",
+     "@:6: dataplane.snat.max_entries: 1 entries for 2 workers; each worker needs at least one"},
+    /* snat 8 */
+    {MG "dataplane: {\n ports = ( " WAN " );\n snat = true;\n};\n",
+     "@:4: dataplane.snat: expected a group { ... }, got a boolean"},
+    /* coord 1: plain http needs the testing switch */
+    {MG DP "coordination: {\n server = \"http://coord.example\";\n};\n",
+     "@:4: coordination.server: \"http://coord.example\": plain http:// only with "
+     "testing.coord_insecure_http = true"},
+    /* coord 2 */
+    {MG DP "coordination: {\n server = \"ftp://coord.example\";\n};\n",
+     "@:4: coordination.server: \"ftp://coord.example\": expected an https:// URL"},
+    /* coord 3 */
+    {MG DP "coordination: {\n server = \"https:///x\";\n};\n",
+     "@:4: coordination.server: \"https:///x\": no host in the URL"},
+    /* coord 4 */
+    {MG DP "coordination: {\n server = \"https://a b\";\n};\n",
+     "@:4: coordination.server: \"https://a b\": spaces, quotes or control characters"},
+    /* coord 5 */
+    {MG DP "coordination: {\n advertise_routes = [\"10.0.0.0/33\"];\n};\n",
+     "@:4: coordination.advertise_routes.[0]: expected an address with an optional "
+     "/prefix-length, got \"10.0.0.0/33\""},
+    /* coord 6 */
+    {MG DP "coordination: {\n hostname = \"gw 1\";\n};\n",
+     "@:4: coordination.hostname: \"gw 1\": only letters, digits"},
+    /* coord 7 */
+    {MG DP "coordination: {\n state_dir = \"var/lib\";\n};\n",
+     "@:4: coordination.state_dir: \"var/lib\": must be an absolute path"},
+    /* coord 8 */
+    {MG DP "coordination: {\n auth_key_fil = \"/k\";\n};\n",
+     "@:4: coordination.auth_key_fil: unknown setting (did you mean \"auth_key_file\"?)"},
+    /* coord 9 */
+    {"meshgate: { name = \"mg0\"; private_key_file = \"/k\"; };\n" DP
+     "coordination: {\n server = \"https://c.example\";\n};\n",
+     "@:1: meshgate.private_key_file: not with coordination: the node key is made and kept in "
+     "coordination.state_dir"},
 };
 
 static void write_file(const char *path, const char *text, mode_t mode)
@@ -414,6 +471,11 @@ static void test_defaults(void)
 		  !c.timers.overridden,
 	      "timer defaults");
 	CHECK(!c.allow_benchmark_no_replay, "benchmark switch off by default");
+	CHECK(c.snat.enabled && c.snat.port_min == 32768 && c.snat.port_max == 60999 &&
+		  c.snat.max_entries == 1048576 && c.snat.tcp_established_timeout == 7200 &&
+		  c.snat.tcp_transitory_timeout == 120 && c.snat.udp_timeout == 120 &&
+		  c.snat.icmp_timeout == 30,
+	      "snat defaults");
 	CHECK(mg_config_port(&c, MG_PORT_WAN) == 0 && mg_config_port(&c, MG_PORT_LAN) == -1,
 	      "mg_config_port");
 	mg_config_free(&c);
@@ -438,6 +500,9 @@ static const char full_conf[] =
     "      addresses = [\"198.18.0.1/24\"]; gateway = \"198.18.0.254\";\n"
     "      gateway6 = \"fe80::1\"; }\n"
     "  );\n"
+    "  snat = { enabled = false; port_min = 20000; port_max = 20999; max_entries = 5000;\n"
+    "    tcp_established_timeout = 3600; tcp_transitory_timeout = 60; udp_timeout = 90;\n"
+    "    icmp_timeout = 10; };\n"
     "};\n"
     "peers = (\n"
     "  { public_key = \"" KEY_A "\"; endpoint = \"[2001:db8::2]:51820\";\n"
@@ -497,6 +562,11 @@ static void check_full(const struct mg_config *c)
 	      "peer 1");
 	CHECK(!strcmp(sa_str(&c->metrics_listen), "127.0.0.1:9586"), "metrics_listen");
 	CHECK(!p->benchmark_no_replay && !c->allow_benchmark_no_replay, "replay window on");
+	CHECK(!c->snat.enabled && c->snat.port_min == 20000 && c->snat.port_max == 20999 &&
+		  c->snat.max_entries == 5000 && c->snat.tcp_established_timeout == 3600 &&
+		  c->snat.tcp_transitory_timeout == 60 && c->snat.udp_timeout == 90 &&
+		  c->snat.icmp_timeout == 10,
+	      "snat values");
 	CHECK(c->timers.overridden && c->timers.rekey_after_time == 10 &&
 		  c->timers.reject_after_time == 15 && c->timers.keepalive_timeout == 2 &&
 		  c->timers.rekey_timeout == 1,
@@ -717,6 +787,63 @@ static void test_key_file_contents(const char *keypath)
 	      "directory as key file: %s", err);
 }
 
+/* coordination: defaults, values, the auth key file's rules. */
+static void test_coord(void)
+{
+	char conf[2048], keypath[256], err[1024];
+	struct mg_config c;
+	int ret;
+
+	ret = mg_config_load_string(MG DP, "x", 0, &c, err, sizeof(err));
+	CHECK(ret == 0 && !c.coord.enabled && !strcmp(c.coord.state_dir, "/var/lib/meshgate") &&
+		  !strcmp(c.coord.hostname, "mg0") && !c.coord_insecure_http,
+	      "coord defaults: %s", err);
+	mg_config_free(&c);
+
+	snprintf(keypath, sizeof(keypath), "%s/auth.key", tmpdir);
+	snprintf(conf, sizeof(conf),
+		 MG DP "coordination: { server = \"http://127.0.0.1:8080\";\n"
+		       " auth_key_file = \"%s\"; state_dir = \"/tmp/st\"; hostname = \"gw-1\";\n"
+		       " advertise_routes = [\"10.88.0.1/24\", \"fd00:88::/64\"];\n"
+		       " ca_file = \"/etc/ca.pem\"; };\n"
+		       "testing: { coord_insecure_http = true; };\n",
+		 keypath);
+	write_file(keypath, "mgk-secret-123\n", 0600);
+	ret = mg_config_load_string(conf, "x", MG_CONFIG_LOAD_KEYS, &c, err, sizeof(err));
+	CHECK(ret == 0 && c.coord.enabled && c.coord_insecure_http &&
+		  !strcmp(c.coord.server, "http://127.0.0.1:8080") && c.coord.has_auth_key &&
+		  !strcmp(c.coord.auth_key, "mgk-secret-123") &&
+		  !strcmp(c.coord.state_dir, "/tmp/st") && !strcmp(c.coord.hostname, "gw-1") &&
+		  c.coord.n_routes == 2 &&
+		  !strcmp(prefix_str(&c.coord.routes[0]), "10.88.0.0/24") &&
+		  !strcmp(prefix_str(&c.coord.routes[1]), "fd00:88::/64") &&
+		  !strcmp(c.coord.ca_file, "/etc/ca.pem") && !c.has_private_key,
+	      "coord values: %s", err);
+	mg_config_free(&c);
+
+	/* Without the flag the file is not read. */
+	ret = mg_config_load_string(conf, "x", 0, &c, err, sizeof(err));
+	CHECK(ret == 0 && !c.coord.has_auth_key && !c.coord.auth_key[0], "auth key not read");
+	mg_config_free(&c);
+
+	/* A loose mode is refused, and the key is never quoted. */
+	chmod(keypath, 0644);
+	ret = mg_config_load_string(conf, "x", MG_CONFIG_LOAD_KEYS, &c, err, sizeof(err));
+	CHECK(ret == -EINVAL && strstr(err, "coordination.auth_key_file") &&
+		  strstr(err, "mode 0644") && !strstr(err, "secret"),
+	      "auth key mode: %s", err);
+	write_file(keypath, "mgk with space\n", 0600);
+	ret = mg_config_load_string(conf, "x", MG_CONFIG_LOAD_KEYS, &c, err, sizeof(err));
+	CHECK(ret == -EINVAL && strstr(err, "expected one pre-auth key") && !strstr(err, "space"),
+	      "auth key contents: %s", err);
+
+	/* Optional once registered: a missing file is fine. */
+	unlink(keypath);
+	ret = mg_config_load_string(conf, "x", MG_CONFIG_LOAD_KEYS, &c, err, sizeof(err));
+	CHECK(ret == 0 && !c.coord.has_auth_key, "missing auth key file: %s", err);
+	mg_config_free(&c);
+}
+
 static void test_key_files(void)
 {
 	char keypath[256];
@@ -842,6 +969,7 @@ int main(int argc, char **argv)
 	test_full();
 	test_benchmark_no_replay();
 	test_key_files();
+	test_coord();
 	test_key_encodings();
 	test_example(argc > 1 ? argv[1] : NULL);
 	test_pktgen_example(argc > 2 ? argv[2] : NULL);

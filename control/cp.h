@@ -29,6 +29,7 @@ struct cp_peer {
 	struct mg_sockaddr endpoint;
 	uint16_t persistent_keepalive;
 	bool no_replay; /* benchmark_no_replay from the config; never set by the UAPI */
+	bool from_coord; /* made from the coordination server's netmap (coord_netmap.c) */
 	struct mg_prefix *aips;
 	uint32_t n_aips, cap_aips;
 	bool aips_dirty;
@@ -77,6 +78,11 @@ struct cp_device {
 	uint64_t shm_ino;
 	uint64_t seq;
 	uint64_t handshakes_done, cookies_sent, handshakes_refused;
+	/* Handshake messages by type and direction, and control->dataplane
+	 * messages lost to a full ring; exported by metrics.c. */
+	uint64_t initiations_sent, initiations_rcvd, responses_sent, responses_rcvd, cookies_rcvd;
+	uint64_t cp2dp_full;
+	struct cp_filter *filter; /* filter.c; NULL without a policy_file */
 };
 
 /* device.c: peers and their configuration */
@@ -90,6 +96,11 @@ int cp_peer_set_psk(struct cp_device *d, struct cp_peer *p, const uint8_t *psk);
 int cp_peer_aip_add(struct cp_device *d, struct cp_peer *p, const struct mg_prefix *pfx);
 void cp_peer_aip_clear(struct cp_device *d, struct cp_peer *p);
 int cp_device_set_private_key(struct cp_device *d, const uint8_t key[32]);
+/* A node-key rotation: the new identity for handshakes from now on, while the
+ * sessions in place keep working until they rekey. */
+int cp_device_rotate_private_key(struct cp_device *d, const uint8_t key[32]);
+/* The peer that owns exactly this allowed-IP prefix, or NULL. */
+struct cp_peer *cp_aip_owner(struct cp_device *d, const struct mg_prefix *pfx);
 uint32_t cp_index_alloc(struct cp_device *d, struct cp_peer *p);
 void cp_peer_refresh_stats(struct cp_device *d, struct cp_peer *p);
 void cp_peer_warn_no_replay(const struct cp_peer *p, const char *when);
@@ -102,6 +113,20 @@ int cp_dp_simple(struct cp_device *d, uint16_t type, uint32_t peer);
 int cp_dp_tx_udp(struct cp_device *d, const struct mg_sockaddr *to, const void *data, size_t len);
 void cp_dp_maintain(struct cp_device *d); /* attach, detect restarts, resync */
 unsigned cp_dp_poll(struct cp_device *d); /* handle messages from the dataplane */
+
+/* filter.c: the packet filter (policy -> dataplane rte_acl) */
+int cp_filter_init(struct cp_device *d);      /* compile policy_file; -EINVAL if bad */
+int cp_filter_check(const struct mg_config *cfg, char *msg, size_t msglen); /* --check */
+void cp_filter_fini(struct cp_device *d);
+void cp_filter_reload(struct cp_device *d);   /* SIGHUP: recompile; a bad one changes nothing */
+/* Install a compiled filter from elsewhere (the coordination server's
+ * netmap): takes ownership of p (heap-allocated, freed with mg_policy_free
+ * + free); tests in it are run by the dataplane like a file's. */
+struct mg_policy;
+int cp_filter_install(struct cp_device *d, struct mg_policy *p);
+void cp_filter_resync(struct cp_device *d);   /* the dataplane needs it again */
+void cp_filter_maintain(struct cp_device *d); /* stream pending chunks */
+void cp_filter_result(struct cp_device *d, const struct mg_msg *m);
 
 /* handshake.c: Noise over the dataplane, and the WireGuard timers */
 void cp_hs_rx(struct cp_device *d, const struct mg_msg *m);

@@ -113,6 +113,13 @@ int cp_peer_aip_add(struct cp_device *d, struct cp_peer *p, const struct mg_pref
 	return 0;
 }
 
+struct cp_peer *cp_aip_owner(struct cp_device *d, const struct mg_prefix *pfx)
+{
+	struct aip_node **slot = aip_slot(d->aip, pfx);
+
+	return *slot ? (*slot)->owner : NULL;
+}
+
 void cp_peer_aip_clear(struct cp_device *d, struct cp_peer *p)
 {
 	for (uint32_t i = 0; i < p->n_aips; i++) {
@@ -370,6 +377,30 @@ int cp_device_set_private_key(struct cp_device *d, const uint8_t key[32])
 	return 0;
 }
 
+int cp_device_rotate_private_key(struct cp_device *d, const uint8_t key[32])
+{
+	if (!d->local.has_identity || sodium_is_zero(key, 32))
+		return cp_device_set_private_key(d, key);
+	wg_noise_local_clear(&d->local);
+	wg_noise_local_init(&d->local, key);
+	wg_cookie_checker_init(&d->checker, d->local.public_key);
+	/* Keypairs do not depend on the static keys: only the precomputed
+	 * DH(s, S) and handshakes in flight change. */
+	for (uint32_t i = 0; i < d->max_peers; i++) {
+		struct cp_peer *p = d->by_slot[i];
+		if (!p)
+			continue;
+		if (!sodium_memcmp(p->noise.public_key, d->local.public_key, 32)) {
+			cp_peer_remove(d, p);
+			continue;
+		}
+		/* An initiation in flight was made with the old key: its
+		 * retry (rekey_timeout) goes out with the new one. */
+		wg_noise_remote_precompute(&p->noise, &d->local);
+	}
+	return 0;
+}
+
 static uint64_t secs(uint32_t s, uint32_t dflt)
 {
 	return (uint64_t)(s ? s : dflt) * 1000000000ull;
@@ -421,6 +452,7 @@ int cp_device_init(struct cp_device *d, struct mg_config *cfg)
 
 void cp_device_fini(struct cp_device *d)
 {
+	cp_filter_fini(d);
 	for (uint32_t i = 0; d->by_slot && i < d->max_peers; i++) {
 		struct cp_peer *p = d->by_slot[i];
 		if (p) {

@@ -28,6 +28,7 @@ int cp_dp_send(struct cp_device *d, struct mg_msg *m)
 	int rc = mg_ring_send(d->shm.cp2dp, m);
 	if (rc) {
 		/* Lost: re-send the whole state once the ring drains. */
+		d->cp2dp_full++;
 		d->resync = true;
 		mg_log(LOG_WARNING, "dataplane ring full; will re-sync");
 	}
@@ -180,6 +181,7 @@ static void resync(struct cp_device *d)
 		cp_dp_aips_push(d, p);
 	}
 	cp_dp_simple(d, MG_MSG_SYNC_END, 0);
+	cp_filter_resync(d);
 	if (d->resync)
 		mg_log(LOG_WARNING, "re-sync incomplete (ring full); retrying");
 	else
@@ -260,6 +262,9 @@ unsigned cp_dp_poll(struct cp_device *d)
 			break;
 		case MG_MSG_ENDPOINT:
 			on_endpoint(d, m);
+			break;
+		case MG_MSG_ACL_RESULT:
+			cp_filter_result(d, m);
 			break;
 		case MG_MSG_DP_HELLO:
 			break;

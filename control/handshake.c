@@ -121,7 +121,8 @@ void cp_hs_initiate(struct cp_device *d, struct cp_peer *p, bool retry)
 	p->hs_local_index = idx;
 	p->hs_last_sent_ns = now;
 	p->hs_jitter_ns = (uint64_t)randombytes_uniform(WG_REKEY_TIMEOUT_JITTER_MAX_MS) * 1000000ull;
-	cp_dp_tx_udp(d, &p->endpoint, &msg, sizeof(msg));
+	if (cp_dp_tx_udp(d, &p->endpoint, &msg, sizeof(msg)) == 0)
+		d->initiations_sent++;
 	sodium_memzero(&msg, sizeof(msg));
 }
 
@@ -179,7 +180,8 @@ static void rx_initiation(struct cp_device *d, const struct mg_msg *m)
 	wg_cookie_add_macs(&p->cookie, &resp, sizeof(resp), now);
 	install(d, p, &kp);
 	mirror_add(p, idx, false, now);
-	cp_dp_tx_udp(d, &p->endpoint, &resp, sizeof(resp));
+	if (cp_dp_tx_udp(d, &p->endpoint, &resp, sizeof(resp)) == 0)
+		d->responses_sent++;
 	mg_log(LOG_DEBUG, "peer %u: handshake as responder", p->slot);
 }
 
@@ -221,16 +223,22 @@ void cp_hs_rx(struct cp_device *d, const struct mg_msg *m)
 		return;
 	switch (m->data[0]) {
 	case WG_MSG_HANDSHAKE_INITIATION:
-		if (m->hdr.len == sizeof(struct wg_message_initiation))
+		if (m->hdr.len == sizeof(struct wg_message_initiation)) {
+			d->initiations_rcvd++;
 			rx_initiation(d, m);
+		}
 		break;
 	case WG_MSG_HANDSHAKE_RESPONSE:
-		if (m->hdr.len == sizeof(struct wg_message_response))
+		if (m->hdr.len == sizeof(struct wg_message_response)) {
+			d->responses_rcvd++;
 			rx_response(d, m);
+		}
 		break;
 	case WG_MSG_HANDSHAKE_COOKIE:
-		if (m->hdr.len == sizeof(struct wg_message_cookie))
+		if (m->hdr.len == sizeof(struct wg_message_cookie)) {
+			d->cookies_rcvd++;
 			rx_cookie(d, m);
+		}
 		break;
 	}
 }

@@ -13,18 +13,27 @@
 
 #include <sodium.h>
 
+#include "addr.h"
+#include "coord.h"
 #include "cp.h"
 #include "log.h"
+#include "metrics.h"
 #include "uapi.h"
 
 const struct cp_uapi_ops *cp_api_ops(void);
 
-static volatile sig_atomic_t quit;
+static volatile sig_atomic_t quit, reload;
 
 static void on_signal(int sig)
 {
 	(void)sig;
 	quit = 1;
+}
+
+static void on_hup(int sig)
+{
+	(void)sig;
+	reload = 1;
 }
 
 static void usage(const char *prog)
@@ -36,17 +45,28 @@ static void usage(const char *prog)
 		prog);
 }
 
-static int loop(struct cp_device *d, struct cp_uapi_server *uapi)
+static int loop(struct cp_device *d, struct cp_uapi_server *uapi, struct cp_metrics *metrics,
+		struct cp_coord *coord)
 {
 	uint64_t next_tick = 0, next_maint = 0;
 
 	while (!quit) {
-		struct pollfd pfd = {.fd = cp_uapi_server_fd(uapi), .events = POLLIN};
+		/* The coordination fd: its thread's mailbox and the ctl socket. */
+		struct pollfd pfd[2] = {{.fd = cp_uapi_server_fd(uapi), .events = POLLIN},
+					{.fd = cp_coord_fd(coord), .events = POLLIN}};
 		unsigned work = cp_dp_poll(d);
 		uint64_t now = cp_now();
 
+		if (reload) {
+			reload = 0;
+			mg_log(LOG_INFO, "SIGHUP: reloading the policy");
+			cp_filter_reload(d);
+		}
+		cp_filter_maintain(d);
 		if (now >= next_maint) {
 			cp_dp_maintain(d);
+			cp_metrics_update(metrics, d);
+			cp_coord_tick(coord);
 			next_maint = now + 200000000ull;
 		}
 		if (now >= next_tick) {
@@ -54,8 +74,12 @@ static int loop(struct cp_device *d, struct cp_uapi_server *uapi)
 			next_tick = now + 50000000ull;
 		}
 		/* Rings are not file descriptors: poll briefly when idle. */
-		if (poll(&pfd, 1, work ? 0 : 1) > 0)
-			cp_uapi_server_service(uapi);
+		if (poll(pfd, coord ? 2 : 1, work ? 0 : 1) > 0) {
+			if (pfd[0].revents)
+				cp_uapi_server_service(uapi);
+			if (pfd[1].revents)
+				cp_coord_service(coord);
+		}
 	}
 	return 0;
 }
@@ -96,9 +120,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (check) {
-		printf("%s: ok\n", path);
+		int rc = cp_filter_check(&cfg, err, sizeof(err));
+		if (rc)
+			fprintf(stderr, "meshgate-control: policy refused: %s\n", err);
+		else
+			printf("%s: ok (policy: %s)\n", path, err);
 		mg_config_free(&cfg);
-		return 0;
+		return rc ? 1 : 0;
 	}
 	mg_log_init("meshgate-control", cfg.log_level);
 	if (cfg.timers.overridden)
@@ -107,6 +135,12 @@ int main(int argc, char **argv)
 		       cfg.timers.keepalive_timeout);
 	if (cp_device_init(&dev, &cfg)) {
 		mg_log(LOG_ERR, "cannot initialise the device");
+		cp_device_fini(&dev);
+		mg_config_free(&cfg);
+		return 1;
+	}
+	if (cp_filter_init(&dev)) {
+		mg_log(LOG_ERR, "cannot load the policy %s", cfg.policy_file);
 		cp_device_fini(&dev);
 		mg_config_free(&cfg);
 		return 1;
@@ -121,10 +155,34 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, on_hup);
+	struct cp_metrics *metrics = NULL;
+	if (cfg.metrics_listen.family && !(metrics = cp_metrics_start(&cfg))) {
+		char where[MG_SOCKADDR_STRLEN];
+		mg_log(LOG_ERR, "cannot serve metrics on %s: %s",
+		       mg_sockaddr_fmt(&cfg.metrics_listen, where, sizeof(where)), strerror(errno));
+		cp_uapi_server_close(uapi);
+		cp_device_fini(&dev);
+		mg_config_free(&cfg);
+		return 1;
+	}
+	/* Without a coordination group it only serves <name>.ctl for `meshgate up`
+	 * (and resumes a registration made that way). */
+	struct cp_coord *coord = cp_coord_start(&dev);
+	if (!coord && cfg.coord.enabled) {
+		mg_log(LOG_ERR, "cannot start coordination");
+		cp_metrics_stop(metrics);
+		cp_uapi_server_close(uapi);
+		cp_device_fini(&dev);
+		mg_config_free(&cfg);
+		return 1;
+	}
 	mg_log(LOG_INFO, "%s: control running, %u peer(s), uapi %s/%s.sock", cfg.name, dev.n_peers,
 	       cfg.run_dir, cfg.name);
-	loop(&dev, uapi);
+	loop(&dev, uapi, metrics, coord);
 	mg_log(LOG_INFO, "%s: control stopping", cfg.name);
+	cp_coord_stop(coord);
+	cp_metrics_stop(metrics);
 	cp_uapi_server_close(uapi);
 	cp_device_fini(&dev);
 	mg_config_free(&cfg);

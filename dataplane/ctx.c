@@ -16,8 +16,10 @@
 #include <rte_ring.h>
 
 #include "dp.h"
+#include "filter.h"
 #include "log.h"
 #include "route.h"
+#include "snat.h"
 #include "wg_messages.h"
 
 int dp_meta_offset = -1;
@@ -83,6 +85,38 @@ static int tables_init(struct dp_ctx *dp)
 	return 0;
 }
 
+/* SNAT translates to the lan port's first address of each family. */
+static int snat_init(struct dp_ctx *dp)
+{
+	const struct mg_config *cfg = dp->cfg;
+	int lan = mg_config_port(cfg, MG_PORT_LAN);
+	const uint8_t *addr6 = NULL;
+	uint32_t addr4 = 0;
+
+	if (!cfg->snat.enabled || lan < 0)
+		return 0;
+	for (int i = cfg->ports[lan].n_addrs - 1; i >= 0; i--) {
+		const struct mg_prefix *a = &cfg->ports[lan].addrs[i];
+		if (a->family == AF_INET)
+			memcpy(&addr4, a->addr, 4);
+		else
+			addr6 = a->addr;
+	}
+	if (!addr4 && !addr6) {
+		mg_log(LOG_WARNING, "snat: the lan port has no address; SNAT is off");
+		return 0;
+	}
+	dp->snat = dp_snat_create(&cfg->snat, dp->n_workers, dp->tsc_hz, addr4, addr6,
+				  (int)rte_socket_id());
+	if (!dp->snat) {
+		mg_log(LOG_ERR, "snat: %s", rte_strerror(rte_errno));
+		return -rte_errno;
+	}
+	mg_log(LOG_INFO, "snat: on, ports %u-%u, %u entries per worker", cfg->snat.port_min,
+	       cfg->snat.port_max, dp_snat_slice(dp->snat));
+	return 0;
+}
+
 static int workers_init(struct dp_ctx *dp)
 {
 	for (unsigned i = 0; i < dp->n_workers; i++) {
@@ -138,7 +172,7 @@ int dp_ctx_setup(struct dp_ctx *dp)
 	uint32_t reject = cfg->timers.reject_after_time ? cfg->timers.reject_after_time
 							 : WG_REJECT_AFTER_TIME;
 	dp->reject_after_tsc = reject * dp->tsc_hz;
-	if ((rc = tables_init(dp)) || (rc = workers_init(dp)) || (rc = dp_ports_init(dp)) ||
+	if ((rc = tables_init(dp)) || (rc = snat_init(dp)) || (rc = dp_filter_init(dp)) || (rc = workers_init(dp)) || (rc = dp_ports_init(dp)) ||
 	    (rc = dp_service_init(dp)))
 		return rc;
 	return 0;
@@ -160,6 +194,8 @@ void dp_ctx_teardown(struct dp_ctx *dp)
 	if (dp->neigh)
 		dp_neigh_destroy(dp->neigh);
 	free(dp->lan_routes);
+	dp_snat_destroy(dp->snat);
+	dp_filter_fini(dp);
 	for (unsigned i = 0; i < dp->n_workers; i++)
 		rte_ring_free(dp->workers[i].inject);
 	rte_ring_free(dp->slow);

@@ -17,6 +17,7 @@
 #include <rte_udp.h>
 
 #include "dp.h"
+#include "filter.h"
 #include "pkt.h"
 #include "route.h"
 #include "stage.h"
@@ -72,53 +73,153 @@ static struct dp_keypair *data_keypair(struct dp_worker *w, const struct wg_mess
 	return kp;
 }
 
+static bool is_our_addr6(const struct dp_port *p, const uint8_t *ip)
+{
+	for (int i = 0; i < p->ifc.n_addr6; i++)
+		if (!memcmp(p->ifc.addr6[i], ip, 16))
+			return true;
+	return !memcmp(p->ifc.ll6, ip, 16);
+}
+
+/* The UDP header of an outer IPv4 packet to one of our addresses; *room is
+ * what the IPv4 total length leaves for the datagram. False with *why set if
+ * there is none. */
+static inline bool udp4_find(const struct dp_port *p, uint8_t *frame, uint32_t len,
+			     struct rte_ipv4_hdr **ipp, struct rte_udp_hdr **udp, uint32_t *room,
+			     enum mg_drop_reason *why)
+{
+	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(frame + sizeof(struct rte_ether_hdr));
+
+	if (len < DP_OUTER4_LEN) {
+		*why = MG_DROP_RX_RUNT;
+		return false;
+	}
+	uint32_t ihl = (uint32_t)(ip->version_ihl & 0xf) * 4;
+	uint32_t tot = rte_be_to_cpu_16(ip->total_length);
+	if ((ip->version_ihl >> 4) != 4 || ihl < 20 || tot < ihl + 8 ||
+	    tot > len - sizeof(struct rte_ether_hdr)) {
+		*why = MG_DROP_BAD_IP;
+		return false;
+	}
+	if (!is_our_addr4(p, ip->dst_addr)) {
+		*why = MG_DROP_NOT_FOR_US;
+		return false;
+	}
+	if (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) {
+		*why = MG_DROP_IP_FRAGMENT;
+		return false;
+	}
+	if (ip->next_proto_id != IPPROTO_UDP) {
+		*why = MG_DROP_NOT_FOR_US;
+		return false;
+	}
+	*ipp = ip;
+	*udp = (struct rte_udp_hdr *)((uint8_t *)ip + ihl);
+	*room = tot - ihl;
+	return true;
+}
+
+#define EXT6_MAX 4 /* extension headers walked before giving up */
+
+/* The same for IPv6, past the common extension headers (hop-by-hop first,
+ * destination options, a routing header with no segments left). Off the
+ * IPv4 path on purpose: IPv4 frames never pay for it. */
+static bool udp6_find(const struct dp_port *p, uint8_t *frame, uint32_t len,
+		      struct rte_udp_hdr **udp, uint32_t *room, enum mg_drop_reason *why)
+{
+	const uint32_t l3 = sizeof(struct rte_ether_hdr);
+	struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)(frame + l3);
+
+	if (len < DP_OUTER6_LEN) {
+		*why = MG_DROP_RX_RUNT;
+		return false;
+	}
+	uint32_t end = l3 + (uint32_t)sizeof(*ip) + rte_be_to_cpu_16(ip->payload_len);
+	if ((rte_be_to_cpu_32(ip->vtc_flow) >> 28) != 6 || end > len) {
+		*why = MG_DROP_BAD_IP;
+		return false;
+	}
+	if (!is_our_addr6(p, ip->dst_addr)) {
+		*why = MG_DROP_NOT_FOR_US;
+		return false;
+	}
+	uint32_t off = l3 + (uint32_t)sizeof(*ip);
+	uint8_t next = ip->proto;
+	for (int i = 0; next != IPPROTO_UDP; i++) {
+		if (next == IPPROTO_FRAGMENT) {
+			*why = MG_DROP_IP_FRAGMENT;
+			return false;
+		}
+		bool walkable = next == IPPROTO_HOPOPTS || next == IPPROTO_DSTOPTS ||
+				next == IPPROTO_ROUTING;
+		if (!walkable || i == EXT6_MAX) {
+			*why = MG_DROP_NOT_FOR_US;
+			return false;
+		}
+		if (off + 8 > end || (next == IPPROTO_HOPOPTS && i > 0)) {
+			*why = MG_DROP_BAD_IP;
+			return false;
+		}
+		/* Segments left in a routing header: we would be a transit hop. */
+		if (next == IPPROTO_ROUTING && frame[off + 3]) {
+			*why = MG_DROP_NOT_FOR_US;
+			return false;
+		}
+		next = frame[off];
+		off += 8 + 8 * (uint32_t)frame[off + 1];
+	}
+	if (off + sizeof(struct rte_udp_hdr) > end) {
+		*why = MG_DROP_BAD_IP;
+		return false;
+	}
+	*udp = (struct rte_udp_hdr *)(frame + off);
+	/* A zero checksum is not allowed over IPv6 (RFC 8200 8.1). A nonzero
+	 * one is not verified: the AEAD tag (data) and MAC1 (handshakes)
+	 * authenticate the payload, as on the IPv4 path. */
+	if ((*udp)->dgram_cksum == 0) {
+		*why = MG_DROP_BAD_IP;
+		return false;
+	}
+	*room = end - off;
+	return true;
+}
+
 /* Classify one frame. Returns true if it became a decap item. */
 static bool classify_wan(struct dp_worker *w, int port, struct rte_mbuf *m, struct decap_item *it)
 {
 	const struct dp_port *p = &w->dp->ports[port];
 	uint32_t len = rte_pktmbuf_data_len(m);
 	uint8_t *frame = rte_pktmbuf_mtod(m, uint8_t *);
+	struct rte_ipv4_hdr *ip = NULL;
+	struct rte_udp_hdr *udp;
+	uint32_t room;
 	enum mg_drop_reason why;
 
 	if (len < sizeof(struct rte_ether_hdr))
 		goto drop_runt;
 	uint16_t et = rte_be_to_cpu_16(((struct rte_ether_hdr *)frame)->ether_type);
-	if (et == RTE_ETHER_TYPE_ARP || (et == RTE_ETHER_TYPE_IPV6 && dp_neigh_is_neigh_packet(m))) {
+	if (et == RTE_ETHER_TYPE_IPV4) {
+		if (!udp4_find(p, frame, len, &ip, &udp, &room, &why))
+			goto drop;
+	} else if (et == RTE_ETHER_TYPE_IPV6 && !dp_neigh_is_neigh_packet(m)) {
+		if (!udp6_find(p, frame, len, &udp, &room, &why))
+			goto drop;
+	} else if (et == RTE_ETHER_TYPE_ARP || et == RTE_ETHER_TYPE_IPV6) {
 		dp_meta(m)->kind = DP_META_SLOW;
 		dp_meta(m)->port = (uint16_t)port;
 		dp_to_main(w, m);
 		return false;
-	}
-	if (et != RTE_ETHER_TYPE_IPV4) {
+	} else {
 		dp_stage_drop(w, m, MG_DROP_NOT_IP);
 		return false;
 	}
-	if (len < DP_OUTER4_LEN)
-		goto drop_runt;
-	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(frame + sizeof(struct rte_ether_hdr));
-	uint32_t ihl = (uint32_t)(ip->version_ihl & 0xf) * 4;
-	uint32_t tot = rte_be_to_cpu_16(ip->total_length);
-	if ((ip->version_ihl >> 4) != 4 || ihl < 20 || tot < ihl + 8 ||
-	    tot > len - sizeof(struct rte_ether_hdr)) {
-		why = MG_DROP_BAD_IP;
-		goto drop;
-	}
-	if (!is_our_addr4(p, ip->dst_addr)) {
-		why = MG_DROP_NOT_FOR_US;
-		goto drop;
-	}
-	if (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) {
-		why = MG_DROP_IP_FRAGMENT;
-		goto drop;
-	}
-	struct rte_udp_hdr *udp = (struct rte_udp_hdr *)((uint8_t *)ip + ihl);
-	if (ip->next_proto_id != IPPROTO_UDP ||
-	    rte_be_to_cpu_16(udp->dst_port) != __atomic_load_n(&w->dp->listen_port, __ATOMIC_RELAXED)) {
+	if (rte_be_to_cpu_16(udp->dst_port) !=
+	    __atomic_load_n(&w->dp->listen_port, __ATOMIC_RELAXED)) {
 		why = MG_DROP_NOT_FOR_US;
 		goto drop;
 	}
 	uint32_t ulen = rte_be_to_cpu_16(udp->dgram_len);
-	if (ulen < 8 + 4 || ulen > tot - ihl) {
+	if (ulen < 8 + 4 || ulen > room) {
 		why = MG_DROP_WG_BAD_SIZE;
 		goto drop;
 	}
@@ -134,7 +235,12 @@ static bool classify_wan(struct dp_worker *w, int port, struct rte_mbuf *m, stru
 		why = MG_DROP_WG_BAD_SIZE;
 		goto drop;
 	}
-	dp_sockaddr_v4(&it->src, ip->src_addr, udp->src_port);
+	if (ip)
+		dp_sockaddr_v4(&it->src, ip->src_addr, udp->src_port);
+	else
+		dp_sockaddr_v6(&it->src, frame + sizeof(struct rte_ether_hdr) +
+					 offsetof(struct rte_ipv6_hdr, src_addr),
+			       udp->src_port);
 	if (type != WG_MSG_DATA) {
 		dp_punt(w, m, payload, plen, &it->src, port);
 		return false;
@@ -225,12 +331,19 @@ static bool accept_data(struct dp_worker *w, struct decap_item *it, const struct
  * guess is cheap and harmless when wrong (a prefetch is only a hint). */
 static void prefetch_keypairs(struct dp_worker *w, struct rte_mbuf **m, uint16_t n)
 {
-	const size_t off = DP_OUTER4_LEN + offsetof(struct wg_message_data, key_idx);
+	const size_t ki = offsetof(struct wg_message_data, key_idx);
 	for (uint16_t i = 0; i < n; i++) {
+		const uint8_t *f = rte_pktmbuf_mtod(m[i], const uint8_t *);
+		uint16_t et;
+		if (rte_pktmbuf_data_len(m[i]) < DP_OUTER4_LEN + ki + 4)
+			continue;
+		memcpy(&et, f + offsetof(struct rte_ether_hdr, ether_type), sizeof(et));
+		size_t off =
+			(et == RTE_BE16(RTE_ETHER_TYPE_IPV6) ? DP_OUTER6_LEN : DP_OUTER4_LEN) + ki;
 		if (rte_pktmbuf_data_len(m[i]) < off + 4)
 			continue;
 		uint32_t idx;
-		memcpy(&idx, rte_pktmbuf_mtod_offset(m[i], uint8_t *, off), sizeof(idx));
+		memcpy(&idx, f + off, sizeof(idx));
 		idx = rte_le_to_cpu_32(idx);
 		struct dp_keypair *kp = &w->dp->keypairs[idx & w->dp->kp_mask];
 		rte_prefetch0(kp);
@@ -325,6 +438,9 @@ void dp_wan_input(struct dp_worker *w, struct dp_burst *b, int port, struct rte_
 			hair[n_hair++] = it[i].m;
 		}
 	}
+	/* The packet filter, on what this node receives, before forwarding. */
+	n_lan = dp_filter_burst(w, lan, NULL, n_lan);
+	n_hair = dp_filter_burst(w, hair, hair_peer, n_hair);
 	if (n_lan)
 		dp_lan_output(w, b, lan, n_lan);
 	if (n_hair)

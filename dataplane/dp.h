@@ -6,8 +6,9 @@
  * Threading contract:
  *  - Worker lcores only read peers, keypairs, routes and neighbours; they
  *    write their own statistics slot and keypair send counters (atomic) and
- *    replay windows.
- *  - The main lcore is the only writer of every table. It publishes with
+ *    replay windows. Each worker also writes its own SNAT table, which
+ *    the others read (snat.h).
+ *  - The main lcore is the only writer of every other table. It publishes with
  *    atomic stores and retires memory only after rte_rcu_qsbr_synchronize()
  *    has seen every worker pass a quiescent state (end of each loop).
  */
@@ -73,6 +74,8 @@ enum dp_meta_kind {
 	DP_META_ENCAP,    /* plaintext IP (or empty: keepalive) for peer */
 	DP_META_STAGE,    /* plaintext waiting for a keypair of peer */
 	DP_META_SLOW,     /* ARP/ND or local traffic for the main lcore */
+	DP_META_TOO_BIG,  /* inner packet over the tunnel MTU, for peer: fragment or ICMP error */
+	DP_META_LAN_OUT,  /* inner IP packet (from the main lcore) to send out the LAN port */
 };
 
 struct dp_meta {
@@ -114,6 +117,7 @@ struct dp_port {
 };
 
 struct dp_routes; /* route.h */
+struct dp_snat;   /* snat.h */
 
 struct dp_lan_route {
 	struct mg_prefix prefix;
@@ -160,6 +164,10 @@ struct dp_ctx {
 	struct dp_neigh_table *neigh;
 	struct dp_lan_route *lan_routes;
 	int n_lan_routes;
+	struct dp_filter *filter; /* filter.h; atomic, RCU; NULL: no policy */
+	struct dp_flows *flows;   /* UDP flows into the tunnel, for replies */
+	struct dp_filter_staging *filter_staging; /* main lcore */
+	struct dp_snat *snat; /* snat.h; NULL: SNAT off */
 
 	struct rte_ring *slow;   /* workers -> main: mbufs */
 	struct rte_ring *events; /* workers -> main: struct dp_event */
@@ -197,6 +205,54 @@ static inline const uint8_t *dp_wan_next_hop(const struct dp_port *p, const stru
 			return ep->addr;
 	}
 	return p->gateway4.family == AF_INET ? p->gateway4.addr : ep->addr;
+}
+
+static inline bool dp_prefix_match6(const uint8_t *a, const uint8_t *b, uint8_t plen)
+{
+	unsigned bytes = plen > 128 ? 16 : plen / 8, bits = plen > 128 ? 0 : plen % 8;
+	if (memcmp(a, b, bytes))
+		return false;
+	return bits == 0 || ((a[bytes] ^ b[bytes]) & (0xff << (8 - bits))) == 0;
+}
+
+static inline bool dp_is_link_local6(const uint8_t *a)
+{
+	return a[0] == 0xfe && (a[1] & 0xc0) == 0x80;
+}
+
+/* Next hop toward an underlay IPv6 address: itself if link-local or inside
+ * one of the port's prefixes, else the WAN gateway6 (which may be
+ * link-local), or itself when no gateway6 is configured. */
+static inline const uint8_t *dp_wan_next_hop6(const struct dp_port *p, const struct mg_sockaddr *ep)
+{
+	if (dp_is_link_local6(ep->addr))
+		return ep->addr;
+	for (int i = 0; i < p->ifc.n_addr6; i++)
+		if (dp_prefix_match6(ep->addr, p->ifc.addr6[i], p->ifc.plen6[i]))
+			return ep->addr;
+	return p->gateway6.family == AF_INET6 ? p->gateway6.addr : ep->addr;
+}
+
+/* Source address toward an underlay IPv6 address: the link-local one for a
+ * link-local destination, else the port's address on the destination's
+ * prefix, else its first address; NULL if it has none. */
+static inline const uint8_t *dp_wan_src6(const struct dp_port *p, const uint8_t *dst)
+{
+	if (dp_is_link_local6(dst))
+		return p->ifc.ll6;
+	for (int i = 0; i < p->ifc.n_addr6; i++)
+		if (dp_prefix_match6(dst, p->ifc.addr6[i], p->ifc.plen6[i]))
+			return p->ifc.addr6[i];
+	return p->ifc.n_addr6 ? p->ifc.addr6[0] : NULL;
+}
+
+/* Whether the port can send to an endpoint: a known family and a source
+ * address of that family. */
+static inline bool dp_wan_can_reach(const struct dp_port *p, const struct mg_sockaddr *ep)
+{
+	if (ep->family == AF_INET)
+		return p->ifc.n_addr4 > 0;
+	return ep->family == AF_INET6 && dp_wan_src6(p, ep->addr) != NULL;
 }
 
 /* ctx.c: build everything a running dataplane needs (not the launch) */

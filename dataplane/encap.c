@@ -2,8 +2,9 @@
 /*
  * Encapsulation: inner IP packet -> peer (longest-prefix match on the
  * destination), pad to 16, reserve a nonce, encrypt the whole sub-burst in
- * place with one crypto call, then write WireGuard, UDP, IPv4 and Ethernet
- * headers and send toward the peer's current endpoint.
+ * place with one crypto call, then write WireGuard, UDP, IPv4 or IPv6 (by
+ * the endpoint's family) and Ethernet headers and send toward the peer's
+ * current endpoint.
  */
 #include <string.h>
 #include <sys/socket.h>
@@ -12,7 +13,9 @@
 #include <rte_ip.h>
 
 #include "dp.h"
+#include "filter.h"
 #include "pkt.h"
+#include "pmtu.h"
 #include "route.h"
 #include "stage.h"
 #include "wg_messages.h"
@@ -68,9 +71,15 @@ static bool admit(struct dp_worker *w, struct rte_mbuf *m, uint32_t peer_id,
 		return false;
 	}
 	if (rte_pktmbuf_data_len(m) > dp->mtu) {
-		dp_stage_drop(w, m, MG_DROP_TOO_BIG);
+		/* The main lcore fragments it (IPv4 without DF) or sends the
+		 * sender an ICMP too-big error, rate limited. */
+		dp_meta(m)->kind = DP_META_TOO_BIG;
+		dp_meta(m)->peer = peer_id;
+		dp_to_main(w, m);
 		return false;
 	}
+	if (dp->cfg->mss_clamp && rte_pktmbuf_data_len(m))
+		dp_pmtu_clamp_mss(rte_pktmbuf_mtod(m, uint8_t *), rte_pktmbuf_data_len(m), dp->mtu);
 	struct dp_peer *peer = &dp->peers[peer_id];
 	const struct dp_endpoint *ep = &peer->ep[__atomic_load_n(&peer->ep_idx, __ATOMIC_ACQUIRE)];
 	struct dp_keypair *kp = send_keypair(w, peer);
@@ -78,7 +87,7 @@ static bool admit(struct dp_worker *w, struct rte_mbuf *m, uint32_t peer_id,
 		stage(w, m, peer_id);
 		return false;
 	}
-	if (ep->addr.family != AF_INET) {
+	if (!dp_wan_can_reach(&dp->ports[dp->wan], &ep->addr)) {
 		dp_stage_drop(w, m, MG_DROP_NO_ENDPOINT);
 		return false;
 	}
@@ -108,6 +117,7 @@ static bool build(struct dp_worker *w, struct encap_item *it, struct dp_aead_op 
 {
 	struct rte_mbuf *m = it->m;
 	uint32_t len = rte_pktmbuf_data_len(m), mtu = w->dp->mtu;
+	uint32_t outer = dp_outer_len(it->ep.family);
 
 	if (it->counter >= WG_REJECT_AFTER_MESSAGES) {
 		stage(w, m, it->kp->peer); /* keypair used up: wait for the next one */
@@ -117,15 +127,15 @@ static bool build(struct dp_worker *w, struct encap_item *it, struct dp_aead_op 
 	if (padded > mtu)
 		padded = RTE_MAX(len, mtu);
 	uint8_t *tail = (uint8_t *)rte_pktmbuf_append(m, (uint16_t)(padded - len + WG_AUTHTAG_LEN));
-	uint8_t *head = (uint8_t *)rte_pktmbuf_prepend(
-		m, (uint16_t)(DP_OUTER4_LEN + sizeof(struct wg_message_data)));
+	uint16_t room = (uint16_t)(outer + sizeof(struct wg_message_data));
+	uint8_t *head = (uint8_t *)rte_pktmbuf_prepend(m, room);
 	if (!tail || !head) {
 		dp_stage_drop(w, m, MG_DROP_NO_MBUF);
 		return false;
 	}
 	memset(tail, 0, padded - len);
-	uint8_t *plain = head + DP_OUTER4_LEN + sizeof(struct wg_message_data);
-	struct wg_message_data *h = (struct wg_message_data *)(head + DP_OUTER4_LEN);
+	uint8_t *plain = head + outer + sizeof(struct wg_message_data);
+	struct wg_message_data *h = (struct wg_message_data *)(head + outer);
 	h->header = (struct wg_message_header){.type = WG_MSG_DATA};
 	h->key_idx = rte_cpu_to_le_32(it->kp->remote_index);
 	h->counter = rte_cpu_to_le_64(it->counter);
@@ -141,18 +151,29 @@ static void finish(struct dp_worker *w, struct dp_burst *b, struct encap_item *i
 	const struct dp_port *wan = &dp->ports[dp->wan];
 	uint32_t dst;
 	uint16_t plen = (uint16_t)(sizeof(struct wg_message_data) + it->padded + WG_AUTHTAG_LEN);
+	uint16_t sport = __atomic_load_n(&dp->listen_port, __ATOMIC_RELAXED);
+	uint8_t *frame = rte_pktmbuf_mtod(it->m, uint8_t *);
 
-	memcpy(&dst, it->ep.addr, 4);
-	dp_build_outer4(rte_pktmbuf_mtod(it->m, uint8_t *), &wan->mac, &wan->mac,
-			wan->ifc.addr4[0], dst, __atomic_load_n(&dp->listen_port, __ATOMIC_RELAXED),
-			it->ep.port, plen);
+	if (it->ep.family == AF_INET6) {
+		/* admit() saw a source address (dp_wan_can_reach); the ciphertext is in
+		 * place, so the UDP checksum can cover it. */
+		dp_build_outer6(frame, &wan->mac, &wan->mac, dp_wan_src6(wan, it->ep.addr),
+				it->ep.addr, sport, it->ep.port, plen);
+	} else {
+		memcpy(&dst, it->ep.addr, 4);
+		dp_build_outer4(frame, &wan->mac, &wan->mac, wan->ifc.addr4[0], dst, sport,
+				it->ep.port, plen);
+	}
 	struct mg_peer_stats *st = mg_shm_stats(&dp->shm, w->idx, it->kp->peer);
 	st->tx_packets++;
 	st->tx_bytes += plen;
 	st->last_tx_tsc = w->now_tsc;
 	if (it->padded)
 		st->last_tx_data_tsc = w->now_tsc;
-	dp_send_via(w, b, dp->wan, it->m, AF_INET, dp_wan_next_hop(wan, &it->ep));
+	if (it->ep.family == AF_INET6)
+		dp_send_via(w, b, dp->wan, it->m, AF_INET6, dp_wan_next_hop6(wan, &it->ep));
+	else
+		dp_send_via(w, b, dp->wan, it->m, AF_INET, dp_wan_next_hop(wan, &it->ep));
 }
 
 void dp_encap_burst(struct dp_worker *w, struct dp_burst *b, struct rte_mbuf **m,
@@ -163,7 +184,8 @@ void dp_encap_burst(struct dp_worker *w, struct dp_burst *b, struct rte_mbuf **m
 	const struct dp_route_tables *t = dp_routes_active(w->dp->routes);
 	uint16_t k = 0;
 
-	if (w->dp->wan < 0 || w->dp->ports[w->dp->wan].ifc.n_addr4 == 0) {
+	if (w->dp->wan < 0 || (w->dp->ports[w->dp->wan].ifc.n_addr4 == 0 &&
+				w->dp->ports[w->dp->wan].ifc.n_addr6 == 0)) {
 		for (uint16_t i = 0; i < n; i++)
 			dp_stage_drop(w, m[i], MG_DROP_NO_ROUTE);
 		return;
@@ -172,8 +194,12 @@ void dp_encap_burst(struct dp_worker *w, struct dp_burst *b, struct rte_mbuf **m
 		uint32_t peer = peers[i];
 		if (peer == DP_PEER_LOOKUP && rte_pktmbuf_data_len(m[i]))
 			peer = route_peer(w, t, m[i]);
-		if (admit(w, m[i], peer, &it[k]))
+		if (admit(w, m[i], peer, &it[k])) {
+			if (rte_pktmbuf_data_len(m[i]))
+				dp_filter_note_out(w, rte_pktmbuf_mtod(m[i], uint8_t *),
+						   rte_pktmbuf_data_len(m[i]));
 			k++;
+		}
 	}
 	reserve_nonces(it, k);
 	uint16_t ready = 0;

@@ -43,7 +43,10 @@
 #include <rte_ring_elem.h>
 #include <sodium.h>
 
+#include "acl.h"
 #include "dp.h"
+#include "filter.h"
+#include "flow.h"
 #include "log.h"
 #include "pkt.h"
 #include "route.h"
@@ -68,7 +71,7 @@ enum {
 	IN_EP_SHIFT = 6,	 /* bits 6-7: peer 0's endpoint, index into ep0_choices */
 };
 
-#define N_PEERS	   3
+#define N_PEERS	   4
 #define MAX_PEERS  4 /* kp_mask 15: keypair slot = local index & 15 */
 #define MTU	   1420
 #define LISTEN	   51820
@@ -82,9 +85,13 @@ static const struct rte_ether_addr wan_mac = {{0x02, 0, 0, 0, 0, 0x01}};
 static const struct rte_ether_addr lan_mac = {{0x02, 0, 0, 0, 0, 0x02}};
 static const struct rte_ether_addr wan_nbr_mac = {{0x02, 0, 0, 0, 0x01, 0x02}};
 static const struct rte_ether_addr wan_nbr2_mac = {{0x02, 0, 0, 0, 0x01, 0x04}};
+static const struct rte_ether_addr wan_nbr3_mac = {{0x02, 0, 0, 0, 0x01, 0x06}};
 static const struct rte_ether_addr lan_nbr_mac = {{0x02, 0, 0, 0, 0x02, 0x01}};
 
 static const uint8_t fd88_1[16] = {0xfd, 0x88, [15] = 0x01};
+/* The WAN port's IPv6 address and peer 3's IPv6 endpoint on its prefix. */
+static const uint8_t wan_ip6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0x18, [15] = 0x01};
+static const uint8_t peer3_ep6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0x18, [15] = 0x05};
 
 /* Peer 0's endpoint, chosen by the input: resolved neighbour, unresolved
  * neighbour, none, off-link (through the unresolved gateway). */
@@ -103,7 +110,8 @@ struct fx_peer {
 	uint8_t send_fill, recv_fill; /* the keys are 32 copies of these bytes */
 };
 
-/* Peer 1 is the hairpin target; peer 2 never has a keypair. */
+/* Peer 1 is the hairpin target; peer 2 never has a keypair; peer 3 has an
+ * IPv6 endpoint (outer IPv6). */
 static const struct fx_peer fx_peers[N_PEERS] = {
     {
 	.allowed = {{.family = AF_INET, .cidr = 32, .addr = {10, 99, 0, 2}},
@@ -124,6 +132,17 @@ static const struct fx_peer fx_peers[N_PEERS] = {
     },
     {
 	.allowed = {{.family = AF_INET, .cidr = 32, .addr = {10, 99, 0, 4}}},
+    },
+    {
+	.allowed = {{.family = AF_INET, .cidr = 32, .addr = {10, 99, 0, 5}},
+		    {.family = AF_INET6, .cidr = 128, .addr = {0xfd, 0x99, [15] = 5}}},
+	.ep = {.family = AF_INET6,
+	       .port = 51825,
+	       .addr = {0x20, 0x01, 0x0d, 0xb8, 0, 0x18, [15] = 0x05}},
+	.local_index = 0x9abc000c,
+	.remote_index = 0xc2c2c2c2,
+	.send_fill = 0x66,
+	.recv_fill = 0x55,
     },
 };
 
@@ -207,8 +226,12 @@ static void fx_config_init(struct mg_config *c)
 	add_port(c, "net_null0", MG_PORT_WAN);
 	c->ports[0].addrs[0] =
 	    (struct mg_prefix){.family = AF_INET, .cidr = 24, .addr = {198, 18, 0, 1}};
-	c->ports[0].n_addrs = 1;
+	c->ports[0].addrs[1] = (struct mg_prefix){.family = AF_INET6, .cidr = 64};
+	memcpy(c->ports[0].addrs[1].addr, wan_ip6, 16);
+	c->ports[0].n_addrs = 2;
 	c->ports[0].gateway4 = (struct mg_sockaddr){.family = AF_INET, .addr = {198, 18, 0, 254}};
+	c->ports[0].gateway6 =
+	    (struct mg_sockaddr){.family = AF_INET6, .addr = {0xfe, 0x80, [15] = 0xfe}};
 	add_port(c, "net_null1", MG_PORT_LAN);
 	c->ports[1].addrs[0] =
 	    (struct mg_prefix){.family = AF_INET, .cidr = 24, .addr = {10, 88, 0, 254}};
@@ -302,8 +325,41 @@ static void neigh_init(struct dp_ctx *dp)
 	if (dp_neigh_update4(dp->neigh, IP4(198, 18, 0, 2), &wan_nbr_mac, 1) ||
 	    dp_neigh_update4(dp->neigh, IP4(198, 18, 0, 4), &wan_nbr2_mac, 1) ||
 	    dp_neigh_update4(dp->neigh, IP4(10, 88, 0, 1), &lan_nbr_mac, 1) ||
-	    dp_neigh_update6(dp->neigh, fd88_1, &lan_nbr_mac, 1))
+	    dp_neigh_update6(dp->neigh, fd88_1, &lan_nbr_mac, 1) ||
+	    dp_neigh_update6(dp->neigh, peer3_ep6, &wan_nbr3_mac, 1))
 		fail("dp_neigh_update");
+}
+
+/* A packet filter on every decrypted packet: it lets most traffic through
+ * (so the LAN and hairpin paths stay reachable) but denies TCP port 22,
+ * UDP port 9 and IPv6 UDP port 7, so the classifier, the SYN/ICMP/UDP-reply
+ * rules and the deny path all see fuzzed inner packets. */
+static void filter_init(struct dp_ctx *dp)
+{
+	static const struct {
+		uint8_t family, proto;
+		uint16_t lo, hi;
+	} r[] = {
+	    {AF_INET, IPPROTO_TCP, 0, 21},   {AF_INET, IPPROTO_TCP, 23, 65535},
+	    {AF_INET, IPPROTO_UDP, 0, 8},    {AF_INET, IPPROTO_UDP, 10, 65535},
+	    {AF_INET, IPPROTO_ICMP, 0, 65535}, {AF_INET6, IPPROTO_TCP, 0, 65535},
+	    {AF_INET6, IPPROTO_UDP, 8, 65535}, {AF_INET6, IPPROTO_ICMPV6, 0, 65535},
+	};
+	struct mg_acl_rule rules[RTE_DIM(r)];
+	char err[256];
+	struct dp_filter *f = calloc(1, sizeof(*f));
+
+	memset(rules, 0, sizeof(rules));
+	for (unsigned i = 0; i < RTE_DIM(r); i++)
+		rules[i] = (struct mg_acl_rule){.family = r[i].family, .proto = r[i].proto,
+						.dport_lo = r[i].lo, .dport_hi = r[i].hi,
+						.acl_index = i};
+	dp->flows = dp_flows_create(1, 1024, rte_get_tsc_hz(), 120, (int)rte_socket_id());
+	if (!f || !dp->flows || !(f->acl = dp_acl_build(rules, RTE_DIM(r), (int)rte_socket_id(),
+							 err, sizeof(err))))
+		fail("cannot build the packet filter");
+	f->n_rules = RTE_DIM(r);
+	dp->filter = f;
 }
 
 static void teardown(void)
@@ -312,6 +368,9 @@ static void teardown(void)
 
 	dp_ports_fini(dp);
 	dp_crypto_destroy(dp->workers[0].crypto);
+	dp_acl_free(dp->filter->acl);
+	free(dp->filter);
+	dp_flows_free(dp->flows);
 	mg_shm_destroy(&dp->shm);
 	rte_eal_cleanup();
 }
@@ -347,6 +406,7 @@ static void setup(void)
 	if (dp_routes_commit(dp->routes, NULL))
 		fail("dp_routes_commit");
 	neigh_init(dp);
+	filter_init(dp);
 	fx.baseline = rte_mempool_in_use_count(dp->pool);
 	fx.ready = true;
 }
@@ -413,9 +473,10 @@ static const struct fx_peer *peer_by_local_index(uint32_t local_index)
 	return NULL;
 }
 
-/* IN_SEAL: if f is IPv4/UDP carrying a data message for one of our
- * keypairs, encrypt its payload in place as that peer would have. Only as
- * much parsing as it takes to find the message: the worker does the rest. */
+/* IN_SEAL: if f is IPv4/UDP or IPv6/UDP (no extension headers) carrying a
+ * data message for one of our keypairs, encrypt its payload in place as
+ * that peer would have. Only as much parsing as it takes to find the
+ * message: the worker does the rest. */
 static void seal_data(uint8_t *f, size_t len)
 {
 	const size_t udp_len = sizeof(struct rte_udp_hdr);
@@ -423,9 +484,12 @@ static void seal_data(uint8_t *f, size_t len)
 	unsigned long long tag_len;
 	size_t wg, ulen, plain_len;
 
-	if (len < DP_OUTER4_LEN || f[12] != 0x08 || f[13] != 0x00)
+	if (len >= DP_OUTER6_LEN && f[12] == 0x86 && f[13] == 0xdd && f[14 + 6] == IPPROTO_UDP)
+		wg = DP_OUTER6_LEN;
+	else if (len >= DP_OUTER4_LEN && f[12] == 0x08 && f[13] == 0x00)
+		wg = sizeof(struct rte_ether_hdr) + (size_t)(f[14] & 0xf) * 4 + udp_len;
+	else
 		return;
-	wg = sizeof(struct rte_ether_hdr) + (size_t)(f[14] & 0xf) * 4 + udp_len;
 	if (wg < DP_OUTER4_LEN || wg + WG_DATA_OVERHEAD > len)
 		return;
 	ulen = (size_t)f[wg - 4] << 8 | f[wg - 3];
@@ -494,27 +558,75 @@ static void check_sealed(const struct wg_message_data *h, uint32_t clen, uint32_
 		"wan tx: inner destination not routed to this peer");
 }
 
+static const struct rte_ether_addr *wan_nbr6(const uint8_t *ip)
+{
+	return memcmp(ip, peer3_ep6, 16) ? NULL : &wan_nbr3_mac;
+}
+
+/* The outer IPv4 or IPv6 and UDP headers of a sent data message: from our
+ * address and port, to the endpoint ep, through its neighbour. Returns
+ * where the WireGuard header starts. */
+static uint32_t check_wan_outer(const uint8_t *f, uint32_t len, const struct mg_sockaddr *ep)
+{
+	const struct rte_ether_hdr *eth = (const struct rte_ether_hdr *)f;
+	const struct rte_ether_addr *nbr;
+	const struct rte_udp_hdr *udp;
+
+	require(rte_is_same_ether_addr(&eth->src_addr, &wan_mac), "wan tx: bad source MAC");
+	if (eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV6)) {
+		const struct rte_ipv6_hdr *ip = (const struct rte_ipv6_hdr *)(eth + 1);
+		udp = (const struct rte_udp_hdr *)(ip + 1);
+		require(len >= DP_OUTER6_LEN + WG_DATA_OVERHEAD, "wan tx: runt");
+		require((rte_be_to_cpu_32(ip->vtc_flow) >> 28) == 6 &&
+			    rte_be_to_cpu_16(ip->payload_len) == len - sizeof(*eth) - sizeof(*ip) &&
+			    !memcmp(ip->src_addr, wan_ip6, 16) && ip->proto == IPPROTO_UDP,
+			"wan tx: bad IPv6 header");
+		/* Pseudo-header + datagram, checksum included, sum to all ones. */
+		uint32_t sum = (uint32_t)rte_raw_cksum(udp, len - DP_OUTER6_LEN + sizeof(*udp)) +
+			       rte_ipv6_phdr_cksum(ip, 0);
+		sum = (sum >> 16) + (sum & 0xffff);
+		require(udp->dgram_cksum != 0 && sum == 0xffff,
+			"wan tx: bad UDP checksum over IPv6");
+		require(ep->family == AF_INET6 && !memcmp(ip->dst_addr, ep->addr, 16),
+			"wan tx: not sent to the peer's endpoint");
+		nbr = wan_nbr6(ip->dst_addr);
+	} else {
+		const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(eth + 1);
+		udp = (const struct rte_udp_hdr *)(ip + 1);
+		require(len >= DP_OUTER4_LEN + WG_DATA_OVERHEAD, "wan tx: runt");
+		require(eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV4), "wan tx: bad ethertype");
+		require(ip->version_ihl == RTE_IPV4_VHL_DEF && rte_ipv4_cksum(ip) == 0 &&
+			    rte_be_to_cpu_16(ip->total_length) == len - sizeof(*eth) &&
+			    ip->src_addr == IP4(198, 18, 0, 1) && ip->next_proto_id == IPPROTO_UDP,
+			"wan tx: bad IPv4 header");
+		require(ep->family == AF_INET && !memcmp(&ip->dst_addr, ep->addr, 4),
+			"wan tx: not sent to the peer's endpoint");
+		nbr = wan_nbr(ip->dst_addr);
+	}
+	uint32_t wg = (uint32_t)((const uint8_t *)(udp + 1) - f);
+	require(udp->src_port == rte_cpu_to_be_16(LISTEN) &&
+		    rte_be_to_cpu_16(udp->dgram_len) == len - (wg - sizeof(*udp)) &&
+		    rte_be_to_cpu_16(udp->dst_port) == ep->port,
+		"wan tx: bad UDP header");
+	require(nbr && rte_is_same_ether_addr(&eth->dst_addr, nbr), "wan tx: wrong next-hop MAC");
+	return wg;
+}
+
+/* Where a sent frame's WireGuard header is (by its ethertype). */
+static uint32_t wg_offset(const struct rte_mbuf *m)
+{
+	const struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, const struct rte_ether_hdr *);
+	return eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV6) ? DP_OUTER6_LEN : DP_OUTER4_LEN;
+}
+
 static void check_wan_tx(const struct rte_mbuf *m)
 {
 	const uint8_t *f = rte_pktmbuf_mtod(m, const uint8_t *);
-	const struct rte_ether_hdr *eth = (const struct rte_ether_hdr *)f;
-	const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(eth + 1);
-	const struct rte_udp_hdr *udp = (const struct rte_udp_hdr *)(ip + 1);
-	const struct wg_message_data *h = (const struct wg_message_data *)(udp + 1);
 	uint32_t len = rte_pktmbuf_data_len(m), peer;
 
 	require(m->nb_segs == 1 && m->pkt_len == len, "wan tx: not one segment");
 	require(len >= DP_OUTER4_LEN + WG_DATA_OVERHEAD, "wan tx: runt");
-	require(rte_is_same_ether_addr(&eth->src_addr, &wan_mac) &&
-		    eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV4),
-		"wan tx: bad Ethernet header");
-	require(ip->version_ihl == RTE_IPV4_VHL_DEF && rte_ipv4_cksum(ip) == 0 &&
-		    rte_be_to_cpu_16(ip->total_length) == len - sizeof(*eth) &&
-		    ip->src_addr == IP4(198, 18, 0, 1) && ip->next_proto_id == IPPROTO_UDP,
-		"wan tx: bad IPv4 header");
-	require(udp->src_port == rte_cpu_to_be_16(LISTEN) &&
-		    rte_be_to_cpu_16(udp->dgram_len) == len - sizeof(*eth) - sizeof(*ip),
-		"wan tx: bad UDP header");
+	const struct wg_message_data *h = (const struct wg_message_data *)(f + wg_offset(m));
 	require(h->header.type == WG_MSG_DATA && !h->header.reserved[0] && !h->header.reserved[1] &&
 		    !h->header.reserved[2],
 		"wan tx: not a data message");
@@ -527,13 +639,9 @@ static void check_wan_tx(const struct rte_mbuf *m)
 		    rte_le_to_cpu_64(h->counter) < kp->send_counter,
 		"wan tx: sent on a keypair that is not current, or with a nonce not reserved");
 	const struct mg_sockaddr *ep = &fx.dp.peers[peer].ep[fx.dp.peers[peer].ep_idx].addr;
-	require(ep->family == AF_INET && !memcmp(&ip->dst_addr, ep->addr, 4) &&
-		    rte_be_to_cpu_16(udp->dst_port) == ep->port,
-		"wan tx: not sent to the peer's endpoint");
-	require(wan_nbr(ip->dst_addr) &&
-		    rte_is_same_ether_addr(&eth->dst_addr, wan_nbr(ip->dst_addr)),
-		"wan tx: wrong next-hop MAC");
-	check_sealed(h, len - (uint32_t)(DP_OUTER4_LEN + WG_DATA_OVERHEAD), peer);
+	uint32_t wg = check_wan_outer(f, len, ep);
+	require(wg == wg_offset(m), "wan tx: headers of the wrong size");
+	check_sealed(h, len - (uint32_t)(wg + WG_DATA_OVERHEAD), peer);
 }
 
 /* A decrypted packet: whole, from some peer's allowed IPs, to a neighbour. */
@@ -558,8 +666,8 @@ static void check_lan_tx(const struct rte_mbuf *m)
 
 static bool same_nonce(const struct rte_mbuf *a, const struct rte_mbuf *b)
 {
-	const struct wg_message_data *ha = rte_pktmbuf_mtod_offset(a, void *, DP_OUTER4_LEN);
-	const struct wg_message_data *hb = rte_pktmbuf_mtod_offset(b, void *, DP_OUTER4_LEN);
+	const struct wg_message_data *ha = rte_pktmbuf_mtod_offset(a, void *, wg_offset(a));
+	const struct wg_message_data *hb = rte_pktmbuf_mtod_offset(b, void *, wg_offset(b));
 
 	return ha->key_idx == hb->key_idx && ha->counter == hb->counter;
 }
@@ -590,15 +698,26 @@ static void check_slow(struct rte_mbuf *m)
 		require(meta->port < fx.dp.n_ports && m->nb_segs == 1 &&
 			    len >= sizeof(struct rte_ether_hdr),
 			"raw tx: bad frame");
-		require(meta->nh_family == AF_INET ||
-			    (meta->nh_family == AF_INET6 && meta->port == fx.dp.lan),
+		require(meta->nh_family == AF_INET || meta->nh_family == AF_INET6,
 			"raw tx: bad next-hop family");
+		/* The frame's family is the next hop's (a WAN IPv6 endpoint may
+		 * be reached through a link-local gateway6, never via IPv4). */
+		require(rte_pktmbuf_mtod(m, const struct rte_ether_hdr *)->ether_type ==
+			    rte_cpu_to_be_16(meta->nh_family == AF_INET ? RTE_ETHER_TYPE_IPV4
+									: RTE_ETHER_TYPE_IPV6),
+			"raw tx: next-hop family does not match the frame");
 		return;
 	case DP_META_STAGE:
 		require(meta->peer < N_PEERS && fx.dp.peers[meta->peer].in_use, "stage: bad peer");
 		require(m->nb_segs == 1 &&
 			    dp_inner_len(rte_pktmbuf_mtod(m, uint8_t *), len) == (int)len,
 			"stage: not one whole IP packet");
+		return;
+	case DP_META_TOO_BIG:
+		require(meta->peer < N_PEERS && fx.dp.peers[meta->peer].in_use, "too big: bad peer");
+		require(m->nb_segs == 1 && len > fx.dp.mtu &&
+			    dp_inner_len(rte_pktmbuf_mtod(m, uint8_t *), len) == (int)len,
+			"too big: not one whole IP packet over the MTU");
 		return;
 	}
 	fail("slow: unknown metadata kind");
@@ -620,8 +739,8 @@ static void drain(struct dp_ctx *dp)
 			"bad event");
 	while (mg_ring_recv(dp->shm.dp2cp, &msg) == 0)
 		require(msg.hdr.type == MG_MSG_RX_UDP && msg.hdr.port == dp->wan &&
-			    msg.hdr.ep.family == AF_INET && msg.hdr.len >= 4 &&
-			    msg.data[0] >= WG_MSG_HANDSHAKE_INITIATION &&
+			    (msg.hdr.ep.family == AF_INET || msg.hdr.ep.family == AF_INET6) &&
+			    msg.hdr.len >= 4 && msg.data[0] >= WG_MSG_HANDSHAKE_INITIATION &&
 			    msg.data[0] <= WG_MSG_HANDSHAKE_COOKIE,
 			"bad punt");
 }

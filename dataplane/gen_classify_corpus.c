@@ -54,6 +54,12 @@ static const uint8_t lan_ip6[16] = {0xfd, 0x88, [15] = 0xfe};
 static const uint8_t host_ip6[16] = {0xfd, 0x88, [15] = 0x01};
 static const uint8_t peer0_ip6[16] = {0xfd, 0x99, [15] = 0x02};
 static const uint8_t peer1_ip6[16] = {0xfd, 0x99, [15] = 0x03};
+static const uint8_t peer3_ip[4] = {10, 99, 0, 5};
+static const uint8_t peer3_ip6[16] = {0xfd, 0x99, [15] = 0x05};
+/* The outer IPv6 underlay: our WAN address, peer 3's endpoint, peer 0 on it */
+static const uint8_t wan_ip6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0x18, [15] = 0x01};
+static const uint8_t peer3_ep6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0x18, [15] = 0x05};
+static const uint8_t peer0_ep6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0x18, [15] = 0x02};
 /* fe80:: + modified EUI-64 of lan_mac / wan_mac; and a neighbour's */
 static const uint8_t lan_ll6[16] = {0xfe, 0x80, [11] = 0xff, [12] = 0xfe, [15] = 0x02};
 static const uint8_t wan_ll6[16] = {0xfe, 0x80, [11] = 0xff, [12] = 0xfe, [15] = 0x01};
@@ -61,8 +67,10 @@ static const uint8_t nbr_ll6[16] = {0xfe, 0x80, [15] = 0x02};
 
 #define PEER0_INDEX 0x12340000u
 #define PEER1_INDEX 0x56780004u
+#define PEER3_INDEX 0x9abc000cu
 #define PEER0_RECV  0x11 /* the harness's keys are 32 copies of these bytes */
 #define PEER1_RECV  0x33
+#define PEER3_RECV  0x55
 
 struct frame {
 	uint8_t b[2048];
@@ -561,6 +569,188 @@ static void lan_seeds(void)
 	put("lan_v4_too_big", IN_LAN, &f);
 }
 
+/* ---- outer IPv6 ------------------------------------------------------------ */
+
+/* A UDP datagram over IPv6 from src:sport to our WAN address and port, after
+ * ext[ext_len] (extension headers, the first one's type in next); the UDP
+ * checksum is correct. */
+static void wan6_udp_ext(struct frame *f, const uint8_t *src, uint16_t sport, uint8_t next,
+			 const uint8_t *ext, size_t ext_len, const uint8_t *payload, size_t len)
+{
+	uint8_t *p = f->b, *ip, *udp;
+
+	p += eth(p, wan_mac, wan_nbr_mac, 0x86dd);
+	ip = p;
+	p += ip6(p, src, wan_ip6, ext_len ? next : 17, ext_len + 8 + len, 64);
+	memcpy(p, ext, ext_len);
+	udp = p + ext_len;
+	wr16(udp, sport);
+	wr16(udp + 2, LISTEN);
+	wr16(udp + 4, (uint16_t)(8 + len));
+	wr16(udp + 6, 0);
+	memmove(udp + 8, payload, len);
+	uint32_t sum = sum16(ip + 8, 32, 0) + (uint32_t)(8 + len) + 17;
+	uint16_t c = fold(sum16(udp, 8 + len, sum));
+	wr16(udp + 6, c ? c : 0xffff);
+	f->len = 14 + 40 + ext_len + 8 + len;
+}
+
+static void wan6_udp(struct frame *f, const uint8_t *src, uint16_t sport, const uint8_t *payload,
+		     size_t len)
+{
+	wan6_udp_ext(f, src, sport, 17, NULL, 0, payload, len);
+}
+
+static size_t data_msg(uint8_t mode, uint8_t *msg, int peer, uint64_t counter, const uint8_t *plain,
+		       size_t len)
+{
+	static const uint32_t index[] = {PEER0_INDEX, PEER1_INDEX, 0, PEER3_INDEX};
+	static const uint8_t fill[] = {PEER0_RECV, PEER1_RECV, 0, PEER3_RECV};
+	return seal(mode, msg, index[peer], fill[peer], counter, plain, len);
+}
+
+static void wan6_data_seeds(uint8_t mode)
+{
+	uint8_t in[2048] = {0}, msg[2048];
+	uint64_t ctr = mode & IN_SEAL ? 3000 : 2000;
+	struct frame f;
+	size_t n;
+
+	n = data_msg(mode, msg, 3, ctr + 1, in, ping4(in, peer3_ip, host_ip, 64));
+	wan6_udp(&f, peer3_ep6, 51825, msg, n);
+	put_data(mode, "outer6_v4", 0, &f);
+	n = data_msg(mode, msg, 3, ctr + 2, in, ping6(in, peer3_ip6, host_ip6, 64));
+	wan6_udp(&f, peer3_ep6, 51825, msg, n);
+	put_data(mode, "outer6_v6", 0, &f);
+	n = data_msg(mode, msg, 3, ctr + 3, in, 0);
+	wan6_udp(&f, peer3_ep6, 51825, msg, n);
+	put_data(mode, "outer6_keepalive", 0, &f);
+	n = data_msg(mode, msg, 3, ctr + 4, in, ping4(in, peer3_ip, peer0_ip, 64));
+	wan6_udp(&f, peer3_ep6, 51825, msg, n);
+	put_data(mode, "outer6_hairpin_to_v4", 0, &f);
+	n = data_msg(mode, msg, 0, ctr + 5, in, ping6(in, peer0_ip6, peer3_ip6, 64));
+	wan_udp(&f, peer0_ep, LISTEN, msg, n);
+	put_data(mode, "hairpin_to_outer6", 0, &f);
+	/* Peer 0 (IPv4 endpoint) roams to IPv6. */
+	n = data_msg(mode, msg, 0, ctr + 6, in, ping4(in, peer0_ip, host_ip, 64));
+	wan6_udp(&f, peer0_ep6, 40000, msg, n);
+	put_data(mode, "outer6_roam", 0, &f);
+	n = data_msg(mode, msg, 3, ctr + 7, in, ping6(in, peer3_ip6, host_ip6, 64));
+	wan6_udp(&f, peer3_ep6, 51825, msg, n);
+	put_data(mode, "outer6_burst_split", IN_BURST | IN_SPLIT, &f);
+}
+
+/* Outer IPv6 variants around a valid data message of peer 3. */
+static void wan6_outer_seeds(void)
+{
+	uint8_t in[256], msg[512], ext[64];
+	uint8_t other6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0x18, [15] = 0x09};
+	struct frame f, g;
+	size_t n = data_msg(0, msg, 3, 2100, in, ping4(in, peer3_ip, host_ip, 64));
+
+	wan6_udp(&f, peer3_ep6, 51825, msg, n);
+	g = f;
+	memset(g.b + g.len, 0xee, 20);
+	g.len += 20;
+	put("wan6_link_padding", 0, &g);
+
+	/* hop-by-hop (PadN) -> destination options (PadN) -> UDP */
+	memset(ext, 0, sizeof(ext));
+	ext[0] = 60, ext[1] = 0, ext[2] = 1, ext[3] = 4;
+	ext[8] = 17, ext[9] = 0, ext[10] = 1, ext[11] = 4;
+	wan6_udp_ext(&g, peer3_ep6, 51825, 0, ext, 16, msg, n);
+	put("wan6_ext_hbh_dstopts", 0, &g);
+	/* routing header, no segments left */
+	memset(ext, 0, sizeof(ext));
+	ext[0] = 17, ext[1] = 2, ext[2] = 4, ext[3] = 0;
+	wan6_udp_ext(&g, peer3_ep6, 51825, 43, ext, 24, msg, n);
+	put("wan6_ext_routing", 0, &g);
+	g.b[14 + 40 + 3] = 1; /* one segment left: not ours to consume */
+	put("wan6_ext_routing_segments_left", 0, &g);
+	/* hop-by-hop after destination options: misplaced */
+	memset(ext, 0, sizeof(ext));
+	ext[0] = 0, ext[2] = 1, ext[3] = 4;
+	ext[8] = 17, ext[10] = 1, ext[11] = 4;
+	wan6_udp_ext(&g, peer3_ep6, 51825, 60, ext, 16, msg, n);
+	put("wan6_ext_hbh_misplaced", 0, &g);
+	/* an extension header longer than the packet */
+	memset(ext, 0, sizeof(ext));
+	ext[0] = 17, ext[1] = 200;
+	wan6_udp_ext(&g, peer3_ep6, 51825, 60, ext, 8, msg, n);
+	put("wan6_ext_overrun", 0, &g);
+	/* five destination-options headers: more than are walked */
+	memset(ext, 0, sizeof(ext));
+	for (int i = 0; i < 5; i++)
+		ext[8 * i] = i < 4 ? 60 : 17, ext[8 * i + 2] = 1, ext[8 * i + 3] = 4;
+	wan6_udp_ext(&g, peer3_ep6, 51825, 60, ext, 40, msg, n);
+	put("wan6_ext_chain_too_long", 0, &g);
+	/* a fragment (first of two) */
+	memset(ext, 0, sizeof(ext));
+	ext[0] = 17, ext[3] = 1, ext[7] = 0x42;
+	wan6_udp_ext(&g, peer3_ep6, 51825, 44, ext, 8, msg, n);
+	put("wan6_fragment", 0, &g);
+	/* ESP: an extension we do not walk */
+	wan6_udp_ext(&g, peer3_ep6, 51825, 50, ext, 8, msg, n);
+	put("wan6_esp", 0, &g);
+
+	g = f;
+	g.b[14 + 24 + 15] = 9;
+	put("wan6_not_for_us", 0, &g);
+	g = f;
+	memcpy(g.b + 14 + 24, other6, 16);
+	g.b[14 + 24] = 0xff; /* multicast */
+	put("wan6_multicast", 0, &g);
+	g = f;
+	g.b[14 + 6] = 6;
+	put("wan6_not_udp", 0, &g);
+	g = f;
+	g.b[14] = 0x40;
+	put("wan6_bad_version", 0, &g);
+	g = f;
+	wr16(g.b + 14 + 40 + 2, 53);
+	put("wan6_wrong_port", 0, &g);
+	g = f;
+	wr16(g.b + 14 + 40 + 6, 0);
+	put("wan6_zero_checksum", 0, &g);
+	g = f;
+	wr16(g.b + 14 + 4, (uint16_t)(f.len + 100));
+	put("wan6_bad_payload_length", 0, &g);
+	g = f;
+	wr16(g.b + 14 + 4, 4);
+	put("wan6_payload_length_short", 0, &g);
+	g = f;
+	wr16(g.b + 14 + 40 + 4, (uint16_t)(f.len - 14 - 40 + 1));
+	put("wan6_udp_too_long", 0, &g);
+	g = f;
+	g.len = 14 + 40 + 4;
+	put("wan6_truncated_udp", 0, &g);
+	g = f;
+	g.len = 14 + 30;
+	put("wan6_truncated_ip", 0, &g);
+
+	for (size_t i = 0; i < sizeof(struct wg_message_initiation); i++)
+		msg[i] = (uint8_t)(0xa5 ^ i);
+	msg[0] = WG_MSG_HANDSHAKE_INITIATION;
+	msg[1] = msg[2] = msg[3] = 0;
+	wan6_udp(&g, peer0_ep6, LISTEN, msg, sizeof(struct wg_message_initiation));
+	put("wan6_initiation", 0, &g);
+	msg[0] = WG_MSG_HANDSHAKE_RESPONSE;
+	wan6_udp(&g, peer0_ep6, LISTEN, msg, sizeof(struct wg_message_response));
+	put("wan6_response", 0, &g);
+}
+
+static void lan_outer6_seeds(void)
+{
+	uint8_t in[2048];
+	struct frame f;
+
+	lan_frame(&f, lan_mac, in, ping4(in, host_ip, peer3_ip, 64));
+	put("lan_v4_to_outer6_peer", IN_LAN, &f);
+	put("lan_v4_to_outer6_peer_burst_split", IN_LAN | IN_BURST | IN_SPLIT, &f);
+	lan_frame(&f, lan_mac, in, ping6(in, host_ip6, peer3_ip6, 64));
+	put("lan_v6_to_outer6_peer", IN_LAN, &f);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -576,5 +766,9 @@ int main(int argc, char **argv)
 	wan_outer_seeds();
 	neigh_seeds();
 	lan_seeds();
+	wan6_data_seeds(0);
+	wan6_data_seeds(IN_SEAL);
+	wan6_outer_seeds();
+	lan_outer6_seeds();
 	return errors ? 1 : 0;
 }

@@ -2,7 +2,9 @@
 /*
  * The plaintext side: frames from the LAN port become inner packets for
  * encryption; decrypted packets leave through the LAN port to on-link hosts
- * or static-route next hops.
+ * or static-route next hops. With SNAT on (snat.h), packets to the LAN
+ * leave with the lan port's address as source, and the LAN's replies to it
+ * are translated back here and go into the tunnel.
  */
 #include <string.h>
 #include <sys/socket.h>
@@ -12,7 +14,9 @@
 #include <rte_prefetch.h>
 
 #include "dp.h"
+#include "filter.h"
 #include "pkt.h"
+#include "snat.h"
 #include "stage.h"
 
 static bool prefix_match4(uint32_t a_be, uint32_t b_be, uint8_t plen)
@@ -124,6 +128,27 @@ void dp_send_via(struct dp_worker *w, struct dp_burst *b, int port, struct rte_m
 	dp_to_main(w, m);
 }
 
+/* SNAT of a tunnel packet leaving to the LAN; false if it was dropped. */
+static bool lan_snat_out(struct dp_worker *w, struct rte_mbuf *m)
+{
+	enum mg_drop_reason why;
+
+	/* A reply to a UDP flow a LAN host opened goes back untranslated (the
+	 * LAN host talks to the tunnel address; TCP and ICMP replies are
+	 * recognised by snat.c itself). */
+	if (w->dp->snat && dp_filter_udp_reply(w, rte_pktmbuf_mtod(m, uint8_t *),
+					       rte_pktmbuf_data_len(m))) {
+		dp_snat_frag_pass(w->dp->snat, w->idx, rte_pktmbuf_mtod(m, uint8_t *), w->now_tsc);
+		return true;
+	}
+	if (!w->dp->snat || dp_snat_out(w->dp->snat, w->idx, rte_pktmbuf_mtod(m, uint8_t *),
+					rte_pktmbuf_data_len(m), w->now_tsc,
+					&why) != DP_SNAT_DROP)
+		return true;
+	dp_stage_drop(w, m, why);
+	return false;
+}
+
 void dp_lan_output(struct dp_worker *w, struct dp_burst *b, struct rte_mbuf **m, uint16_t n)
 {
 	struct dp_ctx *dp = w->dp;
@@ -141,6 +166,8 @@ void dp_lan_output(struct dp_worker *w, struct dp_burst *b, struct rte_mbuf **m,
 			dp_stage_drop(w, m[i], MG_DROP_TTL_EXCEEDED);
 			continue;
 		}
+		if (!lan_snat_out(w, m[i]))
+			continue;
 		struct rte_ether_hdr *eth =
 			(struct rte_ether_hdr *)rte_pktmbuf_prepend(m[i], sizeof(*eth));
 		if (!eth) {
@@ -192,7 +219,16 @@ static bool classify_lan(struct dp_worker *w, int port, struct rte_mbuf *m)
 		dp_stage_drop(w, m, MG_DROP_BAD_IP);
 		return false;
 	}
-	if (is_local(p, ip)) {
+	enum dp_snat_result nat = DP_SNAT_PASS;
+	if (w->dp->snat && dp_snat_is_nat_dst(w->dp->snat, ip)) {
+		enum mg_drop_reason why;
+		nat = dp_snat_in(w->dp->snat, w->idx, ip, (uint32_t)ilen, w->now_tsc, &why);
+		if (nat == DP_SNAT_DROP) {
+			dp_stage_drop(w, m, why);
+			return false;
+		}
+	}
+	if (nat == DP_SNAT_PASS && is_local(p, ip)) {
 		to_main_slow(w, port, m);
 		return false;
 	}

@@ -19,6 +19,7 @@
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_mbuf_dyn.h>
+#include <rte_pdump.h>
 #include <rte_ring.h>
 
 #include "dp.h"
@@ -139,12 +140,24 @@ int main(int argc, char **argv)
 		mg_config_free(&cfg);
 		return 1;
 	}
+	/* Packet capture: dpdk-dumpcap attaches as a secondary process and asks
+	 * for copies of a port's packets (needs shared hugepage memory: not
+	 * with --no-huge or --in-memory). The DPDK telemetry socket is there
+	 * anyway: /var/run/dpdk/meshgate-<name>/dpdk_telemetry.v2. */
+	bool pdump = rte_pdump_init() == 0;
+	if (!pdump)
+		mg_log(LOG_NOTICE, "packet capture (dpdk-dumpcap) unavailable: %s",
+		       rte_strerror(rte_errno));
+	else if (!rte_eal_has_hugepages())
+		mg_log(LOG_INFO, "packet capture (dpdk-dumpcap) needs hugepages, not --no-huge");
 	dp.cfg = &cfg;
 	signal_ctx = &dp;
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	rc = run(&dp);
 	dp_ctx_teardown(&dp);
+	if (pdump)
+		rte_pdump_uninit();
 	rte_eal_cleanup();
 	mg_config_free(&cfg);
 	return rc ? 1 : 0;

@@ -17,6 +17,13 @@
 #include "types.h"
 
 #define DP_OUTER4_LEN (sizeof(struct rte_ether_hdr) + sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_udp_hdr))
+#define DP_OUTER6_LEN (sizeof(struct rte_ether_hdr) + sizeof(struct rte_ipv6_hdr) + sizeof(struct rte_udp_hdr))
+
+/* Outer headers in front of a UDP payload toward an endpoint of this family. */
+static inline uint32_t dp_outer_len(int family)
+{
+	return family == AF_INET6 ? DP_OUTER6_LEN : DP_OUTER4_LEN;
+}
 
 static inline uint32_t dp_rd32be(const uint8_t *p)
 {
@@ -29,6 +36,14 @@ static inline void dp_sockaddr_v4(struct mg_sockaddr *sa, uint32_t ip_be, uint16
 	sa->family = AF_INET;
 	sa->port = rte_be_to_cpu_16(port_be);
 	memcpy(sa->addr, &ip_be, 4);
+}
+
+static inline void dp_sockaddr_v6(struct mg_sockaddr *sa, const uint8_t ip[16], uint16_t port_be)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->family = AF_INET6;
+	sa->port = rte_be_to_cpu_16(port_be);
+	memcpy(sa->addr, ip, 16);
 }
 
 static inline bool dp_sockaddr_eq(const struct mg_sockaddr *a, const struct mg_sockaddr *b)
@@ -75,6 +90,34 @@ static inline void dp_build_outer4(uint8_t *p, const struct rte_ether_addr *src_
 	udp->dst_port = rte_cpu_to_be_16(dport);
 	udp->dgram_len = rte_cpu_to_be_16(payload_len + sizeof(*udp));
 	udp->dgram_cksum = 0; /* optional over IPv4; the AEAD protects the payload */
+}
+
+/* Writes Ethernet + IPv6 + UDP headers in front of a UDP payload of
+ * payload_len bytes that is already in place at p + DP_OUTER6_LEN: the UDP
+ * checksum, mandatory over IPv6 (RFC 8200 8.1), covers it. */
+static inline void dp_build_outer6(uint8_t *p, const struct rte_ether_addr *src_mac,
+				   const struct rte_ether_addr *dst_mac, const uint8_t src_ip[16],
+				   const uint8_t dst_ip[16], uint16_t sport, uint16_t dport,
+				   uint16_t payload_len)
+{
+	struct rte_ether_hdr *eth = (struct rte_ether_hdr *)p;
+	struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)(eth + 1);
+	struct rte_udp_hdr *udp = (struct rte_udp_hdr *)(ip + 1);
+
+	rte_ether_addr_copy(dst_mac, &eth->dst_addr);
+	rte_ether_addr_copy(src_mac, &eth->src_addr);
+	eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6);
+	ip->vtc_flow = rte_cpu_to_be_32(6u << 28);
+	ip->payload_len = rte_cpu_to_be_16(payload_len + sizeof(*udp));
+	ip->proto = IPPROTO_UDP;
+	ip->hop_limits = 64;
+	memcpy(ip->src_addr, src_ip, 16);
+	memcpy(ip->dst_addr, dst_ip, 16);
+	udp->src_port = rte_cpu_to_be_16(sport);
+	udp->dst_port = rte_cpu_to_be_16(dport);
+	udp->dgram_len = ip->payload_len;
+	udp->dgram_cksum = 0;
+	udp->dgram_cksum = rte_ipv6_udptcp_cksum(ip, udp); /* never 0: 0xffff instead */
 }
 
 #endif /* DP_PKT_H */

@@ -22,8 +22,10 @@
 #include <sodium.h>
 
 #include "dp.h"
+#include "filter.h"
 #include "log.h"
 #include "pkt.h"
+#include "pmtu.h"
 #include "route.h"
 #include "wg_messages.h"
 
@@ -57,6 +59,7 @@ struct dp_main_state {
 	uint64_t *drops;
 	uint64_t next_tick, next_slow_tick;
 	bool routes_dirty;
+	uint64_t icmp_tokens, icmp_last_tsc; /* ICMP error rate limit */
 };
 
 static uint64_t ms_to_tsc(const struct dp_ctx *dp, uint64_t ms)
@@ -409,29 +412,39 @@ static void pending_service(struct dp_ctx *dp, bool timers)
 
 /* ---- control messages ------------------------------------------------------- */
 
+/* A handshake message from control to an IPv4 or IPv6 endpoint. */
 static void tx_udp(struct dp_ctx *dp, const struct mg_msg *msg)
 {
-	const struct dp_port *wan = &dp->ports[dp->wan];
-	if (msg->hdr.ep.family != AF_INET || msg->hdr.len > MG_MSG_MAX_DATA || wan->ifc.n_addr4 == 0) {
+	const struct mg_sockaddr *ep = &msg->hdr.ep;
+	const struct dp_port *wan = dp->wan >= 0 ? &dp->ports[dp->wan] : NULL;
+	if (!wan || msg->hdr.len > MG_MSG_MAX_DATA || !dp_wan_can_reach(wan, ep)) {
 		dp->ms->drops[MG_DROP_CTL_BAD_MSG]++;
 		return;
 	}
+	uint32_t outer = dp_outer_len(ep->family);
 	struct rte_mbuf *m = rte_pktmbuf_alloc(dp->pool);
-	uint8_t *p = m ? (uint8_t *)rte_pktmbuf_append(m, DP_OUTER4_LEN + msg->hdr.len) : NULL;
+	uint8_t *p = m ? (uint8_t *)rte_pktmbuf_append(m, (uint16_t)(outer + msg->hdr.len)) : NULL;
 	if (!p) {
 		if (m)
 			rte_pktmbuf_free(m);
 		dp->ms->drops[MG_DROP_NO_MBUF]++;
 		return;
 	}
-	uint32_t dst;
-	memcpy(&dst, msg->hdr.ep.addr, 4);
-	dp_build_outer4(p, &wan->mac, &wan->mac, wan->ifc.addr4[0], dst, dp->listen_port,
-			msg->hdr.ep.port, msg->hdr.len);
-	memcpy(p + DP_OUTER4_LEN, msg->data, msg->hdr.len);
+	memcpy(p + outer, msg->data, msg->hdr.len); /* first: the IPv6 UDP checksum covers it */
 	struct dp_meta *meta = dp_meta(m);
-	*meta = (struct dp_meta){.kind = DP_META_RAW_TX, .nh_family = AF_INET, .port = (uint16_t)dp->wan};
-	memcpy(meta->nh, dp_wan_next_hop(wan, &msg->hdr.ep), 4);
+	*meta = (struct dp_meta){.kind = DP_META_RAW_TX, .nh_family = ep->family,
+				 .port = (uint16_t)dp->wan};
+	if (ep->family == AF_INET6) {
+		dp_build_outer6(p, &wan->mac, &wan->mac, dp_wan_src6(wan, ep->addr), ep->addr,
+				dp->listen_port, ep->port, msg->hdr.len);
+		memcpy(meta->nh, dp_wan_next_hop6(wan, ep), 16);
+	} else {
+		uint32_t dst;
+		memcpy(&dst, ep->addr, 4);
+		dp_build_outer4(p, &wan->mac, &wan->mac, wan->ifc.addr4[0], dst, dp->listen_port,
+				ep->port, msg->hdr.len);
+		memcpy(meta->nh, dp_wan_next_hop(wan, ep), 4);
+	}
 	pending_add(dp, m);
 }
 
@@ -513,6 +526,12 @@ void dp_service_handle(struct dp_ctx *dp, const struct mg_msg *msg)
 		break;
 	case MG_MSG_STAGED_DROP:
 		flush_staged(dp, id, false);
+		break;
+	case MG_MSG_ACL_BEGIN:
+	case MG_MSG_ACL_RULES:
+	case MG_MSG_ACL_TESTS:
+	case MG_MSG_ACL_COMMIT:
+		dp_filter_msg(dp, msg);
 		break;
 	default:
 		dp->ms->drops[MG_DROP_CTL_BAD_MSG]++;
@@ -640,6 +659,107 @@ static void slow_input(struct dp_ctx *dp, struct rte_mbuf *m)
 	pending_service(dp, false);
 }
 
+/* ---- path MTU: inner packets over the tunnel MTU -------------------------- */
+
+#define ICMP_ERR_PER_SEC 1000 /* like Linux's icmp_msgs_per_sec */
+#define ICMP_ERR_BURST   50
+
+static bool icmp_err_allowed(struct dp_ctx *dp)
+{
+	struct dp_main_state *ms = dp->ms;
+	uint64_t now = rte_rdtsc();
+	uint64_t gain = (now - ms->icmp_last_tsc) * ICMP_ERR_PER_SEC / dp->tsc_hz;
+	if (gain) {
+		ms->icmp_tokens = RTE_MIN(ms->icmp_tokens + gain, (uint64_t)ICMP_ERR_BURST);
+		ms->icmp_last_tsc = now;
+	}
+	if (!ms->icmp_tokens)
+		return false;
+	ms->icmp_tokens--;
+	return true;
+}
+
+/* Our address to send an ICMP error from: the LAN port's (we route for
+ * the LAN), else the WAN port's; NULL if the family has none. */
+static const uint8_t *icmp_source(const struct dp_ctx *dp, int v4)
+{
+	static const int order[2] = {1, 0};
+	for (int k = 0; k < 2; k++) {
+		int pi = order[k] ? dp->lan : dp->wan;
+		if (pi < 0)
+			continue;
+		const struct dp_neigh_iface *ifc = &dp->ports[pi].ifc;
+		if (v4 && ifc->n_addr4)
+			return (const uint8_t *)&ifc->addr4[0];
+		if (!v4 && ifc->n_addr6)
+			return ifc->addr6[0];
+	}
+	return NULL;
+}
+
+/* An inner packet we made (data at the IP header): into the tunnel if its
+ * destination is a peer's, else out of the LAN port. */
+static void send_inner(struct dp_ctx *dp, struct rte_mbuf *m)
+{
+	const uint8_t *ip = rte_pktmbuf_mtod(m, const uint8_t *);
+	const struct dp_route_tables *t = dp_routes_active(dp->routes);
+	uint32_t peer;
+	int rc = (ip[0] >> 4) == 4 ? dp_route_lookup4(t, dp_rd32be(ip + 16), &peer)
+				   : dp_route_lookup6(t, ip + 24, &peer);
+	if (rc == 0) {
+		*dp_meta(m) = (struct dp_meta){.kind = DP_META_ENCAP, .peer = peer};
+		inject(dp, peer, m);
+	} else {
+		*dp_meta(m) = (struct dp_meta){.kind = DP_META_LAN_OUT};
+		inject(dp, 0, m);
+	}
+}
+
+static void too_big(struct dp_ctx *dp, struct rte_mbuf *m)
+{
+	const uint8_t *ip = rte_pktmbuf_mtod(m, const uint8_t *);
+	size_t len = rte_pktmbuf_data_len(m);
+	uint32_t peer = dp_meta(m)->peer;
+
+	if (dp_pmtu_may_fragment4(ip, len)) {
+		size_t off = 0, k;
+		do {
+			struct rte_mbuf *f = rte_pktmbuf_alloc(dp->pool);
+			uint8_t *p = f ? (uint8_t *)rte_pktmbuf_append(f, dp->mtu) : NULL;
+			if (!p) {
+				if (f)
+					rte_pktmbuf_free(f);
+				main_drop(dp, m, MG_DROP_NO_MBUF);
+				return;
+			}
+			k = dp_pmtu_fragment4(ip, len, dp->mtu, &off, p, dp->mtu);
+			if (!k) {
+				rte_pktmbuf_free(f);
+				break;
+			}
+			rte_pktmbuf_trim(f, (uint16_t)(dp->mtu - k));
+			*dp_meta(f) = (struct dp_meta){.kind = DP_META_ENCAP, .peer = peer};
+			inject(dp, peer, f);
+		} while (off < len);
+		rte_pktmbuf_free(m);
+		return;
+	}
+	const uint8_t *src = icmp_source(dp, (ip[0] >> 4) == 4);
+	struct rte_mbuf *r;
+	if (src && dp_pmtu_may_report(ip, len) && icmp_err_allowed(dp) &&
+	    (r = rte_pktmbuf_alloc(dp->pool)) != NULL) {
+		uint8_t *p = (uint8_t *)rte_pktmbuf_append(r, DP_PMTU_ICMP6_MAX);
+		size_t k = p ? dp_pmtu_too_big(ip, len, dp->mtu, src, p, DP_PMTU_ICMP6_MAX) : 0;
+		if (k) {
+			rte_pktmbuf_trim(r, (uint16_t)(DP_PMTU_ICMP6_MAX - k));
+			send_inner(dp, r);
+		} else {
+			rte_pktmbuf_free(r);
+		}
+	}
+	main_drop(dp, m, MG_DROP_TOO_BIG);
+}
+
 static unsigned slow_poll(struct dp_ctx *dp)
 {
 	struct rte_mbuf *m[64];
@@ -654,6 +774,9 @@ static unsigned slow_poll(struct dp_ctx *dp)
 			break;
 		case DP_META_RAW_TX:
 			pending_add(dp, m[i]);
+			break;
+		case DP_META_TOO_BIG:
+			too_big(dp, m[i]);
 			break;
 		default:
 			main_drop(dp, m[i], MG_DROP_CTL_BAD_MSG);

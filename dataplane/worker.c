@@ -108,6 +108,8 @@ static void inject_poll(struct dp_worker *w, struct dp_burst *b)
 			enc[n_enc++] = m[i];
 		} else if (meta->kind == DP_META_RAW_TX && meta->port < w->dp->n_ports) {
 			dp_tx_add(w, b, meta->port, m[i]);
+		} else if (meta->kind == DP_META_LAN_OUT) {
+			dp_lan_output(w, b, &m[i], 1);
 		} else {
 			drop(w, m[i], MG_DROP_CTL_BAD_MSG);
 		}

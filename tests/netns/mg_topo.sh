@@ -25,7 +25,21 @@
 #   MG_EAL_EXTRA  extra EAL arguments, whitespace-separated, appended to
 #                 dataplane.eal_args (e.g. "--vdev=crypto_aesni_mb")
 #   MG_DP_EXTRA   extra settings for the dataplane section, verbatim
-#                 (e.g. 'crypto = "cryptodev"; cryptodev = "crypto_aesni_mb";')
+#                 (e.g. 'crypto = "cryptodev"; cryptodev = "crypto_aesni_mb";'
+#                 or 'snat = { enabled = false; };')
+#   MG_LAN_EXTRA  extra settings for the lan port, verbatim
+#                 (e.g. 'routes = ( { prefix = "10.77.0.0/24"; via = "10.88.0.1"; } );')
+#   MG_PEER_ALLOWED_IPS  the peer's allowed_ips on the gateway, a libconfig
+#                 array body (default '"10.99.0.2/32", "fd99::2/128"')
+#   MG_WAN_EXTRA  extra settings for the wan port, verbatim
+#                 (e.g. 'gateway6 = "fe80::1";')
+#
+# Optional, read by mg_topo_write_conf and mg_topo_add_peer:
+#   MG_UNDERLAY   4 (default) or 6. With 6 the gateway's WAN port also has
+#                 fd18::1/64 (next to 198.18.0.1/24), peers made by
+#                 mg_topo_add_peer have only the underlay fd18::N/64 and
+#                 reach the gateway at [fd18::1]:51820, and the gateway's
+#                 configured endpoint for the peer is [fd18::2]:51820.
 
 MG_DP_BIN="$MG_BUILD/dataplane/meshgate-dataplane"
 MG_CP_BIN="$MG_BUILD/control/meshgate-control"
@@ -37,8 +51,15 @@ _mg_offloads_off() { # NS IF
 
 # mg_topo_write_conf FILE [extra testing block] : the gateway's config.
 mg_topo_write_conf() {
-	local file=$1 testing=${2:-} peer_endpoint=${MG_PEER_ENDPOINT-198.18.0.2:51820}
+	local file=$1 testing=${2:-} peer_endpoint wan_addrs='"198.18.0.1/24"'
 	local ep_line="" eal_extra=() a eal=""
+	local allowed=${MG_PEER_ALLOWED_IPS:-'"10.99.0.2/32", "fd99::2/128"'}
+	if [ "${MG_UNDERLAY:-4}" = 6 ]; then
+		peer_endpoint=${MG_PEER_ENDPOINT-[fd18::2]:51820}
+		wan_addrs+=', "fd18::1/64"'
+	else
+		peer_endpoint=${MG_PEER_ENDPOINT-198.18.0.2:51820}
+	fi
 	[ -n "$peer_endpoint" ] && ep_line="endpoint = \"$peer_endpoint\";"
 	read -r -a eal_extra <<<"${MG_EAL_EXTRA:-}"
 	for a in "${eal_extra[@]}"; do eal+=", \"$a\""; done
@@ -57,15 +78,15 @@ dataplane: {
   mbufs = 8192;
   ports = (
     { name = "wan0"; device = "net_af_packet0,iface=wan0"; role = "wan";
-      addresses = ["198.18.0.1/24"]; },
+      addresses = [$wan_addrs]; ${MG_WAN_EXTRA:-}},
     { name = "lan0"; device = "net_af_packet1,iface=lan0"; role = "lan";
-      addresses = ["10.88.0.254/24", "fd88::fe/64"]; }
+      addresses = ["10.88.0.254/24", "fd88::fe/64"]; ${MG_LAN_EXTRA:-} }
   );
 ${MG_DP_EXTRA:-}
 };
 peers = (
   { name = "peer"; public_key = "$PEER_PUB"; $ep_line
-    allowed_ips = ["10.99.0.2/32", "fd99::2/128"]; }
+    allowed_ips = [$allowed]; }
 );
 $testing
 CONF
@@ -139,20 +160,25 @@ mg_topo_base() {
 }
 
 # mg_topo_add_peer NS SUFFIX N KEYFILE : a namespace NS on the WAN bridge
-# with underlay 198.18.0.N and a wireguard-go (interface mg<ID>SUFFIX,
-# tunnel 10.99.0.N, fd99::N) whose peer is the gateway. Prints the
-# interface name. The gateway is not told about it.
+# with underlay 198.18.0.N (MG_UNDERLAY=6: fd18::N only) and a wireguard-go
+# (interface mg<ID>SUFFIX, tunnel 10.99.0.N, fd99::N) whose peer is the
+# gateway. Prints the interface name. The gateway is not told about it.
 mg_topo_add_peer() {
-	local ns=$1 suffix=$2 n=$3 key=$4 ifn
+	local ns=$1 suffix=$2 n=$3 key=$4 ifn gw_ep=198.18.0.1:51820
 	ifn=$(mg_ifname "$suffix") || return 1
 	mg_ns_setup "$ns"
 	mg_veth "$ns" veth0 sw "p$suffix" >&2
 	mg_ip sw link set "p$suffix" master br0
 	_mg_offloads_off "$ns" veth0
 	_mg_offloads_off sw "p$suffix"
-	mg_addr "$ns" veth0 "198.18.0.$n/24" >&2
+	if [ "${MG_UNDERLAY:-4}" = 6 ]; then
+		mg_addr "$ns" veth0 "fd18::$n/64" >&2
+		gw_ep="[fd18::1]:51820"
+	else
+		mg_addr "$ns" veth0 "198.18.0.$n/24" >&2
+	fi
 	mg_wggo_start "$ns" "$ifn" "$key" 51820 >&2
-	mg_exec "$ns" wg set "$ifn" peer "$GW_PUB" endpoint 198.18.0.1:51820 \
+	mg_exec "$ns" wg set "$ifn" peer "$GW_PUB" endpoint "$gw_ep" \
 		allowed-ips 10.88.0.0/24,fd88::/64 || mg_fail "wg set peer"
 	mg_addr "$ns" "$ifn" "10.99.0.$n/24" >&2
 	mg_addr "$ns" "$ifn" "fd99::$n/64" >&2

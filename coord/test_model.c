@@ -1,0 +1,289 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The netmap computation: policy-based peer visibility in both directions,
+ * packet filters, deltas against what a node last received, primary route
+ * election and failover, expired keys, plain WireGuard peers, autoApprovers.
+ */
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "addr.h"
+#include "model.h"
+
+#define NOW 1800000000
+
+static int fails;
+#define CHECK(c)                                                         \
+	do {                                                             \
+		if (!(c)) {                                              \
+			fprintf(stderr, "%s:%d: FAIL %s\n", __FILE__, __LINE__, #c); \
+			fails++;                                         \
+		}                                                        \
+	} while (0)
+
+static struct coord_model *m;
+
+static struct cm_node *add(int64_t id, int64_t tn, int64_t user, const char *name, const char *tags, const char *routes,
+			   const char *approved, bool plain, int64_t expiry)
+{
+	char a4[32], a6[64];
+	struct cm_node_info in = {.id = id, .tailnet_id = tn, .user_id = user, .name = name, .node_key = name,
+				  .machine_key = plain ? NULL : name, .tags = tags, .endpoints = "192.0.2.1:51820",
+				  .routes = routes, .approved = approved, .plain_wg = plain, .key_expiry = expiry,
+				  .last_seen = plain ? 0 : NOW};
+
+	snprintf(a4, sizeof(a4), "100.64.%d.%d/32", (int)(id >> 8), (int)(id & 255));
+	snprintf(a6, sizeof(a6), "fd7a:115c:a1e0:%x::%x/128", (unsigned)tn, (unsigned)id);
+	assert(mg_ifaddr_parse(a4, &in.addr4) == 0 && mg_ifaddr_parse(a6, &in.addr6) == 0);
+	return cm_node_upsert(m, &in);
+}
+
+static int woken;
+static void wake(void *arg, struct cm_node *n)
+{
+	(void)arg;
+	n->waiter = NULL;
+	woken++;
+}
+
+/* The map for n as JSON. */
+static json_t *map(struct cm_node *n, int64_t version)
+{
+	size_t len;
+	char *s = cm_map(m, n, version, &len);
+	json_t *j = s ? json_loadb(s, len, 0, NULL) : NULL;
+
+	free(s);
+	assert(j);
+	return j;
+}
+
+/* Sorted node ids of a peers list, as "1,2,3". */
+static const char *ids(json_t *peers)
+{
+	static char buf[256];
+	int v[64], n = 0;
+	size_t i;
+	json_t *p;
+
+	json_array_foreach(peers, i, p) v[n++] = (int)(json_is_integer(p) ? json_integer_value(p)
+									  : json_integer_value(json_object_get(p, "node_id")));
+	for (int a = 0; a < n; a++)
+		for (int b = a + 1; b < n; b++)
+			if (v[b] < v[a]) {
+				int t = v[a];
+				v[a] = v[b];
+				v[b] = t;
+			}
+	buf[0] = '\0';
+	for (int a = 0; a < n; a++)
+		snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "%s%d", a ? "," : "", v[a]);
+	return buf;
+}
+
+static json_t *peer(json_t *peers, int64_t id)
+{
+	size_t i;
+	json_t *p;
+
+	json_array_foreach(peers, i, p) if (json_integer_value(json_object_get(p, "node_id")) == id) return p;
+	return NULL;
+}
+
+static void test_allow_all_and_deltas(void)
+{
+	cm_tailnet_set(m, 1, "corp", 180, "fd7a:115c:a1e0:1::/64", "tag:gw");
+	cm_user_set(m, 1, 1, "alice@x");
+	cm_user_set(m, 2, 1, "bob@x");
+	struct cm_node *n1 = add(1, 1, 1, "a1", "", "", "", false, 0);
+	add(2, 1, 2, "b1", "", "", "", false, 0);
+	add(3, 1, 1, "gw", "tag:gw", "", "", false, 0);
+	cm_recompute(m, NOW, wake, NULL);
+
+	json_t *j = map(n1, 0);
+	int64_t v1 = json_integer_value(json_object_get(j, "version"));
+	CHECK(json_is_true(json_object_get(j, "full")));
+	CHECK(!strcmp(ids(json_object_get(j, "peers")), "2,3"));
+	CHECK(json_array_size(json_object_get(j, "packet_filter")) == 2); /* * -> * v4 and v6 */
+	CHECK(!strcmp(json_string_value(json_object_get(json_object_get(j, "self"), "name")), "a1"));
+	json_decref(j);
+	CHECK(!cm_has_map(n1, v1)); /* nothing new: the poll waits */
+	CHECK(cm_has_map(n1, v1 - 1)); /* an old version gets a full map */
+
+	/* a new node: a delta with just it, the waiting poll is woken */
+	n1->waiter = (void *)1;
+	n1->waiter_version = v1;
+	woken = 0;
+	add(4, 1, 2, "b2", "", "", "", false, 0);
+	cm_recompute(m, NOW, wake, NULL);
+	CHECK(woken >= 1 && n1->waiter == NULL);
+	CHECK(cm_has_map(n1, v1));
+	j = map(n1, v1);
+	int64_t v2 = json_integer_value(json_object_get(j, "version"));
+	CHECK(v2 > v1 && json_is_false(json_object_get(j, "full")));
+	CHECK(!strcmp(ids(json_object_get(j, "peers_changed")), "4"));
+	CHECK(json_array_size(json_object_get(j, "peers_removed")) == 0);
+	CHECK(!json_object_get(j, "packet_filter") && !json_object_get(j, "self"));
+	json_decref(j);
+
+	/* an endpoint change of one peer: only it is sent */
+	struct cm_node *n2 = cm_node_find(m, 2);
+	struct cm_node_info in = n2->info;
+	in.endpoints = "198.51.100.9:51820";
+	cm_node_upsert(m, &in);
+	cm_recompute(m, NOW, wake, NULL);
+	j = map(n1, v2);
+	CHECK(!strcmp(ids(json_object_get(j, "peers_changed")), "2"));
+	CHECK(!strcmp(json_string_value(json_array_get(json_object_get(peer(json_object_get(j, "peers_changed"), 2),
+									"endpoints"),
+							0)),
+		      "198.51.100.9:51820"));
+	v2 = json_integer_value(json_object_get(j, "version"));
+	json_decref(j);
+
+	/* removal */
+	cm_node_remove(m, 4);
+	cm_recompute(m, NOW, wake, NULL);
+	j = map(n1, v2);
+	CHECK(!strcmp(ids(json_object_get(j, "peers_removed")), "4"));
+	CHECK(json_array_size(json_object_get(j, "peers_changed")) == 0);
+	json_decref(j);
+}
+
+static void test_policy_visibility(void)
+{
+	struct cm_tailnet *t = cm_tailnet_find(m, 1);
+	struct cm_node *n1 = cm_node_find(m, 1), *n2 = cm_node_find(m, 2), *gw = cm_node_find(m, 3);
+	char err[256];
+
+	/* alice may reach the gateway on 22; nothing else */
+	const char *pol = "{\"acls\": [{\"action\": \"accept\", \"src\": [\"alice@x\"], \"dst\": [\"tag:gw:22\"]}],"
+			  " \"tests\": [{\"src\": \"alice@x\", \"accept\": [\"tag:gw:22\"], \"deny\": [\"tag:gw:80\"]}]}";
+	CHECK(cm_policy_compile(m, NULL, 1, pol, true, false, err, sizeof(err)) == 0);
+	CHECK(cm_policy_compile(m, NULL, 1, "{\"acls\": [], \"tests\": [{\"src\": \"alice@x\", \"accept\": [\"tag:gw:22\"]}]}",
+				true, false, err, sizeof(err)) < 0 &&
+	      strstr(err, "tests[0]"));
+	CHECK(cm_policy_compile(m, NULL, 1, "{\"acls\": [{\"action\": \"accept\", \"src\": [\"carol@x\"], \"dst\": [\"*:*\"]}]}",
+				false, false, err, sizeof(err)) < 0);
+	int64_t v1 = n1->sent_version, vg;
+	cm_tailnet_set_policy(t, pol, 1);
+	cm_recompute(m, NOW, wake, NULL);
+
+	json_t *j = map(n1, v1);
+	CHECK(!strcmp(ids(json_object_get(j, "peers_removed")), "2")); /* bob: no rule either way */
+	CHECK(json_array_size(json_object_get(j, "packet_filter")) == 0); /* nothing may reach alice */
+	json_decref(j);
+	j = map(n2, 0);
+	CHECK(json_array_size(json_object_get(j, "peers")) == 0);
+	json_decref(j);
+	/* the gateway sees alice (the reverse direction), and only alice's rule */
+	j = map(gw, 0);
+	vg = json_integer_value(json_object_get(j, "version"));
+	CHECK(!strcmp(ids(json_object_get(j, "peers")), "1"));
+	json_t *f = json_object_get(j, "packet_filter"), *r;
+	size_t i;
+	CHECK(json_array_size(f) == 6); /* tcp/22, udp/22, icmp from alice's v4 and v6 */
+	json_array_foreach(f, i, r)
+	{
+		int proto = (int)json_integer_value(json_object_get(r, "proto"));
+		CHECK(proto == 6 || proto == 17 || proto == 1 || proto == 58);
+		if (proto == 6 || proto == 17)
+			CHECK(json_integer_value(json_array_get(json_object_get(r, "ports"), 0)) == 22);
+		const char *dst = json_string_value(json_object_get(r, "dst"));
+		CHECK(!strcmp(dst, "100.64.0.3/32") || !strcmp(dst, "fd7a:115c:a1e0:1::3/128"));
+	}
+	json_decref(j);
+
+	/* a second alice node joins: the gateway gets it and a new filter */
+	add(5, 1, 1, "a2", "", "", "", false, 0);
+	cm_recompute(m, NOW, wake, NULL);
+	j = map(gw, vg);
+	CHECK(!strcmp(ids(json_object_get(j, "peers_changed")), "5"));
+	CHECK(json_array_size(json_object_get(j, "packet_filter")) == 12);
+	json_decref(j);
+}
+
+static void test_routes(void)
+{
+	struct cm_node *r1, *r2, *c;
+	json_t *j;
+
+	cm_tailnet_set(m, 2, "lab", 0, "fd7a:115c:a1e0:2::/64", "tag:gw");
+	cm_user_set(m, 3, 2, "carol@x");
+	c = add(20, 2, 3, "client", "", "", "", false, 0);
+	r1 = add(21, 2, 3, "r1", "", "10.88.0.0/24", "10.88.0.0/24", false, 0);
+	r2 = add(22, 2, 3, "r2", "", "10.88.0.0/24,10.99.0.0/24", "10.88.0.0/24", false, 0);
+	cm_recompute(m, NOW, wake, NULL);
+	CHECK(r1->n_primary == 1 && r2->n_primary == 0); /* lowest id; 10.99 is not approved */
+	j = map(c, 0);
+	int64_t v = json_integer_value(json_object_get(j, "version"));
+	json_t *p = peer(json_object_get(j, "peers"), 21);
+	CHECK(json_array_size(json_object_get(p, "allowed_ips")) == 3);
+	json_decref(j);
+
+	/* r1 stops polling: offline after 60 s, r2 takes the prefix */
+	r1->info.last_seen = NOW - 61;
+	cm_recompute(m, NOW, wake, NULL);
+	CHECK(r1->n_primary == 0 && r2->n_primary == 1);
+	j = map(c, v);
+	CHECK(!strcmp(ids(json_object_get(j, "peers_changed")), "21,22"));
+	p = peer(json_object_get(j, "peers_changed"), 22);
+	CHECK(!strcmp(json_string_value(json_array_get(json_object_get(p, "allowed_ips"), 2)), "10.88.0.0/24"));
+	CHECK(json_is_false(json_object_get(peer(json_object_get(j, "peers_changed"), 21), "online")));
+	v = json_integer_value(json_object_get(j, "version"));
+	json_decref(j);
+	/* r1 back: r2 keeps it (no flapping) */
+	r1->info.last_seen = NOW;
+	cm_recompute(m, NOW, wake, NULL);
+	CHECK(r1->n_primary == 0 && r2->n_primary == 1);
+
+	/* autoApprovers approve 10.99.0.0/24 for carol */
+	cm_tailnet_set_policy(cm_tailnet_find(m, 2),
+			      "{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:*\"]}], // comment\n"
+			      " \"autoApprovers\": {\"routes\": {\"10.99.0.0/16\": [\"carol@x\"]}},}",
+			      1);
+	cm_recompute(m, NOW, wake, NULL);
+	CHECK(r2->n_primary == 2);
+	j = map(c, v);
+	p = peer(json_object_get(j, "peers_changed"), 22);
+	CHECK(p && json_array_size(json_object_get(p, "allowed_ips")) == 4);
+	json_decref(j);
+	/* the router's own filter includes rules for its routes (dst * overlaps) */
+	j = map(r2, 0);
+	CHECK(json_array_size(json_object_get(json_object_get(j, "self"), "primary_routes")) == 2);
+	json_decref(j);
+}
+
+static void test_expiry_and_plain_wireguard(void)
+{
+	struct cm_node *gw = cm_node_find(m, 3), *n1 = cm_node_find(m, 1);
+	json_t *j;
+
+	cm_tailnet_set_policy(cm_tailnet_find(m, 1), NULL, 2); /* allow all again */
+	add(6, 1, 1, "old", "", "", "", false, NOW - 1);	      /* expired key */
+	add(7, 1, 1, "phone", "", "", "", true, 0);		      /* plain WireGuard */
+	cm_recompute(m, NOW, wake, NULL);
+	j = map(n1, 0);
+	CHECK(!strcmp(ids(json_object_get(j, "peers")), "2,3,5")); /* not 6 (expired), not 7 (not a gateway) */
+	json_decref(j);
+	j = map(gw, 0);
+	CHECK(!strcmp(ids(json_object_get(j, "peers")), "1,2,5,7"));
+	CHECK(json_is_true(json_object_get(peer(json_object_get(j, "peers"), 7), "plain_wireguard")));
+	json_decref(j);
+}
+
+int main(void)
+{
+	m = cm_new(1000, 60);
+	test_allow_all_and_deltas();
+	test_policy_visibility();
+	test_routes();
+	test_expiry_and_plain_wireguard();
+	cm_free(m);
+	printf("model: %d failure(s)\n", fails);
+	return fails != 0;
+}
