@@ -359,7 +359,7 @@ static const char *join(json_t *a, char *buf, size_t len)
 static void print_status(json_t *st)
 {
 	json_t *self = json_object_get(st, "self"), *peers = json_object_get(st, "peers"), *p;
-	char a[512], t[32], exp[64] = "never";
+	char a[512], t[32], exp[64] = "never", key[12];
 	size_t i;
 	int64_t e = JI(self, "key_expiry");
 
@@ -374,14 +374,14 @@ static void print_status(json_t *st)
 	if (JS(st, "error")[0])
 		printf("\n  last error: %s", JS(st, "error"));
 	printf("\n");
-	printf("%-34s %-16s %-10s %s (self, node %" PRId64 ", map %" PRId64 ", key expires %s)\n",
+	snprintf(key, sizeof(key), "%.8s...", JS(self, "public_key"));
+	printf("%-34s %-16s %-10s self, node %" PRId64 ", map %" PRId64 ", key expires %s\n",
 	       join(json_object_get(self, "addresses"), a, sizeof(a)),
 	       JS(self, "name")[0] ? JS(self, "name") : JS(self, "hostname"),
-	       strlen(JS(self, "public_key")) ? JS(self, "public_key") : "-", "-",
-	       JI(self, "node_id"), JI(st, "map_version"), exp);
+	       JS(self, "public_key")[0] ? key : "-", JI(self, "node_id"), JI(st, "map_version"),
+	       exp);
 	json_array_foreach(peers, i, p)
 	{
-		char key[12];
 		json_t *on = json_object_get(p, "online");
 
 		snprintf(key, sizeof(key), "%.8s...", JS(p, "public_key"));

@@ -10,6 +10,7 @@ Test hooks: POST /test/peer {"node_id", "node_key", "allowed_ips",
 "endpoints"} adds or changes a peer (a delta), /test/remove {"node_id"},
 /test/fail {"on": bool} makes every node call fail with 503,
 /test/key_life {"seconds": N} sets the key lifetime given at registration,
+/test/filter {"rules": [RULE...]} replaces the packet filter (a delta),
 GET /test/stats the counters. Prints the port it listens on, then serves.
 """
 import base64
@@ -38,7 +39,7 @@ S = {
               "update": 0, "logout": 0, "bad_sig": 0, "last_endpoints": [],
               "last_routes": [], "node_keys": []},
 }
-FILTER = [{"family": 4, "proto": 0, "src": "100.64.0.0/10", "dst": "100.64.0.0/10",
+S["filter"] = [{"family": 4, "proto": 0, "src": "100.64.0.0/10", "dst": "100.64.0.0/10",
            "ports": [0, 65535]}]
 
 
@@ -73,7 +74,7 @@ def self_of(n):
 
 def full_map(n):
     return {"version": S["version"], "full": True, "self": self_of(n),
-            "peers": list(S["peers"].values()), "packet_filter": FILTER, "derp_map": {}}
+            "peers": list(S["peers"].values()), "packet_filter": S["filter"], "derp_map": {}}
 
 
 def delta(n, since):
@@ -87,6 +88,8 @@ def delta(n, since):
             removed.append(-nid)
     out = {"version": S["version"], "full": False, "peers_changed": changed,
            "peers_removed": removed}
+    if S.get("filter_version", 0) > since:
+        out["packet_filter"] = S["filter"]
     if n.get("self_version", 0) > since:
         out["self"] = self_of(n)
     return out
@@ -194,6 +197,10 @@ class H(BaseHTTPRequestHandler):
                 S["changes"].append((S["version"], -req["node_id"]))
             elif self.path == "/test/fail":
                 S["fail"] = req["on"]
+            elif self.path == "/test/filter":
+                S["filter"] = req["rules"]
+                S["version"] += 1
+                S["filter_version"] = S["version"]
             elif self.path == "/test/key_life":
                 S["key_life"] = req["seconds"]
             LOCK.notify_all()

@@ -24,11 +24,11 @@
 #define FILTER_RING_MARGIN 64 /* ring slots left for handshakes meanwhile */
 
 struct cp_filter {
-	struct mg_policy *cur;  /* being sent, or installed (== good) */
+	struct mg_policy *cur;	/* being sent, or installed (== good) */
 	struct mg_policy *good; /* last one the dataplane accepted; NULL: none yet */
 	uint64_t cur_gen, good_gen, next_gen;
-	bool sending;           /* chunks of cur are on their way */
-	bool awaiting;          /* COMMIT sent, no result yet */
+	bool sending;  /* chunks of cur are on their way */
+	bool awaiting; /* COMMIT sent, no result yet */
 	bool begun;
 	size_t next_rule, next_test;
 };
@@ -108,7 +108,8 @@ static struct mg_policy *compile(struct cp_device *d)
 		return NULL;
 	}
 	mg_log(LOG_INFO, "policy %s: %zu acl entr%s -> %zu rule(s), %zu test(s)",
-	       d->cfg->policy_file, p->n_acls, p->n_acls == 1 ? "y" : "ies", p->n_rules, p->n_tests);
+	       d->cfg->policy_file, p->n_acls, p->n_acls == 1 ? "y" : "ies", p->n_rules,
+	       p->n_tests);
 	return p;
 }
 
@@ -214,8 +215,8 @@ static int send_chunk(struct cp_device *d, uint16_t type, const void *elems, siz
 	c->first = (uint32_t)first;
 	c->count = (uint32_t)count;
 	memcpy(c->data, (const uint8_t *)elems + first * elem_size, count * elem_size);
-	m.hdr = (struct mg_msg_hdr){.type = type,
-				    .len = (uint16_t)(sizeof(*c) + count * elem_size)};
+	m.hdr =
+	    (struct mg_msg_hdr){.type = type, .len = (uint16_t)(sizeof(*c) + count * elem_size)};
 	return cp_dp_send(d, &m);
 }
 
@@ -233,12 +234,14 @@ void cp_filter_maintain(struct cp_device *d)
 			f->begun = rc == 0;
 		} else if (f->next_rule < p->n_rules) {
 			size_t n = RTE_MIN(p->n_rules - f->next_rule, MG_ACL_RULES_PER_MSG);
-			rc = send_chunk(d, MG_MSG_ACL_RULES, p->rules, sizeof(*p->rules), f->next_rule, n);
+			rc = send_chunk(d, MG_MSG_ACL_RULES, p->rules, sizeof(*p->rules),
+					f->next_rule, n);
 			if (!rc)
 				f->next_rule += n;
 		} else if (f->next_test < p->n_tests) {
 			size_t n = RTE_MIN(p->n_tests - f->next_test, MG_ACL_TESTS_PER_MSG);
-			rc = send_chunk(d, MG_MSG_ACL_TESTS, p->tests, sizeof(*p->tests), f->next_test, n);
+			rc = send_chunk(d, MG_MSG_ACL_TESTS, p->tests, sizeof(*p->tests),
+					f->next_test, n);
 			if (!rc)
 				f->next_test += n;
 		} else {

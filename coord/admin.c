@@ -78,7 +78,9 @@ static json_t *call(struct ctx *c, const char *method, const char *path, json_t 
 	if (status != 200) {
 		json_t *e = json_object_get(ans, "error");
 		fprintf(stderr, "meshgate-admin: %s %s: HTTP %ld: %s\n", method, path, status,
-			e ? json_string_value(e) : out.buf ? out.buf : "");
+			e	  ? json_string_value(e)
+			: out.buf ? out.buf
+				  : "");
 		json_decref(ans);
 		ans = NULL;
 	} else if (!ans) {
@@ -109,7 +111,8 @@ static int print_field(json_t *j, const char *k)
 	if (!j)
 		return 1;
 	fputs(json_is_string(v) ? json_string_value(v) : "", stdout);
-	if (json_is_string(v) && json_string_length(v) && json_string_value(v)[json_string_length(v) - 1] != '\n')
+	if (json_is_string(v) && json_string_length(v) &&
+	    json_string_value(v)[json_string_length(v) - 1] != '\n')
 		putchar('\n');
 	json_decref(j);
 	return 0;
@@ -125,11 +128,19 @@ static long long duration(const char *s)
 		return -1;
 	switch (*end) {
 	case '\0':
-	case 's': break;
-	case 'm': v *= 60; break;
-	case 'h': v *= 3600; break;
-	case 'd': v *= 86400; break;
-	default: return -1;
+	case 's':
+		break;
+	case 'm':
+		v *= 60;
+		break;
+	case 'h':
+		v *= 3600;
+		break;
+	case 'd':
+		v *= 86400;
+		break;
+	default:
+		return -1;
 	}
 	return end[0] && end[1] ? -1 : v;
 }
@@ -168,20 +179,23 @@ static int c_tailnets(struct ctx *c, int argc, char **argv)
 static int c_user_create(struct ctx *c, int argc, char **argv)
 {
 	(void)argc;
-	return print_json(call(c, "POST", "users", json_pack("{ssss}", "tailnet", argv[0], "name", argv[1])));
+	return print_json(
+	    call(c, "POST", "users", json_pack("{ssss}", "tailnet", argv[0], "name", argv[1])));
 }
 
 static int c_users(struct ctx *c, int argc, char **argv)
 {
 	char path[600];
 
-	snprintf(path, sizeof(path), "users%s%s", argc ? "?tailnet=" : "", argc ? enc(argv[0]) : "");
+	snprintf(path, sizeof(path), "users%s%s", argc ? "?tailnet=" : "",
+		 argc ? enc(argv[0]) : "");
 	return print_json(call(c, "GET", path, NULL));
 }
 
 static int c_key_create(struct ctx *c, int argc, char **argv)
 {
-	json_t *b = json_pack("{sssssbsbs[]}", "tailnet", argv[0], "user", argv[1], "reusable", 0, "ephemeral", 0, "tags");
+	json_t *b = json_pack("{sssssbsbs[]}", "tailnet", argv[0], "user", argv[1], "reusable", 0,
+			      "ephemeral", 0, "tags");
 
 	for (int i = 2; i < argc; i++) {
 		if (!strcmp(argv[i], "--reusable"))
@@ -193,7 +207,10 @@ static int c_key_create(struct ctx *c, int argc, char **argv)
 		else if (!strcmp(argv[i], "--expires") && i + 1 < argc) {
 			long long d = duration(argv[++i]);
 			if (d < 0) {
-				fprintf(stderr, "meshgate-admin: --expires %s: want 3600, 45s, 30m, 1h or 7d\n", argv[i]);
+				fprintf(
+				    stderr,
+				    "meshgate-admin: --expires %s: want 3600, 45s, 30m, 1h or 7d\n",
+				    argv[i]);
 				json_decref(b);
 				return 2;
 			}
@@ -211,7 +228,8 @@ static int c_keys(struct ctx *c, int argc, char **argv)
 {
 	char path[600];
 
-	snprintf(path, sizeof(path), "preauthkeys%s%s", argc ? "?tailnet=" : "", argc ? enc(argv[0]) : "");
+	snprintf(path, sizeof(path), "preauthkeys%s%s", argc ? "?tailnet=" : "",
+		 argc ? enc(argv[0]) : "");
 	return print_json(call(c, "GET", path, NULL));
 }
 
@@ -221,19 +239,24 @@ static int c_nodes(struct ctx *c, int argc, char **argv)
 	json_t *a, *n;
 	size_t i;
 
-	snprintf(path, sizeof(path), "nodes%s%s", argc ? "?tailnet=" : "", argc ? enc(argv[0]) : "");
+	snprintf(path, sizeof(path), "nodes%s%s", argc ? "?tailnet=" : "",
+		 argc ? enc(argv[0]) : "");
 	if (!(a = call(c, "GET", path, NULL)))
 		return 1;
-	printf("%-6s %-20s %-10s %-18s %-7s %-14s %s\n", "ID", "NAME", "TAILNET", "IPV4", "ONLINE", "TAGS", "ROUTES");
+	printf("%-6s %-20s %-10s %-18s %-7s %-14s %s\n", "ID", "NAME", "TAILNET", "IPV4", "ONLINE",
+	       "TAGS", "ROUTES");
 	json_array_foreach(a, i, n)
 	{
 		json_t *r = json_object_get(n, "primary_routes"), *x;
 		size_t k;
-		printf("%-6lld %-20s %-10s %-18s %-7s %-14s", (long long)json_integer_value(json_object_get(n, "id")),
-		       json_string_value(json_object_get(n, "name")), json_string_value(json_object_get(n, "tailnet")),
+		printf("%-6lld %-20s %-10s %-18s %-7s %-14s",
+		       (long long)json_integer_value(json_object_get(n, "id")),
+		       json_string_value(json_object_get(n, "name")),
+		       json_string_value(json_object_get(n, "tailnet")),
 		       json_string_value(json_array_get(json_object_get(n, "addresses"), 0)),
 		       json_is_true(json_object_get(n, "online")) ? "yes" : "no",
-		       *json_string_value(json_object_get(n, "tags")) ? json_string_value(json_object_get(n, "tags"))
+		       *json_string_value(json_object_get(n, "tags"))
+			   ? json_string_value(json_object_get(n, "tags"))
 		       : json_is_true(json_object_get(n, "plain_wireguard")) ? "(wireguard)"
 									     : "-");
 		json_array_foreach(r, k, x) printf(" %s", json_string_value(x));
@@ -332,8 +355,8 @@ static int c_policy_diff(struct ctx *c, int argc, char **argv)
 	char path[700];
 
 	(void)argc;
-	snprintf(path, sizeof(path), "policy/diff?tailnet=%s&from=%lld&to=%lld", enc(argv[0]), atoll(argv[1]),
-		 atoll(argv[2]));
+	snprintf(path, sizeof(path), "policy/diff?tailnet=%s&from=%lld&to=%lld", enc(argv[0]),
+		 atoll(argv[1]), atoll(argv[2]));
 	return print_field(call(c, "GET", path, NULL), "diff");
 }
 
@@ -341,8 +364,8 @@ static int c_wg_enroll(struct ctx *c, int argc, char **argv)
 {
 	(void)argc;
 	return print_field(call(c, "POST", "wireguard",
-				json_pack("{ssssssss}", "tailnet", argv[0], "user", argv[1], "name", argv[2],
-					  "public_key", argv[3])),
+				json_pack("{ssssssss}", "tailnet", argv[0], "user", argv[1], "name",
+					  argv[2], "public_key", argv[3])),
 			   "config");
 }
 
@@ -352,7 +375,8 @@ static const struct cmd {
 	int (*fn)(struct ctx *, int, char **);
 	const char *usage;
 } cmds[] = {
-    {"tailnet", "create", 1, 5, c_tailnet_create, "tailnet create NAME [--key-expiry-days N] [--gateways tag:gw]"},
+    {"tailnet", "create", 1, 5, c_tailnet_create,
+     "tailnet create NAME [--key-expiry-days N] [--gateways tag:gw]"},
     {"tailnets", NULL, 0, 0, c_tailnets, "tailnets"},
     {"user", "create", 2, 2, c_user_create, "user create TAILNET NAME"},
     {"users", NULL, 0, 1, c_users, "users [TAILNET]"},
@@ -365,7 +389,8 @@ static const struct cmd {
     {"routes", NULL, 0, 0, c_routes, "routes"},
     {"route", "approve", 2, 64, c_route_approve, "route approve NODE_ID PREFIX..."},
     {"policy", "get", 1, 1, c_policy_get, "policy get TAILNET"},
-    {"policy", "set", 2, 2, c_policy_set, "policy set TAILNET FILE   (compiled and its tests run first)"},
+    {"policy", "set", 2, 2, c_policy_set,
+     "policy set TAILNET FILE   (compiled and its tests run first)"},
     {"policy", "history", 1, 1, c_policy_history, "policy history TAILNET"},
     {"policy", "diff", 3, 3, c_policy_diff, "policy diff TAILNET FROM_VERSION TO_VERSION"},
     {"wg", "enroll", 4, 4, c_wg_enroll, "wg enroll TAILNET USER NAME PUBLIC_KEY"},
@@ -373,7 +398,8 @@ static const struct cmd {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: meshgate-admin --server URL --token-file FILE [--insecure] [--cacert FILE] COMMAND\n"
+	fprintf(f, "usage: meshgate-admin --server URL --token-file FILE [--insecure] [--cacert "
+		   "FILE] COMMAND\n"
 		   "commands:\n");
 	for (size_t i = 0; i < ARRAY_SIZE(cmds); i++)
 		fprintf(f, "  %s\n", cmds[i].usage);
@@ -381,12 +407,10 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {{"server", required_argument, NULL, 's'},
-					     {"token-file", required_argument, NULL, 't'},
-					     {"insecure", no_argument, NULL, 'k'},
-					     {"cacert", required_argument, NULL, 'C'},
-					     {"help", no_argument, NULL, 'h'},
-					     {0}};
+	static const struct option opts[] = {
+	    {"server", required_argument, NULL, 's'}, {"token-file", required_argument, NULL, 't'},
+	    {"insecure", no_argument, NULL, 'k'},     {"cacert", required_argument, NULL, 'C'},
+	    {"help", no_argument, NULL, 'h'},	      {0}};
 	struct ctx c = {.server = getenv("MESHGATE_COORD_URL")};
 	const char *token_file = getenv("MESHGATE_ADMIN_TOKEN_FILE");
 	char err[256];
@@ -394,12 +418,24 @@ int main(int argc, char **argv)
 
 	while ((o = getopt_long(argc, argv, "+s:t:kh", opts, NULL)) != -1) {
 		switch (o) {
-		case 's': c.server = optarg; break;
-		case 't': token_file = optarg; break;
-		case 'k': c.insecure = true; break;
-		case 'C': c.cacert = optarg; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 's':
+			c.server = optarg;
+			break;
+		case 't':
+			token_file = optarg;
+			break;
+		case 'k':
+			c.insecure = true;
+			break;
+		case 'C':
+			c.cacert = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	argc -= optind;

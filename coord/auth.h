@@ -23,13 +23,13 @@ struct coord_sig_hdrs {
  * key ("mkey:...") in mkey and the timestamp in *ts, or -EACCES with one
  * line saying what is wrong in err.
  */
-int coord_sig_check(const struct coord_sig_hdrs *h, const char *method, const char *path, const void *body,
-		    size_t len, int64_t now, unsigned skew, char mkey[COORD_MKEY_STRLEN], int64_t *ts, char *err,
-		    size_t errlen);
+int coord_sig_check(const struct coord_sig_hdrs *h, const char *method, const char *path,
+		    const void *body, size_t len, int64_t now, unsigned skew,
+		    char mkey[COORD_MKEY_STRLEN], int64_t *ts, char *err, size_t errlen);
 
 /* Sign (clients, tests, the bench): the base64 signature into sig. 0 or -EINVAL. */
-int coord_sig_make(const uint8_t sk[64], const char *method, const char *path, const void *body, size_t len,
-		   int64_t ts, const char *nonce, char sig[COORD_SIG_STRLEN]);
+int coord_sig_make(const uint8_t sk[64], const char *method, const char *path, const void *body,
+		   size_t len, int64_t ts, const char *nonce, char sig[COORD_SIG_STRLEN]);
 /* "mkey:<base64>" of an Ed25519 public key. */
 void coord_mkey_format(const uint8_t pk[32], char out[COORD_MKEY_STRLEN]);
 /* Constant-time string compare (admin token). */

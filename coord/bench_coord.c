@@ -162,12 +162,14 @@ static int start_server(struct bench *b, int n)
 	snprintf(conf, sizeof(conf), "%s/coord.conf", b->dir);
 	if (!(f = fopen(conf, "w")))
 		return -errno;
-	fprintf(f,
-		"listen = \"127.0.0.1:%d\";\ndatabase = \"sqlite:%s/coord.db\";\nadmin_token_file = \"%s\";\n"
-		"log_level = \"notice\";\ntesting = { insecure_http = true; };\n"
-		"limits = { max_connections = %d; rate_per_ip = 1000000.0; burst_per_ip = 1000000.0;\n"
-		"  rate_per_machine = 1000.0; burst_per_machine = 1000.0; };\n",
-		b->port, b->dir, tok, 2 * n + 1000);
+	fprintf(
+	    f,
+	    "listen = \"127.0.0.1:%d\";\ndatabase = \"sqlite:%s/coord.db\";\nadmin_token_file = "
+	    "\"%s\";\n"
+	    "log_level = \"notice\";\ntesting = { insecure_http = true; };\n"
+	    "limits = { max_connections = %d; rate_per_ip = 1000000.0; burst_per_ip = 1000000.0;\n"
+	    "  rate_per_machine = 1000.0; burst_per_machine = 1000.0; };\n",
+	    b->port, b->dir, tok, 2 * n + 1000);
 	fclose(f);
 	snprintf(log, sizeof(log), "%s/coord.log", b->dir);
 	b->pid = fork();
@@ -263,8 +265,8 @@ static void start_register(struct bench *b, struct bnode *nd)
 	if (asprintf(&body,
 		     "{\"node_key\":\"%s\",\"hostname\":\"%s%d\",\"auth_key\":\"%s\","
 		     "\"endpoints\":[\"198.18.%d.%d:51820\"]}",
-		     nd->node_key, nd->gw ? "gw" : "n", nd->idx, nd->gw ? b->auth_gw : b->auth_client,
-		     (nd->idx >> 8) & 255, nd->idx & 255) < 0)
+		     nd->node_key, nd->gw ? "gw" : "n", nd->idx,
+		     nd->gw ? b->auth_gw : b->auth_client, (nd->idx >> 8) & 255, nd->idx & 255) < 0)
 		abort();
 	nd->phase = P_REGISTER;
 	node_request(b, nd, "register", body);
@@ -288,8 +290,8 @@ static void on_done(struct bench *b, struct bnode *nd, CURLcode rc)
 	if (rc != CURLE_OK || st != 200) {
 		if (b->n_errors++ < 5)
 			fprintf(stderr, "bench: node %d %s: %s HTTP %ld %.200s\n", nd->idx,
-				nd->phase == P_REGISTER ? "register" : "map", curl_easy_strerror(rc), st,
-				nd->resp.buf ? nd->resp.buf : "");
+				nd->phase == P_REGISTER ? "register" : "map",
+				curl_easy_strerror(rc), st, nd->resp.buf ? nd->resp.buf : "");
 		if (nd->phase == P_REGISTER)
 			start_register(b, nd);
 		else
@@ -341,10 +343,12 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static const char *policy_a = "{\"acls\":[{\"action\":\"accept\",\"src\":[\"tag:client\"],\"dst\":[\"tag:gw:*\"]},"
-			      "{\"action\":\"accept\",\"src\":[\"tag:gw\"],\"dst\":[\"tag:client:22\"]}]}";
-static const char *policy_b = "{\"acls\":[{\"action\":\"accept\",\"src\":[\"tag:client\"],\"dst\":[\"tag:gw:1-65000\"]},"
-			      "{\"action\":\"accept\",\"src\":[\"tag:gw\"],\"dst\":[\"tag:client:2222\"]}]}";
+static const char *policy_a =
+    "{\"acls\":[{\"action\":\"accept\",\"src\":[\"tag:client\"],\"dst\":[\"tag:gw:*\"]},"
+    "{\"action\":\"accept\",\"src\":[\"tag:gw\"],\"dst\":[\"tag:client:22\"]}]}";
+static const char *policy_b =
+    "{\"acls\":[{\"action\":\"accept\",\"src\":[\"tag:client\"],\"dst\":[\"tag:gw:1-65000\"]},"
+    "{\"action\":\"accept\",\"src\":[\"tag:gw\"],\"dst\":[\"tag:client:2222\"]}]}";
 
 static int run_one(struct bench *b, int n)
 {
@@ -362,21 +366,25 @@ static int run_one(struct bench *b, int n)
 	if (start_server(b, n) < 0)
 		return -1;
 	if (!admin(b, "POST", "tailnets", json_pack("{ss}", "name", "bench")) ||
-	    !admin(b, "POST", "users", json_pack("{ssss}", "tailnet", "bench", "name", "bench@example.com")) ||
+	    !admin(b, "POST", "users",
+		   json_pack("{ssss}", "tailnet", "bench", "name", "bench@example.com")) ||
 	    !admin(b, "PUT", "policy", json_pack("{ssss}", "tailnet", "bench", "policy", policy_a)))
 		goto fail;
 	j = admin(b, "POST", "preauthkeys",
-		  json_pack("{sssssbs[s]}", "tailnet", "bench", "user", "bench@example.com", "reusable", 1, "tags",
-			    "tag:client"));
+		  json_pack("{sssssbs[s]}", "tailnet", "bench", "user", "bench@example.com",
+			    "reusable", 1, "tags", "tag:client"));
 	if (!j)
 		goto fail;
-	snprintf(b->auth_client, sizeof(b->auth_client), "%s", json_string_value(json_object_get(j, "key")));
+	snprintf(b->auth_client, sizeof(b->auth_client), "%s",
+		 json_string_value(json_object_get(j, "key")));
 	json_decref(j);
 	j = admin(b, "POST", "preauthkeys",
-		  json_pack("{sssssbs[s]}", "tailnet", "bench", "user", "bench@example.com", "reusable", 1, "tags", "tag:gw"));
+		  json_pack("{sssssbs[s]}", "tailnet", "bench", "user", "bench@example.com",
+			    "reusable", 1, "tags", "tag:gw"));
 	if (!j)
 		goto fail;
-	snprintf(b->auth_gw, sizeof(b->auth_gw), "%s", json_string_value(json_object_get(j, "key")));
+	snprintf(b->auth_gw, sizeof(b->auth_gw), "%s",
+		 json_string_value(json_object_get(j, "key")));
 	json_decref(j);
 
 	b->nodes = calloc((size_t)n, sizeof(*b->nodes));
@@ -390,7 +398,8 @@ static int run_one(struct bench *b, int n)
 		crypto_sign_keypair(nd->pk, nd->sk);
 		coord_mkey_format(nd->pk, nd->mkey);
 		randombytes_buf(k, sizeof(k));
-		sodium_bin2base64(nd->node_key, sizeof(nd->node_key), k, sizeof(k), sodium_base64_VARIANT_ORIGINAL);
+		sodium_bin2base64(nd->node_key, sizeof(nd->node_key), k, sizeof(k),
+				  sodium_base64_VARIANT_ORIGINAL);
 	}
 	rss0 = rss_kib(b->pid);
 
@@ -438,7 +447,8 @@ static int run_one(struct bench *b, int n)
 	/* the policy change */
 	b->measuring = true;
 	double tp = now();
-	if (!(j = admin(b, "PUT", "policy", json_pack("{ssss}", "tailnet", "bench", "policy", policy_b))))
+	if (!(j = admin(b, "PUT", "policy",
+			json_pack("{ssss}", "tailnet", "bench", "policy", policy_b))))
 		goto fail;
 	json_decref(j);
 	deadline = now() + 60;
@@ -453,8 +463,9 @@ static int run_one(struct bench *b, int n)
 			lat[got++] = (b->nodes[i].updated_at - tp) * 1000;
 	}
 	qsort(lat, (size_t)got, sizeof(double), cmp_double);
-	printf("| %5d | %8.0f | %9zu | %7.0f | %7.0f | %7.0f | %5d/%-5d | %7.1f |\n", n, n / t_reg, bytes / (size_t)n,
-	       got ? lat[got / 2] : NAN, got ? lat[(size_t)((got - 1) * 0.99)] : NAN, got ? lat[got - 1] : NAN, got, n,
+	printf("| %5d | %8.0f | %9zu | %7.0f | %7.0f | %7.0f | %5d/%-5d | %7.1f |\n", n, n / t_reg,
+	       bytes / (size_t)n, got ? lat[got / 2] : NAN,
+	       got ? lat[(size_t)((got - 1) * 0.99)] : NAN, got ? lat[got - 1] : NAN, got, n,
 	       rss1 > 0 && rss0 > 0 ? (double)(rss1 - rss0) / n : NAN);
 	fflush(stdout);
 	free(lat);
@@ -482,7 +493,8 @@ fail:
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {{"quick", no_argument, NULL, 'q'}, {"server", required_argument, NULL, 's'}, {0}};
+	static const struct option opts[] = {
+	    {"quick", no_argument, NULL, 'q'}, {"server", required_argument, NULL, 's'}, {0}};
 	struct bench b = {0};
 	int sizes[16], n_sizes = 0, o;
 	bool quick = false;
@@ -495,7 +507,8 @@ int main(int argc, char **argv)
 		else if (o == 's')
 			b.server_bin = optarg;
 		else {
-			fprintf(stderr, "usage: meshgate-coord-bench [--quick] [--server PATH] [N...]\n");
+			fprintf(stderr,
+				"usage: meshgate-coord-bench [--quick] [--server PATH] [N...]\n");
 			return 2;
 		}
 	}
@@ -519,7 +532,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT))
 		return 1;
-	printf("| N | registrations/s | full netmap bytes/node | policy change -> all updated p50 ms | p99 ms | max ms | "
+	printf("| N | registrations/s | full netmap bytes/node | policy change -> all updated p50 "
+	       "ms | p99 ms | max ms | "
 	       "updated | server RSS KiB/node |\n");
 	printf("|---|---|---|---|---|---|---|---|\n");
 	fflush(stdout);

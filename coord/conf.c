@@ -29,26 +29,29 @@ struct field {
 	double min, max;
 };
 
-#define F(p, k, m, lo, hi) {p, k, offsetof(struct coord_conf, m), sizeof(((struct coord_conf *)0)->m), lo, hi}
+#define F(p, k, m, lo, hi)                                                                         \
+	{                                                                                          \
+		p, k, offsetof(struct coord_conf, m), sizeof(((struct coord_conf *)0)->m), lo, hi  \
+	}
 
 static const struct field fields[] = {
-	F("listen", K_LISTEN, listen, 0, 0),
-	F("tls.cert_file", K_STR, tls_cert_file, 0, 0),
-	F("tls.key_file", K_STR, tls_key_file, 0, 0),
-	F("database", K_STR, database, 0, 0),
-	F("admin_token_file", K_STR, admin_token_file, 0, 0),
-	F("log_level", K_LOGLEVEL, log_level, 0, 0),
-	F("testing.insecure_http", K_BOOL, insecure_http, 0, 0),
-	F("limits.max_connections", K_UINT, max_connections, 16, 1000000),
-	F("limits.max_body", K_UINT, max_body, 1024, 1 << 20),
-	F("limits.rate_per_ip", K_DOUBLE, ip_rate, 0.1, 1e7),
-	F("limits.burst_per_ip", K_DOUBLE, ip_burst, 1, 1e7),
-	F("limits.rate_per_machine", K_DOUBLE, key_rate, 0.1, 1e7),
-	F("limits.burst_per_machine", K_DOUBLE, key_burst, 1, 1e7),
-	F("limits.long_poll_seconds", K_UINT, long_poll_seconds, 1, 300),
-	F("limits.offline_seconds", K_UINT, offline_seconds, 2, 3600),
-	F("limits.ephemeral_seconds", K_UINT, ephemeral_seconds, 2, 86400),
-	F("limits.clock_skew", K_UINT, clock_skew, 1, 3600),
+    F("listen", K_LISTEN, listen, 0, 0),
+    F("tls.cert_file", K_STR, tls_cert_file, 0, 0),
+    F("tls.key_file", K_STR, tls_key_file, 0, 0),
+    F("database", K_STR, database, 0, 0),
+    F("admin_token_file", K_STR, admin_token_file, 0, 0),
+    F("log_level", K_LOGLEVEL, log_level, 0, 0),
+    F("testing.insecure_http", K_BOOL, insecure_http, 0, 0),
+    F("limits.max_connections", K_UINT, max_connections, 16, 1000000),
+    F("limits.max_body", K_UINT, max_body, 1024, 1 << 20),
+    F("limits.rate_per_ip", K_DOUBLE, ip_rate, 0.1, 1e7),
+    F("limits.burst_per_ip", K_DOUBLE, ip_burst, 1, 1e7),
+    F("limits.rate_per_machine", K_DOUBLE, key_rate, 0.1, 1e7),
+    F("limits.burst_per_machine", K_DOUBLE, key_burst, 1, 1e7),
+    F("limits.long_poll_seconds", K_UINT, long_poll_seconds, 1, 300),
+    F("limits.offline_seconds", K_UINT, offline_seconds, 2, 3600),
+    F("limits.ephemeral_seconds", K_UINT, ephemeral_seconds, 2, 86400),
+    F("limits.clock_skew", K_UINT, clock_skew, 1, 3600),
 };
 
 static const char *const groups[] = {"tls", "testing", "limits"};
@@ -98,7 +101,8 @@ static int set_field(const struct field *f, const config_setting_t *s, struct co
 			goto bad_type;
 		if (f->kind == K_LISTEN) {
 			if (mg_sockaddr_parse(str, (struct mg_sockaddr *)dst) < 0) {
-				snprintf(err, errlen, "%s:%d: %s \"%s\": want ADDRESS:PORT", name, line, f->path, str);
+				snprintf(err, errlen, "%s:%d: %s \"%s\": want ADDRESS:PORT", name,
+					 line, f->path, str);
 				return -EINVAL;
 			}
 		} else if (f->kind == K_LOGLEVEL) {
@@ -107,12 +111,14 @@ static int set_field(const struct field *f, const config_setting_t *s, struct co
 					*(int *)dst = level_v[i];
 					return 0;
 				}
-			snprintf(err, errlen, "%s:%d: %s \"%s\": want error, warning, notice, info or debug", name,
-				 line, f->path, str);
+			snprintf(err, errlen,
+				 "%s:%d: %s \"%s\": want error, warning, notice, info or debug",
+				 name, line, f->path, str);
 			return -EINVAL;
 		} else {
 			if (strlen(str) >= f->size || !*str) {
-				snprintf(err, errlen, "%s:%d: %s: %s", name, line, f->path, *str ? "too long" : "empty");
+				snprintf(err, errlen, "%s:%d: %s: %s", name, line, f->path,
+					 *str ? "too long" : "empty");
 				return -EINVAL;
 			}
 			memcpy(dst, str, strlen(str) + 1);
@@ -125,15 +131,16 @@ static int set_field(const struct field *f, const config_setting_t *s, struct co
 		return 0;
 	case K_UINT:
 	case K_DOUBLE:
-		if (config_setting_type(s) == CONFIG_TYPE_INT || config_setting_type(s) == CONFIG_TYPE_INT64)
+		if (config_setting_type(s) == CONFIG_TYPE_INT ||
+		    config_setting_type(s) == CONFIG_TYPE_INT64)
 			d = (double)config_setting_get_int64(s);
 		else if (f->kind == K_DOUBLE && config_setting_type(s) == CONFIG_TYPE_FLOAT)
 			d = config_setting_get_float(s);
 		else
 			goto bad_type;
 		if (d < f->min || d > f->max) {
-			snprintf(err, errlen, "%s:%d: %s %g: out of range %g..%g", name, line, f->path, d, f->min,
-				 f->max);
+			snprintf(err, errlen, "%s:%d: %s %g: out of range %g..%g", name, line,
+				 f->path, d, f->min, f->max);
 			return -EINVAL;
 		}
 		if (f->kind == K_DOUBLE)
@@ -146,15 +153,16 @@ static int set_field(const struct field *f, const config_setting_t *s, struct co
 	}
 bad_type:
 	snprintf(err, errlen, "%s:%d: %s: wrong type (want %s)", name, line, f->path,
-		 f->kind == K_BOOL ? "true/false" : f->kind == K_UINT ? "an integer"
-				: f->kind == K_DOUBLE		     ? "a number"
-								     : "a string");
+		 f->kind == K_BOOL     ? "true/false"
+		 : f->kind == K_UINT   ? "an integer"
+		 : f->kind == K_DOUBLE ? "a number"
+				       : "a string");
 	return -EINVAL;
 }
 
 /* Walk what the file has, so an unknown setting is reported. */
-static int walk(const config_setting_t *g, const char *prefix, struct coord_conf *c, const char *name,
-		char *err, size_t errlen)
+static int walk(const config_setting_t *g, const char *prefix, struct coord_conf *c,
+		const char *name, char *err, size_t errlen)
 {
 	int n = config_setting_length(g);
 
@@ -164,7 +172,8 @@ static int walk(const config_setting_t *g, const char *prefix, struct coord_conf
 		const struct field *f;
 		bool is_group = false;
 
-		snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", config_setting_name(s));
+		snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "",
+			 config_setting_name(s));
 		for (size_t k = 0; !*prefix && k < ARRAY_SIZE(groups); k++)
 			is_group |= !strcmp(path, groups[k]);
 		if (is_group) {
@@ -180,7 +189,8 @@ static int walk(const config_setting_t *g, const char *prefix, struct coord_conf
 		}
 		f = find_field(path);
 		if (!f) {
-			snprintf(err, errlen, "%s:%d: unknown setting \"%s\"", name, config_setting_source_line(s), path);
+			snprintf(err, errlen, "%s:%d: unknown setting \"%s\"", name,
+				 config_setting_source_line(s), path);
 			return -EINVAL;
 		}
 		int ret = set_field(f, s, c, name, err, errlen);
@@ -193,7 +203,9 @@ static int walk(const config_setting_t *g, const char *prefix, struct coord_conf
 static int check(struct coord_conf *c, const char *name, char *err, size_t errlen)
 {
 	if (!c->insecure_http && (!*c->tls_cert_file || !*c->tls_key_file)) {
-		snprintf(err, errlen, "%s: tls.cert_file and tls.key_file are required (or testing.insecure_http = true)",
+		snprintf(err, errlen,
+			 "%s: tls.cert_file and tls.key_file are required (or "
+			 "testing.insecure_http = true)",
 			 name);
 		return -EINVAL;
 	}
@@ -204,7 +216,8 @@ static int check(struct coord_conf *c, const char *name, char *err, size_t errle
 	return 0;
 }
 
-static int load(config_t *cf, int rc, const char *name, struct coord_conf *c, char *err, size_t errlen)
+static int load(config_t *cf, int rc, const char *name, struct coord_conf *c, char *err,
+		size_t errlen)
 {
 	int ret;
 
@@ -212,14 +225,16 @@ static int load(config_t *cf, int rc, const char *name, struct coord_conf *c, ch
 		if (config_error_type(cf) == CONFIG_ERR_FILE_IO)
 			snprintf(err, errlen, "%s: cannot read the file", name);
 		else
-			snprintf(err, errlen, "%s:%d: %s", name, config_error_line(cf), config_error_text(cf));
+			snprintf(err, errlen, "%s:%d: %s", name, config_error_line(cf),
+				 config_error_text(cf));
 		return -EINVAL;
 	}
 	ret = walk(config_root_setting(cf), "", c, name, err, errlen);
 	return ret < 0 ? ret : check(c, name, err, errlen);
 }
 
-int coord_conf_parse(const char *text, const char *name, struct coord_conf *c, char *err, size_t errlen)
+int coord_conf_parse(const char *text, const char *name, struct coord_conf *c, char *err,
+		     size_t errlen)
 {
 	config_t cf;
 	int ret;
@@ -254,7 +269,8 @@ int coord_read_token(const char *path, char *tok, size_t toklen, char *err, size
 		return -errno;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077)) {
-		snprintf(err, errlen, "%s: must be a regular file of mode 0600 (chmod 600 %s)", path, path);
+		snprintf(err, errlen, "%s: must be a regular file of mode 0600 (chmod 600 %s)",
+			 path, path);
 		close(fd);
 		return -EPERM;
 	}
@@ -264,11 +280,13 @@ int coord_read_token(const char *path, char *tok, size_t toklen, char *err, size
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -EIO;
 	}
-	while (n > 0 && (tok[n - 1] == '\n' || tok[n - 1] == ' ' || tok[n - 1] == '\r' || tok[n - 1] == '\t'))
+	while (n > 0 && (tok[n - 1] == '\n' || tok[n - 1] == ' ' || tok[n - 1] == '\r' ||
+			 tok[n - 1] == '\t'))
 		n--;
 	tok[n] = '\0';
 	if (n < 32 || strchr(tok, '\n')) {
-		snprintf(err, errlen, "%s: the token must be one line of at least 32 characters", path);
+		snprintf(err, errlen, "%s: the token must be one line of at least 32 characters",
+			 path);
 		return -EINVAL;
 	}
 	return 0;

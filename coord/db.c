@@ -36,13 +36,34 @@ void coord_db_close(struct coord_db *db)
 		OPS(db)->close(db);
 }
 
-enum coord_db_dialect coord_db_dialect(const struct coord_db *db) { return OPS(db)->dialect; }
-const char *coord_db_id_type(const struct coord_db *db) { return OPS(db)->id_type; }
-const char *coord_db_errmsg(const struct coord_db *db) { return OPS(db)->errmsg(db); }
-int coord_db_exec(struct coord_db *db, const char *sql) { return OPS(db)->exec(db, sql); }
-int coord_db_begin(struct coord_db *db) { return OPS(db)->begin(db); }
-int coord_db_commit(struct coord_db *db) { return OPS(db)->commit(db); }
-int coord_db_rollback(struct coord_db *db) { return OPS(db)->rollback(db); }
+enum coord_db_dialect coord_db_dialect(const struct coord_db *db)
+{
+	return OPS(db)->dialect;
+}
+const char *coord_db_id_type(const struct coord_db *db)
+{
+	return OPS(db)->id_type;
+}
+const char *coord_db_errmsg(const struct coord_db *db)
+{
+	return OPS(db)->errmsg(db);
+}
+int coord_db_exec(struct coord_db *db, const char *sql)
+{
+	return OPS(db)->exec(db, sql);
+}
+int coord_db_begin(struct coord_db *db)
+{
+	return OPS(db)->begin(db);
+}
+int coord_db_commit(struct coord_db *db)
+{
+	return OPS(db)->commit(db);
+}
+int coord_db_rollback(struct coord_db *db)
+{
+	return OPS(db)->rollback(db);
+}
 
 int coord_db_prepare(struct coord_db *db, const char *sql, struct coord_stmt **out)
 {
@@ -55,16 +76,55 @@ void coord_stmt_finalize(struct coord_stmt *s)
 		SOPS(s)->finalize(s);
 }
 
-int coord_stmt_reset(struct coord_stmt *s) { return SOPS(s)->reset(s); }
-int coord_stmt_bind_int64(struct coord_stmt *s, int i, int64_t v) { return SOPS(s)->bind_int64(s, i, v); }
-int coord_stmt_bind_text(struct coord_stmt *s, int i, const char *v) { return SOPS(s)->bind_text(s, i, v); }
-int coord_stmt_bind_null(struct coord_stmt *s, int i) { return SOPS(s)->bind_null(s, i); }
-int coord_stmt_step(struct coord_stmt *s) { return SOPS(s)->step(s); }
-int64_t coord_stmt_changes(struct coord_stmt *s) { return SOPS(s)->changes(s); }
-int coord_stmt_ncols(struct coord_stmt *s) { return SOPS(s)->ncols(s); }
-bool coord_stmt_is_null(struct coord_stmt *s, int c) { return SOPS(s)->is_null(s, c); }
-int64_t coord_stmt_int64(struct coord_stmt *s, int c) { return SOPS(s)->col_int64(s, c); }
-const char *coord_stmt_text(struct coord_stmt *s, int c) { return SOPS(s)->col_text(s, c); }
-int coord_db_listen(struct coord_db *db) { return OPS(db)->listen(db); }
-int coord_db_notified(struct coord_db *db) { return OPS(db)->notified(db); }
-int coord_db_notify(struct coord_db *db) { return OPS(db)->notify(db); }
+int coord_stmt_reset(struct coord_stmt *s)
+{
+	return SOPS(s)->reset(s);
+}
+int coord_stmt_bind_int64(struct coord_stmt *s, int i, int64_t v)
+{
+	return SOPS(s)->bind_int64(s, i, v);
+}
+int coord_stmt_bind_text(struct coord_stmt *s, int i, const char *v)
+{
+	return SOPS(s)->bind_text(s, i, v);
+}
+int coord_stmt_bind_null(struct coord_stmt *s, int i)
+{
+	return SOPS(s)->bind_null(s, i);
+}
+int coord_stmt_step(struct coord_stmt *s)
+{
+	return SOPS(s)->step(s);
+}
+int64_t coord_stmt_changes(struct coord_stmt *s)
+{
+	return SOPS(s)->changes(s);
+}
+int coord_stmt_ncols(struct coord_stmt *s)
+{
+	return SOPS(s)->ncols(s);
+}
+bool coord_stmt_is_null(struct coord_stmt *s, int c)
+{
+	return SOPS(s)->is_null(s, c);
+}
+int64_t coord_stmt_int64(struct coord_stmt *s, int c)
+{
+	return SOPS(s)->col_int64(s, c);
+}
+const char *coord_stmt_text(struct coord_stmt *s, int c)
+{
+	return SOPS(s)->col_text(s, c);
+}
+int coord_db_listen(struct coord_db *db)
+{
+	return OPS(db)->listen(db);
+}
+int coord_db_notified(struct coord_db *db)
+{
+	return OPS(db)->notified(db);
+}
+int coord_db_notify(struct coord_db *db)
+{
+	return OPS(db)->notify(db);
+}

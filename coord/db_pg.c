@@ -5,11 +5,12 @@
  *
  * Statements. coord_db_prepare only rewrites `?` to $1..$n; the statement is
  * prepared on the server (PQprepare, a per-connection name) at its first step
- * and reused until the connection is replaced. Parameters travel as text.
- * Their types are given from the first binding: int64 as int8, text and NULL
- * left for the server to infer from the context; a statement where the server
- * cannot infer one (`? IS NULL`) is prepared again with text typed as text.
- * All rows are fetched at once; steps walk the result.
+ * and reused until the connection is replaced or the statement finalized
+ * (DEALLOCATE). Parameters travel as text; their declared types come from
+ * the first binding (see enum types_mode). Inside a transaction the server
+ * prepare runs under a savepoint, so SQL that does not compile leaves the
+ * transaction usable, as with SQLite. All rows are fetched at once; steps
+ * walk the result.
  *
  * Transactions. SQLite's BEGIN IMMEDIATE makes write transactions strictly
  * one at a time, and the SQL above this layer is written for that. To keep
@@ -20,7 +21,7 @@
  * longer than LOCK_TIMEOUT is -EAGAIN.
  *
  * Lost connections. An operation that finds the connection broken reconnects
- * first (at most once per RECONNECT_MS while the server stays away). A
+ * first (backing off from 100 ms to 2 s while the server stays away). A
  * connection lost inside a transaction takes the transaction with it: the
  * statement and every later one until rollback fail with -EAGAIN (retrying
  * the whole transaction is safe: the server rolled it back); a lost COMMIT or
@@ -45,9 +46,13 @@
 #include "db.h"
 
 #define CHANNEL	     "meshgate_state"
-#define LOCK_KEY     "7236836779590788211" /* "dbmeshgs", any constant will do */
+#define LOCK_KEY     "7236836779590788211" /* any constant, the same on every replica */
 #define LOCK_TIMEOUT "15s"
-#define RECONNECT_MS 1000
+/* Reconnect attempts while the server is away: after 100 ms, then doubling
+ * to 2 s (an attempt to an unreachable host blocks the caller up to
+ * connect_timeout, 5 s, unless the URI says otherwise). */
+#define RECONNECT_MIN_MS 100
+#define RECONNECT_MAX_MS 2000
 
 /* Type oids (server/catalog/pg_type_d.h, stable since forever). */
 #define OID_BOOL 16
@@ -62,11 +67,12 @@ struct coord_db {
 	unsigned long gen;
 	unsigned long next_stmt;
 	bool listening;
-	bool notify_seen;    /* since the last coord_db_notified; or a reconnect
-			      * may have lost one */
-	bool tx_lost;	     /* the connection broke inside a transaction */
-	bool doomed;	     /* the server said FATAL while we were idle */
-	int64_t last_fail_ms;
+	bool notify_seen;     /* since the last coord_db_notified; or a reconnect
+			       * may have lost one */
+	bool tx_lost;	      /* the connection broke inside a transaction */
+	bool doomed;	      /* the server said FATAL while we were idle */
+	int64_t last_fail_ms; /* 0: the last reconnect worked */
+	int64_t backoff_ms;
 	/* Names of prepared statements to DEALLOCATE when the connection is
 	 * usable again (a finalize inside a failed transaction). */
 	char **stale;
@@ -79,8 +85,8 @@ struct coord_stmt {
 	char *sql; /* with $n */
 	bool readonly;
 	int nparams;
-	char **vals;  /* nparams; NULL = SQL NULL */
-	bool *isint;  /* nparams: bound with bind_int64 */
+	char **vals; /* nparams; NULL = SQL NULL */
+	bool *isint; /* nparams: bound with bind_int64 */
 	char name[32];
 	unsigned long gen; /* db->gen when prepared; 0: not prepared */
 	PGresult *res;	   /* of the last execution, NULL before */
@@ -195,22 +201,26 @@ static void stale_drop(struct coord_db *db)
 }
 
 /* Replace a broken connection. 0, or -EIO (err says why) while the server
- * stays away; tries at most once per RECONNECT_MS. */
+ * stays away; tries again only after backoff_ms. */
 static int reconnect(struct coord_db *db)
 {
 	int64_t t = now_ms();
 	PGresult *r;
 
-	if (db->last_fail_ms && t - db->last_fail_ms < RECONNECT_MS)
+	if (db->last_fail_ms && t - db->last_fail_ms < db->backoff_ms)
 		return -EIO; /* err still holds the last failure */
 	db->doomed = false;
 	PQreset(db->c);
 	if (broken(db)) {
 		db->last_fail_ms = t ? t : 1;
+		db->backoff_ms = db->backoff_ms ? db->backoff_ms * 2 : RECONNECT_MIN_MS;
+		if (db->backoff_ms > RECONNECT_MAX_MS)
+			db->backoff_ms = RECONNECT_MAX_MS;
 		set_err(db, "connection lost, reconnecting failed: ", PQerrorMessage(db->c));
 		return -EIO;
 	}
 	db->last_fail_ms = 0;
+	db->backoff_ms = 0;
 	db->gen++;
 	stale_drop(db);
 	if (db->listening) {
@@ -330,7 +340,10 @@ static void pg_close(struct coord_db *db)
 	free(db);
 }
 
-static const char *pg_errmsg(const struct coord_db *db) { return db->err; }
+static const char *pg_errmsg(const struct coord_db *db)
+{
+	return db->err;
+}
 
 /* Run sql (no parameters) expecting no rows; 0 or -errno. */
 static int run(struct coord_db *db, const char *sql)
@@ -360,7 +373,10 @@ static int run(struct coord_db *db, const char *sql)
 	return rc;
 }
 
-static int pg_exec(struct coord_db *db, const char *sql) { return run(db, sql); }
+static int pg_exec(struct coord_db *db, const char *sql)
+{
+	return run(db, sql);
+}
 
 static int pg_begin(struct coord_db *db)
 {
@@ -398,8 +414,9 @@ static int pg_commit(struct coord_db *db)
 		db->tx_lost = false;
 		return -EAGAIN;
 	}
-	if (broken(db)) {
-		set_err(db, "", "COMMIT: connection lost; the transaction was rolled back");
+	if (broken(db)) { /* the server went before COMMIT was sent */
+		lose_tx(db, PQerrorMessage(db->c));
+		db->tx_lost = false;
 		return -EAGAIN;
 	}
 	if (PQtransactionStatus(db->c) == PQTRANS_INERROR) {
@@ -411,8 +428,8 @@ static int pg_commit(struct coord_db *db)
 	}
 	r = PQexec(db->c, "COMMIT");
 	if (broken(db)) {
-		set_err(db, "connection lost during COMMIT (outcome unknown): ",
-			PQerrorMessage(db->c));
+		set_err(db,
+			"connection lost during COMMIT (outcome unknown): ", PQerrorMessage(db->c));
 		PQclear(r);
 		return -EIO;
 	}
@@ -430,6 +447,11 @@ static int pg_rollback(struct coord_db *db)
 		db->tx_lost = false; /* the server rolled it back already */
 		return 0;
 	}
+	if (broken(db) && in_tx(db)) { /* the server went: so did the transaction */
+		lose_tx(db, PQerrorMessage(db->c));
+		db->tx_lost = false;
+		return 0;
+	}
 	if (broken(db) || !in_tx(db))
 		return 0;
 	rc = run(db, "ROLLBACK");
@@ -444,7 +466,7 @@ static int pg_rollback(struct coord_db *db)
 static char *translate(const char *sql, int *n)
 {
 	size_t len = strlen(sql), o = 0;
-	char *out = malloc(len * 4 + 1); /* "?" -> "$NNN" at worst, with room */
+	char *out = malloc(len * 5 + 1); /* "?" -> "$NNNN" at worst */
 	const char *p = sql;
 
 	*n = 0;
@@ -622,7 +644,10 @@ static int pg_bind_text(struct coord_stmt *s, int idx, const char *v)
 	return bind(s, idx, d, false);
 }
 
-static int pg_bind_null(struct coord_stmt *s, int idx) { return bind(s, idx, NULL, false); }
+static int pg_bind_null(struct coord_stmt *s, int idx)
+{
+	return bind(s, idx, NULL, false);
+}
 
 /*
  * How parameter types are declared to the server (from the bindings of the
@@ -644,8 +669,8 @@ static PGresult *prepare_typed(struct coord_stmt *s, enum types_mode mode)
 	if (!types)
 		return NULL; /* PQresultStatus(NULL) is PGRES_FATAL_ERROR */
 	for (int i = 0; i < s->nparams; i++)
-		types[i] = mode == TYPES_INFER ? 0
-			   : s->isint[i]      ? OID_INT8
+		types[i] = mode == TYPES_INFER	? 0
+			   : s->isint[i]	? OID_INT8
 			   : mode == TYPES_TEXT ? OID_TEXT
 						: 0;
 	r = PQprepare(s->db->c, s->name, s->sql, s->nparams, types);
@@ -716,8 +741,8 @@ static int execute(struct coord_stmt *s)
 
 		return l ? l : rc;
 	}
-	s->res = PQexecPrepared(db->c, s->name, s->nparams, (const char *const *)s->vals, NULL,
-				NULL, 0);
+	s->res =
+	    PQexecPrepared(db->c, s->name, s->nparams, (const char *const *)s->vals, NULL, NULL, 0);
 	if ((rc = lost(db, was_tx, s->readonly))) {
 		PQclear(s->res);
 		s->res = NULL;
@@ -765,7 +790,10 @@ static int pg_step(struct coord_stmt *s)
 	return 0;
 }
 
-static int64_t pg_changes(struct coord_stmt *s) { return s->changes; }
+static int64_t pg_changes(struct coord_stmt *s)
+{
+	return s->changes;
+}
 
 /* The current row, or -1 (no row, or col out of range). */
 static int cur(struct coord_stmt *s, int col)
@@ -776,7 +804,10 @@ static int cur(struct coord_stmt *s, int col)
 	return s->row - 1;
 }
 
-static int pg_ncols(struct coord_stmt *s) { return s->res ? PQnfields(s->res) : 0; }
+static int pg_ncols(struct coord_stmt *s)
+{
+	return s->res ? PQnfields(s->res) : 0;
+}
 
 static bool pg_is_null(struct coord_stmt *s, int col)
 {
@@ -825,42 +856,48 @@ static int pg_notified(struct coord_db *db)
 	/* Reads without waiting; replaces a broken connection (which may
 	 * have lost a notification: then notify_seen is set). Inside a
 	 * transaction a broken connection is left to the transaction. */
-	if (db->tx_lost || in_tx(db))
+	if (db->tx_lost || in_tx(db)) {
 		drain(db);
-	else if ((rc = ready(db)) < 0)
+		if (!db->tx_lost && broken(db))
+			lose_tx(db, PQerrorMessage(db->c));
+	} else if ((rc = ready(db)) < 0) {
 		return rc;
+	}
 	if (!db->notify_seen)
 		return 0;
 	db->notify_seen = false;
 	return 1;
 }
 
-static int pg_notify(struct coord_db *db) { return run(db, "NOTIFY " CHANNEL); }
+static int pg_notify(struct coord_db *db)
+{
+	return run(db, "NOTIFY " CHANNEL);
+}
 
 static const struct coord_db_ops pg_ops = {
-	.dialect = COORD_DB_PG,
-	.id_type = "BIGSERIAL PRIMARY KEY",
-	.close = pg_close,
-	.errmsg = pg_errmsg,
-	.exec = pg_exec,
-	.begin = pg_begin,
-	.commit = pg_commit,
-	.rollback = pg_rollback,
-	.prepare = pg_prepare,
-	.finalize = pg_finalize,
-	.reset = pg_reset,
-	.bind_int64 = pg_bind_int64,
-	.bind_text = pg_bind_text,
-	.bind_null = pg_bind_null,
-	.step = pg_step,
-	.changes = pg_changes,
-	.ncols = pg_ncols,
-	.is_null = pg_is_null,
-	.col_int64 = pg_col_int64,
-	.col_text = pg_col_text,
-	.listen = pg_listen,
-	.notified = pg_notified,
-	.notify = pg_notify,
+    .dialect = COORD_DB_PG,
+    .id_type = "BIGSERIAL PRIMARY KEY",
+    .close = pg_close,
+    .errmsg = pg_errmsg,
+    .exec = pg_exec,
+    .begin = pg_begin,
+    .commit = pg_commit,
+    .rollback = pg_rollback,
+    .prepare = pg_prepare,
+    .finalize = pg_finalize,
+    .reset = pg_reset,
+    .bind_int64 = pg_bind_int64,
+    .bind_text = pg_bind_text,
+    .bind_null = pg_bind_null,
+    .step = pg_step,
+    .changes = pg_changes,
+    .ncols = pg_ncols,
+    .is_null = pg_is_null,
+    .col_int64 = pg_col_int64,
+    .col_text = pg_col_text,
+    .listen = pg_listen,
+    .notified = pg_notified,
+    .notify = pg_notify,
 };
 
 /* "host:port/db" of a connection, for messages (never the password). */
@@ -868,16 +905,21 @@ static void where(PGconn *c, char *buf, size_t len)
 {
 	const char *h = PQhost(c), *p = PQport(c), *d = PQdb(c);
 
-	snprintf(buf, len, "%s%s%s/%s", h ? h : "?", p && *p ? ":" : "", p ? p : "",
-		 d ? d : "?");
+	snprintf(buf, len, "%s%s%s/%s", h ? h : "?", p && *p ? ":" : "", p ? p : "", d ? d : "?");
 }
 
 int coord_db_pg_open(const char *conninfo, struct coord_db **out, char *err, size_t errlen)
 {
 	/* Defaults first: whatever the URI says overrides them. */
 	static const char *const keys[] = {
-		"connect_timeout", "keepalives_idle", "keepalives_interval", "keepalives_count",
-		"application_name", "client_encoding", "dbname", NULL,
+	    "connect_timeout",
+	    "keepalives_idle",
+	    "keepalives_interval",
+	    "keepalives_count",
+	    "application_name",
+	    "client_encoding",
+	    "dbname",
+	    NULL,
 	};
 	const char *vals[] = {"5", "30", "10", "3", "meshgate-coord", "UTF8", conninfo, NULL};
 	struct coord_db *db = calloc(1, sizeof(*db));

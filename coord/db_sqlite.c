@@ -47,7 +47,10 @@ static void sq_close(struct coord_db *db)
 	free(db);
 }
 
-static const char *sq_errmsg(const struct coord_db *db) { return db->err; }
+static const char *sq_errmsg(const struct coord_db *db)
+{
+	return db->err;
+}
 
 static int sq_exec(struct coord_db *db, const char *sql)
 {
@@ -55,9 +58,18 @@ static int sq_exec(struct coord_db *db, const char *sql)
 	return rc == SQLITE_OK ? 0 : fail(db, rc);
 }
 
-static int sq_begin(struct coord_db *db) { return sq_exec(db, "BEGIN IMMEDIATE"); }
-static int sq_commit(struct coord_db *db) { return sq_exec(db, "COMMIT"); }
-static int sq_rollback(struct coord_db *db) { return sq_exec(db, "ROLLBACK"); }
+static int sq_begin(struct coord_db *db)
+{
+	return sq_exec(db, "BEGIN IMMEDIATE");
+}
+static int sq_commit(struct coord_db *db)
+{
+	return sq_exec(db, "COMMIT");
+}
+static int sq_rollback(struct coord_db *db)
+{
+	return sq_exec(db, "ROLLBACK");
+}
 
 static int sq_prepare(struct coord_db *db, const char *sql, struct coord_stmt **out)
 {
@@ -125,15 +137,24 @@ static int sq_step(struct coord_stmt *s)
 	return rc;
 }
 
-static int64_t sq_changes(struct coord_stmt *s) { return s->changes; }
-static int sq_ncols(struct coord_stmt *s) { return sqlite3_column_count(s->st); }
+static int64_t sq_changes(struct coord_stmt *s)
+{
+	return s->changes;
+}
+static int sq_ncols(struct coord_stmt *s)
+{
+	return sqlite3_column_count(s->st);
+}
 
 static bool sq_is_null(struct coord_stmt *s, int col)
 {
 	return sqlite3_column_type(s->st, col) == SQLITE_NULL;
 }
 
-static int64_t sq_int64(struct coord_stmt *s, int col) { return sqlite3_column_int64(s->st, col); }
+static int64_t sq_int64(struct coord_stmt *s, int col)
+{
+	return sqlite3_column_int64(s->st, col);
+}
 
 static const char *sq_text(struct coord_stmt *s, int col)
 {
@@ -159,29 +180,29 @@ static int sq_notify(struct coord_db *db)
 }
 
 static const struct coord_db_ops sqlite_ops = {
-	.dialect = COORD_DB_SQLITE,
-	.id_type = "INTEGER PRIMARY KEY",
-	.close = sq_close,
-	.errmsg = sq_errmsg,
-	.exec = sq_exec,
-	.begin = sq_begin,
-	.commit = sq_commit,
-	.rollback = sq_rollback,
-	.prepare = sq_prepare,
-	.finalize = sq_finalize,
-	.reset = sq_reset,
-	.bind_int64 = sq_bind_int64,
-	.bind_text = sq_bind_text,
-	.bind_null = sq_bind_null,
-	.step = sq_step,
-	.changes = sq_changes,
-	.ncols = sq_ncols,
-	.is_null = sq_is_null,
-	.col_int64 = sq_int64,
-	.col_text = sq_text,
-	.listen = sq_listen,
-	.notified = sq_notified,
-	.notify = sq_notify,
+    .dialect = COORD_DB_SQLITE,
+    .id_type = "INTEGER PRIMARY KEY",
+    .close = sq_close,
+    .errmsg = sq_errmsg,
+    .exec = sq_exec,
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .prepare = sq_prepare,
+    .finalize = sq_finalize,
+    .reset = sq_reset,
+    .bind_int64 = sq_bind_int64,
+    .bind_text = sq_bind_text,
+    .bind_null = sq_bind_null,
+    .step = sq_step,
+    .changes = sq_changes,
+    .ncols = sq_ncols,
+    .is_null = sq_is_null,
+    .col_int64 = sq_int64,
+    .col_text = sq_text,
+    .listen = sq_listen,
+    .notified = sq_notified,
+    .notify = sq_notify,
 };
 
 int coord_db_sqlite_open(const char *path, struct coord_db **out, char *err, size_t errlen)
@@ -195,13 +216,16 @@ int coord_db_sqlite_open(const char *path, struct coord_db **out, char *err, siz
 	db->ops = &sqlite_ops;
 	rc = sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (rc != SQLITE_OK) {
-		snprintf(err, errlen, "sqlite %s: %s", path, db->h ? sqlite3_errmsg(db->h) : "out of memory");
+		snprintf(err, errlen, "sqlite %s: %s", path,
+			 db->h ? sqlite3_errmsg(db->h) : "out of memory");
 		sqlite3_close_v2(db->h);
 		free(db);
 		return -EIO;
 	}
 	sqlite3_busy_timeout(db->h, 5000);
-	if (sq_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON") < 0) {
+	if (sq_exec(db,
+		    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON") <
+	    0) {
 		snprintf(err, errlen, "%s: %s", path, db->err);
 		sq_close(db);
 		return -EIO;

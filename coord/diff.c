@@ -49,7 +49,8 @@ static int eq(const struct lines *a, size_t i, const struct lines *b, size_t j)
 	return a->len[i] == b->len[j] && !memcmp(a->s[i], b->s[j], a->len[i]);
 }
 
-char *coord_diff(const char *ta, const char *tb, const char *name_a, const char *name_b, size_t max_lines)
+char *coord_diff(const char *ta, const char *tb, const char *name_a, const char *name_b,
+		 size_t max_lines)
 {
 	struct lines a = {0}, b = {0};
 	uint32_t *L = NULL;
@@ -67,7 +68,8 @@ char *coord_diff(const char *ta, const char *tb, const char *name_a, const char 
 	for (size_t i = a.n; i-- > 0;)
 		for (size_t j = b.n; j-- > 0;)
 			L[i * W + j] = eq(&a, i, &b, j) ? L[(i + 1) * W + j + 1] + 1
-			: L[(i + 1) * W + j] > L[i * W + j + 1] ? L[(i + 1) * W + j] : L[i * W + j + 1];
+				       : L[(i + 1) * W + j] > L[i * W + j + 1] ? L[(i + 1) * W + j]
+									       : L[i * W + j + 1];
 	for (size_t i = 0, j = 0; i < a.n || j < b.n;) {
 		if (i < a.n && j < b.n && eq(&a, i, &b, j)) {
 			ops[n_ops++] = ' ';
@@ -114,7 +116,8 @@ char *coord_diff(const char *ta, const char *tb, const char *name_a, const char 
 			strbuf_printf(&sb, "--- %s\n+++ %s\n", name_a, name_b);
 			header = true;
 		}
-		strbuf_printf(&sb, "@@ -%zu,%zu +%zu,%zu @@\n", ca ? sa + 1 : sa, ca, cb ? sbn + 1 : sbn, cb);
+		strbuf_printf(&sb, "@@ -%zu,%zu +%zu,%zu @@\n", ca ? sa + 1 : sa, ca,
+			      cb ? sbn + 1 : sbn, cb);
 		size_t x = sa, y = sbn;
 		for (size_t o = start; o < end; o++) {
 			if (ops[o] == '+') {

@@ -9,6 +9,7 @@
  * name_a / name_b, malloc'd; "" when equal. NULL on ENOMEM or when either
  * side has more than max_lines lines.
  */
-char *coord_diff(const char *a, const char *b, const char *name_a, const char *name_b, size_t max_lines);
+char *coord_diff(const char *a, const char *b, const char *name_a, const char *name_b,
+		 size_t max_lines);
 
 #endif /* MG_COORD_DIFF_H */

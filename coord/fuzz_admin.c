@@ -27,16 +27,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	size--;
 	switch (data[0] % 6) {
-	case 0: ret = coord_parse_tailnet(body, size, &r.t, err, sizeof(err)); break;
-	case 1: ret = coord_parse_user(body, size, &r.u, err, sizeof(err)); break;
-	case 2: ret = coord_parse_key(body, size, &r.k, err, sizeof(err)); break;
-	case 3: ret = coord_parse_approve(body, size, &r.a, err, sizeof(err)); break;
+	case 0:
+		ret = coord_parse_tailnet(body, size, &r.t, err, sizeof(err));
+		break;
+	case 1:
+		ret = coord_parse_user(body, size, &r.u, err, sizeof(err));
+		break;
+	case 2:
+		ret = coord_parse_key(body, size, &r.k, err, sizeof(err));
+		break;
+	case 3:
+		ret = coord_parse_approve(body, size, &r.a, err, sizeof(err));
+		break;
 	case 4:
 		ret = coord_parse_policy(body, size, &r.p, err, sizeof(err));
 		if (ret == 0)
 			free(r.p.policy);
 		break;
-	default: ret = coord_parse_wg(body, size, &r.w, err, sizeof(err)); break;
+	default:
+		ret = coord_parse_wg(body, size, &r.w, err, sizeof(err));
+		break;
 	}
 	if (ret < 0 && !err[0])
 		abort();

@@ -21,8 +21,14 @@ static inline bool bit_get(const uint64_t *b, uint32_t words, uint32_t i)
 	return i / 64 < words && (b[i / 64] >> (i % 64)) & 1;
 }
 
-static inline void bit_set(uint64_t *b, uint32_t i) { b[i / 64] |= 1ull << (i % 64); }
-static inline void bit_clr(uint64_t *b, uint32_t i) { b[i / 64] &= ~(1ull << (i % 64)); }
+static inline void bit_set(uint64_t *b, uint32_t i)
+{
+	b[i / 64] |= 1ull << (i % 64);
+}
+static inline void bit_clr(uint64_t *b, uint32_t i)
+{
+	b[i / 64] &= ~(1ull << (i % 64));
+}
 
 uint64_t cm_hash(const char *s)
 {
@@ -33,9 +39,15 @@ uint64_t cm_hash(const char *s)
 	return h;
 }
 
-static char *dup_or_empty(const char *s) { return strdup(s ? s : ""); }
+static char *dup_or_empty(const char *s)
+{
+	return strdup(s ? s : "");
+}
 
-static bool streq(const char *a, const char *b) { return !strcmp(a ? a : "", b ? b : ""); }
+static bool streq(const char *a, const char *b)
+{
+	return !strcmp(a ? a : "", b ? b : "");
+}
 
 /* ---- model basics ---------------------------------------------------------- */
 
@@ -137,8 +149,8 @@ struct cm_tailnet *cm_tailnet_by_name(struct coord_model *m, const char *name)
 	return NULL;
 }
 
-struct cm_tailnet *cm_tailnet_set(struct coord_model *m, int64_t id, const char *name, int key_expiry_days,
-				  const char *ula, const char *gw_tag)
+struct cm_tailnet *cm_tailnet_set(struct coord_model *m, int64_t id, const char *name,
+				  int key_expiry_days, const char *ula, const char *gw_tag)
 {
 	struct cm_tailnet *t = cm_tailnet_find(m, id);
 	struct mg_prefix p;
@@ -177,7 +189,8 @@ struct cm_tailnet *cm_tailnet_set(struct coord_model *m, int64_t id, const char 
 
 int cm_tailnet_set_policy(struct cm_tailnet *t, const char *policy, int64_t version)
 {
-	if (t->policy_version == version && streq(t->policy, policy) && (t->policy != NULL) == (policy != NULL))
+	if (t->policy_version == version && streq(t->policy, policy) &&
+	    (t->policy != NULL) == (policy != NULL))
 		return 0;
 	free(t->policy);
 	t->policy = policy ? strdup(policy) : NULL;
@@ -301,12 +314,14 @@ static bool info_same(const struct cm_node *n, const struct cm_node_info *i)
 {
 	const struct cm_node_info *o = &n->info;
 
-	return o->tailnet_id == i->tailnet_id && o->user_id == i->user_id && streq(o->name, i->name) &&
-	       streq(o->node_key, i->node_key) && streq(o->machine_key, i->machine_key) &&
-	       !memcmp(&o->addr4, &i->addr4, sizeof(i->addr4)) && !memcmp(&o->addr6, &i->addr6, sizeof(i->addr6)) &&
-	       streq(o->tags, i->tags) && streq(o->endpoints, i->endpoints) && streq(o->routes, i->routes) &&
-	       streq(o->approved, i->approved) && o->ephemeral == i->ephemeral && o->plain_wg == i->plain_wg &&
-	       o->key_expiry == i->key_expiry;
+	return o->tailnet_id == i->tailnet_id && o->user_id == i->user_id &&
+	       streq(o->name, i->name) && streq(o->node_key, i->node_key) &&
+	       streq(o->machine_key, i->machine_key) &&
+	       !memcmp(&o->addr4, &i->addr4, sizeof(i->addr4)) &&
+	       !memcmp(&o->addr6, &i->addr6, sizeof(i->addr6)) && streq(o->tags, i->tags) &&
+	       streq(o->endpoints, i->endpoints) && streq(o->routes, i->routes) &&
+	       streq(o->approved, i->approved) && o->ephemeral == i->ephemeral &&
+	       o->plain_wg == i->plain_wg && o->key_expiry == i->key_expiry;
 }
 
 struct cm_node *cm_node_upsert(struct coord_model *m, const struct cm_node_info *info)
@@ -317,7 +332,8 @@ struct cm_node *cm_node_upsert(struct coord_model *m, const struct cm_node_info 
 	if (!t)
 		return NULL;
 	if (n && info_same(n, info)) {
-		n->info.last_seen = info->last_seen > n->info.last_seen ? info->last_seen : n->info.last_seen;
+		n->info.last_seen =
+		    info->last_seen > n->info.last_seen ? info->last_seen : n->info.last_seen;
 		return n;
 	}
 	if (!n) {
@@ -331,12 +347,19 @@ struct cm_node *cm_node_upsert(struct coord_model *m, const struct cm_node_info 
 		n->tn->dirty = true;
 		n->tn->need_compile = true;
 	}
-	if (!n->tn || n->tn != t || n->info.user_id != info->user_id || !streq(n->info.name, info->name) ||
-	    !streq(n->info.tags, info->tags) || memcmp(&n->info.addr4, &info->addr4, sizeof(info->addr4)) ||
+	if (!n->tn || n->tn != t || n->info.user_id != info->user_id ||
+	    !streq(n->info.name, info->name) || !streq(n->info.tags, info->tags) ||
+	    memcmp(&n->info.addr4, &info->addr4, sizeof(info->addr4)) ||
 	    memcmp(&n->info.addr6, &info->addr6, sizeof(info->addr6)))
 		t->need_compile = true;
 	n->render_dirty = true;
-	int64_t last_seen = info->last_seen > n->info.last_seen ? info->last_seen : n->info.last_seen;
+	int64_t last_seen =
+	    info->last_seen > n->info.last_seen ? info->last_seen : n->info.last_seen;
+	/* copy first: info may point into n's own strings */
+	char *name = dup_or_empty(info->name), *key = dup_or_empty(info->node_key),
+	     *mkey = info->machine_key ? strdup(info->machine_key) : NULL,
+	     *tags = dup_or_empty(info->tags), *eps = dup_or_empty(info->endpoints),
+	     *routes = dup_or_empty(info->routes), *appr = dup_or_empty(info->approved);
 	free(n->s_name);
 	free(n->s_node_key);
 	free(n->s_machine_key);
@@ -346,16 +369,15 @@ struct cm_node *cm_node_upsert(struct coord_model *m, const struct cm_node_info 
 	free(n->s_approved);
 	n->info = *info;
 	n->info.last_seen = last_seen;
-	n->info.name = n->s_name = dup_or_empty(info->name);
-	n->info.node_key = n->s_node_key = dup_or_empty(info->node_key);
-	n->s_machine_key = info->machine_key ? strdup(info->machine_key) : NULL;
-	n->info.machine_key = n->s_machine_key;
-	n->info.tags = n->s_tags = dup_or_empty(info->tags);
-	n->info.endpoints = n->s_eps = dup_or_empty(info->endpoints);
-	n->info.routes = n->s_routes = dup_or_empty(info->routes);
-	n->info.approved = n->s_approved = dup_or_empty(info->approved);
-	if (!n->s_name || !n->s_node_key || !n->s_tags || !n->s_eps || !n->s_routes || !n->s_approved ||
-	    split_tags(n, n->s_tags) < 0)
+	n->info.name = n->s_name = name;
+	n->info.node_key = n->s_node_key = key;
+	n->info.machine_key = n->s_machine_key = mkey;
+	n->info.tags = n->s_tags = tags;
+	n->info.endpoints = n->s_eps = eps;
+	n->info.routes = n->s_routes = routes;
+	n->info.approved = n->s_approved = appr;
+	if (!n->s_name || !n->s_node_key || !n->s_tags || !n->s_eps || !n->s_routes ||
+	    !n->s_approved || split_tags(n, n->s_tags) < 0)
 		return NULL;
 	n->n_adv = cm_parse_prefixes(n->s_routes, n->adv, CM_MAX_ROUTES);
 	n->n_approved = cm_parse_prefixes(n->s_approved, n->approved, CM_MAX_ROUTES);
@@ -389,7 +411,8 @@ void cm_tick(struct coord_model *m, int64_t now)
 
 		if (!n)
 			continue;
-		on = n->held || (n->info.last_seen && now - n->info.last_seen < (int64_t)m->offline_seconds);
+		on = n->held ||
+		     (n->info.last_seen && now - n->info.last_seen < (int64_t)m->offline_seconds);
 		if (n->info.plain_wg)
 			on = false;
 		if (on != n->online) {
@@ -464,7 +487,8 @@ static int resolve(void *arg, const char *name, struct mg_prefix_list *out)
 	else {
 		kind = 4;
 		for (size_t i = 0; i < m->n_users; i++)
-			if (m->users[i].tailnet_id == r->tailnet_id && !strcmp(m->users[i].name, name)) {
+			if (m->users[i].tailnet_id == r->tailnet_id &&
+			    !strcmp(m->users[i].name, name)) {
 				user_id = m->users[i].id;
 				kind = 3;
 			}
@@ -477,11 +501,21 @@ static int resolve(void *arg, const char *name, struct mg_prefix_list *out)
 		if (!n || n->info.tailnet_id != r->tailnet_id)
 			continue;
 		switch (kind) {
-		case 0: match = n->n_tags == 0; break;
-		case 1: match = n->n_tags > 0; break;
-		case 2: match = cm_node_has_tag(n, name); break;
-		case 3: match = n->n_tags == 0 && n->info.user_id == user_id; break;
-		default: match = !strcmp(n->info.name, name); break;
+		case 0:
+			match = n->n_tags == 0;
+			break;
+		case 1:
+			match = n->n_tags > 0;
+			break;
+		case 2:
+			match = cm_node_has_tag(n, name);
+			break;
+		case 3:
+			match = n->n_tags == 0 && n->info.user_id == user_id;
+			break;
+		default:
+			match = !strcmp(n->info.name, name);
+			break;
 		}
 		if (match) {
 			found = true;
@@ -535,7 +569,8 @@ static int hujson_strip(char *s, size_t len, char *err, size_t errlen)
 		}
 		if (s[i] == ',') {
 			size_t k = i + 1;
-			while (k < len && (s[k] == ' ' || s[k] == '\t' || s[k] == '\n' || s[k] == '\r'))
+			while (k < len &&
+			       (s[k] == ' ' || s[k] == '\t' || s[k] == '\n' || s[k] == '\r'))
 				k++;
 			if (k < len && (s[k] == ']' || s[k] == '}'))
 				s[i] = ' ';
@@ -553,7 +588,8 @@ static int add_who(struct cm_auto_route *a, json_t *groups, const char *w, int d
 		size_t i;
 
 		json_array_foreach(members, i, v) if (json_is_string(v) &&
-						     add_who(a, groups, json_string_value(v), 1) < 0) return -ENOMEM;
+						      add_who(a, groups, json_string_value(v), 1) <
+							  0) return -ENOMEM;
 		return 0;
 	}
 	char **who = realloc(a->who, (a->n_who + 1) * sizeof(*who));
@@ -578,19 +614,23 @@ static int take_auto_approvers(json_t *root, struct cm_auto_route **out, size_t 
 	*n_out = 0;
 	if (aa) {
 		if (!json_is_object(aa)) {
-			snprintf(err, errlen, "policy: autoApprovers: want an object {\"routes\": {...}}");
+			snprintf(err, errlen,
+				 "policy: autoApprovers: want an object {\"routes\": {...}}");
 			return -EINVAL;
 		}
 		json_object_foreach(aa, key, routes)
 		{
 			if (strcmp(key, "routes") && strcmp(key, "exitNode")) {
-				snprintf(err, errlen, "policy: autoApprovers \"%s\": unknown key", key);
+				snprintf(err, errlen, "policy: autoApprovers \"%s\": unknown key",
+					 key);
 				return -EINVAL;
 			}
 		}
 		routes = json_object_get(aa, "routes");
 		if (routes && !json_is_object(routes)) {
-			snprintf(err, errlen, "policy: autoApprovers.routes: want an object {\"prefix\": [who]}");
+			snprintf(
+			    err, errlen,
+			    "policy: autoApprovers.routes: want an object {\"prefix\": [who]}");
 			return -EINVAL;
 		}
 		json_object_foreach(routes, key, who)
@@ -603,20 +643,26 @@ static int take_auto_approvers(json_t *root, struct cm_auto_route **out, size_t 
 			memset(a, 0, sizeof(*a));
 			(*n_out)++;
 			if (mg_prefix_parse(key, &a->prefix) < 0) {
-				snprintf(err, errlen, "policy: autoApprovers.routes \"%s\": not a prefix", key);
+				snprintf(err, errlen,
+					 "policy: autoApprovers.routes \"%s\": not a prefix", key);
 				return -EINVAL;
 			}
 			if (!json_is_array(who)) {
-				snprintf(err, errlen, "policy: autoApprovers.routes \"%s\": want a list", key);
+				snprintf(err, errlen,
+					 "policy: autoApprovers.routes \"%s\": want a list", key);
 				return -EINVAL;
 			}
 			json_array_foreach(who, i, w)
 			{
 				if (!json_is_string(w)) {
-					snprintf(err, errlen, "policy: autoApprovers.routes \"%s\"[%zu]: want a string", key, i);
+					snprintf(err, errlen,
+						 "policy: autoApprovers.routes \"%s\"[%zu]: want a "
+						 "string",
+						 key, i);
 					return -EINVAL;
 				}
-				if (add_who(a, json_object_get(root, "groups"), json_string_value(w), 0) < 0)
+				if (add_who(a, json_object_get(root, "groups"),
+					    json_string_value(w), 0) < 0)
 					return -ENOMEM;
 			}
 		}
@@ -633,8 +679,9 @@ static bool rule_accepts(const struct mg_acl_rule *r, const struct mg_acl_test *
 
 	memcpy(s.addr, r->src, 16);
 	memcpy(d.addr, r->dst, 16);
-	return r->family == t->family && (r->proto == 0 || r->proto == t->proto) && t->dport >= r->dport_lo &&
-	       t->dport <= r->dport_hi && mg_prefix_contains(&s, t->src, t->family) &&
+	return r->family == t->family && (r->proto == 0 || r->proto == t->proto) &&
+	       t->dport >= r->dport_lo && t->dport <= r->dport_hi &&
+	       mg_prefix_contains(&s, t->src, t->family) &&
 	       mg_prefix_contains(&d, t->dst, t->family);
 }
 
@@ -650,17 +697,19 @@ static int run_tests(const struct mg_policy *p, char *err, size_t errlen)
 		if (ok != (bool)t->expect_accept) {
 			inet_ntop(t->family, t->src, src, sizeof(src));
 			inet_ntop(t->family, t->dst, dst, sizeof(dst));
-			snprintf(err, errlen, "policy: tests[%u]: %s -> %s port %u proto %u is %s, the test says %s",
-				 t->test_index, src, dst, t->dport, t->proto, ok ? "accepted" : "denied",
-				 t->expect_accept ? "accept" : "deny");
+			snprintf(
+			    err, errlen,
+			    "policy: tests[%u]: %s -> %s port %u proto %u is %s, the test says %s",
+			    t->test_index, src, dst, t->dport, t->proto, ok ? "accepted" : "denied",
+			    t->expect_accept ? "accept" : "deny");
 			return -EINVAL;
 		}
 	}
 	return 0;
 }
 
-int cm_policy_compile(struct coord_model *m, struct cm_tailnet *t, int64_t tailnet_id, const char *text,
-		      bool run_test, bool install, char *err, size_t errlen)
+int cm_policy_compile(struct coord_model *m, struct cm_tailnet *t, int64_t tailnet_id,
+		      const char *text, bool run_test, bool install, char *err, size_t errlen)
 {
 	size_t len = strlen(text);
 	char *buf = malloc(len + 1), *json = NULL;
@@ -673,7 +722,8 @@ int cm_policy_compile(struct coord_model *m, struct cm_tailnet *t, int64_t tailn
 	struct mg_policy_resolver res = {resolve, &rc};
 	/* A tag of thousands of nodes times a few gateways is hundreds of
 	 * thousands of flat rules: allow that (44 bytes each). */
-	struct mg_policy_opts opts = {.name = "policy", .resolver = &res, .max_rules = CM_MAX_RULES};
+	struct mg_policy_opts opts = {
+	    .name = "policy", .resolver = &res, .max_rules = CM_MAX_RULES};
 	int ret;
 
 	if (!buf)
@@ -725,7 +775,8 @@ out:
 	return ret;
 }
 
-bool cm_route_approved(const struct coord_model *m, const struct cm_node *n, const struct mg_prefix *p)
+bool cm_route_approved(const struct coord_model *m, const struct cm_node *n,
+		       const struct mg_prefix *p)
 {
 	const char *user;
 
@@ -923,8 +974,8 @@ static char *utoa(char *p, unsigned v)
 
 /* One rule as a packet_filter entry; src/dst already formatted (no printf:
  * a gateway's filter can be tens of thousands of rules). */
-static void render_rule(struct strbuf *sb, const struct mg_acl_rule *r, const char *src, const char *dst,
-			bool first)
+static void render_rule(struct strbuf *sb, const struct mg_acl_rule *r, const char *src,
+			const char *dst, bool first)
 {
 	char buf[256], *p = buf;
 
@@ -1008,7 +1059,8 @@ static int pc_init(struct pcache *pc, struct coord_model *m, const struct cm_tai
 			size_t i;
 			if (!a[k]->family)
 				continue;
-			for (i = pc_hash(a[k]) & (pc->acap - 1); pc->aslot[i]; i = (i + 1) & (pc->acap - 1))
+			for (i = pc_hash(a[k]) & (pc->acap - 1); pc->aslot[i];
+			     i = (i + 1) & (pc->acap - 1))
 				;
 			pc->akeys[i] = *a[k];
 			pc->aslot[i] = s + 1;
@@ -1017,10 +1069,11 @@ static int pc_init(struct pcache *pc, struct coord_model *m, const struct cm_tai
 	return 0;
 }
 
-static void pc_fill(struct pcache *pc, struct coord_model *m, const struct cm_tailnet *t, const struct mg_prefix *p,
-		    uint64_t *set)
+static void pc_fill(struct pcache *pc, struct coord_model *m, const struct cm_tailnet *t,
+		    const struct mg_prefix *p, uint64_t *set)
 {
-	bool host = (p->family == AF_INET && p->cidr == 32) || (p->family == AF_INET6 && p->cidr == 128);
+	bool host =
+	    (p->family == AF_INET && p->cidr == 32) || (p->family == AF_INET6 && p->cidr == 128);
 
 	if (!host) {
 		for (uint32_t s = 0; s < m->n_slots; s++) {
@@ -1127,8 +1180,9 @@ struct rule_strs {
 	const char *src, *dst; /* owned by the pcache */
 };
 
-static int build_sets(struct coord_model *m, struct cm_tailnet *t, uint32_t words, struct pcache *pcp,
-		      struct rule_strs **strs_out, uint32_t **first_out, uint32_t **idx_out)
+static int build_sets(struct coord_model *m, struct cm_tailnet *t, uint32_t words,
+		      struct pcache *pcp, struct rule_strs **strs_out, uint32_t **first_out,
+		      uint32_t **idx_out)
 {
 	struct pcache pc;
 	uint32_t *first = calloc((size_t)words * 64 + 2, sizeof(*first)), *idx = NULL, *pos = NULL;
@@ -1274,7 +1328,8 @@ static int recompute_tailnet(struct coord_model *m, struct cm_tailnet *t, int64_
 	if (t->need_compile) {
 		if (t->policy) {
 			char err[256];
-			if (cm_policy_compile(m, t, t->id, t->policy, false, true, err, sizeof(err)) < 0)
+			if (cm_policy_compile(m, t, t->id, t->policy, false, true, err,
+					      sizeof(err)) < 0)
 				/* a node the policy names went away, say: keep the old rules
 				 * (none if it never compiled: nothing is allowed) */
 				snprintf(t->policy_err, sizeof(t->policy_err), "%s", err);
@@ -1339,7 +1394,8 @@ static int recompute_tailnet(struct coord_model *m, struct cm_tailnet *t, int64_
 			sb.len = 0;
 			strbuf_add(&sb, "[");
 			for (uint32_t k = first[s]; k < first[s + 1]; k++)
-				render_rule(&sb, &t->rules[idx[k]], strs[idx[k]].src, strs[idx[k]].dst, k == first[s]);
+				render_rule(&sb, &t->rules[idx[k]], strs[idx[k]].src,
+					    strs[idx[k]].dst, k == first[s]);
 			strbuf_add(&sb, "]");
 			if (sb.oom) {
 				ret = -ENOMEM;
@@ -1371,7 +1427,8 @@ out:
 	return ret;
 }
 
-int cm_recompute(struct coord_model *m, int64_t now, void (*wake)(void *arg, struct cm_node *n), void *arg)
+int cm_recompute(struct coord_model *m, int64_t now, void (*wake)(void *arg, struct cm_node *n),
+		 void *arg)
 {
 	int done = 0;
 
@@ -1425,7 +1482,8 @@ char *cm_map(struct coord_model *m, struct cm_node *n, int64_t version, size_t *
 		for (uint32_t w = 0; w < n->cur_words; w++)
 			for (uint64_t c = n->cur[w]; c; c &= c - 1) {
 				uint32_t p = w * 64 + (uint32_t)__builtin_ctzll(c);
-				if (!m->slots[p] || (bit_get(n->sent, n->sent_words, p) && m->slots[p]->peer_seq <= n->sent_seq))
+				if (!m->slots[p] || (bit_get(n->sent, n->sent_words, p) &&
+						     m->slots[p]->peer_seq <= n->sent_seq))
 					continue;
 				if (!first)
 					strbuf_add(&sb, ",");
@@ -1438,18 +1496,17 @@ char *cm_map(struct coord_model *m, struct cm_node *n, int64_t version, size_t *
 			uint64_t gone = n->sent[w] & ~(w < n->cur_words ? n->cur[w] : 0);
 			for (; gone; gone &= gone - 1) {
 				uint32_t p = w * 64 + (uint32_t)__builtin_ctzll(gone);
-				strbuf_printf(&sb, "%s%lld", first ? "" : ",", (long long)m->slot_id[p]);
+				strbuf_printf(&sb, "%s%lld", first ? "" : ",",
+					      (long long)m->slot_id[p]);
 				first = false;
 			}
 		}
 		strbuf_add(&sb, "]");
-		if (n->filter_hash != n->sent_filter_hash)
-		{
+		if (n->filter_hash != n->sent_filter_hash) {
 			strbuf_add(&sb, ",\"packet_filter\":");
 			strbuf_add(&sb, n->filter_json);
 		}
-		if (n->self_hash != n->sent_self_hash)
-		{
+		if (n->self_hash != n->sent_self_hash) {
 			strbuf_add(&sb, ",\"self\":");
 			strbuf_add(&sb, n->self_json);
 		}

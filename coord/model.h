@@ -68,10 +68,10 @@ struct cm_node {
 	char *filter_json, *self_json;
 	uint64_t filter_hash, self_hash, sent_filter_hash, sent_self_hash;
 	uint64_t sent_seq;
-	int64_t sent_version; /* 0: nothing sent (next map is full) */
-	bool pending;	      /* cur differs from sent */
-	bool computed;	      /* cur, filter and self exist */
-	void *waiter;	      /* the server's suspended request, if any */
+	int64_t sent_version;	/* 0: nothing sent (next map is full) */
+	bool pending;		/* cur differs from sent */
+	bool computed;		/* cur, filter and self exist */
+	void *waiter;		/* the server's suspended request, if any */
 	int64_t waiter_version; /* the version that request has */
 };
 
@@ -89,8 +89,8 @@ struct cm_tailnet {
 	char *policy;	      /* HuJSON text, NULL: allow all */
 	int64_t policy_version;
 	bool dirty;
-	bool need_compile; /* policy text or the names it resolves changed */
-	bool routes_moved; /* a primary changed since the last recompute */
+	bool need_compile;    /* policy text or the names it resolves changed */
+	bool routes_moved;    /* a primary changed since the last recompute */
 	char policy_err[256]; /* why the current policy failed to compile, "" */
 	/* compiled */
 	struct mg_acl_rule *rules;
@@ -125,8 +125,8 @@ void cm_free(struct coord_model *m);
 struct cm_tailnet *cm_tailnet_find(struct coord_model *m, int64_t id);
 struct cm_tailnet *cm_tailnet_by_name(struct coord_model *m, const char *name);
 /* Create or update; marks it dirty if anything changed. NULL on ENOMEM. */
-struct cm_tailnet *cm_tailnet_set(struct coord_model *m, int64_t id, const char *name, int key_expiry_days,
-				  const char *ula, const char *gw_tag);
+struct cm_tailnet *cm_tailnet_set(struct coord_model *m, int64_t id, const char *name,
+				  int key_expiry_days, const char *ula, const char *gw_tag);
 /* policy NULL: allow all. Marks dirty if version changed. */
 int cm_tailnet_set_policy(struct cm_tailnet *t, const char *policy, int64_t version);
 
@@ -166,11 +166,12 @@ char *cm_map(struct coord_model *m, struct cm_node *n, int64_t version, size_t *
  * err. If run_tests, the policy's "tests" are checked too. On success and if
  * t is given, the rules are installed in t.
  */
-int cm_policy_compile(struct coord_model *m, struct cm_tailnet *t, int64_t tailnet_id, const char *text,
-		      bool run_tests, bool install, char *err, size_t errlen);
+int cm_policy_compile(struct coord_model *m, struct cm_tailnet *t, int64_t tailnet_id,
+		      const char *text, bool run_tests, bool install, char *err, size_t errlen);
 
 /* Is prefix p approved for n (by an admin or by autoApprovers)? */
-bool cm_route_approved(const struct coord_model *m, const struct cm_node *n, const struct mg_prefix *p);
+bool cm_route_approved(const struct coord_model *m, const struct cm_node *n,
+		       const struct mg_prefix *p);
 
 /* Render helpers shared with the server. */
 uint64_t cm_hash(const char *s);

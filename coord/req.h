@@ -74,14 +74,22 @@ struct coord_wg_req {
 	char public_key[64];
 };
 
-int coord_parse_register(const char *body, size_t len, struct coord_register_req *r, char *err, size_t errlen);
-int coord_parse_map(const char *body, size_t len, struct coord_map_req *r, char *err, size_t errlen);
-int coord_parse_update(const char *body, size_t len, struct coord_update_req *r, char *err, size_t errlen);
-int coord_parse_tailnet(const char *body, size_t len, struct coord_tailnet_req *r, char *err, size_t errlen);
-int coord_parse_user(const char *body, size_t len, struct coord_user_req *r, char *err, size_t errlen);
-int coord_parse_key(const char *body, size_t len, struct coord_key_req *r, char *err, size_t errlen);
-int coord_parse_approve(const char *body, size_t len, struct coord_approve_req *r, char *err, size_t errlen);
-int coord_parse_policy(const char *body, size_t len, struct coord_policy_req *r, char *err, size_t errlen);
+int coord_parse_register(const char *body, size_t len, struct coord_register_req *r, char *err,
+			 size_t errlen);
+int coord_parse_map(const char *body, size_t len, struct coord_map_req *r, char *err,
+		    size_t errlen);
+int coord_parse_update(const char *body, size_t len, struct coord_update_req *r, char *err,
+		       size_t errlen);
+int coord_parse_tailnet(const char *body, size_t len, struct coord_tailnet_req *r, char *err,
+			size_t errlen);
+int coord_parse_user(const char *body, size_t len, struct coord_user_req *r, char *err,
+		     size_t errlen);
+int coord_parse_key(const char *body, size_t len, struct coord_key_req *r, char *err,
+		    size_t errlen);
+int coord_parse_approve(const char *body, size_t len, struct coord_approve_req *r, char *err,
+			size_t errlen);
+int coord_parse_policy(const char *body, size_t len, struct coord_policy_req *r, char *err,
+		       size_t errlen);
 int coord_parse_wg(const char *body, size_t len, struct coord_wg_req *r, char *err, size_t errlen);
 
 /* A WireGuard public key: base64 of 32 bytes. */

@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -40,10 +42,10 @@
 #include "store.h"
 #include "strbuf.h"
 
-#define API	    "/api/v1/"
-#define CT_JSON	    "application/json"
-#define RL_SLOTS    65536u
-#define MAX_TOUCH   65536u
+#define API	     "/api/v1/"
+#define CT_JSON	     "application/json"
+#define RL_SLOTS     65536u
+#define MAX_TOUCH    65536u
 #define RECOMPUTE_MS 50
 
 enum rstate { R_READING, R_WAITING, R_READY };
@@ -60,6 +62,7 @@ struct req {
 	struct req *prev, *next; /* wait list, by deadline */
 	unsigned status;
 	struct MHD_Response *resp;
+	int fd; /* watched for hang-up while waiting; -1: not */
 };
 
 struct bucket {
@@ -86,13 +89,17 @@ struct server {
 	struct req *wait_head, *wait_tail;
 	size_t n_waiting;
 	struct limiter ip_rl, key_rl;
+	int hup_fd; /* epoll set of waiting polls' sockets: a peer that goes away */
 	int64_t touch_id[MAX_TOUCH], touch_seen[MAX_TOUCH];
 	size_t n_touch;
 };
 
 static volatile sig_atomic_t stop;
 
-static int64_t now_s(void) { return (int64_t)time(NULL); }
+static int64_t now_s(void)
+{
+	return (int64_t)time(NULL);
+}
 
 static int64_t now_ms(void)
 {
@@ -185,13 +192,20 @@ static enum MHD_Result send_err(struct MHD_Connection *c, unsigned status, const
 static unsigned status_of(int err)
 {
 	switch (err) {
-	case -EINVAL: return MHD_HTTP_BAD_REQUEST;
-	case -EACCES: return MHD_HTTP_UNAUTHORIZED;
-	case -EPERM: return MHD_HTTP_FORBIDDEN;
-	case -ENOENT: return MHD_HTTP_NOT_FOUND;
-	case -EEXIST: return MHD_HTTP_CONFLICT;
-	case -E2BIG: return MHD_HTTP_CONTENT_TOO_LARGE;
-	default: return MHD_HTTP_INTERNAL_SERVER_ERROR;
+	case -EINVAL:
+		return MHD_HTTP_BAD_REQUEST;
+	case -EACCES:
+		return MHD_HTTP_UNAUTHORIZED;
+	case -EPERM:
+		return MHD_HTTP_FORBIDDEN;
+	case -ENOENT:
+		return MHD_HTTP_NOT_FOUND;
+	case -EEXIST:
+		return MHD_HTTP_CONFLICT;
+	case -E2BIG:
+		return MHD_HTTP_CONTENT_TOO_LARGE;
+	default:
+		return MHD_HTTP_INTERNAL_SERVER_ERROR;
 	}
 }
 
@@ -221,8 +235,41 @@ static void touch(struct server *s, struct cm_node *n, int64_t now)
 }
 
 /* Finish a suspended poll with a prepared body and resume it. */
+/*
+ * A suspended connection is not polled by MHD, so a node that crashes while
+ * its poll waits would look online until the offline timeout. Its socket
+ * goes into our own epoll set (hang-up only) with TCP keepalive, so a peer
+ * that closes or dies is noticed within seconds: the node goes offline and
+ * its primary routes fail over.
+ */
+static void hup_watch(struct server *s, struct req *r)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLHUP | EPOLLERR, .data.ptr = r};
+	int one = 1, idle = 5, intvl = 2, cnt = 3;
+
+	r->fd = -1;
+	if (!ci || ci->connect_fd < 0)
+		return;
+	setsockopt(ci->connect_fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	if (epoll_ctl(s->hup_fd, EPOLL_CTL_ADD, ci->connect_fd, &ev) == 0)
+		r->fd = ci->connect_fd;
+}
+
+static void hup_unwatch(struct server *s, struct req *r)
+{
+	if (r->fd >= 0)
+		epoll_ctl(s->hup_fd, EPOLL_CTL_DEL, r->fd, NULL);
+	r->fd = -1;
+}
+
 static void finish_waiter(struct server *s, struct req *r, unsigned status, char *body, size_t len)
 {
+	hup_unwatch(s, r);
 	if (r->node) {
 		r->node->waiter = NULL;
 		r->node->held = false;
@@ -334,8 +381,9 @@ static enum MHD_Result node_register(struct server *s, struct req *r, const char
 	s->reload = true;
 	mg_log(LOG_INFO, "node %" PRId64 " \"%s\" registered (%s)", res.node_id, res.name, mkey);
 	return send_json(r->conn, MHD_HTTP_OK,
-			 json_pack("{sIsss[ss]sIss}", "node_id", (json_int_t)res.node_id, "name", res.name, "addresses",
-				   res.addr4, res.addr6, "key_expiry", (json_int_t)res.key_expiry, "tailnet", res.tailnet));
+			 json_pack("{sIsss[ss]sIss}", "node_id", (json_int_t)res.node_id, "name",
+				   res.name, "addresses", res.addr4, res.addr6, "key_expiry",
+				   (json_int_t)res.key_expiry, "tailnet", res.tailnet));
 }
 
 static struct cm_node *node_of(struct server *s, const char *mkey, char *err, size_t errlen)
@@ -344,7 +392,9 @@ static struct cm_node *node_of(struct server *s, const char *mkey, char *err, si
 	struct cm_node *n;
 
 	if (store_node_by_mkey(s->st, mkey, &id) < 0) {
-		snprintf(err, errlen, "this machine key is not registered (POST /api/v1/machine/register first)");
+		snprintf(
+		    err, errlen,
+		    "this machine key is not registered (POST /api/v1/machine/register first)");
 		return NULL;
 	}
 	n = cm_node_find(s->m, id);
@@ -370,7 +420,8 @@ static enum MHD_Result node_map(struct server *s, struct req *r, const char *mke
 	if (!(n = node_of(s, mkey, err, sizeof(err))))
 		return send_err(r->conn, MHD_HTTP_FORBIDDEN, err);
 	if ((rq.l.has_endpoints || rq.l.has_routes)) {
-		int ret = store_node_update(s->st, n->info.id, NULL, &rq.l, now_s(), &expiry, err, sizeof(err));
+		int ret = store_node_update(s->st, n->info.id, NULL, &rq.l, now_s(), &expiry, err,
+					    sizeof(err));
 		if (ret < 0)
 			return send_err(r->conn, status_of(ret), err);
 		sync_model(s, true);
@@ -410,6 +461,7 @@ static enum MHD_Result node_map(struct server *s, struct req *r, const char *mke
 	n->waiter = r;
 	n->waiter_version = rq.version;
 	n->held = true;
+	hup_watch(s, r);
 	if (stale)
 		n->tn->dirty = true;
 	MHD_suspend_connection(r->conn);
@@ -447,7 +499,8 @@ static enum MHD_Result node_logout(struct server *s, struct req *r, const char *
 	struct cm_node *n = cm_node_find(s->m, id);
 	if (n) {
 		if (n->waiter)
-			finish_waiter(s, n->waiter, MHD_HTTP_OK, strdup("{\"logged_out\":true}"), 19);
+			finish_waiter(s, n->waiter, MHD_HTTP_OK, strdup("{\"logged_out\":true}"),
+				      19);
 		n->info.last_seen = 0;
 		n->held = false;
 	}
@@ -455,7 +508,8 @@ static enum MHD_Result node_logout(struct server *s, struct req *r, const char *
 	return send_json(r->conn, MHD_HTTP_OK, json_pack("{sb}", "logged_out", 1));
 }
 
-static enum MHD_Result node_api(struct server *s, struct req *r, const char *url, const char *method)
+static enum MHD_Result node_api(struct server *s, struct req *r, const char *url,
+				const char *method)
 {
 	struct MHD_Connection *c = r->conn;
 	struct coord_sig_hdrs h = {hdr(c, "X-Meshgate-Machine"), hdr(c, "X-Meshgate-Timestamp"),
@@ -468,14 +522,16 @@ static enum MHD_Result node_api(struct server *s, struct req *r, const char *url
 
 	if (strcmp(method, "POST"))
 		return send_err(c, MHD_HTTP_METHOD_NOT_ALLOWED, "machine API requests are POSTs");
-	if (strcmp(op, "register") && strcmp(op, "map") && strcmp(op, "update") && strcmp(op, "logout"))
+	if (strcmp(op, "register") && strcmp(op, "map") && strcmp(op, "update") &&
+	    strcmp(op, "logout"))
 		return send_err(c, MHD_HTTP_NOT_FOUND, "no such machine API endpoint");
-	if (coord_sig_check(&h, method, url, r->body, r->len, now_s(), s->conf.clock_skew, mkey, &ts, err,
-			    sizeof(err)) < 0)
+	if (coord_sig_check(&h, method, url, r->body, r->len, now_s(), s->conf.clock_skew, mkey,
+			    &ts, err, sizeof(err)) < 0)
 		return send_err(c, MHD_HTTP_UNAUTHORIZED, err);
 	if (!limiter_take(&s->key_rl, mkey, strlen(mkey), now_ms(), &retry)) {
 		char *b = strdup("{\"error\":\"too many requests from this machine key\"}");
-		return send_buf(c, MHD_HTTP_TOO_MANY_REQUESTS, b, b ? strlen(b) : 0, CT_JSON, (unsigned)retry + 1);
+		return send_buf(c, MHD_HTTP_TOO_MANY_REQUESTS, b, b ? strlen(b) : 0, CT_JSON,
+				(unsigned)retry + 1);
 	}
 	/* Check the body before the nonce is spent: a malformed request stores nothing. */
 	if (!strcmp(op, "register") || !strcmp(op, "map") || !strcmp(op, "update")) {
@@ -484,22 +540,28 @@ static enum MHD_Result node_api(struct server *s, struct req *r, const char *url
 			struct coord_map_req b;
 			struct coord_update_req c;
 		} tmp;
-		ret = op[0] == 'r'   ? coord_parse_register(r->body, r->len, &tmp.a, err, sizeof(err))
-		      : op[0] == 'm' ? coord_parse_map(r->body, r->len, &tmp.b, err, sizeof(err))
-				     : coord_parse_update(r->body, r->len, &tmp.c, err, sizeof(err));
+		ret = op[0] == 'r' ? coord_parse_register(r->body, r->len, &tmp.a, err, sizeof(err))
+		      : op[0] == 'm'
+			  ? coord_parse_map(r->body, r->len, &tmp.b, err, sizeof(err))
+			  : coord_parse_update(r->body, r->len, &tmp.c, err, sizeof(err));
 		if (ret < 0)
 			return send_err(c, MHD_HTTP_BAD_REQUEST, err);
 	}
 	ret = store_nonce_use(s->st, mkey, h.nonce, ts);
 	if (ret == -EEXIST)
-		return send_err(c, MHD_HTTP_UNAUTHORIZED, "replayed request: this nonce was already used");
+		return send_err(c, MHD_HTTP_UNAUTHORIZED,
+				"replayed request: this nonce was already used");
 	if (ret < 0)
 		return send_err(c, MHD_HTTP_SERVICE_UNAVAILABLE, "database busy; retry");
 	switch (op[0]) {
-	case 'r': return node_register(s, r, mkey);
-	case 'm': return node_map(s, r, mkey);
-	case 'u': return node_update(s, r, mkey);
-	default: return node_logout(s, r, mkey);
+	case 'r':
+		return node_register(s, r, mkey);
+	case 'm':
+		return node_map(s, r, mkey);
+	case 'u':
+		return node_update(s, r, mkey);
+	default:
+		return node_logout(s, r, mkey);
 	}
 }
 
@@ -523,13 +585,14 @@ static json_t *prefixes_json(const struct mg_prefix *p, unsigned n)
 static json_t *node_json(struct server *s, const struct cm_node *n)
 {
 	char a4[MG_PREFIX_STRLEN], a6[MG_PREFIX_STRLEN];
-	json_t *o = json_pack("{sIsssssss[ss]sssIsIsbsbsbss}", "id", (json_int_t)n->info.id, "name", n->info.name,
-			      "tailnet", n->tn ? n->tn->name : "", "user", cm_user_name(s->m, n->info.user_id),
-			      "addresses", mg_prefix_fmt(&n->info.addr4, a4, sizeof(a4)),
-			      mg_prefix_fmt(&n->info.addr6, a6, sizeof(a6)), "node_key", n->info.node_key, "key_expiry",
-			      (json_int_t)n->info.key_expiry, "last_seen", (json_int_t)n->info.last_seen, "online",
-			      n->online, "ephemeral", n->info.ephemeral, "plain_wireguard", n->info.plain_wg, "endpoints",
-			      n->info.endpoints);
+	json_t *o = json_pack(
+	    "{sIsssssss[ss]sssIsIsbsbsbss}", "id", (json_int_t)n->info.id, "name", n->info.name,
+	    "tailnet", n->tn ? n->tn->name : "", "user", cm_user_name(s->m, n->info.user_id),
+	    "addresses", mg_prefix_fmt(&n->info.addr4, a4, sizeof(a4)),
+	    mg_prefix_fmt(&n->info.addr6, a6, sizeof(a6)), "node_key", n->info.node_key,
+	    "key_expiry", (json_int_t)n->info.key_expiry, "last_seen",
+	    (json_int_t)n->info.last_seen, "online", n->online, "ephemeral", n->info.ephemeral,
+	    "plain_wireguard", n->info.plain_wg, "endpoints", n->info.endpoints);
 	if (!o)
 		return json_object();
 	json_object_set_new(o, "tags", json_string(n->info.tags));
@@ -538,8 +601,8 @@ static json_t *node_json(struct server *s, const struct cm_node *n)
 	return o;
 }
 
-static int tailnet_arg(struct server *s, struct MHD_Connection *c, int64_t *id, bool required, char *err,
-		       size_t errlen)
+static int tailnet_arg(struct server *s, struct MHD_Connection *c, int64_t *id, bool required,
+		       char *err, size_t errlen)
 {
 	const char *name = arg(c, "tailnet");
 	struct cm_tailnet *t;
@@ -591,10 +654,12 @@ static enum MHD_Result admin_routes(struct server *s, struct MHD_Connection *c)
 			bool primary = false;
 			for (unsigned q = 0; q < n->n_primary; q++)
 				primary |= !memcmp(&n->primary[q], &n->adv[k], sizeof(n->adv[k]));
-			json_array_append_new(a, json_pack("{sIsssssbsbsb}", "node_id", (json_int_t)n->info.id, "node",
-							   n->info.name, "prefix", mg_prefix_fmt(&n->adv[k], buf, sizeof(buf)),
-							   "approved", cm_route_approved(s->m, n, &n->adv[k]), "primary",
-							   primary, "online", n->online));
+			json_array_append_new(
+			    a, json_pack("{sIsssssbsbsb}", "node_id", (json_int_t)n->info.id,
+					 "node", n->info.name, "prefix",
+					 mg_prefix_fmt(&n->adv[k], buf, sizeof(buf)), "approved",
+					 cm_route_approved(s->m, n, &n->adv[k]), "primary", primary,
+					 "online", n->online));
 		}
 	}
 	return send_json(c, MHD_HTTP_OK, a);
@@ -620,13 +685,16 @@ static enum MHD_Result admin_policy_put(struct server *s, struct req *r)
 		ret = store_policy_set(s->st, t->id, rq.policy, now_s(), &v, err, sizeof(err));
 	free(rq.policy);
 	if (ret < 0)
-		return send_err(r->conn, ret == -E2BIG ? MHD_HTTP_BAD_REQUEST : status_of(ret), err);
+		return send_err(r->conn, ret == -E2BIG ? MHD_HTTP_BAD_REQUEST : status_of(ret),
+				err);
 	mg_log(LOG_NOTICE, "tailnet %s: policy version %" PRId64 " installed", t->name, v);
 	sync_model(s, true);
-	return send_json(r->conn, MHD_HTTP_OK, json_pack("{sssI}", "tailnet", t->name, "version", (json_int_t)v));
+	return send_json(r->conn, MHD_HTTP_OK,
+			 json_pack("{sssI}", "tailnet", t->name, "version", (json_int_t)v));
 }
 
-static enum MHD_Result admin_policy_get(struct server *s, struct MHD_Connection *c, const char *what)
+static enum MHD_Result admin_policy_get(struct server *s, struct MHD_Connection *c,
+					const char *what)
 {
 	char err[256], *text = NULL;
 	int64_t tn, ver;
@@ -638,11 +706,17 @@ static enum MHD_Result admin_policy_get(struct server *s, struct MHD_Connection 
 	if (!strcmp(what, "policy")) {
 		ret = store_policy_get(s->st, tn, 0, &text, &ver);
 		if (ret == -ENOENT)
-			return send_json(c, MHD_HTTP_OK, json_pack("{sIsn}", "version", (json_int_t)0, "policy"));
+			return send_json(c, MHD_HTTP_OK,
+					 json_pack("{sIsn}", "version", (json_int_t)0, "policy"));
 		if (ret < 0)
 			return send_err(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "database error");
 		out = json_pack("{sIss}", "version", (json_int_t)ver, "policy", text);
 		free(text);
+		/* the installed text no longer compiles (a node it names went away):
+		 * the previous rules stay in force; say why */
+		struct cm_tailnet *t = cm_tailnet_find(s->m, tn);
+		if (out && t && t->policy_err[0])
+			json_object_set_new(out, "compile_error", json_string(t->policy_err));
 		return send_json(c, MHD_HTTP_OK, out);
 	}
 	if (!strcmp(what, "policy/history")) {
@@ -654,8 +728,10 @@ static enum MHD_Result admin_policy_get(struct server *s, struct MHD_Connection 
 	long long from = fs ? atoll(fs) : 0, to = ts ? atoll(ts) : 0;
 	char *a = NULL, *b = NULL, la[32], lb[32];
 	if (from <= 0 || to <= 0)
-		return send_err(c, MHD_HTTP_BAD_REQUEST, "?from=N&to=M (policy versions) are required");
-	if (store_policy_get(s->st, tn, from, &a, &ver) < 0 || store_policy_get(s->st, tn, to, &b, &ver) < 0) {
+		return send_err(c, MHD_HTTP_BAD_REQUEST,
+				"?from=N&to=M (policy versions) are required");
+	if (store_policy_get(s->st, tn, from, &a, &ver) < 0 ||
+	    store_policy_get(s->st, tn, to, &b, &ver) < 0) {
 		free(a);
 		free(b);
 		return send_err(c, MHD_HTTP_NOT_FOUND, "no such policy version");
@@ -677,36 +753,42 @@ static char *wg_config(struct server *s, const struct coord_reg_result *res, con
 {
 	struct cm_tailnet *t = cm_tailnet_by_name(s->m, tailnet);
 	struct strbuf sb = {0};
-	char buf[MG_PREFIX_STRLEN];
+	char buf[MG_PREFIX_STRLEN], buf6[MG_PREFIX_STRLEN];
 	bool first = true;
 
 	strbuf_printf(&sb,
 		      "# meshgate: plain WireGuard device \"%s\" (node %" PRId64 ") in tailnet %s\n"
 		      "[Interface]\n"
-		      "PrivateKey = <the private key of the public key you enrolled; it never leaves the device>\n"
+		      "PrivateKey = <the private key of the public key you enrolled; it never "
+		      "leaves the device>\n"
 		      "Address = %s, %s\n",
 		      res->name, res->node_id, tailnet, res->addr4, res->addr6);
 	for (uint32_t i = 0; t && i < s->m->n_slots; i++) {
 		struct cm_node *n = s->m->slots[i];
 		if (!n || n->tn != t || n->info.plain_wg || !cm_node_has_tag(n, t->gw_tag))
 			continue;
-		strbuf_printf(&sb, "\n[Peer]\n# %s (node %" PRId64 ")\nPublicKey = %s\nAllowedIPs = ", n->info.name,
-			      n->info.id, n->info.node_key);
+		strbuf_printf(&sb,
+			      "\n[Peer]\n# %s (node %" PRId64 ")\nPublicKey = %s\nAllowedIPs = ",
+			      n->info.name, n->info.id, n->info.node_key);
 		if (first)
-			strbuf_printf(&sb, "100.64.0.0/10, %s", mg_prefix_fmt(&t->ula, buf, sizeof(buf)));
+			strbuf_printf(&sb, "100.64.0.0/10, %s",
+				      mg_prefix_fmt(&t->ula, buf, sizeof(buf)));
 		else
-			strbuf_printf(&sb, "%s, %s", mg_prefix_fmt(&n->info.addr4, buf, sizeof(buf)),
-				      mg_prefix_fmt(&n->info.addr6, buf, sizeof(buf)));
+			strbuf_printf(&sb, "%s, %s",
+				      mg_prefix_fmt(&n->info.addr4, buf, sizeof(buf)),
+				      mg_prefix_fmt(&n->info.addr6, buf6, sizeof(buf6)));
 		for (unsigned k = 0; k < n->n_primary; k++)
 			strbuf_printf(&sb, ", %s", mg_prefix_fmt(&n->primary[k], buf, sizeof(buf)));
 		strbuf_add(&sb, "\n");
 		if (*n->info.endpoints)
-			strbuf_printf(&sb, "Endpoint = %.*s\n", (int)strcspn(n->info.endpoints, ","), n->info.endpoints);
+			strbuf_printf(&sb, "Endpoint = %.*s\n",
+				      (int)strcspn(n->info.endpoints, ","), n->info.endpoints);
 		strbuf_add(&sb, "PersistentKeepalive = 25\n");
 		first = false;
 	}
 	if (first)
-		strbuf_printf(&sb, "\n# no gateway (a node tagged %s) in this tailnet yet\n", t ? t->gw_tag : "tag:gw");
+		strbuf_printf(&sb, "\n# no gateway (a node tagged %s) in this tailnet yet\n",
+			      t ? t->gw_tag : "tag:gw");
 	if (sb.oom) {
 		strbuf_free(&sb);
 		return NULL;
@@ -720,10 +802,10 @@ static enum MHD_Result admin_create(struct server *s, struct req *r, const char 
 	json_t *out = NULL;
 	int ret;
 
-#define PARSE(fn, rq)                                                         \
-	do {                                                                  \
-		if (fn(r->body, r->len, &rq, err, sizeof(err)) < 0)           \
-			return send_err(r->conn, MHD_HTTP_BAD_REQUEST, err); \
+#define PARSE(fn, rq)                                                                              \
+	do {                                                                                       \
+		if (fn(r->body, r->len, &rq, err, sizeof(err)) < 0)                                \
+			return send_err(r->conn, MHD_HTTP_BAD_REQUEST, err);                       \
 	} while (0)
 	if (!strcmp(what, "tailnets")) {
 		struct coord_tailnet_req rq;
@@ -745,14 +827,16 @@ static enum MHD_Result admin_create(struct server *s, struct req *r, const char 
 		if (ret == 0) {
 			sync_model(s, true);
 			char *cfg = wg_config(s, &res, rq.tailnet);
-			out = json_pack("{sIsss[ss]ss}", "node_id", (json_int_t)res.node_id, "name", res.name, "addresses",
-					res.addr4, res.addr6, "config", cfg ? cfg : "");
+			out = json_pack("{sIsss[ss]ss}", "node_id", (json_int_t)res.node_id, "name",
+					res.name, "addresses", res.addr4, res.addr6, "config",
+					cfg ? cfg : "");
 			free(cfg);
 		}
 	} else if (!strncmp(what, "routes/", 7)) {
 		struct coord_approve_req rq;
 		PARSE(coord_parse_approve, rq);
-		ret = store_route_approve(s->st, atoll(what + 7), rq.routes, &out, err, sizeof(err));
+		ret =
+		    store_route_approve(s->st, atoll(what + 7), rq.routes, &out, err, sizeof(err));
 	} else if (!strncmp(what, "nodes/", 6) && strstr(what, "/expire")) {
 		ret = store_node_expire(s->st, atoll(what + 6), now_s(), err, sizeof(err));
 		if (!ret)
@@ -767,7 +851,8 @@ static enum MHD_Result admin_create(struct server *s, struct req *r, const char 
 	return send_json(r->conn, MHD_HTTP_OK, out ? out : json_object());
 }
 
-static enum MHD_Result admin_api(struct server *s, struct req *r, const char *url, const char *method)
+static enum MHD_Result admin_api(struct server *s, struct req *r, const char *url,
+				 const char *method)
 {
 	struct MHD_Connection *c = r->conn;
 	const char *auth = hdr(c, "Authorization"), *what = url + strlen(API "admin/");
@@ -777,7 +862,8 @@ static enum MHD_Result admin_api(struct server *s, struct req *r, const char *ur
 	int ret;
 
 	if (!auth || strncmp(auth, "Bearer ", 7) || !coord_token_equal(auth + 7, s->token))
-		return send_err(c, MHD_HTTP_UNAUTHORIZED, "admin API: missing or wrong Authorization: Bearer token");
+		return send_err(c, MHD_HTTP_UNAUTHORIZED,
+				"admin API: missing or wrong Authorization: Bearer token");
 	if (!strcmp(method, "GET")) {
 		if (!strcmp(what, "tailnets"))
 			store_list_tailnets(s->st, &out);
@@ -818,20 +904,23 @@ static enum MHD_Result admin_api(struct server *s, struct req *r, const char *ur
 
 /* ---- MHD glue ---------------------------------------------------------------------- */
 
-static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-			       const char *version, const char *upload, size_t *upload_size, void **con_cls)
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
+			       const char *method, const char *version, const char *upload,
+			       size_t *upload_size, void **con_cls)
 {
 	struct server *s = cls;
 	struct req *r = *con_cls;
 
 	(void)version;
 	if (!r) {
-		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		const union MHD_ConnectionInfo *ci =
+		    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 		const char *cl = hdr(c, "Content-Length");
 		double retry = 0;
 
 		if (!(r = calloc(1, sizeof(*r))))
 			return MHD_NO;
+		r->fd = -1;
 		r->srv = s;
 		r->conn = c;
 		*con_cls = r;
@@ -839,8 +928,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 			r->too_big = true;
 		if (ci && ci->client_addr) {
 			const struct sockaddr *sa = ci->client_addr;
-			const void *a = sa->sa_family == AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
-								  : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+			const void *a =
+			    sa->sa_family == AF_INET6
+				? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+				: (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
 			size_t alen = sa->sa_family == AF_INET6 ? 16 : 4;
 			if (!limiter_take(&s->ip_rl, a, alen, now_ms(), &retry))
 				r->limited = true;
@@ -888,10 +979,12 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 		return MHD_YES;
 	if (r->limited) {
 		char *b = strdup("{\"error\":\"too many requests from this address\"}");
-		return send_buf(c, MHD_HTTP_TOO_MANY_REQUESTS, b, b ? strlen(b) : 0, CT_JSON, (unsigned)r->version);
+		return send_buf(c, MHD_HTTP_TOO_MANY_REQUESTS, b, b ? strlen(b) : 0, CT_JSON,
+				(unsigned)r->version);
 	}
 	if (r->too_big)
-		return send_err(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body larger than the limit (1 MiB)");
+		return send_err(c, MHD_HTTP_CONTENT_TOO_LARGE,
+				"request body larger than the limit (1 MiB)");
 	if (!r->body) {
 		r->body = strdup("");
 		if (!r->body)
@@ -910,7 +1003,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 	return ret;
 }
 
-static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
+		      enum MHD_RequestTerminationCode toe)
 {
 	struct server *s = cls;
 	struct req *r = *con_cls;
@@ -920,6 +1014,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
 	if (!r)
 		return;
 	if (r->state == R_WAITING) {
+		hup_unwatch(s, r);
 		if (r->node) {
 			r->node->waiter = NULL;
 			r->node->held = false;
@@ -1011,17 +1106,21 @@ static int start(struct server *s, char *err, size_t errlen)
 			return -EIO;
 		flags |= MHD_USE_TLS;
 	} else {
-		mg_log(LOG_WARNING, "!!! testing.insecure_http = true: serving PLAIN HTTP, no TLS. Tests only. !!!");
+		mg_log(LOG_WARNING, "!!! testing.insecure_http = true: serving PLAIN HTTP, no TLS. "
+				    "Tests only. !!!");
 	}
-	s->d = MHD_start_daemon(flags, 0, NULL, NULL, handler, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
-				MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-				MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->conf.max_connections,
-				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(s->conf.long_poll_seconds + 35),
-				MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-				(unsigned)4096, MHD_OPTION_NOTIFY_COMPLETED, completed, s, s->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, s->tls_cert,
-				MHD_OPTION_HTTPS_MEM_KEY, s->tls_key, MHD_OPTION_END);
+	s->d = MHD_start_daemon(
+	    flags, 0, NULL, NULL, handler, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned)s->conf.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned)(s->conf.long_poll_seconds + 35), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+	    (size_t)16384, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
+	    MHD_OPTION_NOTIFY_COMPLETED, completed, s,
+	    s->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, s->tls_cert,
+	    MHD_OPTION_HTTPS_MEM_KEY, s->tls_key, MHD_OPTION_END);
 	if (!s->d) {
-		snprintf(err, errlen, "cannot start the HTTP server on port %u (address in use? bad TLS files?)",
+		snprintf(err, errlen,
+			 "cannot start the HTTP server on port %u (address in use? bad TLS files?)",
 			 s->conf.listen.port);
 		return -EIO;
 	}
@@ -1032,6 +1131,36 @@ static void on_signal(int sig)
 {
 	(void)sig;
 	stop = 1;
+}
+
+/* Waiting polls whose node hung up: offline now (this replica), answer and let MHD clean up. */
+static void hangups(struct server *s)
+{
+	struct epoll_event ev[64];
+	int n = epoll_wait(s->hup_fd, ev, 64, 0);
+
+	for (int i = 0; i < n; i++) {
+		struct req *r = ev[i].data.ptr;
+		struct cm_node *nd = r->node;
+
+		if (r->state != R_WAITING)
+			continue;
+		if (nd) {
+			mg_log(LOG_INFO, "node %" PRId64 " \"%s\" hung up its poll: offline",
+			       nd->info.id, nd->info.name);
+			nd->waiter = NULL;
+			nd->held = false;
+			nd->info.last_seen = now_s() - (int64_t)s->conf.offline_seconds;
+			for (size_t k = 0; k < s->n_touch; k++)
+				if (s->touch_id[k] == nd->info.id)
+					s->touch_seen[k] =
+					    0; /* a queued touch must not bring it back */
+			store_mark_offline(s->st, nd->info.id, nd->info.last_seen);
+			nd->tn->dirty = true;
+			r->node = NULL;
+		}
+		finish_waiter(s, r, MHD_HTTP_OK, strdup("{\"keepalive\":true}"), 18);
+	}
 }
 
 static int run(struct server *s)
@@ -1046,11 +1175,14 @@ static int run(struct server *s)
 	while (!stop) {
 		MHD_UNSIGNED_LONG_LONG to;
 		int timeout = 50;
-		struct pollfd p = {.fd = efd, .events = POLLIN};
+		struct pollfd p[2] = {{.fd = efd, .events = POLLIN},
+				      {.fd = s->hup_fd, .events = POLLIN}};
 
 		if (MHD_get_timeout(s->d, &to) == MHD_YES && to < (MHD_UNSIGNED_LONG_LONG)timeout)
 			timeout = (int)to;
-		poll(&p, 1, timeout);
+		poll(p, 2, timeout);
+		if (p[1].revents)
+			hangups(s);
 		MHD_run(s->d);
 		periodic(s);
 		store_idle(s->st);
@@ -1067,8 +1199,10 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 'k'}, {"help", no_argument, NULL, 'h'}, {0}};
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"check", no_argument, NULL, 'k'},
+					     {"help", no_argument, NULL, 'h'},
+					     {0}};
 	const char *path = "/etc/meshgate/coord.conf";
 	static struct server srv;
 	struct server *s = &srv;
@@ -1078,10 +1212,18 @@ int main(int argc, char **argv)
 
 	while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		switch (o) {
-		case 'c': path = optarg; break;
-		case 'k': check = true; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'c':
+			path = optarg;
+			break;
+		case 'k':
+			check = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	mg_log_init("meshgate-coord", LOG_INFO);
@@ -1090,7 +1232,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (coord_conf_load(path, &s->conf, err, sizeof(err)) < 0 ||
-	    coord_read_token(s->conf.admin_token_file, s->token, sizeof(s->token), err, sizeof(err)) < 0) {
+	    coord_read_token(s->conf.admin_token_file, s->token, sizeof(s->token), err,
+			     sizeof(err)) < 0) {
 		mg_log(LOG_ERR, "%s", err);
 		return 1;
 	}
@@ -1100,7 +1243,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (check) {
-		printf("config and database OK (state version %" PRId64 ")\n", store_state_version(s->st));
+		printf("config and database OK (state version %" PRId64 ")\n",
+		       store_state_version(s->st));
 		store_close(s->st);
 		return 0;
 	}
@@ -1116,6 +1260,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	coord_db_listen(store_db(s->st));
+	if ((s->hup_fd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+		mg_log(LOG_ERR, "epoll_create1: %s", strerror(errno));
+		return 1;
+	}
 	store_load(s->st, s->m, true, NULL, NULL);
 	cm_recompute(s->m, now_s(), NULL, NULL);
 	if (start(s, err, sizeof(err)) < 0) {
@@ -1123,7 +1271,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	char la[MG_SOCKADDR_STRLEN];
-	mg_log(LOG_NOTICE, "listening on %s (%s), database %s", mg_sockaddr_fmt(&s->conf.listen, la, sizeof(la)),
+	mg_log(LOG_NOTICE, "listening on %s (%s), database %s",
+	       mg_sockaddr_fmt(&s->conf.listen, la, sizeof(la)),
 	       s->conf.insecure_http ? "plain HTTP" : "HTTPS", s->conf.database);
 	ret = run(s);
 	mg_log(LOG_NOTICE, "stopping");

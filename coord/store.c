@@ -38,18 +38,25 @@ static const char *const migrations[] = {
     "CREATE TABLE tailnets (id {ID}, name TEXT NOT NULL UNIQUE, key_expiry_days BIGINT NOT NULL,"
     " ula TEXT NOT NULL UNIQUE, gw_tag TEXT NOT NULL, policy_version BIGINT NOT NULL DEFAULT 0,"
     " created BIGINT NOT NULL, seq BIGINT NOT NULL);"
-    "CREATE TABLE users (id {ID}, tailnet_id BIGINT NOT NULL REFERENCES tailnets (id) ON DELETE CASCADE,"
+    "CREATE TABLE users (id {ID}, tailnet_id BIGINT NOT NULL REFERENCES tailnets (id) ON DELETE "
+    "CASCADE,"
     " name TEXT NOT NULL, created BIGINT NOT NULL, seq BIGINT NOT NULL, UNIQUE (tailnet_id, name));"
-    "CREATE TABLE preauth_keys (id {ID}, tailnet_id BIGINT NOT NULL REFERENCES tailnets (id) ON DELETE CASCADE,"
-    " user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE, key_hash TEXT NOT NULL UNIQUE,"
-    " key_prefix TEXT NOT NULL, reusable BIGINT NOT NULL, ephemeral BIGINT NOT NULL, tags TEXT NOT NULL,"
+    "CREATE TABLE preauth_keys (id {ID}, tailnet_id BIGINT NOT NULL REFERENCES tailnets (id) ON "
+    "DELETE CASCADE,"
+    " user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE, key_hash TEXT NOT NULL "
+    "UNIQUE,"
+    " key_prefix TEXT NOT NULL, reusable BIGINT NOT NULL, ephemeral BIGINT NOT NULL, tags TEXT NOT "
+    "NULL,"
     " expires BIGINT NOT NULL, used BIGINT NOT NULL DEFAULT 0, created BIGINT NOT NULL);"
-    "CREATE TABLE nodes (id {ID}, tailnet_id BIGINT NOT NULL REFERENCES tailnets (id) ON DELETE CASCADE,"
+    "CREATE TABLE nodes (id {ID}, tailnet_id BIGINT NOT NULL REFERENCES tailnets (id) ON DELETE "
+    "CASCADE,"
     " user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE, machine_key TEXT UNIQUE,"
     " node_key TEXT NOT NULL UNIQUE, name TEXT NOT NULL, addr_index BIGINT NOT NULL UNIQUE,"
     " ipv4 TEXT NOT NULL, ipv6 TEXT NOT NULL, tags TEXT NOT NULL, ephemeral BIGINT NOT NULL,"
-    " plain_wg BIGINT NOT NULL, key_expiry BIGINT NOT NULL, endpoints TEXT NOT NULL, routes TEXT NOT NULL,"
-    " approved TEXT NOT NULL, last_seen BIGINT NOT NULL, created BIGINT NOT NULL, seq BIGINT NOT NULL,"
+    " plain_wg BIGINT NOT NULL, key_expiry BIGINT NOT NULL, endpoints TEXT NOT NULL, routes TEXT "
+    "NOT NULL,"
+    " approved TEXT NOT NULL, last_seen BIGINT NOT NULL, created BIGINT NOT NULL, seq BIGINT NOT "
+    "NULL,"
     " UNIQUE (tailnet_id, name));"
     "CREATE INDEX nodes_seq ON nodes (seq);"
     "CREATE TABLE tombstones (node_id BIGINT NOT NULL, seq BIGINT NOT NULL);"
@@ -57,8 +64,10 @@ static const char *const migrations[] = {
     "CREATE TABLE nonces (machine_key TEXT NOT NULL, nonce TEXT NOT NULL, ts BIGINT NOT NULL,"
     " PRIMARY KEY (machine_key, nonce));"
     "CREATE INDEX nonces_ts ON nonces (ts);"
-    "CREATE TABLE policies (id {ID}, tailnet_id BIGINT NOT NULL REFERENCES tailnets (id) ON DELETE CASCADE,"
-    " version BIGINT NOT NULL, text TEXT NOT NULL, created BIGINT NOT NULL, UNIQUE (tailnet_id, version));",
+    "CREATE TABLE policies (id {ID}, tailnet_id BIGINT NOT NULL REFERENCES tailnets (id) ON DELETE "
+    "CASCADE,"
+    " version BIGINT NOT NULL, text TEXT NOT NULL, created BIGINT NOT NULL, UNIQUE (tailnet_id, "
+    "version));",
     /* 2: listing nodes by tailnet, reaping by last_seen */
     "CREATE INDEX nodes_tailnet ON nodes (tailnet_id);"
     "CREATE INDEX nodes_last_seen ON nodes (last_seen);",
@@ -99,10 +108,12 @@ int store_migrate(struct coord_db *db, char *err, size_t errlen)
 
 	if ((ret = coord_db_begin(db)) < 0)
 		goto fail;
-	if ((ret = coord_db_exec(db, "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY,"
-				     " applied BIGINT NOT NULL)")) < 0)
+	if ((ret = coord_db_exec(
+		 db, "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY,"
+		     " applied BIGINT NOT NULL)")) < 0)
 		goto fail_tx;
-	if ((ret = coord_db_prepare(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &s)) < 0)
+	if ((ret = coord_db_prepare(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+				    &s)) < 0)
 		goto fail_tx;
 	if ((ret = coord_stmt_step(s)) < 0)
 		goto fail_tx;
@@ -110,8 +121,9 @@ int store_migrate(struct coord_db *db, char *err, size_t errlen)
 	coord_stmt_finalize(s);
 	s = NULL;
 	if (have > (int64_t)ARRAY_SIZE(migrations)) {
-		snprintf(err, errlen, "database schema version %" PRId64 " is newer than this server's (%zu)", have,
-			 ARRAY_SIZE(migrations));
+		snprintf(err, errlen,
+			 "database schema version %" PRId64 " is newer than this server's (%zu)",
+			 have, ARRAY_SIZE(migrations));
 		coord_db_rollback(db);
 		return -EINVAL;
 	}
@@ -125,8 +137,9 @@ int store_migrate(struct coord_db *db, char *err, size_t errlen)
 		free(sql);
 		if (ret < 0)
 			goto fail_tx;
-		if ((ret = coord_db_prepare(db, "INSERT INTO schema_migrations (version, applied) VALUES (?, ?)", &s)) <
-		    0)
+		if ((ret = coord_db_prepare(
+			 db, "INSERT INTO schema_migrations (version, applied) VALUES (?, ?)",
+			 &s)) < 0)
 			goto fail_tx;
 		coord_stmt_bind_int64(s, 1, (int64_t)i + 1);
 		coord_stmt_bind_int64(s, 2, (int64_t)time(NULL));
@@ -158,7 +171,8 @@ int store_open(const char *url, struct coord_store **out, char *err, size_t errl
 	*out = NULL;
 	if (!st)
 		return -ENOMEM;
-	if ((ret = coord_db_open(url, &st->db, err, errlen)) < 0 || (ret = store_migrate(st->db, err, errlen)) < 0) {
+	if ((ret = coord_db_open(url, &st->db, err, errlen)) < 0 ||
+	    (ret = store_migrate(st->db, err, errlen)) < 0) {
 		store_close(st);
 		return ret;
 	}
@@ -176,7 +190,10 @@ void store_close(struct coord_store *st)
 	free(st);
 }
 
-struct coord_db *store_db(struct coord_store *st) { return st->db; }
+struct coord_db *store_db(struct coord_store *st)
+{
+	return st->db;
+}
 
 void store_idle(struct coord_store *st);
 
@@ -262,7 +279,9 @@ static int wbegin(struct coord_store *st, int64_t *seq)
 
 	if (ret < 0)
 		return ret;
-	ret = step1(q(st, "UPDATE state SET version = version + 1 WHERE id = 1 RETURNING version", ""), seq);
+	ret = step1(
+	    q(st, "UPDATE state SET version = version + 1 WHERE id = 1 RETURNING version", ""),
+	    seq);
 	if (ret != 1) {
 		coord_db_rollback(st->db);
 		return ret < 0 ? ret : -EIO;
@@ -348,11 +367,12 @@ static int alloc_index(struct coord_store *st, int64_t *idx)
 	if (*idx <= V4_POOL)
 		return 0;
 	/* The top is used: the first gap. */
-	ret = step1(q(st,
-		      "SELECT a.addr_index + 1 FROM nodes a WHERE a.addr_index < ? AND NOT EXISTS"
-		      " (SELECT 1 FROM nodes b WHERE b.addr_index = a.addr_index + 1) ORDER BY 1 LIMIT 1",
-		      "i", (int64_t)V4_POOL),
-		    idx);
+	ret = step1(
+	    q(st,
+	      "SELECT a.addr_index + 1 FROM nodes a WHERE a.addr_index < ? AND NOT EXISTS"
+	      " (SELECT 1 FROM nodes b WHERE b.addr_index = a.addr_index + 1) ORDER BY 1 LIMIT 1",
+	      "i", (int64_t)V4_POOL),
+	    idx);
 	if (ret < 0)
 		return ret;
 	if (ret == 0) {
@@ -367,14 +387,17 @@ static int alloc_index(struct coord_store *st, int64_t *idx)
 }
 
 /* A free name in the tailnet: host, host-2, host-3, ... */
-static int unique_name(struct coord_store *st, int64_t tailnet, const char *host, char *out, size_t len)
+static int unique_name(struct coord_store *st, int64_t tailnet, const char *host, char *out,
+		       size_t len)
 {
 	for (int i = 1; i < 10000; i++) {
 		if (i == 1)
 			snprintf(out, len, "%s", host);
 		else
 			snprintf(out, len, "%.50s-%d", host, i);
-		int ret = step1(q(st, "SELECT 1 FROM nodes WHERE tailnet_id = ? AND name = ?", "is", tailnet, out), NULL);
+		int ret = step1(q(st, "SELECT 1 FROM nodes WHERE tailnet_id = ? AND name = ?", "is",
+				  tailnet, out),
+				NULL);
 		if (ret <= 0)
 			return ret;
 	}
@@ -393,7 +416,9 @@ static void key_hash(const char *key, char out[65])
 
 int store_nonce_use(struct coord_store *st, const char *mkey, const char *nonce, int64_t ts)
 {
-	int ret = exec1(st, q(st, "INSERT INTO nonces (machine_key, nonce, ts) VALUES (?, ?, ?)", "ssi", mkey, nonce, ts),
+	int ret = exec1(st,
+			q(st, "INSERT INTO nonces (machine_key, nonce, ts) VALUES (?, ?, ?)", "ssi",
+			  mkey, nonce, ts),
 			NULL);
 
 	return ret < 0 ? ret : 0;
@@ -412,14 +437,22 @@ int store_touch(struct coord_store *st, const int64_t *ids, const int64_t *seen,
 	if (ret < 0)
 		return ret;
 	for (size_t i = 0; i < n; i++) {
-		ret = step1(q(st, "UPDATE nodes SET last_seen = ? WHERE id = ? AND last_seen < ?", "iii", seen[i], ids[i],
-			      seen[i]),
+		ret = step1(q(st, "UPDATE nodes SET last_seen = ? WHERE id = ? AND last_seen < ?",
+			      "iii", seen[i], ids[i], seen[i]),
 			    NULL);
 		if (ret < 0)
 			return fail_tx(st, ret);
 	}
 	store_idle(st);
 	return coord_db_commit(st->db);
+}
+
+int store_mark_offline(struct coord_store *st, int64_t id, int64_t last_seen)
+{
+	int ret = exec1(
+	    st, q(st, "UPDATE nodes SET last_seen = ? WHERE id = ?", "ii", last_seen, id), NULL);
+
+	return ret < 0 ? ret : 0;
 }
 
 int store_node_by_mkey(struct coord_store *st, const char *mkey, int64_t *id)
@@ -431,10 +464,11 @@ int store_node_by_mkey(struct coord_store *st, const char *mkey, int64_t *id)
 
 static void fill_result(struct coord_store *st, int64_t id, struct coord_reg_result *out)
 {
-	struct coord_stmt *s = q(st,
-				 "SELECT n.id, n.name, n.ipv4, n.ipv6, n.key_expiry, t.name FROM nodes n"
-				 " JOIN tailnets t ON t.id = n.tailnet_id WHERE n.id = ?",
-				 "i", id);
+	struct coord_stmt *s =
+	    q(st,
+	      "SELECT n.id, n.name, n.ipv4, n.ipv6, n.key_expiry, t.name FROM nodes n"
+	      " JOIN tailnets t ON t.id = n.tailnet_id WHERE n.id = ?",
+	      "i", id);
 
 	memset(out, 0, sizeof(*out));
 	if (step1(s, NULL) != 1)
@@ -448,9 +482,11 @@ static void fill_result(struct coord_store *st, int64_t id, struct coord_reg_res
 }
 
 /* Which pre-auth key problem to report, for a key the UPDATE did not take. */
-static int key_problem(struct coord_store *st, const char *hash, int64_t now, char *err, size_t errlen)
+static int key_problem(struct coord_store *st, const char *hash, int64_t now, char *err,
+		       size_t errlen)
 {
-	struct coord_stmt *s = q(st, "SELECT expires, used, reusable FROM preauth_keys WHERE key_hash = ?", "s", hash);
+	struct coord_stmt *s =
+	    q(st, "SELECT expires, used, reusable FROM preauth_keys WHERE key_hash = ?", "s", hash);
 	int ret = step1(s, NULL);
 
 	if (ret < 0)
@@ -475,10 +511,11 @@ static int64_t expiry_for(struct coord_store *st, int64_t tailnet, const char *t
 }
 
 /* A known machine key registering again (restart or rotation). */
-static int reregister(struct coord_store *st, int64_t id, const struct coord_register_req *r, int64_t now,
-		      int64_t seq, char *err, size_t errlen)
+static int reregister(struct coord_store *st, int64_t id, const struct coord_register_req *r,
+		      int64_t now, int64_t seq, char *err, size_t errlen)
 {
-	struct coord_stmt *s = q(st, "SELECT node_key, key_expiry, tailnet_id, tags FROM nodes WHERE id = ?", "i", id);
+	struct coord_stmt *s =
+	    q(st, "SELECT node_key, key_expiry, tailnet_id, tags FROM nodes WHERE id = ?", "i", id);
 	int ret = step1(s, NULL);
 	int64_t expiry, tailnet;
 	bool rotated;
@@ -498,17 +535,19 @@ static int reregister(struct coord_store *st, int64_t id, const struct coord_reg
 		char hash[65];
 		int64_t kt = 0;
 		key_hash(r->auth_key, hash);
-		ret = step1(q(st,
-			      "UPDATE preauth_keys SET used = used + 1 WHERE key_hash = ? AND expires > ?"
-			      " AND (reusable = 1 OR used = 0) RETURNING tailnet_id",
-			      "si", hash, now),
-			    &kt);
+		ret = step1(
+		    q(st,
+		      "UPDATE preauth_keys SET used = used + 1 WHERE key_hash = ? AND expires > ?"
+		      " AND (reusable = 1 OR used = 0) RETURNING tailnet_id",
+		      "si", hash, now),
+		    &kt);
 		if (ret < 0)
 			return dberr(st, ret, err, errlen, "register");
 		if (ret == 0)
 			return key_problem(st, hash, now, err, errlen);
 		if (kt != tailnet) {
-			snprintf(err, errlen, "auth_key: the key is for another tailnet than this node's");
+			snprintf(err, errlen,
+				 "auth_key: the key is for another tailnet than this node's");
 			return -EACCES;
 		}
 		rotated = true;
@@ -516,8 +555,10 @@ static int reregister(struct coord_store *st, int64_t id, const struct coord_reg
 	if (rotated)
 		expiry = expiry_for(st, tailnet, tags, now);
 	ret = step1(q(st,
-		      "UPDATE nodes SET node_key = ?, key_expiry = ?, endpoints = CASE WHEN ? = 1 THEN ? ELSE endpoints END,"
-		      " routes = CASE WHEN ? = 1 THEN ? ELSE routes END, last_seen = ?, seq = ? WHERE id = ?",
+		      "UPDATE nodes SET node_key = ?, key_expiry = ?, endpoints = CASE WHEN ? = 1 "
+		      "THEN ? ELSE endpoints END,"
+		      " routes = CASE WHEN ? = 1 THEN ? ELSE routes END, last_seen = ?, seq = ? "
+		      "WHERE id = ?",
 		      "siisisiii", r->node_key, expiry, (int64_t)r->l.has_endpoints, r->l.endpoints,
 		      (int64_t)r->l.has_routes, r->l.routes, now, seq, id),
 		    NULL);
@@ -528,8 +569,9 @@ static int reregister(struct coord_store *st, int64_t id, const struct coord_reg
 	return ret < 0 ? dberr(st, ret, err, errlen, "register") : 0;
 }
 
-static int register_new(struct coord_store *st, const struct coord_register_req *r, const char *mkey, int64_t now,
-			int64_t seq, int64_t *id, char *err, size_t errlen)
+static int register_new(struct coord_store *st, const struct coord_register_req *r,
+			const char *mkey, int64_t now, int64_t seq, int64_t *id, char *err,
+			size_t errlen)
 {
 	char hash[65], name[64], v4[24], v6[48], tags[REQ_LIST_MAX], ula[64];
 	int64_t tailnet, user, eph, idx;
@@ -542,7 +584,8 @@ static int register_new(struct coord_store *st, const struct coord_register_req 
 	}
 	key_hash(r->auth_key, hash);
 	s = q(st,
-	      "UPDATE preauth_keys SET used = used + 1 WHERE key_hash = ? AND expires > ? AND (reusable = 1 OR used = 0)"
+	      "UPDATE preauth_keys SET used = used + 1 WHERE key_hash = ? AND expires > ? AND "
+	      "(reusable = 1 OR used = 0)"
 	      " RETURNING tailnet_id, user_id, ephemeral, tags",
 	      "si", hash, now);
 	ret = step1(s, NULL);
@@ -567,13 +610,16 @@ static int register_new(struct coord_store *st, const struct coord_register_req 
 		return dberr(st, ret, err, errlen, "register");
 	store_addr_v4(idx, v4, sizeof(v4));
 	store_addr_v6(ula, idx, v6, sizeof(v6));
-	ret = step1(q(st,
-		      "INSERT INTO nodes (tailnet_id, user_id, machine_key, node_key, name, addr_index, ipv4, ipv6, tags,"
-		      " ephemeral, plain_wg, key_expiry, endpoints, routes, approved, last_seen, created, seq)"
-		      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, '', ?, ?, ?) RETURNING id",
-		      "iisssisssiissiii", tailnet, user, mkey, r->node_key, name, idx, v4, v6, tags, eph,
-		      expiry_for(st, tailnet, tags, now), r->l.endpoints, r->l.routes, now, now, seq),
-		    id);
+	ret = step1(
+	    q(st,
+	      "INSERT INTO nodes (tailnet_id, user_id, machine_key, node_key, name, addr_index, "
+	      "ipv4, ipv6, tags,"
+	      " ephemeral, plain_wg, key_expiry, endpoints, routes, approved, last_seen, created, "
+	      "seq)"
+	      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, '', ?, ?, ?) RETURNING id",
+	      "iisssisssiissiii", tailnet, user, mkey, r->node_key, name, idx, v4, v6, tags, eph,
+	      expiry_for(st, tailnet, tags, now), r->l.endpoints, r->l.routes, now, now, seq),
+	    id);
 	if (ret == -EEXIST) {
 		snprintf(err, errlen, "node_key: another node has this key");
 		return -EEXIST;
@@ -581,8 +627,8 @@ static int register_new(struct coord_store *st, const struct coord_register_req 
 	return ret == 1 ? 0 : dberr(st, ret, err, errlen, "register");
 }
 
-int store_register(struct coord_store *st, const struct coord_register_req *r, const char *mkey, int64_t now,
-		   struct coord_reg_result *out, char *err, size_t errlen)
+int store_register(struct coord_store *st, const struct coord_register_req *r, const char *mkey,
+		   int64_t now, struct coord_reg_result *out, char *err, size_t errlen)
 {
 	int64_t seq, id;
 	int ret;
@@ -604,15 +650,19 @@ int store_register(struct coord_store *st, const struct coord_register_req *r, c
 	return 0;
 }
 
-int store_node_update(struct coord_store *st, int64_t id, const char *node_key, const struct coord_lists *l,
-		      int64_t now, int64_t *key_expiry, char *err, size_t errlen)
+int store_node_update(struct coord_store *st, int64_t id, const char *node_key,
+		      const struct coord_lists *l, int64_t now, int64_t *key_expiry, char *err,
+		      size_t errlen)
 {
 	struct coord_stmt *s;
 	int64_t seq, expiry, tailnet;
 	char tags[REQ_LIST_MAX], eps[REQ_LIST_MAX], routes[REQ_LIST_MAX], key[64];
 	int ret;
 
-	s = q(st, "SELECT node_key, key_expiry, tailnet_id, tags, endpoints, routes FROM nodes WHERE id = ?", "i", id);
+	s = q(st,
+	      "SELECT node_key, key_expiry, tailnet_id, tags, endpoints, routes FROM nodes WHERE "
+	      "id = ?",
+	      "i", id);
 	if ((ret = step1(s, NULL)) != 1) {
 		snprintf(err, errlen, "node %" PRId64 " is gone", id);
 		return ret < 0 ? dberr(st, ret, err, errlen, "update") : -ENOENT;
@@ -626,6 +676,12 @@ int store_node_update(struct coord_store *st, int64_t id, const char *node_key, 
 	coord_stmt_reset(s);
 	*key_expiry = expiry;
 	bool rotate = node_key && *node_key && strcmp(node_key, key);
+	if (rotate && expiry && expiry <= now) {
+		/* Rotation is for keys still valid: an expired node proves itself
+		 * again with a pre-auth key (register), like a new one. */
+		snprintf(err, errlen, "node key expired: register again with an auth key");
+		return -EPERM;
+	}
 	bool eps_changed = l->has_endpoints && strcmp(l->endpoints, eps);
 	bool routes_changed = l->has_routes && strcmp(l->routes, routes);
 	if (!rotate && !eps_changed && !routes_changed)
@@ -634,7 +690,9 @@ int store_node_update(struct coord_store *st, int64_t id, const char *node_key, 
 		return dberr(st, ret, err, errlen, "update");
 	if (rotate)
 		expiry = expiry_for(st, tailnet, tags, now);
-	ret = step1(q(st, "UPDATE nodes SET node_key = ?, key_expiry = ?, endpoints = ?, routes = ?, seq = ? WHERE id = ?",
+	ret = step1(q(st,
+		      "UPDATE nodes SET node_key = ?, key_expiry = ?, endpoints = ?, routes = ?, "
+		      "seq = ? WHERE id = ?",
 		      "sissii", rotate ? node_key : key, expiry, eps_changed ? l->endpoints : eps,
 		      routes_changed ? l->routes : routes, seq, id),
 		    NULL);
@@ -656,7 +714,8 @@ static int delete_node(struct coord_store *st, int64_t id, int64_t seq)
 
 	if (ret < 0)
 		return ret;
-	return step1(q(st, "INSERT INTO tombstones (node_id, seq) VALUES (?, ?)", "ii", id, seq), NULL);
+	return step1(q(st, "INSERT INTO tombstones (node_id, seq) VALUES (?, ?)", "ii", id, seq),
+		     NULL);
 }
 
 int store_node_delete(struct coord_store *st, int64_t id, char *err, size_t errlen)
@@ -690,7 +749,8 @@ int store_node_logout(struct coord_store *st, int64_t id, char *err, size_t errl
 		return store_node_delete(st, id, err, errlen);
 	if ((ret = wbegin(st, &seq)) < 0)
 		return dberr(st, ret, err, errlen, "logout");
-	ret = step1(q(st, "UPDATE nodes SET last_seen = 0, seq = ? WHERE id = ?", "ii", seq, id), NULL);
+	ret = step1(q(st, "UPDATE nodes SET last_seen = 0, seq = ? WHERE id = ?", "ii", seq, id),
+		    NULL);
 	if (ret < 0)
 		return fail_tx(st, dberr(st, ret, err, errlen, "logout"));
 	return wcommit(st) < 0 ? dberr(st, -EIO, err, errlen, "logout") : 0;
@@ -707,7 +767,9 @@ int store_node_expire(struct coord_store *st, int64_t id, int64_t now, char *err
 	}
 	if ((ret = wbegin(st, &seq)) < 0)
 		return dberr(st, ret, err, errlen, "expire");
-	ret = step1(q(st, "UPDATE nodes SET key_expiry = ?, seq = ? WHERE id = ?", "iii", now, seq, id), NULL);
+	ret = step1(
+	    q(st, "UPDATE nodes SET key_expiry = ?, seq = ? WHERE id = ?", "iii", now, seq, id),
+	    NULL);
 	if (ret < 0)
 		return fail_tx(st, dberr(st, ret, err, errlen, "expire"));
 	return wcommit(st) < 0 ? dberr(st, -EIO, err, errlen, "expire") : 0;
@@ -717,8 +779,9 @@ int store_reap_ephemeral(struct coord_store *st, int64_t before)
 {
 	int64_t ids[256], seq;
 	size_t n = 0;
-	struct coord_stmt *s = q(st, "SELECT id FROM nodes WHERE ephemeral = 1 AND last_seen < ? AND plain_wg = 0",
-				 "i", before);
+	struct coord_stmt *s =
+	    q(st, "SELECT id FROM nodes WHERE ephemeral = 1 AND last_seen < ? AND plain_wg = 0",
+	      "i", before);
 	int ret;
 
 	while (n < ARRAY_SIZE(ids) && step1(s, NULL) == 1)
@@ -737,30 +800,34 @@ int store_reap_ephemeral(struct coord_store *st, int64_t before)
 
 /* ---- loading the model --------------------------------------------------------- */
 
-int store_load(struct coord_store *st, struct coord_model *m, bool full, void (*removed)(void *, void *),
-	       void *arg)
+int store_load(struct coord_store *st, struct coord_model *m, bool full,
+	       void (*removed)(void *, void *), void *arg)
 {
 	int64_t v = store_state_version(st), since = full ? -1 : st->loaded;
 	struct coord_stmt *s;
 
 	if (!full && v == st->loaded)
 		return 0;
-	s = q(st, "SELECT id, name, key_expiry_days, ula, gw_tag, policy_version FROM tailnets WHERE seq > ?", "i",
-	      since);
+	s = q(st,
+	      "SELECT id, name, key_expiry_days, ula, gw_tag, policy_version FROM tailnets WHERE "
+	      "seq > ?",
+	      "i", since);
 	int64_t pol_ids[1024], pol_vers[1024];
 	size_t n_pol = 0;
 	while (step1(s, NULL) == 1) {
-		struct cm_tailnet *t = cm_tailnet_set(m, coord_stmt_int64(s, 0), coord_stmt_text(s, 1),
-						      (int)coord_stmt_int64(s, 2), coord_stmt_text(s, 3),
-						      coord_stmt_text(s, 4));
-		if (t && t->policy_version != coord_stmt_int64(s, 5) && n_pol < ARRAY_SIZE(pol_ids)) {
+		struct cm_tailnet *t = cm_tailnet_set(
+		    m, coord_stmt_int64(s, 0), coord_stmt_text(s, 1), (int)coord_stmt_int64(s, 2),
+		    coord_stmt_text(s, 3), coord_stmt_text(s, 4));
+		if (t && t->policy_version != coord_stmt_int64(s, 5) &&
+		    n_pol < ARRAY_SIZE(pol_ids)) {
 			pol_ids[n_pol] = t->id;
 			pol_vers[n_pol++] = coord_stmt_int64(s, 5);
 		}
 	}
 	for (size_t i = 0; i < n_pol; i++) {
-		struct coord_stmt *p = q(st, "SELECT text FROM policies WHERE tailnet_id = ? AND version = ?", "ii",
-					 pol_ids[i], pol_vers[i]);
+		struct coord_stmt *p =
+		    q(st, "SELECT text FROM policies WHERE tailnet_id = ? AND version = ?", "ii",
+		      pol_ids[i], pol_vers[i]);
 		struct cm_tailnet *t = cm_tailnet_find(m, pol_ids[i]);
 		if (step1(p, NULL) == 1)
 			cm_tailnet_set_policy(t, coord_stmt_text(p, 0), pol_vers[i]);
@@ -770,9 +837,11 @@ int store_load(struct coord_store *st, struct coord_model *m, bool full, void (*
 	}
 	s = q(st, "SELECT id, tailnet_id, name FROM users WHERE seq > ?", "i", since);
 	while (step1(s, NULL) == 1)
-		cm_user_set(m, coord_stmt_int64(s, 0), coord_stmt_int64(s, 1), coord_stmt_text(s, 2));
+		cm_user_set(m, coord_stmt_int64(s, 0), coord_stmt_int64(s, 1),
+			    coord_stmt_text(s, 2));
 	s = q(st,
-	      "SELECT id, tailnet_id, user_id, name, node_key, machine_key, ipv4, ipv6, tags, endpoints, routes, approved,"
+	      "SELECT id, tailnet_id, user_id, name, node_key, machine_key, ipv4, ipv6, tags, "
+	      "endpoints, routes, approved,"
 	      " ephemeral, plain_wg, key_expiry, last_seen FROM nodes WHERE seq > ?",
 	      "i", since);
 	while (step1(s, NULL) == 1) {
@@ -813,7 +882,8 @@ int store_load(struct coord_store *st, struct coord_model *m, bool full, void (*
 			if (!n)
 				continue;
 			int64_t x;
-			if (step1(q(st, "SELECT id FROM nodes WHERE id = ?", "i", n->info.id), &x) == 0) {
+			if (step1(q(st, "SELECT id FROM nodes WHERE id = ?", "i", n->info.id),
+				  &x) == 0) {
 				void *w = cm_node_remove(m, n->info.id);
 				if (w && removed)
 					removed(arg, w);
@@ -826,7 +896,8 @@ int store_load(struct coord_store *st, struct coord_model *m, bool full, void (*
 
 int store_load_last_seen(struct coord_store *st, struct coord_model *m, int64_t since)
 {
-	struct coord_stmt *s = q(st, "SELECT id, last_seen FROM nodes WHERE last_seen > ?", "i", since);
+	struct coord_stmt *s =
+	    q(st, "SELECT id, last_seen FROM nodes WHERE last_seen > ?", "i", since);
 
 	while (step1(s, NULL) == 1) {
 		struct cm_node *n = cm_node_find(m, coord_stmt_int64(s, 0));
@@ -838,7 +909,8 @@ int store_load_last_seen(struct coord_store *st, struct coord_model *m, int64_t 
 
 /* ---- admin ------------------------------------------------------------------------ */
 
-static int tailnet_id(struct coord_store *st, const char *name, int64_t *id, char *err, size_t errlen)
+static int tailnet_id(struct coord_store *st, const char *name, int64_t *id, char *err,
+		      size_t errlen)
 {
 	int ret = step1(q(st, "SELECT id FROM tailnets WHERE name = ?", "s", name), id);
 
@@ -849,9 +921,12 @@ static int tailnet_id(struct coord_store *st, const char *name, int64_t *id, cha
 	return ret < 0 ? dberr(st, ret, err, errlen, "tailnet") : 0;
 }
 
-static int user_id(struct coord_store *st, int64_t tailnet, const char *name, int64_t *id, char *err, size_t errlen)
+static int user_id(struct coord_store *st, int64_t tailnet, const char *name, int64_t *id,
+		   char *err, size_t errlen)
 {
-	int ret = step1(q(st, "SELECT id FROM users WHERE tailnet_id = ? AND name = ?", "is", tailnet, name), id);
+	int ret = step1(
+	    q(st, "SELECT id FROM users WHERE tailnet_id = ? AND name = ?", "is", tailnet, name),
+	    id);
 
 	if (ret == 0) {
 		snprintf(err, errlen, "no user \"%s\" in that tailnet", name);
@@ -860,8 +935,8 @@ static int user_id(struct coord_store *st, int64_t tailnet, const char *name, in
 	return ret < 0 ? dberr(st, ret, err, errlen, "user") : 0;
 }
 
-int store_tailnet_create(struct coord_store *st, const struct coord_tailnet_req *r, int64_t now, json_t **out,
-			 char *err, size_t errlen)
+int store_tailnet_create(struct coord_store *st, const struct coord_tailnet_req *r, int64_t now,
+			 json_t **out, char *err, size_t errlen)
 {
 	int64_t seq, id;
 	char ula[64];
@@ -882,7 +957,8 @@ int store_tailnet_create(struct coord_store *st, const struct coord_tailnet_req 
 	if (ret < 0)
 		return fail_tx(st, dberr(st, ret, err, errlen, "tailnet"));
 	ret = step1(q(st,
-		      "INSERT INTO tailnets (name, key_expiry_days, ula, gw_tag, created, seq) VALUES (?, ?, ?, ?, ?, ?)"
+		      "INSERT INTO tailnets (name, key_expiry_days, ula, gw_tag, created, seq) "
+		      "VALUES (?, ?, ?, ?, ?, ?)"
 		      " RETURNING id",
 		      "sissii", r->name, (int64_t)r->key_expiry_days, ula, r->gw_tag, now, seq),
 		    &id);
@@ -891,12 +967,13 @@ int store_tailnet_create(struct coord_store *st, const struct coord_tailnet_req 
 	if ((ret = wcommit(st)) < 0)
 		return dberr(st, ret, err, errlen, "tailnet");
 	*out = json_pack("{sIsssissssss}", "id", (json_int_t)id, "name", r->name, "key_expiry_days",
-			 r->key_expiry_days, "ula", ula, "ipv4", "100.64.0.0/10", "wireguard_gateways", r->gw_tag);
+			 r->key_expiry_days, "ula", ula, "ipv4", "100.64.0.0/10",
+			 "wireguard_gateways", r->gw_tag);
 	return 0;
 }
 
-int store_user_create(struct coord_store *st, const struct coord_user_req *r, int64_t now, json_t **out, char *err,
-		      size_t errlen)
+int store_user_create(struct coord_store *st, const struct coord_user_req *r, int64_t now,
+		      json_t **out, char *err, size_t errlen)
 {
 	int64_t seq, tn, id;
 	int ret;
@@ -905,9 +982,11 @@ int store_user_create(struct coord_store *st, const struct coord_user_req *r, in
 		return ret;
 	if ((ret = wbegin(st, &seq)) < 0)
 		return dberr(st, ret, err, errlen, "user");
-	ret = step1(q(st, "INSERT INTO users (tailnet_id, name, created, seq) VALUES (?, ?, ?, ?) RETURNING id", "isii",
-		      tn, r->name, now, seq),
-		    &id);
+	ret = step1(
+	    q(st,
+	      "INSERT INTO users (tailnet_id, name, created, seq) VALUES (?, ?, ?, ?) RETURNING id",
+	      "isii", tn, r->name, now, seq),
+	    &id);
 	if (ret == -EEXIST) {
 		snprintf(err, errlen, "user \"%s\" exists in tailnet \"%s\"", r->name, r->tailnet);
 		return fail_tx(st, ret);
@@ -920,8 +999,8 @@ int store_user_create(struct coord_store *st, const struct coord_user_req *r, in
 	return 0;
 }
 
-int store_key_create(struct coord_store *st, const struct coord_key_req *r, int64_t now, json_t **out, char *err,
-		     size_t errlen)
+int store_key_create(struct coord_store *st, const struct coord_key_req *r, int64_t now,
+		     json_t **out, char *err, size_t errlen)
 {
 	uint8_t raw[24];
 	char key[4 + 2 * sizeof(raw) + 1], hash[65];
@@ -936,22 +1015,25 @@ int store_key_create(struct coord_store *st, const struct coord_key_req *r, int6
 	sodium_bin2hex(key + 4, sizeof(key) - 4, raw, sizeof(raw));
 	key_hash(key, hash);
 	/* keys are not map state: no version bump */
-	ret = exec1(st, q(st,
-		      "INSERT INTO preauth_keys (tailnet_id, user_id, key_hash, key_prefix, reusable, ephemeral, tags,"
+	ret = exec1(st,
+		    q(st,
+		      "INSERT INTO preauth_keys (tailnet_id, user_id, key_hash, key_prefix, "
+		      "reusable, ephemeral, tags,"
 		      " expires, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-		      "iissiisii", tn, user, hash, (const char *)"mgk-", (int64_t)r->reusable, (int64_t)r->ephemeral,
-		      r->tags, now + r->expires_in, now),
+		      "iissiisii", tn, user, hash, (const char *)"mgk-", (int64_t)r->reusable,
+		      (int64_t)r->ephemeral, r->tags, now + r->expires_in, now),
 		    &id);
 	if (ret != 1)
 		return dberr(st, ret, err, errlen, "pre-auth key");
-	*out = json_pack("{sIsssIsbsbss}", "id", (json_int_t)id, "key", key, "expires", (json_int_t)(now + r->expires_in),
-			 "reusable", r->reusable, "ephemeral", r->ephemeral, "tags", r->tags);
+	*out = json_pack("{sIsssIsbsbss}", "id", (json_int_t)id, "key", key, "expires",
+			 (json_int_t)(now + r->expires_in), "reusable", r->reusable, "ephemeral",
+			 r->ephemeral, "tags", r->tags);
 	sodium_memzero(key, sizeof(key));
 	return 0;
 }
 
-int store_route_approve(struct coord_store *st, int64_t node_id, const char *routes, json_t **out, char *err,
-			size_t errlen)
+int store_route_approve(struct coord_store *st, int64_t node_id, const char *routes, json_t **out,
+			char *err, size_t errlen)
 {
 	struct coord_stmt *s = q(st, "SELECT approved FROM nodes WHERE id = ?", "i", node_id);
 	char merged[2 * REQ_LIST_MAX + 2];
@@ -985,7 +1067,9 @@ int store_route_approve(struct coord_store *st, int64_t node_id, const char *rou
 	}
 	if ((ret = wbegin(st, &seq)) < 0)
 		return dberr(st, ret, err, errlen, "routes");
-	ret = step1(q(st, "UPDATE nodes SET approved = ?, seq = ? WHERE id = ?", "sii", merged, seq, node_id), NULL);
+	ret = step1(q(st, "UPDATE nodes SET approved = ?, seq = ? WHERE id = ?", "sii", merged, seq,
+		      node_id),
+		    NULL);
 	if (ret < 0)
 		return fail_tx(st, dberr(st, ret, err, errlen, "routes"));
 	if ((ret = wcommit(st)) < 0)
@@ -994,23 +1078,28 @@ int store_route_approve(struct coord_store *st, int64_t node_id, const char *rou
 	return 0;
 }
 
-int store_policy_set(struct coord_store *st, int64_t tn, const char *text, int64_t now, int64_t *version, char *err,
-		     size_t errlen)
+int store_policy_set(struct coord_store *st, int64_t tn, const char *text, int64_t now,
+		     int64_t *version, char *err, size_t errlen)
 {
 	int64_t seq, v = 0;
 	int ret;
 
 	if ((ret = wbegin(st, &seq)) < 0)
 		return dberr(st, ret, err, errlen, "policy");
-	if ((ret = step1(q(st, "SELECT COALESCE(MAX(version), 0) + 1 FROM policies WHERE tailnet_id = ?", "i", tn), &v)) !=
-	    1)
+	if ((ret = step1(
+		 q(st, "SELECT COALESCE(MAX(version), 0) + 1 FROM policies WHERE tailnet_id = ?",
+		   "i", tn),
+		 &v)) != 1)
 		return fail_tx(st, dberr(st, ret, err, errlen, "policy"));
-	ret = step1(q(st, "INSERT INTO policies (tailnet_id, version, text, created) VALUES (?, ?, ?, ?)", "iisi", tn, v,
-		      text, now),
-		    NULL);
+	ret = step1(
+	    q(st, "INSERT INTO policies (tailnet_id, version, text, created) VALUES (?, ?, ?, ?)",
+	      "iisi", tn, v, text, now),
+	    NULL);
 	if (ret < 0)
 		return fail_tx(st, dberr(st, ret, err, errlen, "policy"));
-	ret = step1(q(st, "UPDATE tailnets SET policy_version = ?, seq = ? WHERE id = ?", "iii", v, seq, tn), NULL);
+	ret = step1(q(st, "UPDATE tailnets SET policy_version = ?, seq = ? WHERE id = ?", "iii", v,
+		      seq, tn),
+		    NULL);
 	if (ret < 0)
 		return fail_tx(st, dberr(st, ret, err, errlen, "policy"));
 	if ((ret = wcommit(st)) < 0)
@@ -1026,9 +1115,13 @@ int store_policy_get(struct coord_store *st, int64_t tn, int64_t version, char *
 
 	*text = NULL;
 	if (version == 0)
-		s = q(st, "SELECT version, text FROM policies WHERE tailnet_id = ? ORDER BY version DESC LIMIT 1", "i", tn);
+		s = q(st,
+		      "SELECT version, text FROM policies WHERE tailnet_id = ? ORDER BY version "
+		      "DESC LIMIT 1",
+		      "i", tn);
 	else
-		s = q(st, "SELECT version, text FROM policies WHERE tailnet_id = ? AND version = ?", "ii", tn, version);
+		s = q(st, "SELECT version, text FROM policies WHERE tailnet_id = ? AND version = ?",
+		      "ii", tn, version);
 	ret = step1(s, NULL);
 	if (ret != 1)
 		return ret < 0 ? ret : -ENOENT;
@@ -1040,19 +1133,22 @@ int store_policy_get(struct coord_store *st, int64_t tn, int64_t version, char *
 
 int store_policy_history(struct coord_store *st, int64_t tn, json_t **out)
 {
-	struct coord_stmt *s = q(st, "SELECT version, created, LENGTH(text) FROM policies WHERE tailnet_id = ? ORDER BY version",
+	struct coord_stmt *s = q(st,
+				 "SELECT version, created, LENGTH(text) FROM policies WHERE "
+				 "tailnet_id = ? ORDER BY version",
 				 "i", tn);
 
 	*out = json_array();
 	while (step1(s, NULL) == 1)
-		json_array_append_new(*out, json_pack("{sIsIsI}", "version", (json_int_t)coord_stmt_int64(s, 0), "created",
+		json_array_append_new(*out, json_pack("{sIsIsI}", "version",
+						      (json_int_t)coord_stmt_int64(s, 0), "created",
 						      (json_int_t)coord_stmt_int64(s, 1), "bytes",
 						      (json_int_t)coord_stmt_int64(s, 2)));
 	return 0;
 }
 
-int store_wg_enroll(struct coord_store *st, const struct coord_wg_req *r, int64_t now, struct coord_reg_result *out,
-		    char *err, size_t errlen)
+int store_wg_enroll(struct coord_store *st, const struct coord_wg_req *r, int64_t now,
+		    struct coord_reg_result *out, char *err, size_t errlen)
 {
 	int64_t tn, user, seq, idx, id;
 	char name[64], v4[24], v6[48], ula[64];
@@ -1069,16 +1165,20 @@ int store_wg_enroll(struct coord_store *st, const struct coord_wg_req *r, int64_
 		return fail_tx(st, dberr(st, -EIO, err, errlen, "wireguard"));
 	snprintf(ula, sizeof(ula), "%s", coord_stmt_text(s, 0));
 	coord_stmt_reset(s);
-	if ((ret = alloc_index(st, &idx)) < 0 || (ret = unique_name(st, tn, r->name, name, sizeof(name))) < 0)
+	if ((ret = alloc_index(st, &idx)) < 0 ||
+	    (ret = unique_name(st, tn, r->name, name, sizeof(name))) < 0)
 		return fail_tx(st, dberr(st, ret, err, errlen, "wireguard"));
 	store_addr_v4(idx, v4, sizeof(v4));
 	store_addr_v6(ula, idx, v6, sizeof(v6));
-	ret = step1(q(st,
-		      "INSERT INTO nodes (tailnet_id, user_id, machine_key, node_key, name, addr_index, ipv4, ipv6, tags,"
-		      " ephemeral, plain_wg, key_expiry, endpoints, routes, approved, last_seen, created, seq)"
-		      " VALUES (?, ?, NULL, ?, ?, ?, ?, ?, '', 0, 1, 0, '', '', '', 0, ?, ?) RETURNING id",
-		      "iississii", tn, user, r->public_key, name, idx, v4, v6, now, seq),
-		    &id);
+	ret = step1(
+	    q(st,
+	      "INSERT INTO nodes (tailnet_id, user_id, machine_key, node_key, name, addr_index, "
+	      "ipv4, ipv6, tags,"
+	      " ephemeral, plain_wg, key_expiry, endpoints, routes, approved, last_seen, created, "
+	      "seq)"
+	      " VALUES (?, ?, NULL, ?, ?, ?, ?, ?, '', 0, 1, 0, '', '', '', 0, ?, ?) RETURNING id",
+	      "iississii", tn, user, r->public_key, name, idx, v4, v6, now, seq),
+	    &id);
 	if (ret == -EEXIST) {
 		snprintf(err, errlen, "public_key: another node has this key");
 		return fail_tx(st, ret);
@@ -1093,49 +1193,60 @@ int store_wg_enroll(struct coord_store *st, const struct coord_wg_req *r, int64_
 
 int store_list_tailnets(struct coord_store *st, json_t **out)
 {
-	struct coord_stmt *s =
-	    q(st, "SELECT id, name, key_expiry_days, ula, gw_tag, policy_version FROM tailnets ORDER BY id", "");
+	struct coord_stmt *s = q(st,
+				 "SELECT id, name, key_expiry_days, ula, gw_tag, policy_version "
+				 "FROM tailnets ORDER BY id",
+				 "");
 
 	*out = json_array();
 	while (step1(s, NULL) == 1)
-		json_array_append_new(*out, json_pack("{sIsssIsssssI}", "id", (json_int_t)coord_stmt_int64(s, 0), "name",
+		json_array_append_new(*out, json_pack("{sIsssIsssssI}", "id",
+						      (json_int_t)coord_stmt_int64(s, 0), "name",
 						      coord_stmt_text(s, 1), "key_expiry_days",
-						      (json_int_t)coord_stmt_int64(s, 2), "ula", coord_stmt_text(s, 3),
-						      "wireguard_gateways", coord_stmt_text(s, 4), "policy_version",
+						      (json_int_t)coord_stmt_int64(s, 2), "ula",
+						      coord_stmt_text(s, 3), "wireguard_gateways",
+						      coord_stmt_text(s, 4), "policy_version",
 						      (json_int_t)coord_stmt_int64(s, 5)));
 	return 0;
 }
 
 int store_list_users(struct coord_store *st, int64_t tn, json_t **out)
 {
-	struct coord_stmt *s = q(st,
-				 "SELECT u.id, t.name, u.name FROM users u JOIN tailnets t ON t.id = u.tailnet_id"
-				 " WHERE ? = 0 OR u.tailnet_id = ? ORDER BY u.id",
-				 "ii", tn, tn);
+	struct coord_stmt *s =
+	    q(st,
+	      "SELECT u.id, t.name, u.name FROM users u JOIN tailnets t ON t.id = u.tailnet_id"
+	      " WHERE ? = 0 OR u.tailnet_id = ? ORDER BY u.id",
+	      "ii", tn, tn);
 
 	*out = json_array();
 	while (step1(s, NULL) == 1)
-		json_array_append_new(*out, json_pack("{sIssss}", "id", (json_int_t)coord_stmt_int64(s, 0), "tailnet",
-						      coord_stmt_text(s, 1), "name", coord_stmt_text(s, 2)));
+		json_array_append_new(
+		    *out, json_pack("{sIssss}", "id", (json_int_t)coord_stmt_int64(s, 0), "tailnet",
+				    coord_stmt_text(s, 1), "name", coord_stmt_text(s, 2)));
 	return 0;
 }
 
 int store_list_keys(struct coord_store *st, int64_t tn, int64_t now, json_t **out)
 {
-	struct coord_stmt *s = q(st,
-				 "SELECT k.id, t.name, u.name, k.reusable, k.ephemeral, k.tags, k.expires, k.used"
-				 " FROM preauth_keys k JOIN tailnets t ON t.id = k.tailnet_id JOIN users u ON u.id = k.user_id"
-				 " WHERE ? = 0 OR k.tailnet_id = ? ORDER BY k.id",
-				 "ii", tn, tn);
+	struct coord_stmt *s =
+	    q(st,
+	      "SELECT k.id, t.name, u.name, k.reusable, k.ephemeral, k.tags, k.expires, k.used"
+	      " FROM preauth_keys k JOIN tailnets t ON t.id = k.tailnet_id JOIN users u ON u.id = "
+	      "k.user_id"
+	      " WHERE ? = 0 OR k.tailnet_id = ? ORDER BY k.id",
+	      "ii", tn, tn);
 
 	*out = json_array();
 	while (step1(s, NULL) == 1)
 		json_array_append_new(
-		    *out, json_pack("{sIsssssbsbsssIsIsb}", "id", (json_int_t)coord_stmt_int64(s, 0), "tailnet",
-				    coord_stmt_text(s, 1), "user", coord_stmt_text(s, 2), "reusable",
-				    (int)coord_stmt_int64(s, 3), "ephemeral", (int)coord_stmt_int64(s, 4), "tags",
-				    coord_stmt_text(s, 5), "expires", (json_int_t)coord_stmt_int64(s, 6), "used",
-				    (json_int_t)coord_stmt_int64(s, 7), "valid",
-				    coord_stmt_int64(s, 6) > now && (coord_stmt_int64(s, 3) || !coord_stmt_int64(s, 7))));
+		    *out,
+		    json_pack("{sIsssssbsbsssIsIsb}", "id", (json_int_t)coord_stmt_int64(s, 0),
+			      "tailnet", coord_stmt_text(s, 1), "user", coord_stmt_text(s, 2),
+			      "reusable", (int)coord_stmt_int64(s, 3), "ephemeral",
+			      (int)coord_stmt_int64(s, 4), "tags", coord_stmt_text(s, 5), "expires",
+			      (json_int_t)coord_stmt_int64(s, 6), "used",
+			      (json_int_t)coord_stmt_int64(s, 7), "valid",
+			      coord_stmt_int64(s, 6) > now &&
+				  (coord_stmt_int64(s, 3) || !coord_stmt_int64(s, 7))));
 	return 0;
 }

@@ -47,18 +47,23 @@ void store_nonce_prune(struct coord_store *st, int64_t now);
 /* Write last_seen for nodes (no version bump: it is not map state). */
 int store_touch(struct coord_store *st, const int64_t *ids, const int64_t *seen, size_t n);
 
+/* Set last_seen back (a node that hung up is offline now, on every replica within offline_seconds).
+ */
+int store_mark_offline(struct coord_store *st, int64_t id, int64_t last_seen);
+
 struct coord_reg_result {
 	int64_t node_id, key_expiry;
 	char name[64], tailnet[64], addr4[24], addr6[48];
 };
 
-int store_register(struct coord_store *st, const struct coord_register_req *r, const char *mkey, int64_t now,
-		   struct coord_reg_result *out, char *err, size_t errlen);
+int store_register(struct coord_store *st, const struct coord_register_req *r, const char *mkey,
+		   int64_t now, struct coord_reg_result *out, char *err, size_t errlen);
 /* The node of a machine key: 0 with *id, or -ENOENT. */
 int store_node_by_mkey(struct coord_store *st, const char *mkey, int64_t *id);
 /* endpoints/routes/node_key changes from map or update; *key_expiry gets the current value. */
-int store_node_update(struct coord_store *st, int64_t id, const char *node_key, const struct coord_lists *l,
-		      int64_t now, int64_t *key_expiry, char *err, size_t errlen);
+int store_node_update(struct coord_store *st, int64_t id, const char *node_key,
+		      const struct coord_lists *l, int64_t now, int64_t *key_expiry, char *err,
+		      size_t errlen);
 int store_node_logout(struct coord_store *st, int64_t id, char *err, size_t errlen);
 int store_node_delete(struct coord_store *st, int64_t id, char *err, size_t errlen);
 int store_node_expire(struct coord_store *st, int64_t id, int64_t now, char *err, size_t errlen);
@@ -66,19 +71,20 @@ int store_node_expire(struct coord_store *st, int64_t id, int64_t now, char *err
 int store_reap_ephemeral(struct coord_store *st, int64_t before);
 
 /* Admin. Results are new JSON objects / arrays. */
-int store_tailnet_create(struct coord_store *st, const struct coord_tailnet_req *r, int64_t now, json_t **out,
-			 char *err, size_t errlen);
-int store_user_create(struct coord_store *st, const struct coord_user_req *r, int64_t now, json_t **out,
-		      char *err, size_t errlen);
-int store_key_create(struct coord_store *st, const struct coord_key_req *r, int64_t now, json_t **out,
-		     char *err, size_t errlen);
-int store_route_approve(struct coord_store *st, int64_t node_id, const char *routes, json_t **out, char *err,
-			size_t errlen);
+int store_tailnet_create(struct coord_store *st, const struct coord_tailnet_req *r, int64_t now,
+			 json_t **out, char *err, size_t errlen);
+int store_user_create(struct coord_store *st, const struct coord_user_req *r, int64_t now,
+		      json_t **out, char *err, size_t errlen);
+int store_key_create(struct coord_store *st, const struct coord_key_req *r, int64_t now,
+		     json_t **out, char *err, size_t errlen);
+int store_route_approve(struct coord_store *st, int64_t node_id, const char *routes, json_t **out,
+			char *err, size_t errlen);
 /* policy: the caller has compiled and tested it. */
-int store_policy_set(struct coord_store *st, int64_t tailnet_id, const char *text, int64_t now, int64_t *version,
-		     char *err, size_t errlen);
+int store_policy_set(struct coord_store *st, int64_t tailnet_id, const char *text, int64_t now,
+		     int64_t *version, char *err, size_t errlen);
 /* The text of version (0: current); -ENOENT if none. *text malloc'd. */
-int store_policy_get(struct coord_store *st, int64_t tailnet_id, int64_t version, char **text, int64_t *ver);
+int store_policy_get(struct coord_store *st, int64_t tailnet_id, int64_t version, char **text,
+		     int64_t *ver);
 int store_policy_history(struct coord_store *st, int64_t tailnet_id, json_t **out);
 int store_wg_enroll(struct coord_store *st, const struct coord_wg_req *r, int64_t now,
 		    struct coord_reg_result *out, char *err, size_t errlen);

@@ -33,7 +33,10 @@ void strbuf_addn(struct strbuf *sb, const char *s, size_t n)
 	sb->buf[sb->len] = '\0';
 }
 
-void strbuf_add(struct strbuf *sb, const char *s) { strbuf_addn(sb, s, strlen(s)); }
+void strbuf_add(struct strbuf *sb, const char *s)
+{
+	strbuf_addn(sb, s, strlen(s));
+}
 
 void strbuf_printf(struct strbuf *sb, const char *fmt, ...)
 {

@@ -17,13 +17,14 @@ static char mkey[COORD_MKEY_STRLEN], mkey2[COORD_MKEY_STRLEN];
 static const char *nonce = "0123456789abcdef0123456789abcdef";
 static const char *body = "{\"version\":0}";
 
-static int check(const char *method, const char *path, const char *b, const char *machine, const char *ts,
-		 const char *n, const char *sig, const char *want_err)
+static int check(const char *method, const char *path, const char *b, const char *machine,
+		 const char *ts, const char *n, const char *sig, const char *want_err)
 {
 	struct coord_sig_hdrs h = {machine, ts, n, sig};
 	char out[COORD_MKEY_STRLEN], err[256] = "";
 	int64_t t;
-	int ret = coord_sig_check(&h, method, path, b, strlen(b), NOW, 120, out, &t, err, sizeof(err));
+	int ret =
+	    coord_sig_check(&h, method, path, b, strlen(b), NOW, 120, out, &t, err, sizeof(err));
 
 	if (want_err) {
 		if (ret != -EACCES || !strstr(err, want_err)) {
@@ -57,16 +58,20 @@ int main(void)
 
 	/* 1 */ fails += check("POST", P, body, mkey, ts, nonce, sig, NULL);
 	/* 2 */ fails += check("POST", P, "{\"version\":1}", mkey, ts, nonce, sig, "bad signature");
-	/* 3 */ fails += check("POST", "/api/v1/machine/update", body, mkey, ts, nonce, sig, "bad signature");
+	/* 3 */ fails +=
+	    check("POST", "/api/v1/machine/update", body, mkey, ts, nonce, sig, "bad signature");
 	/* 4 */ fails += check("PUT", P, body, mkey, ts, nonce, sig, "bad signature");
-	/* 5 */ fails += check("POST", P, body, mkey2, ts, nonce, sig, "bad signature"); /* speaks for another key */
+	/* 5 */ fails += check("POST", P, body, mkey2, ts, nonce, sig,
+			       "bad signature"); /* speaks for another key */
 	/* 6 */ fails += check("POST", P, body, mkey, ts, nonce, sig2, "bad signature");
-	/* 7 */ fails += check("POST", P, body, mkey, ts, "ffffffffffffffffffffffffffffffff", sig, "bad signature");
+	/* 7 */ fails += check("POST", P, body, mkey, ts, "ffffffffffffffffffffffffffffffff", sig,
+			       "bad signature");
 	/* 8 */ fails += check("POST", P, body, mkey, old, nonce, sig, "skew");
 	/* 9 */ fails += check("POST", P, body, mkey, "1900000000", nonce, sig, "skew");
 	/* 10 */ fails += check("POST", P, body, mkey, "12x", nonce, sig, "unix seconds");
 	/* 11 */ fails += check("POST", P, body, mkey, ts, "0123", sig, "32 lowercase hex");
-	/* 12 */ fails += check("POST", P, body, mkey, ts, "0123456789ABCDEF0123456789ABCDEF", sig, "32 lowercase hex");
+	/* 12 */ fails += check("POST", P, body, mkey, ts, "0123456789ABCDEF0123456789ABCDEF", sig,
+				"32 lowercase hex");
 	/* 13 */ fails += check("POST", P, body, "mkey:AAAA", ts, nonce, sig, "mkey:<base64");
 	/* 14 */ fails += check("POST", P, body, mkey + 5, ts, nonce, sig, "mkey:<base64");
 	/* 15 */ fails += check("POST", P, body, mkey, ts, nonce, "AAAA", "base64 of 64");
@@ -74,8 +79,9 @@ int main(void)
 		struct coord_sig_hdrs h = {mkey, NULL, nonce, sig};
 		char out[COORD_MKEY_STRLEN], err[256];
 		int64_t t;
-		/* 16 */ fails += coord_sig_check(&h, "POST", P, body, strlen(body), NOW, 120, out, &t, err,
-						  sizeof(err)) != -EACCES || !strstr(err, "missing");
+		/* 16 */ fails += coord_sig_check(&h, "POST", P, body, strlen(body), NOW, 120, out,
+						  &t, err, sizeof(err)) != -EACCES ||
+				  !strstr(err, "missing");
 	}
 
 	/* replay: a nonce once per machine key, kept in the database */
@@ -84,13 +90,16 @@ int main(void)
 	assert(store_open("sqlite::memory:", &st, err, sizeof(err)) == 0);
 	fails += store_nonce_use(st, mkey, nonce, NOW) != 0;
 	fails += store_nonce_use(st, mkey, nonce, NOW) != -EEXIST;
-	fails += store_nonce_use(st, mkey2, nonce, NOW) != 0; /* another key may use the same nonce */
+	fails +=
+	    store_nonce_use(st, mkey2, nonce, NOW) != 0; /* another key may use the same nonce */
 	store_nonce_prune(st, NOW + 301);
-	fails += store_nonce_use(st, mkey, nonce, NOW + 301) != 0; /* pruned: outside the skew window anyway */
+	fails += store_nonce_use(st, mkey, nonce, NOW + 301) !=
+		 0; /* pruned: outside the skew window anyway */
 	store_close(st);
 
 	/* admin token compare */
-	fails += !coord_token_equal("abc", "abc") || coord_token_equal("abc", "abd") || coord_token_equal("abc", "ab");
+	fails += !coord_token_equal("abc", "abc") || coord_token_equal("abc", "abd") ||
+		 coord_token_equal("abc", "ab");
 	printf("auth: %d failure(s)\n", fails);
 	return fails != 0;
 }

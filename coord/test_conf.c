@@ -30,12 +30,13 @@ int main(int argc, char **argv)
 		}
 		assert(c.listen.port == 8443 && c.long_poll_seconds == 25 && !c.insecure_http);
 	}
-	assert(coord_conf_parse("testing = { insecure_http = true; }; listen = \"127.0.0.1:1\";", "t", &c, err,
-				sizeof(err)) == 0);
+	assert(coord_conf_parse("testing = { insecure_http = true; }; listen = \"127.0.0.1:1\";",
+				"t", &c, err, sizeof(err)) == 0);
 	assert(c.insecure_http && c.listen.port == 1);
 	bad("listen = \"127.0.0.1:1\";", "tls.cert_file");
 	bad("testing = { insecure_http = true; }; bogus = 1;", "unknown setting \"bogus\"");
-	bad("testing = { insecure_http = true; }; limits = { max_body = 99999999; };", "out of range");
+	bad("testing = { insecure_http = true; }; limits = { max_body = 99999999; };",
+	    "out of range");
 	bad("testing = { insecure_http = true; }; listen = \"nope\";", "ADDRESS:PORT");
 	bad("testing = { insecure_http = 1; };", "wrong type");
 	printf("coord conf ok\n");

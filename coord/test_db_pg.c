@@ -134,8 +134,9 @@ static void test_params(struct coord_db *db)
 	CHECK(coord_stmt_step(s) == 0, "update: %s", coord_db_errmsg(db));
 	CHECK(coord_stmt_changes(s) == 1, "update changed %" PRId64, coord_stmt_changes(s));
 	coord_stmt_finalize(s);
-	OK(db, coord_db_prepare(db, "SELECT name, n, note FROM t WHERE (? IS NULL OR name = ?) "
-				    "ORDER BY id",
+	OK(db, coord_db_prepare(db,
+				"SELECT name, n, note FROM t WHERE (? IS NULL OR name = ?) "
+				"ORDER BY id",
 				&s));
 	for (int round = 0; round < 2; round++) {
 		const char *want = round ? "beta" : NULL;
@@ -178,8 +179,9 @@ static void test_params(struct coord_db *db)
 	CHECK(scalar(db, "SELECT count(*) FROM t WHERE name <> ?", "alpha") == 1, "count");
 
 	/* Upsert. */
-	OK(db, coord_db_prepare(db, "INSERT INTO t (name, n) VALUES (?, ?) ON CONFLICT (name) "
-				    "DO UPDATE SET n = excluded.n",
+	OK(db, coord_db_prepare(db,
+				"INSERT INTO t (name, n) VALUES (?, ?) ON CONFLICT (name) "
+				"DO UPDATE SET n = excluded.n",
 				&s));
 	coord_stmt_bind_text(s, 1, "alpha");
 	coord_stmt_bind_int64(s, 2, 42);
@@ -272,8 +274,8 @@ static int kill_backend(struct coord_db *killer, int64_t pid)
 	for (int i = 0; i < 100 && rc == 0; i++) {
 		char sql[96];
 
-		snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %" PRId64,
-			 pid);
+		snprintf(sql, sizeof(sql),
+			 "SELECT count(*) FROM pg_stat_activity WHERE pid = %" PRId64, pid);
 		if (scalar(killer, sql, NULL) == 0)
 			break;
 		usleep(20000);
@@ -369,7 +371,8 @@ static void test_pg_serial(const char *url)
 	OK(a, coord_db_commit(a));
 	pthread_join(th, NULL);
 	CHECK(l.rc == 0, "second begin: %d %s", l.rc, coord_db_errmsg(b));
-	CHECK(l.got_ms >= released, "second begin waited for the first commit (%" PRId64 " ms early)",
+	CHECK(l.got_ms >= released,
+	      "second begin waited for the first commit (%" PRId64 " ms early)",
 	      released - l.got_ms);
 out:
 	coord_db_close(a);

@@ -8,7 +8,7 @@ another) answered with a clear JSON error and nothing stored.
 usage: test_http.py PATH/TO/meshgate-coord      (stdlib only: Ed25519 below
 is RFC 8032's reference code, slow but plenty for a few dozen signatures)
 """
-import hashlib, http.client, json, os, base64, socket, subprocess, sys, tempfile, threading, time
+import base64, hashlib, http.client, json, os, shutil, socket, subprocess, sys, tempfile, threading, time
 
 # ---- RFC 8032 Ed25519 (reference implementation) ----
 P = 2**255 - 19
@@ -114,10 +114,12 @@ def main():
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
+    # MG_PG_URL (tests/pg.sh) runs the same test on PostgreSQL
+    dburl = os.environ.get("MG_PG_URL") or "sqlite:%s/coord.db" % tmp
     with open(os.path.join(tmp, "coord.conf"), "w") as f:
-        f.write('listen = "127.0.0.1:%d";\ndatabase = "sqlite:%s/coord.db";\nadmin_token_file = "%s/token";\n'
+        f.write('listen = "127.0.0.1:%d";\ndatabase = "%s";\nadmin_token_file = "%s/token";\n'
                 'testing = { insecure_http = true; };\nlimits = { rate_per_machine = 1000.0; burst_per_machine = 1000.0;'
-                ' rate_per_ip = 10000.0; burst_per_ip = 10000.0; long_poll_seconds = 3; };\n' % (port, tmp, tmp))
+                ' rate_per_ip = 10000.0; burst_per_ip = 10000.0; long_poll_seconds = 3; };\n' % (port, dburl, tmp))
     log = open(os.path.join(tmp, "log"), "w")
     srv = subprocess.Popen([binary, "-c", os.path.join(tmp, "coord.conf")], stdout=log, stderr=log)
     try:
@@ -134,8 +136,17 @@ def main():
         log.close()
         if FAILS:
             print(open(os.path.join(tmp, "log")).read()[-4000:])
+    run_limits(binary, tmp, tok)
+    if not FAILS:
+        shutil.rmtree(tmp, ignore_errors=True)
     print("%d failure(s)" % len(FAILS))
     return 1 if FAILS else 0
+
+def peer_of(peers, node_id):
+    for p in peers:
+        if p["node_id"] == node_id:
+            return p
+    return None
 
 def run(port, tok):
     A = {"Authorization": "Bearer " + tok, "Content-Type": "application/json"}
@@ -282,6 +293,32 @@ def run(port, tok):
     st, r = admin("PUT", "policy", {"tailnet": "corp", "policy": pol.replace(":22", ":2222").replace('"accept": ["n1:2222"]', '"accept": ["n1:2222"]').replace('"n1:22"', '"n1:2222"')})
     st, r = admin("GET", "policy/diff?tailnet=corp&from=1&to=2")
     check(st == 200 and "-" in r["diff"] and "2222" in r["diff"], "policy: diff between versions")
+    # failover: a second router for the same prefix; the primary's waiting poll hangs up
+    m4 = Machine()
+    st, n4 = node(m4, "register", {"node_key": m4.node_key, "hostname": "gw2", "auth_key": gwkey,
+                                   "endpoints": ["203.0.113.2:51820"], "routes": ["10.88.0.0/24"]})
+    admin("POST", "routes/%d" % n4["node_id"], {"approve": ["10.88.0.0/24"]})
+    node(m4, "map", {"version": 0})
+    st, f3 = node(m3, "map", {"version": 0})
+    check("10.88.0.0/24" in f3["self"]["primary_routes"], "routes: node 3 stays primary (sticky)")
+    body = json.dumps({"version": f3["version"]}).encode()
+    path = "/api/v1/machine/map"
+    hdrs = m3.headers("POST", path, body)
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(("POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n%s\r\n"
+                  % (path, len(body), "".join("%s: %s\r\n" % kv for kv in hdrs.items()))).encode() + body)
+    time.sleep(0.3)
+    sock.close()
+    t0, ok = time.time(), False
+    while time.time() - t0 < 5 and not ok:
+        st, fm = node(m1, "map", {"version": 0})
+        p4 = peer_of(fm["peers"], n4["node_id"])
+        ok = bool(p4 and "10.88.0.0/24" in p4["allowed_ips"])
+        if not ok:
+            time.sleep(0.1)
+    check(ok, "routes: failover to node 4 %.1f s after the primary's poll hung up" % (time.time() - t0))
+    check(not peer_of(fm["peers"], n3["node_id"])["online"], "map: node 3 shown offline")
+
     # wireguard
     wgpub = base64.b64encode(os.urandom(32)).decode()
     st, r = admin("POST", "wireguard", {"tailnet": "corp", "user": "alice@example.com", "name": "phone",
@@ -298,6 +335,50 @@ def run(port, tok):
     check(st == 403, "map: deleted node refused")
     st, r = admin("DELETE", "nodes/99999")
     check(st == 404, "admin: deleting an unknown node is 404")
+
+    # per machine key rate limit (the config allows 1000/s, burst 1000)
+    codes = [node(m1, "update", {"endpoints": ["198.51.100.7:51820"]})[0] for _ in range(3)]
+    check(codes == [200, 200, 200], "update: within the rate limit")
+
+def run_limits(binary, tmp, tok):
+    """Tight limits: 429 with Retry-After per source address and per machine key."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    conf = os.path.join(tmp, "limits.conf")
+    with open(conf, "w") as f:
+        f.write('listen = "127.0.0.1:%d";\ndatabase = "sqlite:%s/limits.db";\nadmin_token_file = "%s/token";\n'
+                'testing = { insecure_http = true; };\nlimits = { rate_per_ip = 0.5; burst_per_ip = 8.0;'
+                ' rate_per_machine = 0.5; burst_per_machine = 2.0; };\n' % (port, tmp, tmp))
+    log = open(os.path.join(tmp, "limits.log"), "w")
+    srv = subprocess.Popen([binary, "-c", conf], stdout=log, stderr=log)
+    try:
+        for _ in range(100):
+            try:
+                request(port, "GET", "/health")
+                break
+            except OSError:
+                time.sleep(0.05)
+        m = Machine()
+        codes = []
+        for _ in range(3):
+            body = b'{"version": 0}'
+            st, r = request(port, "POST", "/api/v1/machine/map", body, m.headers("POST", "/api/v1/machine/map", body))
+            codes.append(st)
+        check(codes[:2] == [403, 403] and codes[2] == 429 and "machine key" in r["error"],
+              "rate limit: per machine key 429: %s" % codes)
+        codes = [request(port, "GET", "/health")[0] for _ in range(8)]
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        c.request("GET", "/health")
+        resp = c.getresponse()
+        body = json.loads(resp.read())
+        check(429 in codes + [resp.status] and resp.getheader("Retry-After") and "address" in body["error"],
+              "rate limit: per source address 429 with Retry-After")
+    finally:
+        srv.terminate()
+        srv.wait()
+        log.close()
 
 if __name__ == "__main__":
     sys.exit(main())

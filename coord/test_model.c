@@ -17,23 +17,32 @@
 #define NOW 1800000000
 
 static int fails;
-#define CHECK(c)                                                         \
-	do {                                                             \
-		if (!(c)) {                                              \
-			fprintf(stderr, "%s:%d: FAIL %s\n", __FILE__, __LINE__, #c); \
-			fails++;                                         \
-		}                                                        \
+#define CHECK(c)                                                                                   \
+	do {                                                                                       \
+		if (!(c)) {                                                                        \
+			fprintf(stderr, "%s:%d: FAIL %s\n", __FILE__, __LINE__, #c);               \
+			fails++;                                                                   \
+		}                                                                                  \
 	} while (0)
 
 static struct coord_model *m;
 
-static struct cm_node *add(int64_t id, int64_t tn, int64_t user, const char *name, const char *tags, const char *routes,
-			   const char *approved, bool plain, int64_t expiry)
+static struct cm_node *add(int64_t id, int64_t tn, int64_t user, const char *name, const char *tags,
+			   const char *routes, const char *approved, bool plain, int64_t expiry)
 {
 	char a4[32], a6[64];
-	struct cm_node_info in = {.id = id, .tailnet_id = tn, .user_id = user, .name = name, .node_key = name,
-				  .machine_key = plain ? NULL : name, .tags = tags, .endpoints = "192.0.2.1:51820",
-				  .routes = routes, .approved = approved, .plain_wg = plain, .key_expiry = expiry,
+	struct cm_node_info in = {.id = id,
+				  .tailnet_id = tn,
+				  .user_id = user,
+				  .name = name,
+				  .node_key = name,
+				  .machine_key = plain ? NULL : name,
+				  .tags = tags,
+				  .endpoints = "192.0.2.1:51820",
+				  .routes = routes,
+				  .approved = approved,
+				  .plain_wg = plain,
+				  .key_expiry = expiry,
 				  .last_seen = plain ? 0 : NOW};
 
 	snprintf(a4, sizeof(a4), "100.64.%d.%d/32", (int)(id >> 8), (int)(id & 255));
@@ -70,8 +79,9 @@ static const char *ids(json_t *peers)
 	size_t i;
 	json_t *p;
 
-	json_array_foreach(peers, i, p) v[n++] = (int)(json_is_integer(p) ? json_integer_value(p)
-									  : json_integer_value(json_object_get(p, "node_id")));
+	json_array_foreach(peers, i, p) v[n++] =
+	    (int)(json_is_integer(p) ? json_integer_value(p)
+				     : json_integer_value(json_object_get(p, "node_id")));
 	for (int a = 0; a < n; a++)
 		for (int b = a + 1; b < n; b++)
 			if (v[b] < v[a]) {
@@ -90,7 +100,8 @@ static json_t *peer(json_t *peers, int64_t id)
 	size_t i;
 	json_t *p;
 
-	json_array_foreach(peers, i, p) if (json_integer_value(json_object_get(p, "node_id")) == id) return p;
+	json_array_foreach(peers, i,
+			   p) if (json_integer_value(json_object_get(p, "node_id")) == id) return p;
 	return NULL;
 }
 
@@ -109,9 +120,10 @@ static void test_allow_all_and_deltas(void)
 	CHECK(json_is_true(json_object_get(j, "full")));
 	CHECK(!strcmp(ids(json_object_get(j, "peers")), "2,3"));
 	CHECK(json_array_size(json_object_get(j, "packet_filter")) == 2); /* * -> * v4 and v6 */
-	CHECK(!strcmp(json_string_value(json_object_get(json_object_get(j, "self"), "name")), "a1"));
+	CHECK(
+	    !strcmp(json_string_value(json_object_get(json_object_get(j, "self"), "name")), "a1"));
 	json_decref(j);
-	CHECK(!cm_has_map(n1, v1)); /* nothing new: the poll waits */
+	CHECK(!cm_has_map(n1, v1));    /* nothing new: the poll waits */
 	CHECK(cm_has_map(n1, v1 - 1)); /* an old version gets a full map */
 
 	/* a new node: a delta with just it, the waiting poll is woken */
@@ -138,10 +150,10 @@ static void test_allow_all_and_deltas(void)
 	cm_recompute(m, NOW, wake, NULL);
 	j = map(n1, v2);
 	CHECK(!strcmp(ids(json_object_get(j, "peers_changed")), "2"));
-	CHECK(!strcmp(json_string_value(json_array_get(json_object_get(peer(json_object_get(j, "peers_changed"), 2),
-									"endpoints"),
-							0)),
-		      "198.51.100.9:51820"));
+	CHECK(!strcmp(
+	    json_string_value(json_array_get(
+		json_object_get(peer(json_object_get(j, "peers_changed"), 2), "endpoints"), 0)),
+	    "198.51.100.9:51820"));
 	v2 = json_integer_value(json_object_get(j, "version"));
 	json_decref(j);
 
@@ -161,13 +173,20 @@ static void test_policy_visibility(void)
 	char err[256];
 
 	/* alice may reach the gateway on 22; nothing else */
-	const char *pol = "{\"acls\": [{\"action\": \"accept\", \"src\": [\"alice@x\"], \"dst\": [\"tag:gw:22\"]}],"
-			  " \"tests\": [{\"src\": \"alice@x\", \"accept\": [\"tag:gw:22\"], \"deny\": [\"tag:gw:80\"]}]}";
+	const char *pol = "{\"acls\": [{\"action\": \"accept\", \"src\": [\"alice@x\"], \"dst\": "
+			  "[\"tag:gw:22\"]}],"
+			  " \"tests\": [{\"src\": \"alice@x\", \"accept\": [\"tag:gw:22\"], "
+			  "\"deny\": [\"tag:gw:80\"]}]}";
 	CHECK(cm_policy_compile(m, NULL, 1, pol, true, false, err, sizeof(err)) == 0);
-	CHECK(cm_policy_compile(m, NULL, 1, "{\"acls\": [], \"tests\": [{\"src\": \"alice@x\", \"accept\": [\"tag:gw:22\"]}]}",
-				true, false, err, sizeof(err)) < 0 &&
-	      strstr(err, "tests[0]"));
-	CHECK(cm_policy_compile(m, NULL, 1, "{\"acls\": [{\"action\": \"accept\", \"src\": [\"carol@x\"], \"dst\": [\"*:*\"]}]}",
+	CHECK(
+	    cm_policy_compile(
+		m, NULL, 1,
+		"{\"acls\": [], \"tests\": [{\"src\": \"alice@x\", \"accept\": [\"tag:gw:22\"]}]}",
+		true, false, err, sizeof(err)) < 0 &&
+	    strstr(err, "tests[0]"));
+	CHECK(cm_policy_compile(m, NULL, 1,
+				"{\"acls\": [{\"action\": \"accept\", \"src\": [\"carol@x\"], "
+				"\"dst\": [\"*:*\"]}]}",
 				false, false, err, sizeof(err)) < 0);
 	int64_t v1 = n1->sent_version, vg;
 	cm_tailnet_set_policy(t, pol, 1);
@@ -175,7 +194,8 @@ static void test_policy_visibility(void)
 
 	json_t *j = map(n1, v1);
 	CHECK(!strcmp(ids(json_object_get(j, "peers_removed")), "2")); /* bob: no rule either way */
-	CHECK(json_array_size(json_object_get(j, "packet_filter")) == 0); /* nothing may reach alice */
+	CHECK(json_array_size(json_object_get(j, "packet_filter")) ==
+	      0); /* nothing may reach alice */
 	json_decref(j);
 	j = map(n2, 0);
 	CHECK(json_array_size(json_object_get(j, "peers")) == 0);
@@ -192,7 +212,8 @@ static void test_policy_visibility(void)
 		int proto = (int)json_integer_value(json_object_get(r, "proto"));
 		CHECK(proto == 6 || proto == 17 || proto == 1 || proto == 58);
 		if (proto == 6 || proto == 17)
-			CHECK(json_integer_value(json_array_get(json_object_get(r, "ports"), 0)) == 22);
+			CHECK(json_integer_value(json_array_get(json_object_get(r, "ports"), 0)) ==
+			      22);
 		const char *dst = json_string_value(json_object_get(r, "dst"));
 		CHECK(!strcmp(dst, "100.64.0.3/32") || !strcmp(dst, "fd7a:115c:a1e0:1::3/128"));
 	}
@@ -232,8 +253,10 @@ static void test_routes(void)
 	j = map(c, v);
 	CHECK(!strcmp(ids(json_object_get(j, "peers_changed")), "21,22"));
 	p = peer(json_object_get(j, "peers_changed"), 22);
-	CHECK(!strcmp(json_string_value(json_array_get(json_object_get(p, "allowed_ips"), 2)), "10.88.0.0/24"));
-	CHECK(json_is_false(json_object_get(peer(json_object_get(j, "peers_changed"), 21), "online")));
+	CHECK(!strcmp(json_string_value(json_array_get(json_object_get(p, "allowed_ips"), 2)),
+		      "10.88.0.0/24"));
+	CHECK(json_is_false(
+	    json_object_get(peer(json_object_get(j, "peers_changed"), 21), "online")));
 	v = json_integer_value(json_object_get(j, "version"));
 	json_decref(j);
 	/* r1 back: r2 keeps it (no flapping) */
@@ -242,10 +265,12 @@ static void test_routes(void)
 	CHECK(r1->n_primary == 0 && r2->n_primary == 1);
 
 	/* autoApprovers approve 10.99.0.0/24 for carol */
-	cm_tailnet_set_policy(cm_tailnet_find(m, 2),
-			      "{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:*\"]}], // comment\n"
-			      " \"autoApprovers\": {\"routes\": {\"10.99.0.0/16\": [\"carol@x\"]}},}",
-			      1);
+	cm_tailnet_set_policy(
+	    cm_tailnet_find(m, 2),
+	    "{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:*\"]}], // "
+	    "comment\n"
+	    " \"autoApprovers\": {\"routes\": {\"10.99.0.0/16\": [\"carol@x\"]}},}",
+	    1);
 	cm_recompute(m, NOW, wake, NULL);
 	CHECK(r2->n_primary == 2);
 	j = map(c, v);
@@ -264,15 +289,17 @@ static void test_expiry_and_plain_wireguard(void)
 	json_t *j;
 
 	cm_tailnet_set_policy(cm_tailnet_find(m, 1), NULL, 2); /* allow all again */
-	add(6, 1, 1, "old", "", "", "", false, NOW - 1);	      /* expired key */
-	add(7, 1, 1, "phone", "", "", "", true, 0);		      /* plain WireGuard */
+	add(6, 1, 1, "old", "", "", "", false, NOW - 1);       /* expired key */
+	add(7, 1, 1, "phone", "", "", "", true, 0);	       /* plain WireGuard */
 	cm_recompute(m, NOW, wake, NULL);
 	j = map(n1, 0);
-	CHECK(!strcmp(ids(json_object_get(j, "peers")), "2,3,5")); /* not 6 (expired), not 7 (not a gateway) */
+	CHECK(!strcmp(ids(json_object_get(j, "peers")),
+		      "2,3,5")); /* not 6 (expired), not 7 (not a gateway) */
 	json_decref(j);
 	j = map(gw, 0);
 	CHECK(!strcmp(ids(json_object_get(j, "peers")), "1,2,5,7"));
-	CHECK(json_is_true(json_object_get(peer(json_object_get(j, "peers"), 7), "plain_wireguard")));
+	CHECK(
+	    json_is_true(json_object_get(peer(json_object_get(j, "peers"), 7), "plain_wireguard")));
 	json_decref(j);
 }
 

@@ -292,7 +292,9 @@ size_t dp_acl_count(const struct dp_acl *acl, int family)
 
 /* ---- the filter ---- */
 
-enum verdict { V_DENY, V_ACCEPT, V_CLASSIFY };
+/* V_CLASSIFY_UDP: the rules first; if they deny, the reverse-flow table
+ * (allowed traffic, the common case, never pays for the flow lookup). */
+enum verdict { V_DENY, V_ACCEPT, V_CLASSIFY, V_CLASSIFY_UDP };
 
 static bool icmp4_passes(uint8_t type)
 {
@@ -318,7 +320,7 @@ static bool udp_reply(const struct dp_flows *flows, uint64_t now, const struct d
  * What the semantics decide before any rule; for V_CLASSIFY the destination
  * port to look up is in *dport (2 bytes, network order).
  */
-static enum verdict pre_check(const struct dp_flows *flows, uint64_t now, const uint8_t *ip,
+static enum verdict pre_check(const uint8_t *ip,
 			      uint16_t len, struct dp_l4 *l, const uint8_t **dport)
 {
 	static const uint8_t port0[2];
@@ -341,10 +343,8 @@ static enum verdict pre_check(const struct dp_flows *flows, uint64_t now, const 
 	case IPPROTO_UDP:
 		if (l->l4_len < 8)
 			return V_DENY;
-		if (flows && udp_reply(flows, now, l, p))
-			return V_ACCEPT;
 		*dport = p + 2;
-		return V_CLASSIFY;
+		return V_CLASSIFY_UDP;
 	case IPPROTO_SCTP:
 		if (l->l4_len < 12)
 			return V_DENY;
@@ -376,14 +376,18 @@ static void check_chunk(const struct dp_acl *acl, const struct dp_flows *flows, 
 	uint32_t r4[CHUNK], r6[CHUNK];
 	uint16_t i4[CHUNK], i6[CHUNK];
 	uint32_t n4 = 0, n6 = 0;
+	uint8_t udp[CHUNK];
+	bool any_udp = false;
 
 	for (uint16_t i = 0; i < n; i++) {
 		const uint8_t *dport;
 		struct dp_l4 l;
-		enum verdict v = pre_check(flows, now, ip[i], len[i], &l, &dport);
+		enum verdict v = pre_check(ip[i], len[i], &l, &dport);
 
 		accept[i] = v == V_ACCEPT;
-		if (v != V_CLASSIFY)
+		udp[i] = v == V_CLASSIFY_UDP;
+		any_udp |= udp[i];
+		if (v != V_CLASSIFY && v != V_CLASSIFY_UDP)
 			continue;
 		if (l.family == AF_INET) {
 			struct key4 *k = &k4[n4];
@@ -412,6 +416,13 @@ static void check_chunk(const struct dp_acl *acl, const struct dp_flows *flows, 
 	if (n6 && acl->ctx6 && rte_acl_classify(acl->ctx6, d6, r6, n6, 1) == 0)
 		for (uint32_t j = 0; j < n6; j++)
 			accept[i6[j]] = r6[j] != 0;
+	if (!any_udp || !flows)
+		return;
+	for (uint16_t i = 0; i < n; i++) {
+		struct dp_l4 l;
+		if (udp[i] && !accept[i] && !dp_l4_parse(ip[i], len[i], &l))
+			accept[i] = udp_reply(flows, now, &l, ip[i] + l.off);
+	}
 }
 
 void dp_acl_check_burst(const struct dp_acl *acl, const struct dp_flows *flows, uint64_t now_tsc,

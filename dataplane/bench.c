@@ -37,8 +37,9 @@
 #include "stage.h"
 #include "wg_messages.h"
 
-#define ROUND   1024 /* packets per queue per round: one RX ring of the size the dataplane
-                      * gives real NICs (RX_DESC), so data is as cache-warm as a NIC leaves it */
+#define ROUND                                                                                      \
+	1024 /* packets per queue per round: one RX ring of the size the dataplane                 \
+	      * gives real NICs (RX_DESC), so data is as cache-warm as a NIC leaves it */
 #define RING_SZ 8192
 
 enum dir { DECAP, ENCAP };
@@ -63,6 +64,9 @@ struct result {
 };
 
 static uint64_t hz;
+/* SNAT (on by default in a real config) is off in every table but the
+ * features one, which shows its cost: the other tables measure WireGuard. */
+static bool bench_snat;
 static FILE *json;
 static bool quick;
 
@@ -107,12 +111,13 @@ static int make_config(struct bench *b)
 	char text[2048], err[512];
 	snprintf(text, sizeof(text),
 		 "meshgate: { name = \"bench%d-%d\"; max_peers = %u; };\n"
-		 "dataplane: { mbufs = 65536; burst = 32; ports = (\n"
+		 "dataplane: { mbufs = 65536; burst = 32; snat = { enabled = %s; }; ports = (\n"
 		 "  { name = \"wan0\"; device = \"%s\"; role = \"wan\";"
 		 "    addresses = [\"198.18.0.1/24\"]; gateway = \"198.18.0.254\"; },\n"
 		 "  { name = \"lan0\"; device = \"%s\"; role = \"lan\";"
 		 "    addresses = [\"10.88.0.254/24\"]; } ); };\n",
-		 (int)getpid(), b->serial, b->npeers < 4 ? 4 : b->npeers, b->dev[0], b->dev[1]);
+		 (int)getpid(), b->serial, b->npeers < 4 ? 4 : b->npeers,
+		 bench_snat ? "true" : "false", b->dev[0], b->dev[1]);
 	if (mg_config_load_string(text, "bench", 0, &b->cfg, err, sizeof(err))) {
 		fprintf(stderr, "bench config: %s\n", err);
 		return -EINVAL;
@@ -138,8 +143,10 @@ static void program_peer(struct bench *b, uint32_t i)
 	dp_service_handle(dp, &m);
 
 	memset(&m, 0, sizeof(m));
-	m.hdr = (struct mg_msg_hdr){.type = MG_MSG_ALLOWEDIPS, .peer = i,
-				    .len = sizeof(struct mg_msg_allowedips) + sizeof(struct mg_prefix)};
+	m.hdr =
+	    (struct mg_msg_hdr){.type = MG_MSG_ALLOWEDIPS,
+				.peer = i,
+				.len = sizeof(struct mg_msg_allowedips) + sizeof(struct mg_prefix)};
 	struct mg_msg_allowedips *a = (struct mg_msg_allowedips *)m.data;
 	a->replace = 1;
 	a->count = 1;
@@ -257,8 +264,11 @@ static struct rte_mbuf *gen_decap(struct bench *b, uint32_t peer, uint32_t size,
 	h->counter = rte_cpu_to_le_64(c);
 	inner_ipv4(h->encrypted_data, size, peer_ip(peer), 0x0a580001u);
 	memset(h->encrypted_data + size, 0, padded - size);
-	*op = (struct dp_aead_op){.data = h->encrypted_data, .len = padded,
-				  .tag = h->encrypted_data + padded, .key = b->key_p2g, .counter = c};
+	*op = (struct dp_aead_op){.data = h->encrypted_data,
+				  .len = padded,
+				  .tag = h->encrypted_data + padded,
+				  .key = b->key_p2g,
+				  .counter = c};
 	return m;
 }
 
@@ -276,7 +286,7 @@ static unsigned fill(struct bench *b, enum dir d, uint32_t size, uint32_t first,
 		unsigned q = i % b->nworkers;
 		uint32_t peer = single_peer ? 0 : (first + i) % b->npeers;
 		struct rte_mbuf *x =
-			d == ENCAP ? gen_encap(b, peer, size) : gen_decap(b, peer, size, &ops[nops]);
+		    d == ENCAP ? gen_encap(b, peer, size) : gen_decap(b, peer, size, &ops[nops]);
 		if (!x)
 			continue;
 		nops += d == DECAP;
@@ -297,7 +307,8 @@ static uint64_t drain(struct bench *b)
 	for (int p = 0; p < 2; p++)
 		for (unsigned q = 0; q < b->nworkers; q++) {
 			unsigned n;
-			while ((n = rte_ring_dequeue_burst(b->ring[p][q][1], (void **)m, 256, NULL))) {
+			while (
+			    (n = rte_ring_dequeue_burst(b->ring[p][q][1], (void **)m, 256, NULL))) {
 				total += n;
 				rte_pktmbuf_free_bulk(m, n);
 			}
@@ -407,8 +418,11 @@ static void ceiling(struct dp_crypto *c, enum dir d, uint32_t size, double secs,
 	struct dp_aead_op ops[32];
 	uint64_t timed = 0, n = 0;
 	for (int i = 0; i < 32; i++)
-		ops[i] = (struct dp_aead_op){.data = buf[i], .len = size, .tag = buf[i] + size,
-					     .key = key, .counter = (uint64_t)i};
+		ops[i] = (struct dp_aead_op){.data = buf[i],
+					     .len = size,
+					     .tag = buf[i] + size,
+					     .key = key,
+					     .counter = (uint64_t)i};
 	uint64_t end = rte_rdtsc() + (uint64_t)(secs * (double)hz);
 	while (rte_rdtsc() < end) {
 		uint64_t t0 = rte_rdtsc();
@@ -454,7 +468,8 @@ static void table_sizes(double secs)
 		exit(1);
 	}
 	printf("\n### Per direction and size (1 worker, 1 peer)\n\n");
-	printf("| direction | size B | Mpps | Gbit/s | cycles/pkt | raw crypto Mops | raw cycles | ratio | lost |\n");
+	printf("| direction | size B | Mpps | Gbit/s | cycles/pkt | raw crypto Mops | raw cycles | "
+	       "ratio | lost |\n");
 	printf("|---|---|---|---|---|---|---|---|---|\n");
 	for (int d = 0; d < 2; d++) {
 		for (unsigned s = 0; s < RTE_DIM(sizes); s++) {
@@ -462,7 +477,8 @@ static void table_sizes(double secs)
 			ceiling(b.gen, (enum dir)d, sizes[s], secs / 2, &r.ceiling_mops,
 				&r.ceiling_cycles);
 			r.ratio = r.mpps / r.ceiling_mops;
-			printf("| %s | %u | %.2f | %.2f | %.0f | %.2f | %.0f | %.0f%% | %" PRIu64 " |\n",
+			printf("| %s | %u | %.2f | %.2f | %.0f | %.2f | %.0f | %.0f%% | %" PRIu64
+			       " |\n",
 			       dir_name[d], sizes[s], r.mpps, r.mpps * sizes[s] * 8 / 1e3, r.cycles,
 			       r.ceiling_mops, r.ceiling_cycles, r.ratio * 100, r.lost);
 			json_row("sizes",
@@ -478,8 +494,10 @@ static void table_sizes(double secs)
 
 static void table_workers(double secs)
 {
-	printf("\n### Workers (1420 B; traffic pre-generated, then the workers own both cores)\n\n");
-	printf("| direction | peers | workers | total Mpps (wall) | cycles/pkt | speed-up | lost |\n");
+	printf(
+	    "\n### Workers (1420 B; traffic pre-generated, then the workers own both cores)\n\n");
+	printf(
+	    "| direction | peers | workers | total Mpps (wall) | cycles/pkt | speed-up | lost |\n");
 	printf("|---|---|---|---|---|---|---|\n");
 	for (int d = 0; d < 2; d++) {
 		for (int single = 0; single < 2; single++) {
@@ -523,13 +541,14 @@ static void table_peers(double secs)
 		struct result dr = measure(&b, DECAP, 64, secs, false);
 		struct result er = measure(&b, ENCAP, 64, secs, false);
 		/* Per-peer state: the peer, its keypair slots, its statistics rows. */
-		size_t per_peer = sizeof(struct dp_peer) + MG_KP_PER_PEER * sizeof(struct dp_keypair) +
-				  (b.nworkers + 1) * sizeof(struct mg_peer_stats) +
-				  sizeof(struct mg_peer_export);
+		size_t per_peer =
+		    sizeof(struct dp_peer) + MG_KP_PER_PEER * sizeof(struct dp_keypair) +
+		    (b.nworkers + 1) * sizeof(struct mg_peer_stats) + sizeof(struct mg_peer_export);
 		printf("| %u | %.0f | %.0f | %zu B (+ one /32 route) |\n", counts[i], dr.cycles,
 		       er.cycles, per_peer);
-		json_row("peers", "\"peers\":%u,\"decap_cycles\":%.1f,\"encap_cycles\":%.1f,"
-				  "\"bytes_per_peer\":%zu",
+		json_row("peers",
+			 "\"peers\":%u,\"decap_cycles\":%.1f,\"encap_cycles\":%.1f,"
+			 "\"bytes_per_peer\":%zu",
 			 counts[i], dr.cycles, er.cycles, per_peer);
 		bench_teardown(&b);
 	}
@@ -578,8 +597,10 @@ static void install_keypair(struct bench *b, bool initiator)
 
 static void table_rekey(double secs)
 {
-	printf("\n### Forced rekey under load (1420 B, 1 worker on lcore 1; the main lcore generates)\n\n");
-	printf("| direction | offered | delivered | dropped by the dataplane | drops by reason |\n");
+	printf("\n### Forced rekey under load (1420 B, 1 worker on lcore 1; the main lcore "
+	       "generates)\n\n");
+	printf(
+	    "| direction | offered | delivered | dropped by the dataplane | drops by reason |\n");
 	printf("|---|---|---|---|---|\n");
 	for (int d = 0; d < 2; d++) {
 		struct bench b;
@@ -621,13 +642,16 @@ static void table_rekey(double secs)
 			if (!x)
 				continue;
 			dropped += x;
-			len += (size_t)snprintf(reasons + len, sizeof(reasons) - len, "%s%s %" PRIu64,
-						len ? ", " : "", mg_drop_names[r], x);
+			len +=
+			    (size_t)snprintf(reasons + len, sizeof(reasons) - len, "%s%s %" PRIu64,
+					     len ? ", " : "", mg_drop_names[r], x);
 		}
-		printf("| %s | %" PRIu64 " (rekey after %" PRIu64 ") | %" PRIu64 " | %" PRIu64 " | %s |\n",
+		printf("| %s | %" PRIu64 " (rekey after %" PRIu64 ") | %" PRIu64 " | %" PRIu64
+		       " | %s |\n",
 		       dir_name[d], in, half, out, dropped, reasons);
-		json_row("rekey", "\"direction\":\"%s\",\"offered\":%" PRIu64 ",\"delivered\":%" PRIu64
-				  ",\"dropped\":%" PRIu64,
+		json_row("rekey",
+			 "\"direction\":\"%s\",\"offered\":%" PRIu64 ",\"delivered\":%" PRIu64
+			 ",\"dropped\":%" PRIu64,
 			 dir_name[d], in, out, dropped);
 		bench_teardown(&b);
 	}
@@ -687,7 +711,8 @@ static struct mg_acl_rule *make_rules(uint32_t n, uint32_t peer_addr)
 		r[i].dst_len = (uint8_t)(v6 ? 48 + (x >> 16) % 81 : 16 + (x >> 16) % 17);
 		uint16_t lo = (uint16_t)(x >> 24);
 		r[i].dport_lo = lo;
-		r[i].dport_hi = (x >> 40) & 1 ? lo : (uint16_t)RTE_MIN(65535u, lo + ((x >> 41) & 1023));
+		r[i].dport_hi =
+		    (x >> 40) & 1 ? lo : (uint16_t)RTE_MIN(65535u, lo + ((x >> 41) & 1023));
 		r[i].acl_index = i;
 		for (int k = 0; k < 16; k++) {
 			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
@@ -701,8 +726,13 @@ static struct mg_acl_rule *make_rules(uint32_t n, uint32_t peer_addr)
 		}
 	}
 	struct mg_acl_rule *a = &r[n - 1];
-	*a = (struct mg_acl_rule){.family = AF_INET, .proto = IPPROTO_UDP, .src_len = 32,
-				  .dst_len = 24, .dport_lo = 2000, .dport_hi = 2000, .acl_index = n - 1};
+	*a = (struct mg_acl_rule){.family = AF_INET,
+				  .proto = IPPROTO_UDP,
+				  .src_len = 32,
+				  .dst_len = 24,
+				  .dport_lo = 2000,
+				  .dport_hi = 2000,
+				  .acl_index = n - 1};
 	uint32_t src = rte_cpu_to_be_32(peer_addr), dst = rte_cpu_to_be_32(0x0a580000u);
 	memcpy(a->src, &src, 4);
 	memcpy(a->dst, &dst, 4);
@@ -711,26 +741,34 @@ static struct mg_acl_rule *make_rules(uint32_t n, uint32_t peer_addr)
 
 static void table_acl(double secs)
 {
-	static const uint32_t counts[] = {0, 1000, 10000};
-	printf("\n### Packet filter (decap, 1420 B and 64 B, 1 worker, 1 peer; every packet is\n"
-	       "### checked against the policy after decryption; UDP, so no reply shortcut)\n\n");
-	printf("| rules | build ms | 1420 B cycles/pkt | 1420 B Mpps | vs no policy | 64 B cycles/pkt | "
-	       "vs no policy | lost |\n");
-	printf("|---|---|---|---|---|---|---|---|\n");
+	static const struct {
+		uint32_t rules;
+		bool snat;
+	} rows[] = {{0, false}, {1000, false}, {10000, false}, {0, true}, {10000, true}};
+	printf("\n### Features on the decap path (1 worker, 1 peer): the packet filter (every\n"
+	       "### decrypted packet checked; UDP, so no reply shortcut) and SNAT to the LAN\n\n");
+	printf("| rules | SNAT | build ms | 1420 B cycles/pkt | 1420 B Mpps | vs plain | 64 B "
+	       "cycles/pkt | "
+	       "vs plain | lost |\n");
+	printf("|---|---|---|---|---|---|---|---|---|\n");
 	double base_big = 0, base_small = 0;
-	for (unsigned i = 0; i < RTE_DIM(counts); i++) {
+	for (unsigned i = 0; i < RTE_DIM(rows); i++) {
 		struct bench b;
-		if (bench_setup(&b, 1, 1)) {
+		uint32_t counts_i = rows[i].rules;
+		bench_snat = rows[i].snat;
+		int setup_rc = bench_setup(&b, 1, 1);
+		bench_snat = false;
+		if (setup_rc) {
 			fprintf(stderr, "bench setup failed\n");
 			exit(1);
 		}
 		int build_us = 0;
-		if (counts[i]) {
-			struct mg_acl_rule *rules = make_rules(counts[i], peer_ip(0));
-			build_us = rules ? install_filter(&b, rules, counts[i]) : -1;
+		if (counts_i) {
+			struct mg_acl_rule *rules = make_rules(counts_i, peer_ip(0));
+			build_us = rules ? install_filter(&b, rules, counts_i) : -1;
 			free(rules);
 			if (build_us < 0) {
-				fprintf(stderr, "filter with %u rules not installed\n", counts[i]);
+				fprintf(stderr, "filter with %u rules not installed\n", counts_i);
 				exit(1);
 			}
 		}
@@ -739,19 +777,23 @@ static void table_acl(double secs)
 		uint64_t denied = 0;
 		for (unsigned l = 0; l <= b.nworkers; l++)
 			denied += mg_shm_drops(&b.dp.shm, l)[MG_DROP_ACL_DENIED];
-		if (!counts[i]) {
+		if (i == 0) {
 			base_big = big.mpps;
 			base_small = small.mpps;
 		}
-		printf("| %u%s | %.1f | %.0f | %.2f | %+.1f%% | %.0f | %+.1f%% | %" PRIu64 " |\n",
-		       counts[i], counts[i] ? "" : " (no policy)", build_us / 1000.0, big.cycles,
-		       big.mpps, (big.mpps / base_big - 1) * 100, small.cycles,
-		       (small.mpps / base_small - 1) * 100, big.lost + small.lost);
+		printf("| %u%s | %s | %.1f | %.0f | %.2f | %+.1f%% | %.0f | %+.1f%% | %" PRIu64
+		       " |\n",
+		       counts_i, counts_i ? "" : " (no policy)", rows[i].snat ? "on" : "off",
+		       build_us / 1000.0, big.cycles, big.mpps, (big.mpps / base_big - 1) * 100,
+		       small.cycles, (small.mpps / base_small - 1) * 100, big.lost + small.lost);
 		json_row("acl",
-			 "\"rules\":%u,\"build_us\":%d,\"cycles_1420\":%.1f,\"mpps_1420\":%.3f,"
-			 "\"change_1420\":%.4f,\"cycles_64\":%.1f,\"change_64\":%.4f,\"denied\":%" PRIu64,
-			 counts[i], build_us, big.cycles, big.mpps, big.mpps / base_big - 1, small.cycles,
-			 small.mpps / base_small - 1, denied);
+			 "\"rules\":%u,\"snat\":%s,\"build_us\":%d,\"cycles_1420\":%.1f,\"mpps_"
+			 "1420\":%.3f,"
+			 "\"change_1420\":%.4f,\"cycles_64\":%.1f,\"change_64\":%.4f,\"denied\":"
+			 "%" PRIu64,
+			 counts_i, rows[i].snat ? "true" : "false", build_us, big.cycles, big.mpps,
+			 big.mpps / base_big - 1, small.cycles, small.mpps / base_small - 1,
+			 denied);
 		bench_teardown(&b);
 	}
 }
@@ -775,13 +817,26 @@ int main(int argc, char **argv)
 		else if (c == 'p')
 			profile = optarg;
 		else {
-			fprintf(stderr, "usage: %s [--quick] [--json FILE] [--profile encap|decap[:SIZE]]\n", argv[0]);
+			fprintf(
+			    stderr,
+			    "usage: %s [--quick] [--json FILE] [--profile encap|decap[:SIZE]]\n",
+			    argv[0]);
 			return 2;
 		}
 	}
 	snprintf(prefix, sizeof(prefix), "--file-prefix=mgbench%d", (int)getpid());
-	char *eal[] = {argv[0], "-l", "0,1", "--no-huge", "-m", "3072", "--no-pci",
-		       "--no-shconf", "--no-telemetry", prefix, "--log-level=*:error", NULL};
+	char *eal[] = {argv[0],
+		       "-l",
+		       "0,1",
+		       "--no-huge",
+		       "-m",
+		       "3072",
+		       "--no-pci",
+		       "--no-shconf",
+		       "--no-telemetry",
+		       prefix,
+		       "--log-level=*:error",
+		       NULL};
 	if (rte_eal_init((int)RTE_DIM(eal) - 1, eal) < 0 || sodium_init() < 0) {
 		fprintf(stderr, "EAL init failed\n");
 		return 1;
@@ -794,17 +849,19 @@ int main(int argc, char **argv)
 	if (json)
 		fprintf(json, "{\"tsc_hz\":%" PRIu64 ",\"rows\":[", hz);
 	double secs = quick ? 0.05 : 0.3;
-	printf("# meshgate-bench: TSC %.3f GHz, lcores 0 and 1 (%u online CPUs)\n", (double)hz / 1e9,
-	       (unsigned)sysconf(_SC_NPROCESSORS_ONLN));
-	printf("Cycles/pkt = a worker's busy cycles / packets it handled, through the real worker\n"
-	       "loop on net_ring ports (RX, classify, lookup, crypto, headers, TX). Sizes are inner\n"
-	       "IP packet bytes; raw crypto = ChaCha20-Poly1305 via intel-ipsec-mb, 32 per burst,\n"
-	       "measured now on this core. Traffic is generated before each round, outside timing.\n");
+	printf("# meshgate-bench: TSC %.3f GHz, lcores 0 and 1 (%u online CPUs)\n",
+	       (double)hz / 1e9, (unsigned)sysconf(_SC_NPROCESSORS_ONLN));
+	printf(
+	    "Cycles/pkt = a worker's busy cycles / packets it handled, through the real worker\n"
+	    "loop on net_ring ports (RX, classify, lookup, crypto, headers, TX). Sizes are inner\n"
+	    "IP packet bytes; raw crypto = ChaCha20-Poly1305 via intel-ipsec-mb, 32 per burst,\n"
+	    "measured now on this core. Traffic is generated before each round, outside timing.\n");
 	if (profile) {
 		/* For `perf record`: one direction, SIZE bytes, 3 s of worker time. */
 		struct bench b;
 		enum dir d = !strncmp(profile, "encap", 5) ? ENCAP : DECAP;
-		uint32_t size = strchr(profile, ':') ? (uint32_t)atoi(strchr(profile, ':') + 1) : 1420;
+		uint32_t size =
+		    strchr(profile, ':') ? (uint32_t)atoi(strchr(profile, ':') + 1) : 1420;
 		if (bench_setup(&b, 1, 1))
 			return 1;
 		struct result r = measure(&b, d, size, 3.0, false);

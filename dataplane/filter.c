@@ -22,7 +22,7 @@
 #include "stage.h"
 
 #define FLOWS_PER_WORKER 65536
-#define FLOW_TIMEOUT_S   120
+#define FLOW_TIMEOUT_S	 120
 
 struct dp_filter_staging {
 	bool active;
@@ -96,8 +96,8 @@ static void report(struct dp_ctx *dp, uint64_t gen, int status, const struct dp_
 {
 	struct mg_msg msg;
 	struct mg_msg_acl_result *r = (struct mg_msg_acl_result *)msg.data;
-	msg.hdr = (struct mg_msg_hdr){.type = MG_MSG_ACL_RESULT, .len = sizeof(*r),
-				      .tsc = rte_rdtsc()};
+	msg.hdr =
+	    (struct mg_msg_hdr){.type = MG_MSG_ACL_RESULT, .len = sizeof(*r), .tsc = rte_rdtsc()};
 	memset(r, 0, sizeof(*r));
 	r->generation = gen;
 	r->status = status;
@@ -147,12 +147,13 @@ out:;
 	uint32_t us = (uint32_t)((rte_rdtsc() - t0) * 1000000 / dp->tsc_hz);
 	if (status == 0) {
 		publish(dp, f);
-		mg_log(LOG_INFO, "policy generation %llu installed: %u rule(s), %u test(s), built in %u us",
+		mg_log(LOG_INFO,
+		       "policy generation %llu installed: %u rule(s), %u test(s), built in %u us",
 		       (unsigned long long)f->generation, f->n_rules, f->n_tests, us);
 		report(dp, b->generation, 0, f, us, NULL);
 	} else {
-		mg_log(LOG_ERR, "policy generation %llu refused: %s", (unsigned long long)b->generation,
-		       err);
+		mg_log(LOG_ERR, "policy generation %llu refused: %s",
+		       (unsigned long long)b->generation, err);
 		report(dp, b->generation, status, f, us, err);
 		filter_free(f);
 	}
@@ -192,7 +193,8 @@ void dp_filter_msg(struct dp_ctx *dp, const struct mg_msg *msg)
 		s->rules = calloc(b->n_rules ? b->n_rules : 1, sizeof(*s->rules));
 		s->tests = calloc(b->n_tests ? b->n_tests : 1, sizeof(*s->tests));
 		if (!s->rules || !s->tests) {
-			report(dp, b->generation, -ENOMEM, NULL, 0, "out of memory staging the filter");
+			report(dp, b->generation, -ENOMEM, NULL, 0,
+			       "out of memory staging the filter");
 			staging_reset(s);
 			return;
 		}
@@ -202,14 +204,16 @@ void dp_filter_msg(struct dp_ctx *dp, const struct mg_msg *msg)
 		s->n_tests = b->n_tests;
 		return;
 	case MG_MSG_ACL_RULES:
-		if (!s->active || !chunk_ok(msg, sizeof(struct mg_acl_rule), s->got_rules, s->n_rules, &c) ||
+		if (!s->active ||
+		    !chunk_ok(msg, sizeof(struct mg_acl_rule), s->got_rules, s->n_rules, &c) ||
 		    c->generation != s->generation)
 			break;
 		memcpy(s->rules + s->got_rules, c->data, c->count * sizeof(struct mg_acl_rule));
 		s->got_rules += c->count;
 		return;
 	case MG_MSG_ACL_TESTS:
-		if (!s->active || !chunk_ok(msg, sizeof(struct mg_acl_test), s->got_tests, s->n_tests, &c) ||
+		if (!s->active ||
+		    !chunk_ok(msg, sizeof(struct mg_acl_test), s->got_tests, s->n_tests, &c) ||
 		    c->generation != s->generation)
 			break;
 		memcpy(s->tests + s->got_tests, c->data, c->count * sizeof(struct mg_acl_test));

@@ -55,7 +55,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (mtu >= 68 && mtu <= 9000 && dp_pmtu_may_fragment4(ip, (size_t)len)) {
 		size_t ihl = (size_t)(ip[0] & 0xf) * 4, off = 0, got = 0, f;
-		while ((f = dp_pmtu_fragment4(ip, (size_t)len, mtu, &off, frag, sizeof(frag))) > 0) {
+		while ((f = dp_pmtu_fragment4(ip, (size_t)len, mtu, &off, frag, sizeof(frag))) >
+		       0) {
 			size_t hl = (size_t)(frag[0] & 0xf) * 4;
 			if (f > mtu || f < hl)
 				abort();

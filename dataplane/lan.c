@@ -101,7 +101,7 @@ void dp_send_via(struct dp_worker *w, struct dp_burst *b, int port, struct rte_m
 	int rc;
 
 	if (w->nh_cache.loop == w->loops + 1 && w->nh_cache.family == family &&
-	    !memcmp(w->nh_cache.nh, nh, alen)) {
+	    dp_addr_eq(w->nh_cache.nh, nh, family)) {
 		eth->dst_addr = w->nh_cache.mac;
 		dp_tx_add(w, b, port, m);
 		return;

@@ -46,10 +46,29 @@ static inline void dp_sockaddr_v6(struct mg_sockaddr *sa, const uint8_t ip[16], 
 	memcpy(sa->addr, ip, 16);
 }
 
+/* Two addresses of family (AF_INET: 4 bytes, else 16) compared as
+ * integers: a libc memcmp call with a variable length costs more than the
+ * compare on the per-packet path. */
+static inline bool dp_addr_eq(const uint8_t *a, const uint8_t *b, int family)
+{
+	if (family == AF_INET) {
+		uint32_t x, y;
+		memcpy(&x, a, 4);
+		memcpy(&y, b, 4);
+		return x == y;
+	}
+	uint64_t a0, a1, b0, b1;
+	memcpy(&a0, a, 8);
+	memcpy(&a1, a + 8, 8);
+	memcpy(&b0, b, 8);
+	memcpy(&b1, b + 8, 8);
+	return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+}
+
 static inline bool dp_sockaddr_eq(const struct mg_sockaddr *a, const struct mg_sockaddr *b)
 {
 	return a->family == b->family && a->port == b->port &&
-	       memcmp(a->addr, b->addr, a->family == AF_INET ? 4 : 16) == 0;
+	       dp_addr_eq(a->addr, b->addr, a->family);
 }
 
 /* RFC 1624 incremental update for a TTL decrement. */

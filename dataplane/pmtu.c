@@ -7,8 +7,8 @@
 
 #include "pmtu.h"
 
-#define IPPROTO_ICMP_   1
-#define IPPROTO_TCP_    6
+#define IPPROTO_ICMP_	1
+#define IPPROTO_TCP_	6
 #define IPPROTO_ICMPV6_ 58
 
 static uint16_t rd16(const uint8_t *p)
@@ -75,8 +75,8 @@ bool dp_pmtu_may_report(const uint8_t *ip, size_t len)
 	return true;
 }
 
-size_t dp_pmtu_too_big(const uint8_t *ip, size_t len, uint16_t mtu, const uint8_t *src, uint8_t *out,
-		       size_t cap)
+size_t dp_pmtu_too_big(const uint8_t *ip, size_t len, uint16_t mtu, const uint8_t *src,
+		       uint8_t *out, size_t cap)
 {
 	if (!dp_pmtu_may_report(ip, len))
 		return 0;
@@ -88,7 +88,7 @@ size_t dp_pmtu_too_big(const uint8_t *ip, size_t len, uint16_t mtu, const uint8_
 		memset(out, 0, 28);
 		out[0] = 0x45;
 		wr16(out + 2, (uint16_t)tot);
-		out[8] = 64;           /* TTL */
+		out[8] = 64; /* TTL */
 		out[9] = IPPROTO_ICMP_;
 		memcpy(out + 12, src, 4);
 		memcpy(out + 16, ip + 12, 4); /* back to the sender */

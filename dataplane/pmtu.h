@@ -33,8 +33,8 @@ bool dp_pmtu_may_report(const uint8_t *ip, size_t len);
  * 16 bytes), used as the error's source. Returns the bytes written to out
  * (a whole IP packet, checksums done), or 0 if cap is too small or
  * dp_pmtu_may_report() says no. */
-size_t dp_pmtu_too_big(const uint8_t *ip, size_t len, uint16_t mtu, const uint8_t *src, uint8_t *out,
-		       size_t cap);
+size_t dp_pmtu_too_big(const uint8_t *ip, size_t len, uint16_t mtu, const uint8_t *src,
+		       uint8_t *out, size_t cap);
 
 /* True if ip is IPv4 without the don't-fragment flag, i.e. a router may
  * fragment it instead of reporting it. */

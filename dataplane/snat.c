@@ -257,11 +257,29 @@ static uint32_t key_hash(const struct snat_key *k)
 	return rte_hash_crc(k, sizeof(*k), 0x5ca1ab1e);
 }
 
+/* Addresses compared as integers: a libc memcmp call per lookup (masked
+ * vector loads over a just-written key) cost hundreds of cycles here. */
+static inline bool addr_eq(const uint8_t *a, const uint8_t *b, uint8_t family)
+{
+	if (family == AF_INET) {
+		uint32_t x, y;
+		memcpy(&x, a, 4);
+		memcpy(&y, b, 4);
+		return x == y;
+	}
+	uint64_t a0, a1, b0, b1;
+	memcpy(&a0, a, 8);
+	memcpy(&a1, a + 8, 8);
+	memcpy(&b0, b, 8);
+	memcpy(&b1, b + 8, 8);
+	return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+}
+
 static bool key_eq(const struct snat_entry *e, const struct snat_key *k)
 {
-	size_t n = alen(k->family);
 	return e->family == k->family && e->proto == k->proto && e->sport == k->sport &&
-	       e->dport == k->dport && !memcmp(e->src, k->src, n) && !memcmp(e->dst, k->dst, n);
+	       e->dport == k->dport && addr_eq(e->src, k->src, k->family) &&
+	       addr_eq(e->dst, k->dst, k->family);
 }
 
 static enum snat_class entry_class(uint8_t proto, uint8_t state)
@@ -667,7 +685,7 @@ static struct snat_entry *reply_lookup(struct dp_snat *s, uint8_t family, uint8_
 	if (__atomic_load_n(&e->seq, __ATOMIC_RELAXED) != seq)
 		return NULL;
 	if (exp || orig->family != family || orig->proto != proto || orig->dport != remote_port ||
-	    memcmp(orig->dst, remote, alen(family)))
+	    !addr_eq(orig->dst, remote, family))
 		return NULL;
 	return e;
 }

@@ -166,8 +166,8 @@ static void test_fragment(void)
 			while ((k = dp_pmtu_fragment4(ip, len, mtu, &off, out, sizeof(out))) > 0) {
 				size_t hl = (size_t)(out[0] & 0xf) * 4;
 				uint16_t fo = be16(out + 6);
-				if (k > mtu || ref_sum(out, hl, NULL, 0) != 0xffff || be16(out + 2) != k ||
-				    last_seen)
+				if (k > mtu || ref_sum(out, hl, NULL, 0) != 0xffff ||
+				    be16(out + 2) != k || last_seen)
 					bad++;
 				if (!(fo & 0x2000))
 					last_seen = 1;

@@ -30,9 +30,13 @@
 # MG_PG_BIN may be set beforehand (default: the newest /usr/lib/postgresql/*/bin,
 # 15 on Debian 12).  MG_PG_KEEP=1 keeps the dir after stopping.
 #
+# Call mg_pg_start and mg_pg_restart in the test's own shell, not in $(...),
+# a pipeline or another subshell: the postmaster is that shell's child.
+#
 # mg_pg_start chains its cleanup after whatever EXIT trap is already set
 # (e.g. tests/netns/lib.sh's mg_cleanup, which stops the test's processes),
-# so source and start it after mg_test_init.  Works under `set -u`; sets no shell options itself.
+# so source and start it after mg_test_init.  Works under `set -u`; sets no
+# shell options itself.
 
 MG_PG_BIN=${MG_PG_BIN:-}
 MG_PG_DIR=

@@ -3,14 +3,14 @@
 """Clients for tests/netns/test_coord_pg.sh: meshgate-coord replicas that
 share one PostgreSQL database. Signing and HTTP come from coord/test_http.py.
 
-usage: coord_pg.py http PORT TOKEN_FILE
-         coord/test_http.py's whole API test against one replica (a fresh
-         database)
-       coord_pg.py replicas PORT_A PORT_B TOKEN_FILE
+usage: coord_pg.py replicas PORT_A PORT_B TOKEN_FILE
          a change through A is visible through B and the other way round, a
          signed request's nonce is shared (a replay through the other replica
          is refused), and a node long-polling one replica gets the delta of a
          policy change made through the other within 1 s
+       coord_pg.py restarted PORT_A PORT_B TOKEN_FILE
+         after the database server restarted under both replicas: they
+         reconnect by themselves (within 5 s) and the above still holds
 """
 import json, os, sys, threading, time
 
@@ -20,6 +20,7 @@ from test_http import Machine, check, request  # noqa: E402
 
 WAKE_LIMIT = 1.0  # seconds, docs/coord-protocol.md "Storage"
 WAKES = []  # (what, seconds)
+RECOVERY = []  # (replica, seconds until a write worked after the restart)
 
 
 def token(path):
@@ -153,13 +154,40 @@ def replicas(pa, pb, tok):
     check(dt is not None, "A: refuses the deleted node's map")
 
 
+def restarted(pa, pb, tok):
+    A, B = Replica("A", pa, tok), Replica("B", pb, tok)
+
+    # The first writes may fail while a replica has not noticed the server
+    # is back (a refused write stores nothing, so retrying is fine).
+    for r, obj in ((A, {"name": "lab", "key_expiry_days": 0}), (B, {"name": "lab2"})):
+        dt = wait_until(lambda: r.admin("POST", "tailnets", obj)[0] == 200, 5)
+        check(dt is not None, "%s: writes again after the database restart" % r.name)
+        RECOVERY.append((r.name, dt or 99))
+    check(B.admin("POST", "users", {"tailnet": "lab", "name": "carol@example.com"})[0] == 200, "B: user made")
+    st, r = A.admin("POST", "preauthkeys", {"tailnet": "lab", "user": "carol@example.com", "reusable": True})
+    check(st == 200, "A: pre-auth key")
+    m1, m2 = Machine(), Machine()
+    for rep, m, host in ((A, m1, "l1"), (B, m2, "l2")):
+        st, x = rep.node(m, "register", {"node_key": m.node_key, "hostname": host, "auth_key": r.get("key")})
+        check(st == 200, "%s: node %s registered: %s" % (rep.name, host, x))
+    st, full = B.node(m1, "map", {"version": 0})
+    check(st == 200 and len(full.get("peers", [])) == 1, "B: l1 sees l2")
+    pol = '{"acls": [{"action": "accept", "src": ["tag:gw"], "dst": ["autogroup:member:22"]}]}'
+    d = poll_across(B, m1, full.get("version", 0),
+                    lambda: check(A.admin("PUT", "policy", {"tailnet": "lab", "policy": pol})[0] == 200,
+                                  "A: policy installed"), "after restart: policy via A, poll on B")
+    check(len(d.get("peers_removed", [])) == 1, "B: the delta removes l2")
+
+
 def main():
-    if len(sys.argv) == 4 and sys.argv[1] == "http":
-        th.run(int(sys.argv[2]), token(sys.argv[3]))
-    elif len(sys.argv) == 5 and sys.argv[1] == "replicas":
-        replicas(int(sys.argv[2]), int(sys.argv[3]), token(sys.argv[4]))
+    if len(sys.argv) == 5 and sys.argv[1] in ("replicas", "restarted"):
+        f = replicas if sys.argv[1] == "replicas" else restarted
+        f(int(sys.argv[2]), int(sys.argv[3]), token(sys.argv[4]))
     else:
         sys.exit(__doc__)
+    if RECOVERY:
+        print("writes work again after the database restart: " +
+              ", ".join("%s after %.0f ms" % (n, dt * 1000) for n, dt in RECOVERY))
     if WAKES:
         print("long polls woken across replicas: " +
               ", ".join("%s %.0f ms" % (w, dt * 1000) for w, dt in WAKES))
