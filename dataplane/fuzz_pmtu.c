@@ -2,37 +2,19 @@
 /*
  * libFuzzer harness for pmtu.c: the input is a 2-byte MTU followed by an
  * inner packet. Packets that dp_inner_len() would refuse are skipped (the
- * contract of pmtu.h); the rest go through every function, and the
+ * contract of pmtu.h); the rest go through every function, (uint32_t)(and the
  * outputs are checked: bounded, whole fragments within the MTU that carry
- * the payload back, no write past the buffers (ASan).
+ * the payload back, no write past the buffers (ASan)).
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "inner.h"
 #include "pmtu.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* The same acceptance as dp_inner_len() in stage.h (which needs DPDK). */
-static int inner_len(const uint8_t *p, size_t avail)
-{
-	if (avail < 1)
-		return -1;
-	if ((p[0] >> 4) == 4) {
-		if (avail < 20 || (p[0] & 0xf) < 5)
-			return -1;
-		size_t tot = ((size_t)p[2] << 8) | p[3];
-		return tot >= (size_t)(p[0] & 0xf) * 4 && tot <= avail ? (int)tot : -1;
-	}
-	if ((p[0] >> 4) == 6) {
-		if (avail < 40)
-			return -1;
-		size_t tot = 40 + (((size_t)p[4] << 8) | p[5]);
-		return tot <= avail ? (int)tot : -1;
-	}
-	return -1;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -47,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!ip)
 		return 0;
 	memcpy(ip, data + 2, n);
-	int len = inner_len(ip, n);
+	int len = dp_inner_len(ip, (uint32_t)(n));
 	if (len < 0)
 		goto out;
 	size_t k = dp_pmtu_too_big(ip, (size_t)len, mtu, me, out, sizeof(out));

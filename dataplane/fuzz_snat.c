@@ -5,9 +5,9 @@
  * tunnel packet out on worker op bit 1, 1: a LAN packet in), op bits 2..7
  * advance the clock by that many seconds. Packets that dp_inner_len()
  * would refuse are skipped (the callers' contract). Each input starts
- * from fresh tables: small slices (4 entries a worker), so inputs reach
+ * from fresh tables: small slices (4 entries a worker), (uint32_t)(so inputs reach
  * table-full and reuse. Checked: lengths never change, a translated packet
- * out has the NAT source, no read or write past the packet (ASan).
+ * out has the NAT source, no read or write past the packet (ASan)).
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -20,6 +20,7 @@
 #include <rte_eal.h>
 #include <rte_errno.h>
 
+#include "inner.h"
 #include "snat.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -67,25 +68,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-/* The same acceptance as dp_inner_len() in stage.h. */
-static int inner_len(const uint8_t *p, size_t avail)
-{
-	if (avail < 1)
-		return -1;
-	if ((p[0] >> 4) == 4) {
-		if (avail < 20 || (p[0] & 0xf) < 5)
-			return -1;
-		size_t tot = ((size_t)p[2] << 8) | p[3];
-		return tot >= (size_t)(p[0] & 0xf) * 4 && tot <= avail ? (int)tot : -1;
-	}
-	if ((p[0] >> 4) == 6) {
-		if (avail < 40)
-			return -1;
-		size_t tot = 40 + (((size_t)p[4] << 8) | p[5]);
-		return tot <= avail ? (int)tot : -1;
-	}
-	return -1;
-}
 
 static void one(struct dp_snat *s, uint8_t op, const uint8_t *data, size_t n, uint64_t now)
 {
@@ -96,7 +78,7 @@ static void one(struct dp_snat *s, uint8_t op, const uint8_t *data, size_t n, ui
 	if (!ip)
 		return;
 	memcpy(ip, data, n);
-	int len = inner_len(ip, n);
+	int len = dp_inner_len(ip, (uint32_t)(n));
 	if (len < 0)
 		goto out;
 	/* An exact-size buffer, so ASan sees any overrun. */

@@ -20,6 +20,7 @@
 #include <rte_hash_crc.h>
 #include <rte_malloc.h>
 
+#include "pkt.h"
 #include "snat.h"
 
 enum snat_class { SNAT_TCP_EST, SNAT_TCP_TRANS, SNAT_UDP, SNAT_ICMP, SNAT_N_CLASSES };
@@ -257,29 +258,11 @@ static uint32_t key_hash(const struct snat_key *k)
 	return rte_hash_crc(k, sizeof(*k), 0x5ca1ab1e);
 }
 
-/* Addresses compared as integers: a libc memcmp call per lookup (masked
- * vector loads over a just-written key) cost hundreds of cycles here. */
-static inline bool addr_eq(const uint8_t *a, const uint8_t *b, uint8_t family)
-{
-	if (family == AF_INET) {
-		uint32_t x, y;
-		memcpy(&x, a, 4);
-		memcpy(&y, b, 4);
-		return x == y;
-	}
-	uint64_t a0, a1, b0, b1;
-	memcpy(&a0, a, 8);
-	memcpy(&a1, a + 8, 8);
-	memcpy(&b0, b, 8);
-	memcpy(&b1, b + 8, 8);
-	return ((a0 ^ b0) | (a1 ^ b1)) == 0;
-}
-
 static bool key_eq(const struct snat_entry *e, const struct snat_key *k)
 {
 	return e->family == k->family && e->proto == k->proto && e->sport == k->sport &&
-	       e->dport == k->dport && addr_eq(e->src, k->src, k->family) &&
-	       addr_eq(e->dst, k->dst, k->family);
+	       e->dport == k->dport && dp_addr_eq(e->src, k->src, k->family) &&
+	       dp_addr_eq(e->dst, k->dst, k->family);
 }
 
 static enum snat_class entry_class(uint8_t proto, uint8_t state)
@@ -685,7 +668,7 @@ static struct snat_entry *reply_lookup(struct dp_snat *s, uint8_t family, uint8_
 	if (__atomic_load_n(&e->seq, __ATOMIC_RELAXED) != seq)
 		return NULL;
 	if (exp || orig->family != family || orig->proto != proto || orig->dport != remote_port ||
-	    !addr_eq(orig->dst, remote, family))
+	    !dp_addr_eq(orig->dst, remote, family))
 		return NULL;
 	return e;
 }

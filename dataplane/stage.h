@@ -8,6 +8,7 @@
 #define DP_STAGE_H
 
 #include "dp.h"
+#include "inner.h"
 #include "pkt.h"
 
 #define DP_TXQ_MAX 256
@@ -49,26 +50,7 @@ void dp_stage_drop(struct dp_worker *w, struct rte_mbuf *m, enum mg_drop_reason 
 void dp_send_via(struct dp_worker *w, struct dp_burst *b, int port, struct rte_mbuf *m,
 		 int family, const uint8_t *nh);
 
-/* Inner-IP helpers (inner.c would be overkill: they are tiny). */
-static inline int dp_inner_len(const uint8_t *p, uint32_t avail)
-{
-	if (avail < 1)
-		return -1;
-	if ((p[0] >> 4) == 4) {
-		if (avail < 20 || (p[0] & 0xf) < 5)
-			return -1;
-		uint32_t tot = ((uint32_t)p[2] << 8) | p[3];
-		return tot >= (uint32_t)(p[0] & 0xf) * 4 && tot <= avail ? (int)tot : -1;
-	}
-	if ((p[0] >> 4) == 6) {
-		if (avail < 40)
-			return -1;
-		uint32_t tot = 40 + (((uint32_t)p[4] << 8) | p[5]);
-		return tot <= avail ? (int)tot : -1;
-	}
-	return -1;
-}
-
+/* Inner-IP helpers: dp_inner_len is in inner.h. */
 /* Decrement TTL / hop limit of a routed packet; false if it must die. */
 static inline bool dp_inner_dec_ttl(uint8_t *p)
 {

@@ -12,11 +12,14 @@
 #
 # coord_up        the server, tailnet "corp", user ops@example.com, pre-auth
 #                 keys KEY (reusable, tag:gw) and EKEY (ephemeral, tag:gw);
-#                 admin() runs meshgate-admin against it
+#                 admin() runs meshgate-admin against it. COORD_DB (default
+#                 SQLite in $MG_TMP) selects the database; with
+#                 COORD_REPLICAS=2 a second replica on the same database
+#                 serves URL2, and gw2 joins through it
 # coord_mesh_up   namespaces and both gateways joined (NAME1, NAME2)
 # coord_client_up the client enrolled by its public key and configured from
 #                 the wg-quick config the server printed ($MG_TMP/$CLIF.printed)
-# gw_conf NAME WAN LAN ROUTES HOSTNAME KEY : a gateway config joining the server
+# gw_conf NAME WAN LAN ROUTES HOSTNAME KEY [URL] : a gateway config joining the server
 
 COORD_BIN="$MG_BUILD/coord/meshgate-coord"
 ADMIN_BIN="$MG_BUILD/coord/meshgate-admin"
@@ -32,19 +35,24 @@ coord_up() {
 	for b in "$COORD_BIN" "$ADMIN_BIN" "$DP_BIN" "$CP_BIN" "$CLI_BIN"; do
 		[ -x "$b" ] || mg_fail "not built: $b"
 	done
-	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-	URL="http://127.0.0.1:$port"
 	head -c 32 /dev/urandom | base64 >"$MG_TMP/admin.token"
 	chmod 600 "$MG_TMP/admin.token"
-	cat >"$MG_TMP/coord.conf" <<CONF
+	local r
+	URL2=
+	for ((r = 1; r <= ${COORD_REPLICAS:-1}; r++)); do
+		port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+		cat >"$MG_TMP/coord$r.conf" <<CONF
 listen = "127.0.0.1:$port";
-database = "sqlite:$MG_TMP/coord.db";
+database = "${COORD_DB:-sqlite:$MG_TMP/coord.db}";
 admin_token_file = "$MG_TMP/admin.token";
 limits = { offline_seconds = 4; ephemeral_seconds = 4; };
 testing = { insecure_http = true; };
 CONF
-	mg_bg coord root "$COORD_BIN" -c "$MG_TMP/coord.conf"
-	mg_wait_for admin tailnets >/dev/null || mg_fail "coordination server did not start"
+		mg_bg "coord$r" root "$COORD_BIN" -c "$MG_TMP/coord$r.conf"
+		if [ "$r" = 1 ]; then URL="http://127.0.0.1:$port"; else URL2="http://127.0.0.1:$port"; fi
+		mg_wait_for "$ADMIN_BIN" --server "http://127.0.0.1:$port" --token-file "$MG_TMP/admin.token" \
+			tailnets >/dev/null || mg_fail "coordination server $r did not start"
+	done
 	admin tailnet create corp >/dev/null || mg_fail "tailnet create"
 	admin user create corp ops@example.com >/dev/null || mg_fail "user create"
 	KEY=$(admin key create corp ops@example.com --reusable --tag tag:gw) || mg_fail "key"
@@ -56,7 +64,7 @@ _coord_offl() {
 }
 
 gw_conf() {
-	local name=$1 wan=$2 lan=$3 route=$4 host=$5 key=$6
+	local name=$1 wan=$2 lan=$3 route=$4 host=$5 key=$6 server=${7:-$URL}
 	printf '%s\n' "$key" >"$MG_TMP/$name.authkey"
 	chmod 600 "$MG_TMP/$name.authkey"
 	mkdir -p "$MG_TMP/state-$name"
@@ -71,7 +79,7 @@ dataplane: {
   );
 };
 coordination: {
-  server = "$URL"; auth_key_file = "$MG_TMP/$name.authkey";
+  server = "$server"; auth_key_file = "$MG_TMP/$name.authkey";
   state_dir = "$MG_TMP/state-$name"; hostname = "$host"; advertise_routes = [$route];
 };
 testing: { coord_insecure_http = true; };
@@ -107,7 +115,7 @@ coord_mesh_up() {
 	NAME1=$(mg_ifname a) && NAME2=$(mg_ifname b) || mg_fail "names"
 	MG_SOCKS+=("/var/run/wireguard/$NAME1.sock" "/var/run/wireguard/$NAME2.sock")
 	gw_conf "$NAME1" 198.18.0.1 10.88.0.254 '"10.88.0.0/24"' gw1 "$KEY"
-	gw_conf "$NAME2" 198.18.0.3 10.77.0.254 '"10.77.0.0/24"' gw2 "$KEY"
+	gw_conf "$NAME2" 198.18.0.3 10.77.0.254 '"10.77.0.0/24"' gw2 "$KEY" "${URL2:-$URL}"
 	mg_bg dp1 gw1 "$DP_BIN" -c "$MG_TMP/$NAME1.conf"
 	mg_bg dp2 gw2 "$DP_BIN" -c "$MG_TMP/$NAME2.conf"
 	mg_bg cp1 root "$CP_BIN" -c "$MG_TMP/$NAME1.conf"
