@@ -335,6 +335,9 @@ _mg_cleanup_id() {
 	for s in "$MG_WG_RUN/mg${id}"[a-zA-Z]*.sock; do
 		[ -e "$s" ] && rm -f "$s"
 	done
+	# The dataplanes' DPDK runtime dirs (telemetry socket, multi-process
+	# config) and any shared memory a killed process left behind.
+	rm -rf "/var/run/dpdk/meshgate-mg${id}"[a-zA-Z]* /dev/shm/meshgate.mg"${id}"[a-zA-Z]* 2>/dev/null
 	return 0
 }
 
