@@ -42,6 +42,7 @@ static const struct field fields[] = {
     F("admin_token_file", K_STR, admin_token_file, 0, 0),
     F("log_level", K_LOGLEVEL, log_level, 0, 0),
     F("testing.insecure_http", K_BOOL, insecure_http, 0, 0),
+    F("testing.key_expiry_seconds", K_UINT, key_expiry_seconds, 10, 86400),
     F("limits.max_connections", K_UINT, max_connections, 16, 1000000),
     F("limits.max_body", K_UINT, max_body, 1024, 1 << 20),
     F("limits.rate_per_ip", K_DOUBLE, ip_rate, 0.1, 1e7),

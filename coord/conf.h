@@ -15,6 +15,7 @@ struct coord_conf {
 	char database[512];
 	char admin_token_file[256];
 	bool insecure_http; /* testing.insecure_http */
+	unsigned key_expiry_seconds; /* testing.*: untagged node keys live this long (0: the tailnet's days) */
 	int log_level;	    /* LOG_* */
 	/* limits */
 	unsigned max_connections;

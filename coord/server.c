@@ -1242,6 +1242,11 @@ int main(int argc, char **argv)
 		mg_log(LOG_ERR, "%s", err);
 		return 1;
 	}
+	if (s->conf.key_expiry_seconds) {
+		store_set_key_seconds(s->st, s->conf.key_expiry_seconds);
+		mg_log(LOG_WARNING, "!!! testing.key_expiry_seconds = %u: untagged node keys expire "
+				    "that soon", s->conf.key_expiry_seconds);
+	}
 	if (check) {
 		printf("config and database OK (state version %" PRId64 ")\n",
 		       store_state_version(s->st));

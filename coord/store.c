@@ -21,6 +21,7 @@
 struct coord_store {
 	struct coord_db *db;
 	int64_t loaded; /* state version loaded into the model */
+	int64_t key_seconds; /* testing: lifetime of untagged node keys; 0: the tailnet's */
 	struct {
 		const char *sql;
 		struct coord_stmt *st;
@@ -500,12 +501,19 @@ static int key_problem(struct coord_store *st, const char *hash, int64_t now, ch
 	return -EACCES;
 }
 
+void store_set_key_seconds(struct coord_store *st, int64_t seconds)
+{
+	st->key_seconds = seconds;
+}
+
 static int64_t expiry_for(struct coord_store *st, int64_t tailnet, const char *tags, int64_t now)
 {
 	int64_t days = 0;
 
 	if (*tags)
 		return 0;
+	if (st->key_seconds)
+		return now + st->key_seconds;
 	step1(q(st, "SELECT key_expiry_days FROM tailnets WHERE id = ?", "i", tailnet), &days);
 	return days > 0 ? now + days * 86400 : 0;
 }

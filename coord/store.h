@@ -23,6 +23,10 @@ struct coord_store;
 
 /* Open the database and run pending migrations. */
 int store_open(const char *url, struct coord_store **out, char *err, size_t errlen);
+/* Testing only (testing.key_expiry_seconds): untagged nodes' keys expire
+ * this many seconds after registration or rotation instead of the
+ * tailnet's days. */
+void store_set_key_seconds(struct coord_store *st, int64_t seconds);
 void store_close(struct coord_store *st);
 struct coord_db *store_db(struct coord_store *st);
 /* Reset every cached statement (ends SQLite read transactions); call when idle. */

@@ -6,7 +6,7 @@
 #
 #   +-------------------- netns (unshare -n) --------------------+
 #   |  interop_probe (libwg)  <-- UDP 127.0.0.1 -->  wireguard-go |
-#   |  10.99.0.2 (virtual)                         mgwg0 10.99.0.1 |
+#   |  10.99.0.2 (virtual)                   mgwg<pid> 10.99.0.1 |
 #   +-------------------------------------------------------------+
 #
 #   1. probe initiates with a psk; wireguard-go answers; keys are proven by
@@ -48,24 +48,31 @@ ME_PRIV=$(wg genkey)
 ME_PUB=$(echo "$ME_PRIV" | wg pubkey)
 PSK=$(cat "$DIR/psk")
 
-WG_PROCESS_FOREGROUND=1 wireguard-go mgwg0 >"$DIR/wireguard-go.log" 2>&1 &
+# A name of this run's own: the UAPI socket directory is shared by every
+# network namespace of the machine.
+IF=mgwg$$
+WG_PROCESS_FOREGROUND=1 wireguard-go "$IF" >"$DIR/wireguard-go.log" 2>&1 &
 GO_PID=$!
-for _ in 1 2 3 4 5 6 7 8 9 10; do
-	ip link show mgwg0 >/dev/null 2>&1 && break
+i=0
+until ip link show "$IF" >/dev/null 2>&1 && [ -S "/var/run/wireguard/$IF.sock" ]; do
+	i=$((i + 1))
+	if [ "$i" -gt 100 ]; then # 20 s: a loaded machine is slow to start it
+		echo "wireguard-go did not create $IF:"; cat "$DIR/wireguard-go.log"; exit 1
+	fi
 	sleep 0.2
 done
-wg set mgwg0 private-key "$DIR/go.key" listen-port 51820 \
+wg set "$IF" private-key "$DIR/go.key" listen-port 51820 \
 	peer "$ME_PUB" preshared-key "$DIR/psk" allowed-ips 10.99.0.2/32
-ip addr add 10.99.0.1/24 dev mgwg0
-ip link set mgwg0 up
+ip addr add 10.99.0.1/24 dev "$IF"
+ip link set "$IF" up
 
 fail=0
 echo "== 1. probe initiates (psk)"
 "$PROBE" initiate "$ME_PRIV" "$GO_PUB" "$PSK" 40000 51820 || fail=1
 
 echo "== 2. wireguard-go initiates, probe answers with a cookie, then responds"
-wg set mgwg0 peer "$ME_PUB" remove
-wg set mgwg0 peer "$ME_PUB" preshared-key "$DIR/psk" allowed-ips 10.99.0.2/32 \
+wg set "$IF" peer "$ME_PUB" remove
+wg set "$IF" peer "$ME_PUB" preshared-key "$DIR/psk" allowed-ips 10.99.0.2/32 \
 	endpoint 127.0.0.1:40001
 ping -c 30 -i 0.5 -W 1 10.99.0.2 >/dev/null 2>&1 &
 PING_PID=$!
@@ -76,7 +83,7 @@ if "$PROBE" initiate "$ME_PRIV" "$GO_PUB" - 40002 51820; then
 	fail=1
 fi
 
-wg show mgwg0
+wg show "$IF"
 if [ "$fail" != 0 ]; then
 	echo "wireguard-go log:"
 	cat "$DIR/wireguard-go.log"

@@ -15,7 +15,9 @@
 #                 admin() runs meshgate-admin against it. COORD_DB (default
 #                 SQLite in $MG_TMP) selects the database; with
 #                 COORD_REPLICAS=2 a second replica on the same database
-#                 serves URL2, and gw2 joins through it
+#                 serves URL2, and gw2 joins through it. COORD_KEY_SECONDS:
+#                 untagged node keys expire that soon (testing.*); GW2_KEY:
+#                 the pre-auth key gw2 joins with (default KEY)
 # coord_mesh_up   namespaces and both gateways joined (NAME1, NAME2)
 # coord_client_up the client enrolled by its public key and configured from
 #                 the wg-quick config the server printed ($MG_TMP/$CLIF.printed)
@@ -27,7 +29,18 @@ DP_BIN="$MG_BUILD/dataplane/meshgate-dataplane"
 CP_BIN="$MG_BUILD/control/meshgate-control"
 CLI_BIN="$MG_BUILD/control/meshgate"
 
-admin() { "$ADMIN_BIN" --server "$URL" --token-file "$MG_TMP/admin.token" "$@"; }
+# The server speaks HTTPS with a throwaway certificate for 127.0.0.1 (the
+# clients trust it through ca_file / --cacert); COORD_TLS=0: plain HTTP.
+admin() { "$ADMIN_BIN" --server "$URL" --token-file "$MG_TMP/admin.token" ${COORD_CA:+--cacert "$COORD_CA"} "$@"; }
+
+_coord_cert() {
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+		-subj /CN=meshgate-coord -addext subjectAltName=IP:127.0.0.1 \
+		-keyout "$MG_TMP/coord.key" -out "$MG_TMP/coord.crt" >/dev/null 2>&1 ||
+		mg_fail "openssl: cannot make a certificate"
+	chmod 600 "$MG_TMP/coord.key"
+	COORD_CA="$MG_TMP/coord.crt"
+}
 
 coord_up() {
 	mg_require wireguard-go wg wg-quick ping python3 ethtool
@@ -37,7 +50,18 @@ coord_up() {
 	done
 	head -c 32 /dev/urandom | base64 >"$MG_TMP/admin.token"
 	chmod 600 "$MG_TMP/admin.token"
-	local r
+	local r scheme=https tls='tls = { cert_file = "'"$MG_TMP/coord.crt"'"; key_file = "'"$MG_TMP/coord.key"'"; };'
+	COORD_CA=
+	local testing=""
+	if [ "${COORD_TLS:-1}" = 1 ]; then
+		mg_require openssl
+		_coord_cert
+	else
+		scheme=http tls="" testing="insecure_http = true;"
+	fi
+	[ -n "${COORD_KEY_SECONDS:-}" ] && testing+=" key_expiry_seconds = $COORD_KEY_SECONDS;"
+	[ -n "$testing" ] && tls+="
+testing = { $testing };"
 	URL2=
 	for ((r = 1; r <= ${COORD_REPLICAS:-1}; r++)); do
 		port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -46,12 +70,13 @@ listen = "127.0.0.1:$port";
 database = "${COORD_DB:-sqlite:$MG_TMP/coord.db}";
 admin_token_file = "$MG_TMP/admin.token";
 limits = { offline_seconds = 4; ephemeral_seconds = 4; };
-testing = { insecure_http = true; };
+$tls
 CONF
 		mg_bg "coord$r" root "$COORD_BIN" -c "$MG_TMP/coord$r.conf"
-		if [ "$r" = 1 ]; then URL="http://127.0.0.1:$port"; else URL2="http://127.0.0.1:$port"; fi
-		mg_wait_for "$ADMIN_BIN" --server "http://127.0.0.1:$port" --token-file "$MG_TMP/admin.token" \
-			tailnets >/dev/null || mg_fail "coordination server $r did not start"
+		if [ "$r" = 1 ]; then URL="$scheme://127.0.0.1:$port"; else URL2="$scheme://127.0.0.1:$port"; fi
+		mg_wait_for "$ADMIN_BIN" --server "$scheme://127.0.0.1:$port" ${COORD_CA:+--cacert "$COORD_CA"} \
+			--token-file "$MG_TMP/admin.token" tailnets >/dev/null ||
+			mg_fail "coordination server $r did not start"
 	done
 	admin tailnet create corp >/dev/null || mg_fail "tailnet create"
 	admin user create corp ops@example.com >/dev/null || mg_fail "user create"
@@ -65,6 +90,11 @@ _coord_offl() {
 
 gw_conf() {
 	local name=$1 wan=$2 lan=$3 route=$4 host=$5 key=$6 server=${7:-$URL}
+	local ca="" testing="testing: { coord_insecure_http = true; };"
+	if [ -n "${COORD_CA:-}" ]; then
+		ca="ca_file = \"$COORD_CA\";"
+		testing=""
+	fi
 	printf '%s\n' "$key" >"$MG_TMP/$name.authkey"
 	chmod 600 "$MG_TMP/$name.authkey"
 	mkdir -p "$MG_TMP/state-$name"
@@ -81,8 +111,9 @@ dataplane: {
 coordination: {
   server = "$server"; auth_key_file = "$MG_TMP/$name.authkey";
   state_dir = "$MG_TMP/state-$name"; hostname = "$host"; advertise_routes = [$route];
+  $ca
 };
-testing: { coord_insecure_http = true; };
+$testing
 CONF
 }
 
@@ -115,7 +146,7 @@ coord_mesh_up() {
 	NAME1=$(mg_ifname a) && NAME2=$(mg_ifname b) || mg_fail "names"
 	MG_SOCKS+=("/var/run/wireguard/$NAME1.sock" "/var/run/wireguard/$NAME2.sock")
 	gw_conf "$NAME1" 198.18.0.1 10.88.0.254 '"10.88.0.0/24"' gw1 "$KEY"
-	gw_conf "$NAME2" 198.18.0.3 10.77.0.254 '"10.77.0.0/24"' gw2 "$KEY" "${URL2:-$URL}"
+	gw_conf "$NAME2" 198.18.0.3 10.77.0.254 '"10.77.0.0/24"' gw2 "${GW2_KEY:-$KEY}" "${URL2:-$URL}"
 	mg_bg dp1 gw1 "$DP_BIN" -c "$MG_TMP/$NAME1.conf"
 	mg_bg dp2 gw2 "$DP_BIN" -c "$MG_TMP/$NAME2.conf"
 	mg_bg cp1 root "$CP_BIN" -c "$MG_TMP/$NAME1.conf"

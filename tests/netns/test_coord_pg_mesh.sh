@@ -23,9 +23,8 @@ mg_check "gw1 (replica 1) learned gw2 (replica 2)" mg_wait_for has_peer "$NAME1"
 mg_check "gw2 (replica 2) learned gw1 (replica 1)" mg_wait_for has_peer "$NAME2" gw1
 ID1=$(node_id gw1) ID2=$(node_id gw2)
 [ -n "$ID1" ] && [ -n "$ID2" ] || mg_fail "node ids"
-mg_check "routes approved through replica 1" \
-	bash -c "'$ADMIN_BIN' --server $URL --token-file $MG_TMP/admin.token route approve $ID1 10.88.0.0/24 >/dev/null &&
-		'$ADMIN_BIN' --server $URL --token-file $MG_TMP/admin.token route approve $ID2 10.77.0.0/24 >/dev/null"
+mg_check "gw1's route approved through replica 1" admin route approve "$ID1" 10.88.0.0/24
+mg_check "gw2's route approved through replica 1" admin route approve "$ID2" 10.77.0.0/24
 mg_check "gw2 (replica 2) routes 10.88.0.0/24 to gw1" mg_wait_for aips_have "$NAME2" 10.88.0.0/24
 mg_check "gw1 (replica 1) routes 10.77.0.0/24 to gw2" mg_wait_for aips_have "$NAME1" 10.77.0.0/24
 mg_check "lan1 -> lan2 through the mesh" mg_ping lan1 10.77.0.1 5
