@@ -526,60 +526,6 @@ static int resolve(void *arg, const char *name, struct mg_prefix_list *out)
 	return found ? 0 : -ENOENT;
 }
 
-static size_t skip_string(const char *s, size_t len, size_t i)
-{
-	for (i++; i < len; i++) {
-		if (s[i] == '\\')
-			i++;
-		else if (s[i] == '"')
-			return i + 1;
-	}
-	return len;
-}
-
-/* HuJSON -> JSON in place: blank comments and trailing commas. */
-static int hujson_strip(char *s, size_t len, char *err, size_t errlen)
-{
-	for (size_t i = 0; i < len;) {
-		if (s[i] == '"') {
-			i = skip_string(s, len, i);
-		} else if (s[i] == '/' && i + 1 < len && s[i + 1] == '/') {
-			for (; i < len && s[i] != '\n'; i++)
-				s[i] = ' ';
-		} else if (s[i] == '/' && i + 1 < len && s[i + 1] == '*') {
-			size_t start = i;
-			for (i += 2; i + 1 < len && !(s[i] == '*' && s[i + 1] == '/'); i++)
-				;
-			if (i + 1 >= len) {
-				snprintf(err, errlen, "policy: unterminated /* comment");
-				return -EINVAL;
-			}
-			for (size_t k = start; k < i + 2; k++)
-				if (s[k] != '\n')
-					s[k] = ' ';
-			i += 2;
-		} else {
-			i++;
-		}
-	}
-	for (size_t i = 0; i < len;) {
-		if (s[i] == '"') {
-			i = skip_string(s, len, i);
-			continue;
-		}
-		if (s[i] == ',') {
-			size_t k = i + 1;
-			while (k < len &&
-			       (s[k] == ' ' || s[k] == '\t' || s[k] == '\n' || s[k] == '\r'))
-				k++;
-			if (k < len && (s[k] == ']' || s[k] == '}'))
-				s[i] = ' ';
-		}
-		i++;
-	}
-	return 0;
-}
-
 /* Expand "group:x" through the policy's groups into who (users and tags). */
 static int add_who(struct cm_auto_route *a, json_t *groups, const char *w, int depth)
 {
@@ -729,8 +675,11 @@ int cm_policy_compile(struct coord_model *m, struct cm_tailnet *t, int64_t tailn
 	if (!buf)
 		return -ENOMEM;
 	memcpy(buf, text, len + 1);
-	if ((ret = hujson_strip(buf, len, err, errlen)) < 0)
+	if (mg_hujson_strip(buf, len, NULL)) {
+		snprintf(err, errlen, "policy: unterminated /* comment");
+		ret = -EINVAL;
 		goto out;
+	}
 	root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root || !json_is_object(root)) {
 		snprintf(err, errlen, "policy:%d:%d: %s", jerr.line, jerr.column,

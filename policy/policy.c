@@ -172,8 +172,7 @@ static unsigned line_of(const char *s, size_t pos)
 	return line;
 }
 
-/* Blank comments in place, keeping newlines (line numbers stay right). */
-static int strip_comments(struct ctx *c, char *s, size_t len)
+int mg_hujson_strip(char *s, size_t len, size_t *bad_at)
 {
 	size_t i = 0;
 
@@ -188,10 +187,11 @@ static int strip_comments(struct ctx *c, char *s, size_t len)
 
 			for (i += 2; i + 1 < len && !(s[i] == '*' && s[i + 1] == '/'); i++)
 				;
-			if (i + 1 >= len)
-				return report(c, -EINVAL, "", NULL,
-					      "line %u: unterminated /* comment",
-					      line_of(s, start));
+			if (i + 1 >= len) {
+				if (bad_at)
+					*bad_at = start;
+				return -EINVAL;
+			}
 			for (size_t k = start; k < i + 2; k++)
 				if (s[k] != '\n')
 					s[k] = ' ';
@@ -200,15 +200,8 @@ static int strip_comments(struct ctx *c, char *s, size_t len)
 			i++;
 		}
 	}
-	return 0;
-}
-
-/* Blank commas followed (after white space) by ']' or '}'. */
-static void strip_trailing_commas(char *s, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len) {
+	/* Then blank commas followed (after white space) by ']' or '}'. */
+	for (i = 0; i < len;) {
 		if (s[i] == '"') {
 			i = skip_string(s, len, i);
 			continue;
@@ -224,6 +217,7 @@ static void strip_trailing_commas(char *s, size_t len)
 		}
 		i++;
 	}
+	return 0;
 }
 
 /* ---- JSON shape checks ---- */
@@ -1050,12 +1044,13 @@ int mg_policy_parse(const char *text, size_t len, const struct mg_policy_opts *o
 		return report(&c, -ENOMEM, "policy", NULL, "out of memory");
 	memcpy(buf, text, len);
 	buf[len] = '\0';
-	ret = strip_comments(&c, buf, len);
-	if (ret) {
+	size_t bad_at;
+	if (mg_hujson_strip(buf, len, &bad_at)) {
+		ret = report(&c, -EINVAL, "", NULL, "line %u: unterminated /* comment",
+			     line_of(buf, bad_at));
 		free(buf);
 		return ret;
 	}
-	strip_trailing_commas(buf, len);
 	root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
 	free(buf);
 	if (!root) {

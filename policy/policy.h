@@ -102,4 +102,9 @@ int mg_policy_load(const char *path, const struct mg_policy_opts *opts, struct m
 
 void mg_policy_free(struct mg_policy *p);
 
+/* HuJSON to JSON in place (same length, newlines kept): comments and
+ * trailing commas become blanks. -EINVAL for an unterminated comment, whose
+ * offset goes to *bad_at (may be NULL). */
+int mg_hujson_strip(char *s, size_t len, size_t *bad_at);
+
 #endif /* MG_POLICY_H */
