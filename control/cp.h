@@ -129,7 +129,8 @@ void cp_filter_maintain(struct cp_device *d); /* stream pending chunks */
 void cp_filter_result(struct cp_device *d, const struct mg_msg *m);
 
 /* handshake.c: Noise over the dataplane, and the WireGuard timers */
-void cp_hs_rx(struct cp_device *d, const struct mg_msg *m);
+/* Handshake messages (MG_MSG_RX_UDP) of one poll, initiations batched. */
+void cp_hs_rx_burst(struct cp_device *d, const struct mg_msg *const *m, unsigned n);
 void cp_hs_initiate(struct cp_device *d, struct cp_peer *p, bool retry);
 void cp_hs_keypair_confirmed(struct cp_device *d, struct cp_peer *p);
 void cp_timers_tick(struct cp_device *d);

@@ -244,13 +244,15 @@ unsigned cp_dp_poll(struct cp_device *d)
 	unsigned count = rte_ring_count(d->shm.dp2cp);
 	if (count > MG_RING_SIZE / 8)
 		d->under_load_until_ns = cp_now() + 1000000000ull;
+	const struct mg_msg *udp[32];
+	unsigned nudp = 0;
 	unsigned n = mg_ring_recv_burst(d->shm.dp2cp, msgs, 32);
 	for (unsigned i = 0; i < n; i++) {
 		const struct mg_msg *m = &msgs[i];
 		struct cp_peer *p = m->hdr.peer < d->max_peers ? d->by_slot[m->hdr.peer] : NULL;
 		switch (m->hdr.type) {
 		case MG_MSG_RX_UDP:
-			cp_hs_rx(d, m);
+			udp[nudp++] = m;
 			break;
 		case MG_MSG_NEED_HANDSHAKE:
 			if (p)
@@ -272,5 +274,6 @@ unsigned cp_dp_poll(struct cp_device *d)
 			mg_log(LOG_DEBUG, "unexpected message %u from dataplane", m->hdr.type);
 		}
 	}
+	cp_hs_rx_burst(d, udp, nudp);
 	return n;
 }

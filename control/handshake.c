@@ -152,37 +152,64 @@ static bool check_macs(struct cp_device *d, const struct mg_msg *m, uint32_t sen
 	return wg_ratelimiter_allow(d->rl, src, n - 2, now);
 }
 
-static void rx_initiation(struct cp_device *d, const struct mg_msg *m)
+/*
+ * The initiations of one poll of the dataplane's ring, together: under a
+ * flood of valid initiations their X25519 work runs 8 lanes at a time
+ * (wg_noise_consume_initiations, wg_noise_create_responses); one alone costs
+ * what it always did. Per message, the steps and their order are those of a
+ * single initiation: MACs (cookie replies under load), e/es/s, peer lookup,
+ * ss/{t} (timestamp and flood checks), response, keys.
+ */
+static void rx_initiations(struct cp_device *d, const struct mg_msg *const *m, unsigned n)
 {
-	const struct wg_message_initiation *msg = (const void *)m->data;
-	struct wg_noise_initiation in;
-	struct wg_message_response resp;
-	struct wg_noise_keypair kp;
+	const struct wg_message_initiation *msg[WG_NOISE_BATCH];
+	const struct mg_msg *from[WG_NOISE_BATCH];
+	struct wg_noise_initiation in[WG_NOISE_BATCH];
+	struct wg_noise_remote *remote[WG_NOISE_BATCH];
+	struct cp_peer *peer[WG_NOISE_BATCH];
+	struct wg_message_response resp[WG_NOISE_BATCH];
+	uint32_t idx[WG_NOISE_BATCH];
+	int rc[WG_NOISE_BATCH];
+	unsigned k = 0, a = 0;
 	uint64_t now = cp_now();
 
-	if (!d->local.has_identity || !check_macs(d, m, le32toh(msg->sender_index)))
+	if (!d->local.has_identity)
 		return;
-	if (wg_noise_consume_initiation(&d->local, msg, &in)) {
-		d->handshakes_refused++;
-		return;
+	for (unsigned i = 0; i < n && k < WG_NOISE_BATCH; i++) {
+		const struct wg_message_initiation *im = (const void *)m[i]->data;
+		if (!check_macs(d, m[i], le32toh(im->sender_index)))
+			continue;
+		from[k] = m[i];
+		msg[k++] = im;
 	}
-	struct cp_peer *p = cp_peer_find(d, in.remote_static);
-	if (!p || wg_noise_accept_initiation(&p->noise, &in, now)) {
-		sodium_memzero(&in, sizeof(in));
-		d->handshakes_refused++;
-		return;
+	wg_noise_consume_initiations(&d->local, msg, in, rc, k);
+	for (unsigned i = 0; i < k; i++) {
+		struct cp_peer *p = rc[i] ? NULL : cp_peer_find(d, in[i].remote_static);
+		if (!p || wg_noise_accept_initiation(&p->noise, &in[i], now)) {
+			sodium_memzero(&in[i], sizeof(in[i]));
+			d->handshakes_refused++;
+			continue;
+		}
+		set_endpoint(d, p, &from[i]->hdr.ep);
+		idx[a] = cp_index_alloc(d, p);
+		remote[a] = &p->noise;
+		peer[a++] = p;
 	}
-	set_endpoint(d, p, &m->hdr.ep);
-	uint32_t idx = cp_index_alloc(d, p);
-	if (wg_noise_create_response(&d->local, &p->noise, idx, &resp) ||
-	    wg_noise_derive_keypair(&p->noise, &kp))
-		return;
-	wg_cookie_add_macs(&p->cookie, &resp, sizeof(resp), now);
-	install(d, p, &kp);
-	mirror_add(p, idx, false, now);
-	if (cp_dp_tx_udp(d, &p->endpoint, &resp, sizeof(resp)) == 0)
-		d->responses_sent++;
-	mg_log(LOG_DEBUG, "peer %u: handshake as responder", p->slot);
+	wg_noise_create_responses(&d->local, remote, idx, resp, rc, a);
+	for (unsigned i = 0; i < a; i++) {
+		struct cp_peer *p = peer[i];
+		struct wg_noise_keypair kp;
+
+		if (rc[i] || wg_noise_derive_keypair(&p->noise, &kp))
+			continue;
+		wg_cookie_add_macs(&p->cookie, &resp[i], sizeof(resp[i]), now);
+		install(d, p, &kp);
+		mirror_add(p, idx[i], false, now);
+		if (cp_dp_tx_udp(d, &p->endpoint, &resp[i], sizeof(resp[i])) == 0)
+			d->responses_sent++;
+		mg_log(LOG_DEBUG, "peer %u: handshake as responder", p->slot);
+	}
+	sodium_memzero(resp, sizeof(resp[0]) * a);
 }
 
 static void rx_response(struct cp_device *d, const struct mg_msg *m)
@@ -217,30 +244,42 @@ static void rx_cookie(struct cp_device *d, const struct mg_msg *m)
 		wg_cookie_consume_reply(&p->cookie, msg, cp_now());
 }
 
-void cp_hs_rx(struct cp_device *d, const struct mg_msg *m)
+void cp_hs_rx_burst(struct cp_device *d, const struct mg_msg *const *m, unsigned n)
 {
-	if (m->hdr.len < 4 || (m->hdr.ep.family != AF_INET && m->hdr.ep.family != AF_INET6))
-		return;
-	switch (m->data[0]) {
-	case WG_MSG_HANDSHAKE_INITIATION:
-		if (m->hdr.len == sizeof(struct wg_message_initiation)) {
-			d->initiations_rcvd++;
-			rx_initiation(d, m);
+	const struct mg_msg *init[WG_NOISE_BATCH];
+	unsigned ninit = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		const struct mg_msg *x = m[i];
+		if (x->hdr.len < 4 || (x->hdr.ep.family != AF_INET && x->hdr.ep.family != AF_INET6))
+			continue;
+		switch (x->data[0]) {
+		case WG_MSG_HANDSHAKE_INITIATION:
+			if (x->hdr.len == sizeof(struct wg_message_initiation)) {
+				d->initiations_rcvd++;
+				if (ninit == WG_NOISE_BATCH) {
+					rx_initiations(d, init, ninit);
+					ninit = 0;
+				}
+				init[ninit++] = x;
+			}
+			break;
+		case WG_MSG_HANDSHAKE_RESPONSE:
+			if (x->hdr.len == sizeof(struct wg_message_response)) {
+				d->responses_rcvd++;
+				rx_response(d, x);
+			}
+			break;
+		case WG_MSG_HANDSHAKE_COOKIE:
+			if (x->hdr.len == sizeof(struct wg_message_cookie)) {
+				d->cookies_rcvd++;
+				rx_cookie(d, x);
+			}
+			break;
 		}
-		break;
-	case WG_MSG_HANDSHAKE_RESPONSE:
-		if (m->hdr.len == sizeof(struct wg_message_response)) {
-			d->responses_rcvd++;
-			rx_response(d, m);
-		}
-		break;
-	case WG_MSG_HANDSHAKE_COOKIE:
-		if (m->hdr.len == sizeof(struct wg_message_cookie)) {
-			d->cookies_rcvd++;
-			rx_cookie(d, m);
-		}
-		break;
 	}
+	if (ninit)
+		rx_initiations(d, init, ninit);
 }
 
 /* ---- timers ------------------------------------------------------------------ */

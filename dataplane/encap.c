@@ -133,7 +133,8 @@ static bool build(struct dp_worker *w, struct encap_item *it, struct dp_aead_op 
 		dp_stage_drop(w, m, MG_DROP_NO_MBUF);
 		return false;
 	}
-	memset(tail, 0, padded - len);
+	if (padded > len)
+		memset(tail, 0, padded - len);
 	uint8_t *plain = head + outer + sizeof(struct wg_message_data);
 	struct wg_message_data *h = (struct wg_message_data *)(head + outer);
 	h->header = (struct wg_message_header){.type = WG_MSG_DATA};
@@ -204,8 +205,13 @@ void dp_encap_burst(struct dp_worker *w, struct dp_burst *b, struct rte_mbuf **m
 	reserve_nonces(it, k);
 	uint16_t ready = 0;
 	for (uint16_t i = 0; i < k; i++)
-		if (build(w, &it[i], &ops[ready]))
-			it[ready++] = it[i];
+		if (build(w, &it[i], &ops[ready])) {
+			/* No copy onto itself: a 16-byte reload of the item build()
+			 * just wrote part of cannot be store-forwarded (~20 cycles). */
+			if (ready != i)
+				it[ready] = it[i];
+			ready++;
+		}
 	if (!ready)
 		return;
 	k = ready;

@@ -79,6 +79,22 @@ static inline void dp_ipv4_dec_ttl(struct rte_ipv4_hdr *ip)
 	ip->hdr_checksum = (uint16_t)(sum + (sum >> 16));
 }
 
+/* The header checksum of the IPv4 header dp_build_outer4 writes, from the
+ * fields that vary (all big-endian as in the header): a ones' complement sum
+ * does not depend on byte order (RFC 1071), so the raw words add up as they
+ * are. A generic 20-byte checksum loop cost ~25 cycles per packet. */
+static inline uint16_t dp_outer4_cksum(uint32_t src_be, uint32_t dst_be, uint16_t total_length_be)
+{
+	uint64_t s = (uint64_t)src_be + dst_be + total_length_be +
+		     rte_cpu_to_be_16(RTE_IPV4_VHL_DEF << 8) + rte_cpu_to_be_16(64 << 8 | IPPROTO_UDP);
+
+	s = (s & 0xffffffff) + (s >> 32);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (uint16_t)~s;
+}
+
 /* Writes Ethernet + IPv4 + UDP headers in front of a UDP payload of
  * payload_len bytes that starts at the mbuf's current data offset
  * + DP_OUTER4_LEN (the caller prepended the space). */
@@ -101,10 +117,9 @@ static inline void dp_build_outer4(uint8_t *p, const struct rte_ether_addr *src_
 	ip->fragment_offset = 0;
 	ip->time_to_live = 64;
 	ip->next_proto_id = IPPROTO_UDP;
-	ip->hdr_checksum = 0;
 	ip->src_addr = src_ip_be;
 	ip->dst_addr = dst_ip_be;
-	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	ip->hdr_checksum = dp_outer4_cksum(src_ip_be, dst_ip_be, ip->total_length);
 	udp->src_port = rte_cpu_to_be_16(sport);
 	udp->dst_port = rte_cpu_to_be_16(dport);
 	udp->dgram_len = rte_cpu_to_be_16(payload_len + sizeof(*udp));

@@ -40,6 +40,7 @@
 #include "cookie.h"
 #include "noise.h"
 #include "x25519.h"
+#include "x25519_mb.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <x86intrin.h>
@@ -64,9 +65,10 @@ static const uint8_t bench_src[SRC_LEN] = {192, 0, 2, 1, 0xca, 0x6c};
 /*
  * Calls by kind: variable base one-shot (wg_x25519) and with a key object
  * (wg_x25519_key_dh); fixed base alone (wg_x25519_base, _keygen) and making
- * a key object (wg_x25519_key_init).
+ * a key object (wg_x25519_key_init); lanes of the 8-lane code (wg_x25519_mb:
+ * the responder's fixed-base e is one of them, computed as X25519(e, 9)).
  */
-enum { X_VAR, X_KEY_DH, X_BASE, X_KEY_INIT, X_KINDS };
+enum { X_VAR, X_KEY_DH, X_BASE, X_KEY_INIT, X_MB_LANE, X_KINDS };
 static uint64_t x25519_calls[X_KINDS];
 
 #ifdef BENCH_COUNT_X25519
@@ -86,6 +88,16 @@ WRAP(wg_x25519_keygen, X_BASE, (uint8_t * priv, uint8_t *pub), (priv, pub))
 WRAP(wg_x25519_key_init, X_KEY_INIT, (struct wg_x25519_key * k, const uint8_t *s, uint8_t *pub),
      (k, s, pub))
 #undef WRAP
+int __real_wg_x25519_mb(uint8_t (*out)[32], const uint8_t (*s)[32], const uint8_t (*p)[32], int *rc,
+			size_t n);
+int __wrap_wg_x25519_mb(uint8_t (*out)[32], const uint8_t (*s)[32], const uint8_t (*p)[32], int *rc,
+			size_t n);
+int __wrap_wg_x25519_mb(uint8_t (*out)[32], const uint8_t (*s)[32], const uint8_t (*p)[32], int *rc,
+			size_t n)
+{
+	x25519_calls[X_MB_LANE] += n;
+	return __real_wg_x25519_mb(out, s, p, rc, n);
+}
 #endif
 
 /* ---- clocks ------------------------------------------------------------------ */
@@ -245,6 +257,9 @@ static void bench_clear(struct bench *b)
 static int make_round(struct bench *b)
 {
 	b->realtime_ns += WG_NSEC_PER_SEC;
+	/* Whatever path ran the last round, a peer's next initiation is one
+	 * flood interval later at least. */
+	b->mono_ns += FLOOD_NS;
 	for (uint32_t k = 0; k < BENCH_PEERS; k++) {
 		struct bench_initiator *ini = &b->initiators[k];
 
@@ -294,6 +309,49 @@ static int respond(struct bench *b, const struct wg_message_initiation *msg,
 }
 
 /*
+ * The responder's path for a batch of initiations, as rx_initiations in
+ * control/handshake.c runs the initiations of one poll of the dataplane's
+ * ring (up to WG_NOISE_BATCH): MACs each, then e/es/s of all, lookups and
+ * accepts, then the responses of all, then keys and MACs.
+ */
+static int respond_batch(struct bench *b, const struct wg_message_initiation *msgs, size_t n,
+			 struct wg_message_response *resp, struct wg_noise_keypair *kp)
+{
+	const struct wg_message_initiation *msg[WG_NOISE_BATCH];
+	struct wg_noise_initiation in[WG_NOISE_BATCH];
+	struct wg_noise_remote *remote[WG_NOISE_BATCH];
+	struct bench_peer *peer[WG_NOISE_BATCH];
+	uint32_t idx[WG_NOISE_BATCH];
+	int rc[WG_NOISE_BATCH], bad = 0;
+	uint64_t now = b->mono_ns += (FLOOD_NS + BENCH_PEERS - 1) / BENCH_PEERS * n;
+
+	for (size_t i = 0; i < n; i++) {
+		if (wg_cookie_validate(&b->checker, &msgs[i], sizeof(msgs[i]), bench_src, SRC_LEN,
+				       now) == WG_COOKIE_MAC_INVALID)
+			return -EPERM;
+		msg[i] = &msgs[i];
+	}
+	wg_noise_consume_initiations(&b->local, msg, in, rc, n);
+	for (size_t i = 0; i < n; i++) {
+		struct bench_peer *p = rc[i] ? NULL : find_hashed(b, in[i].remote_static);
+		if (!p || wg_noise_accept_initiation(&p->noise, &in[i], now))
+			return -ENOKEY;
+		idx[i] = b->next_index++;
+		remote[i] = &p->noise;
+		peer[i] = p;
+	}
+	wg_noise_create_responses(&b->local, remote, idx, resp, rc, n);
+	for (size_t i = 0; i < n; i++) {
+		if (rc[i] || wg_noise_derive_keypair(&peer[i]->noise, &kp[i])) {
+			bad++;
+			continue;
+		}
+		wg_cookie_add_macs(&peer[i]->cookie, &resp[i], sizeof(resp[i]), now);
+	}
+	return bad ? -EBADMSG : 0;
+}
+
+/*
  * Untimed: a whole round, each response taken by its initiator, whose keys
  * must match the responder's. Proves that the timed path does the real work.
  */
@@ -313,6 +371,28 @@ static int self_check(struct bench *b)
 		    wg_noise_derive_keypair(&ini->remote, &ik) ||
 		    memcmp(ik.send_key, rk.recv_key, 32) || memcmp(ik.recv_key, rk.send_key, 32))
 			bad++;
+	}
+	/* The batched path, the same way. */
+	if (make_round(b))
+		return -EINVAL;
+	for (uint32_t k = 0; k < BENCH_PEERS; k += WG_NOISE_BATCH) {
+		struct wg_message_response rs[WG_NOISE_BATCH];
+		struct wg_noise_keypair rks[WG_NOISE_BATCH];
+
+		if (respond_batch(b, &b->batch[k], WG_NOISE_BATCH, rs, rks)) {
+			bad++;
+			continue;
+		}
+		for (uint32_t i = 0; i < WG_NOISE_BATCH; i++) {
+			struct bench_initiator *ini = &b->initiators[k + i];
+
+			if (wg_noise_consume_response(&ini->local, &ini->remote, &rs[i]) ||
+			    wg_noise_derive_keypair(&ini->remote, &ik) ||
+			    memcmp(ik.send_key, rks[i].recv_key, 32) ||
+			    memcmp(ik.recv_key, rks[i].send_key, 32))
+				bad++;
+		}
+		sodium_memzero(rks, sizeof(rks));
 	}
 	sodium_memzero(&rk, sizeof(rk));
 	sodium_memzero(&ik, sizeof(ik));
@@ -448,6 +528,22 @@ static uint64_t chunk_x25519_key_init(struct bench *b)
 	return BENCH_X25519_CHUNK;
 }
 
+static uint64_t chunk_x25519_mb(struct bench *b)
+{
+	static uint8_t scalar[BENCH_X25519_CHUNK][32], point[BENCH_X25519_CHUNK][32],
+	    out[BENCH_X25519_CHUNK][32];
+	static int rc[BENCH_X25519_CHUNK];
+
+	randombytes_buf(scalar, sizeof(scalar));
+	for (int i = 0; i < BENCH_X25519_CHUNK; i++)
+		memcpy(point[i], b->peers[i].noise.public_key, 32);
+	if (wg_x25519_mb(out, (const uint8_t(*)[32])scalar, (const uint8_t(*)[32])point, rc,
+			 BENCH_X25519_CHUNK))
+		b->failures++;
+	sodium_memzero(scalar, sizeof(scalar));
+	return BENCH_X25519_CHUNK;
+}
+
 static uint64_t chunk_handshakes(struct bench *b)
 {
 	struct wg_message_response resp;
@@ -457,6 +553,34 @@ static uint64_t chunk_handshakes(struct bench *b)
 		if (respond(b, &b->batch[k], &resp, &kp))
 			b->failures++;
 		sodium_memzero(&kp, sizeof(kp)); /* as install() does once they are sent */
+	}
+	return BENCH_PEERS;
+}
+
+static uint64_t chunk_handshakes_batched(struct bench *b)
+{
+	struct wg_message_response resp[WG_NOISE_BATCH];
+	struct wg_noise_keypair kp[WG_NOISE_BATCH];
+
+	_Static_assert(BENCH_PEERS % WG_NOISE_BATCH == 0, "whole batches");
+	for (uint32_t k = 0; k < BENCH_PEERS; k += WG_NOISE_BATCH) {
+		if (respond_batch(b, &b->batch[k], WG_NOISE_BATCH, resp, kp))
+			b->failures++;
+		sodium_memzero(kp, sizeof(kp));
+	}
+	return BENCH_PEERS;
+}
+
+/* One initiation per poll, as when handshakes trickle in. */
+static uint64_t chunk_handshakes_alone(struct bench *b)
+{
+	struct wg_message_response resp;
+	struct wg_noise_keypair kp;
+
+	for (uint32_t k = 0; k < BENCH_PEERS; k++) {
+		if (respond_batch(b, &b->batch[k], 1, &resp, &kp))
+			b->failures++;
+		sodium_memzero(&kp, sizeof(kp));
 	}
 	return BENCH_PEERS;
 }
@@ -516,9 +640,11 @@ static void print_row(const struct row *r)
 	else
 		printf("n/a | ");
 #ifdef BENCH_COUNT_X25519
-	printf("%.2f variable + %.2f fixed-base |\n",
-	       (double)(r->x25519[X_VAR] + r->x25519[X_KEY_DH]) / ops,
+	printf("%.2f variable + %.2f fixed-base", (double)(r->x25519[X_VAR] + r->x25519[X_KEY_DH]) / ops,
 	       (double)(r->x25519[X_BASE] + r->x25519[X_KEY_INIT]) / ops);
+	if (r->x25519[X_MB_LANE])
+		printf(" + %.2f in 8-lane batches", (double)r->x25519[X_MB_LANE] / ops);
+	printf(" |\n");
 #else
 	printf("not counted (no --wrap) |\n");
 #endif
@@ -562,16 +688,17 @@ static double row_cpu_us(const struct row *r)
  * What the X25519 calls of a handshake would cost alone, priced by the rows
  * that time each kind of call.
  */
-static void print_x25519_share(const struct row *hs, const struct row *price[X_KINDS])
+static void print_x25519_share(const char *what, const struct row *hs,
+			       const struct row *price[X_KINDS])
 {
 	double x_us = 0, hs_us = row_cpu_us(hs);
 
 	for (int k = 0; k < X_KINDS; k++)
 		x_us += (double)hs->x25519[k] / (double)hs->ops * row_cpu_us(price[k]);
 	if (x_us > 0)
-		printf("\nX25519 share of a hashed-lookup handshake (CPU time): %.2f of %.2f us "
+		printf("\nX25519 share of %s (CPU time): %.2f of %.2f us "
 		       "(%.0f%%); X25519 alone would allow %.0f handshakes/s\n",
-		       x_us, hs_us, 100 * x_us / hs_us, 1e6 / x_us);
+		       what, x_us, hs_us, 100 * x_us / hs_us, 1e6 / x_us);
 }
 
 int main(int argc, char **argv)
@@ -598,14 +725,21 @@ int main(int argc, char **argv)
 		make_round, chunk_handshakes),
 	    ROW("cookie reply under load (validate MAC1 + create_reply)", NULL,
 		chunk_cookie_replies),
+	    ROW("X25519 variable base, 8 lanes AVX-512 IFMA (wg_x25519_mb, 256 per call)", NULL,
+		chunk_x25519_mb),
+	    ROW("responder handshakes, batches of 32 as a flood arrives (rx_initiations)",
+		make_round, chunk_handshakes_batched),
+	    ROW("responder handshake, one per poll (rx_initiations with 1)", make_round,
+		chunk_handshakes_alone),
 	};
 #undef ROW
-	enum { ROW_HASHED = 6, ROW_LINEAR = 7 };
+	enum { ROW_HASHED = 6, ROW_LINEAR = 7, ROW_MB = 9, ROW_BATCHED = 10 };
 	const struct row *price[X_KINDS] = {
 	    [X_VAR] = &rows[0],
 	    [X_KEY_DH] = &rows[2],
 	    [X_BASE] = &rows[4],
 	    [X_KEY_INIT] = &rows[5],
+	    [X_MB_LANE] = &rows[ROW_MB],
 	};
 	double seconds, tsc_per_ns;
 	int cpu, ret = 1;
@@ -640,12 +774,15 @@ int main(int argc, char **argv)
 		printf("TSC %.3f GHz, calibrated against CLOCK_MONOTONIC; cycles are TSC "
 		       "(reference) cycles\n",
 		       tsc_per_ns);
-	printf("hashed lookup: SipHash-2-4 (crypto_shorthash) keyed open-addressing table\n\n");
+	printf("hashed lookup: SipHash-2-4 (crypto_shorthash) keyed open-addressing table\n");
+	printf("8-lane X25519 (x25519_mb.h): %s implementation on this CPU\n\n",
+	       wg_x25519_mb_impl());
 	printf("| operation | ops/s | us/op | CPU us/op | cycles/op | X25519 per op |\n");
 	printf("|---|---:|---:|---:|---:|---|\n");
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
 		print_row(&rows[i]);
-	print_x25519_share(&rows[ROW_HASHED], price);
+	print_x25519_share("a hashed-lookup handshake", &rows[ROW_HASHED], price);
+	print_x25519_share("a batched handshake", &rows[ROW_BATCHED], price);
 	ret = 0;
 out:
 	bench_clear(&b);

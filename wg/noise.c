@@ -20,6 +20,7 @@
 #include "kdf.h"
 #include "noise.h"
 #include "x25519.h"
+#include "x25519_mb.h"
 
 /*
  * Every handshake starts from the same two values, so they are constants
@@ -118,18 +119,6 @@ static bool mix_dh(uint8_t ck[32], uint8_t *key, const uint8_t priv[32], const u
 	if (!dh(shared, priv, pub))
 		return false;
 	wg_kdf(ck, key, NULL, ck, shared, sizeof(shared));
-	sodium_memzero(shared, sizeof(shared));
-	return true;
-}
-
-/* ck = KDF1(ck, DH(k, pub)) */
-static bool mix_key_dh(uint8_t ck[32], struct wg_x25519_key *k, const uint8_t pub[32])
-{
-	uint8_t shared[32];
-
-	if (wg_x25519_key_dh(k, shared, pub))
-		return false;
-	wg_kdf(ck, NULL, NULL, ck, shared, sizeof(shared));
 	sodium_memzero(shared, sizeof(shared));
 	return true;
 }
@@ -274,14 +263,17 @@ out:
  * computed per handshake: accept_initiation takes it from the peer's
  * precomputed_ss. So 3 variable-base + 1 fixed-base, where computing ss here
  * would make it 4 + 1.
+ *
+ * Each step is split around its X25519 work, so that the batched forms
+ * (wg_noise_consume_initiations, wg_noise_create_responses) run the DHs of
+ * many handshakes in one call of x25519_mb.h, 8 lanes at a time.
  */
-int wg_noise_consume_initiation(const struct wg_noise_local *l,
-				const struct wg_message_initiation *msg,
-				struct wg_noise_initiation *out)
-{
-	uint8_t ck[32], hash[32], key[32];
-	int ret = -EBADMSG;
 
+/* e: everything before es. ck and hash are the running state. */
+static int consume_initiation_pre(const struct wg_noise_local *l,
+				  const struct wg_message_initiation *msg,
+				  struct wg_noise_initiation *out, uint8_t ck[32], uint8_t hash[32])
+{
 	sodium_memzero(out, sizeof(*out));
 	if (!l->has_identity)
 		return -EINVAL;
@@ -292,10 +284,21 @@ int wg_noise_consume_initiation(const struct wg_noise_local *l,
 	/* e */
 	memcpy(out->remote_ephemeral, msg->unencrypted_ephemeral, 32);
 	mix_ephemeral(ck, hash, out->remote_ephemeral);
+	return 0;
+}
+
+/* es (its DH given: es_ok false if it was all zero), s, and the hand-over. */
+static int consume_initiation_post(const struct wg_message_initiation *msg,
+				   struct wg_noise_initiation *out, uint8_t ck[32],
+				   uint8_t hash[32], uint8_t es[32], bool es_ok)
+{
+	uint8_t key[32];
+	int ret = -EBADMSG;
 
 	/* es */
-	if (!mix_dh(ck, key, l->private_key, out->remote_ephemeral))
+	if (!es_ok)
 		goto out;
+	wg_kdf(ck, key, NULL, ck, es, 32);
 
 	/* s */
 	if (!decrypt_and_hash(out->remote_static, msg->encrypted_static, 32, key, hash))
@@ -316,10 +319,86 @@ int wg_noise_consume_initiation(const struct wg_noise_local *l,
 out:
 	if (ret)
 		sodium_memzero(out, sizeof(*out));
-	sodium_memzero(ck, sizeof(ck));
-	sodium_memzero(hash, sizeof(hash));
+	sodium_memzero(ck, 32);
+	sodium_memzero(hash, 32);
+	sodium_memzero(es, 32);
 	sodium_memzero(key, sizeof(key));
 	return ret;
+}
+
+int wg_noise_consume_initiation(const struct wg_noise_local *l,
+				const struct wg_message_initiation *msg,
+				struct wg_noise_initiation *out)
+{
+	uint8_t ck[32], hash[32], es[32];
+	int ret = consume_initiation_pre(l, msg, out, ck, hash);
+
+	if (ret)
+		return ret;
+	return consume_initiation_post(msg, out, ck, hash, es,
+				       dh(es, l->private_key, out->remote_ephemeral));
+}
+
+static bool mb_fast(void)
+{
+	return !strcmp(wg_x25519_mb_impl(), "ifma");
+}
+
+/*
+ * X25519 of n lanes: with the 8-lane code when that is cheaper than one call
+ * per lane (a batch costs about as much as WG_NOISE_MB_MIN_LANES single
+ * operations), else one call each. The lanes left over after whole batches
+ * of 8 go to whichever is cheaper for their number.
+ */
+static void dh_lanes(uint8_t (*out)[32], const uint8_t (*scalar)[32], const uint8_t (*point)[32],
+		     int *rc, size_t n)
+{
+	size_t mb = n - n % WG_X25519_MB_LANES;
+
+	if (n % WG_X25519_MB_LANES >= WG_NOISE_MB_MIN_LANES)
+		mb = n;
+	if (!mb_fast())
+		mb = 0;
+	if (mb)
+		wg_x25519_mb(out, scalar, point, rc, mb);
+	for (size_t i = mb; i < n; i++)
+		rc[i] = wg_x25519(out[i], scalar[i], point[i]);
+}
+
+void wg_noise_consume_initiations(const struct wg_noise_local *l,
+				  const struct wg_message_initiation *const *msg,
+				  struct wg_noise_initiation *out, int *rc, size_t n)
+{
+	uint8_t ck[WG_NOISE_BATCH][32], hash[WG_NOISE_BATCH][32];
+	uint8_t scalar[WG_NOISE_BATCH][32], point[WG_NOISE_BATCH][32], es[WG_NOISE_BATCH][32];
+	int es_rc[WG_NOISE_BATCH];
+	size_t lane[WG_NOISE_BATCH];
+
+	while (n > WG_NOISE_BATCH) {
+		wg_noise_consume_initiations(l, msg, out, rc, WG_NOISE_BATCH);
+		msg += WG_NOISE_BATCH;
+		out += WG_NOISE_BATCH;
+		rc += WG_NOISE_BATCH;
+		n -= WG_NOISE_BATCH;
+	}
+	size_t lanes = 0;
+	for (size_t i = 0; i < n; i++) {
+		rc[i] = consume_initiation_pre(l, msg[i], &out[i], ck[i], hash[i]);
+		if (rc[i])
+			continue;
+		memcpy(scalar[lanes], l->private_key, 32);
+		memcpy(point[lanes], out[i].remote_ephemeral, 32);
+		lane[i] = lanes++;
+	}
+	dh_lanes(es, (const uint8_t(*)[32])scalar, (const uint8_t(*)[32])point, es_rc, lanes);
+	for (size_t i = 0; i < n; i++) {
+		if (rc[i])
+			continue;
+		rc[i] = consume_initiation_post(msg[i], &out[i], ck[i], hash[i], es[lane[i]],
+						es_rc[lane[i]] == 0);
+	}
+	sodium_memzero(scalar, sizeof(scalar[0]) * lanes);
+	sodium_memzero(es, sizeof(es[0]) * lanes);
 }
 
 static bool initiation_too_soon(const struct wg_noise_remote *r, uint64_t mono_ns)
@@ -395,32 +474,41 @@ out:
 	return ret;
 }
 
-int wg_noise_create_response(const struct wg_noise_local *l, struct wg_noise_remote *r,
-			     uint32_t local_index, struct wg_message_response *msg)
+/* The response's header and e: everything before its DHs. */
+static int create_response_pre(const struct wg_noise_local *l, struct wg_noise_remote *r,
+			       uint32_t local_index, struct wg_message_response *msg)
 {
-	struct wg_noise_handshake *hs = &r->hs;
-	struct wg_x25519_key ephemeral = {0};
-	uint8_t key[32];
-	int ret = -EINVAL;
-
-	if (!l->has_identity || hs->state != WG_HS_CONSUMED_INITIATION)
+	if (!l->has_identity || r->hs.state != WG_HS_CONSUMED_INITIATION)
 		return -EINVAL;
 	header_set(&msg->header, WG_MSG_HANDSHAKE_RESPONSE);
 	msg->sender_index = htole32(local_index);
-	msg->receiver_index = htole32(hs->remote_index);
+	msg->receiver_index = htole32(r->hs.remote_index);
+	return 0;
+}
 
-	/* e: the private key is needed for ee and se only, so it stays in one key object */
-	if (!generate_ephemeral_key(&ephemeral, msg->unencrypted_ephemeral))
+/* e (its public key given), ee, se (their DHs given), psk, {}. */
+static int create_response_post(struct wg_noise_remote *r, uint32_t local_index,
+				struct wg_message_response *msg, bool e_ok, uint8_t ee[32],
+				bool ee_ok, uint8_t se[32], bool se_ok)
+{
+	struct wg_noise_handshake *hs = &r->hs;
+	uint8_t key[32];
+	int ret = -EINVAL;
+
+	/* e */
+	if (!e_ok)
 		goto out;
 	mix_ephemeral(hs->chaining_key, hs->hash, msg->unencrypted_ephemeral);
 
 	/* ee */
-	if (!mix_key_dh(hs->chaining_key, &ephemeral, hs->remote_ephemeral))
+	if (!ee_ok)
 		goto out;
+	wg_kdf(hs->chaining_key, NULL, NULL, hs->chaining_key, ee, 32);
 
 	/* se */
-	if (!mix_key_dh(hs->chaining_key, &ephemeral, r->public_key))
+	if (!se_ok)
 		goto out;
+	wg_kdf(hs->chaining_key, NULL, NULL, hs->chaining_key, se, 32);
 
 	/* psk */
 	mix_psk(hs->chaining_key, hs->hash, key, r->preshared_key);
@@ -432,12 +520,87 @@ int wg_noise_create_response(const struct wg_noise_local *l, struct wg_noise_rem
 	hs->state = WG_HS_CREATED_RESPONSE;
 	ret = 0;
 out:
-	/* The responder's ephemeral is of no further use: forget it now. */
-	wg_x25519_key_clear(&ephemeral);
 	if (ret)
 		wg_noise_handshake_clear(hs);
+	sodium_memzero(ee, 32);
+	sodium_memzero(se, 32);
 	sodium_memzero(key, sizeof(key));
 	return ret;
+}
+
+int wg_noise_create_response(const struct wg_noise_local *l, struct wg_noise_remote *r,
+			     uint32_t local_index, struct wg_message_response *msg)
+{
+	struct wg_x25519_key ephemeral = {0};
+	uint8_t ee[32], se[32];
+	bool e_ok, ee_ok = false, se_ok = false;
+	int ret = create_response_pre(l, r, local_index, msg);
+
+	if (ret)
+		return ret;
+	/* e: the private key is needed for ee and se only, so it stays in one key object */
+	e_ok = generate_ephemeral_key(&ephemeral, msg->unencrypted_ephemeral);
+	if (e_ok)
+		ee_ok = wg_x25519_key_dh(&ephemeral, ee, r->hs.remote_ephemeral) == 0;
+	if (ee_ok)
+		se_ok = wg_x25519_key_dh(&ephemeral, se, r->public_key) == 0;
+	/* The responder's ephemeral is of no further use: forget it now. */
+	wg_x25519_key_clear(&ephemeral);
+	return create_response_post(r, local_index, msg, e_ok, ee, ee_ok, se, se_ok);
+}
+
+void wg_noise_create_responses(const struct wg_noise_local *l, struct wg_noise_remote *const *r,
+			       const uint32_t *local_index, struct wg_message_response *msg,
+			       int *rc, size_t n)
+{
+	/* Three lanes per response: e = X25519(e, 9), ee, se. */
+	static const uint8_t base[32] = {9};
+	uint8_t scalar[3 * WG_NOISE_BATCH][32], point[3 * WG_NOISE_BATCH][32];
+	uint8_t out[3 * WG_NOISE_BATCH][32];
+	int out_rc[3 * WG_NOISE_BATCH];
+	size_t lane[WG_NOISE_BATCH], lanes = 0;
+
+	while (n > WG_NOISE_BATCH) {
+		wg_noise_create_responses(l, r, local_index, msg, rc, WG_NOISE_BATCH);
+		r += WG_NOISE_BATCH;
+		local_index += WG_NOISE_BATCH;
+		msg += WG_NOISE_BATCH;
+		rc += WG_NOISE_BATCH;
+		n -= WG_NOISE_BATCH;
+	}
+	/* Too few lanes to fill a batch: the single path is cheaper. */
+	if (3 * n < WG_NOISE_MB_MIN_LANES || !mb_fast()) {
+		for (size_t i = 0; i < n; i++)
+			rc[i] = wg_noise_create_response(l, r[i], local_index[i], &msg[i]);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		rc[i] = create_response_pre(l, r[i], local_index[i], &msg[i]);
+		if (rc[i])
+			continue;
+		size_t k = lanes;
+		randombytes_buf(scalar[k], 32);
+		clamp_key(scalar[k]);
+		memcpy(scalar[k + 1], scalar[k], 32);
+		memcpy(scalar[k + 2], scalar[k], 32);
+		memcpy(point[k], base, 32);
+		memcpy(point[k + 1], r[i]->hs.remote_ephemeral, 32);
+		memcpy(point[k + 2], r[i]->public_key, 32);
+		lane[i] = k;
+		lanes += 3;
+	}
+	dh_lanes(out, (const uint8_t(*)[32])scalar, (const uint8_t(*)[32])point, out_rc, lanes);
+	/* The responders' ephemerals are of no further use: forget them now. */
+	sodium_memzero(scalar, sizeof(scalar[0]) * lanes);
+	for (size_t i = 0; i < n; i++) {
+		if (rc[i])
+			continue;
+		size_t k = lane[i];
+		memcpy(msg[i].unencrypted_ephemeral, out[k], 32);
+		rc[i] = create_response_post(r[i], local_index[i], &msg[i], out_rc[k] == 0,
+					     out[k + 1], out_rc[k + 1] == 0, out[k + 2],
+					     out_rc[k + 2] == 0);
+	}
 }
 
 int wg_noise_consume_response(const struct wg_noise_local *l, struct wg_noise_remote *r,

@@ -13,11 +13,21 @@
 #include "kdf.h"
 #include "noise.h"
 #include "test_util.h"
+#include "x25519_mb.h"
 
 #define MS  1000000ULL
 #define SEC 1000000000ULL
 /* 2023-11-14T22:13:20Z */
 #define REALTIME (1700000000ULL * SEC)
+
+/* A setup step that must not fail; counted only when it does. */
+#define CHECK_QUIET(cond)                                                                          \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			test_failed++;                                                             \
+			printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                     \
+		}                                                                                  \
+	} while (0)
 
 static const uint8_t src_addr[6] = {192, 0, 2, 1, 0xca, 0x6c};
 
@@ -521,6 +531,121 @@ static void known_answers(void)
 	CHECK(!memcmp(ts, ts1, 12), "TAI64N of 1.500000123 s: nanoseconds rounded to 2^24");
 }
 
+/*
+ * The batched responder (wg_noise_consume_initiations,
+ * wg_noise_create_responses) against the single one. One responder, many
+ * initiators; each batch mixes good initiations with broken ones. consume
+ * is deterministic, so the batch must give byte for byte what the single
+ * function gives for each message, for every batch size (below and above
+ * the 8-lane threshold, partial lanes, more than WG_NOISE_BATCH); each
+ * response must complete its initiator's handshake with matching keys, and
+ * a response for a peer in the wrong state fails alone.
+ */
+#define BATCH_PEERS 40
+static void batched(void)
+{
+	static struct peer resp, ini[BATCH_PEERS];
+	static struct wg_noise_remote remote[BATCH_PEERS];
+	static struct wg_message_initiation msg[BATCH_PEERS];
+	static const struct wg_message_initiation *mp[BATCH_PEERS];
+	static struct wg_noise_initiation in_b[BATCH_PEERS], in_s[BATCH_PEERS];
+	static struct wg_message_response rmsg[BATCH_PEERS];
+	static struct wg_noise_remote *rp[BATCH_PEERS];
+	static uint32_t idx[BATCH_PEERS];
+	int rc_b[BATCH_PEERS], rc_s[BATCH_PEERS];
+	unsigned consume_same = 0, consume_rounds = 0, complete = 0, refused = 0, expect_ok = 0;
+	unsigned wrong_state = 0;
+
+	printf("-- batched responder\n");
+	peer_init(&resp);
+	for (int i = 0; i < BATCH_PEERS; i++) {
+		peer_init(&ini[i]);
+		CHECK_QUIET(!peer_connect(&ini[i], &resp, NULL) &&
+			    !wg_noise_remote_init(&remote[i], &resp.local, ini[i].local.public_key,
+						  NULL));
+	}
+	for (size_t n = 1; n <= BATCH_PEERS; n++) {
+		/* Fresh initiations; every 7th broken one way or another. */
+		for (size_t i = 0; i < n; i++) {
+			ini[i].realtime += SEC;
+			if (send_initiation(&ini[i], (uint32_t)(1000 * n + i), &msg[i]))
+				test_failed++;
+			switch (i % 7 == 3 ? (i / 7) % 4 : 4) {
+			case 0:
+				msg[i].encrypted_static[5] ^= 1; /* s does not decrypt */
+				break;
+			case 1:
+				memset(msg[i].unencrypted_ephemeral, 0, 32); /* low order */
+				break;
+			case 2:
+				msg[i].header.reserved[1] = 1; /* bad header */
+				break;
+			case 3:
+				msg[i].unencrypted_ephemeral[31] ^= 0x80; /* top bit: same point */
+				break;
+			}
+			mp[i] = &msg[i];
+		}
+		for (size_t i = 0; i < n; i++)
+			rc_s[i] = wg_noise_consume_initiation(&resp.local, &msg[i], &in_s[i]);
+		wg_noise_consume_initiations(&resp.local, mp, in_b, rc_b, n);
+		consume_rounds++;
+		consume_same += !memcmp(rc_s, rc_b, n * sizeof(rc_b[0])) &&
+				!memcmp(in_s, in_b, n * sizeof(in_b[0]));
+
+		/* Accept what decrypts; then respond to all of them in one batch. */
+		size_t a = 0;
+		for (size_t i = 0; i < n; i++) {
+			sodium_memzero(&in_s[i], sizeof(in_s[i]));
+			if (rc_b[i])
+				continue;
+			resp.mono += SEC;
+			if (memcmp(in_b[i].remote_static, remote[i].public_key, 32) ||
+			    wg_noise_accept_initiation(&remote[i], &in_b[i], resp.mono)) {
+				test_failed++;
+				continue;
+			}
+			rp[a] = &remote[i];
+			idx[a++] = (uint32_t)i;
+		}
+		/* One peer in the wrong state: only its response fails. */
+		size_t wrong = a > 2 ? a / 2 : a;
+		if (wrong < a)
+			wg_noise_handshake_clear(&rp[wrong]->hs);
+		wg_noise_create_responses(&resp.local, rp, idx, rmsg, rc_b, a);
+		for (size_t j = 0; j < a; j++) {
+			uint32_t i = idx[j];
+			struct wg_noise_keypair ik, rk;
+
+			if (j == wrong) {
+				wrong_state += rc_b[j] == -EINVAL;
+				continue;
+			}
+			expect_ok++;
+			if (!rc_b[j] && !wg_noise_derive_keypair(rp[j], &rk) &&
+			    !wg_noise_consume_response(&ini[i].local, &ini[i].remote, &rmsg[j]) &&
+			    !wg_noise_derive_keypair(&ini[i].remote, &ik) &&
+			    !memcmp(ik.send_key, rk.recv_key, 32) &&
+			    !memcmp(ik.recv_key, rk.send_key, 32) && rk.local_index == i &&
+			    rk.remote_index == 1000 * n + i)
+				complete++;
+			sodium_memzero(&ik, sizeof(ik));
+			sodium_memzero(&rk, sizeof(rk));
+		}
+		refused += n - a;
+	}
+	CHECK(consume_same == consume_rounds,
+	      "consume: batch == single, rc and bytes, for n = 1..%d (%u of %u rounds)",
+	      BATCH_PEERS, consume_same, consume_rounds);
+	CHECK(complete == expect_ok && expect_ok > 0,
+	      "batched responses complete the initiators' handshakes (%u of %u)", complete,
+	      expect_ok);
+	CHECK(wrong_state > 0 && refused > 0,
+	      "a peer in the wrong state fails alone (%u times); broken initiations refused (%u)",
+	      wrong_state, refused);
+	CHECK(wg_x25519_mb_impl() != NULL, "8-lane X25519 implementation: %s", wg_x25519_mb_impl());
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -534,5 +659,6 @@ int main(void)
 	wrong_keys();
 	low_order();
 	states();
+	batched();
 	return test_finish("noise");
 }
