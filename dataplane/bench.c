@@ -6,11 +6,16 @@
  * burst rate measured in the same run.
  *
  * How the two cores are shared: traffic for a round is generated (and, for
- * decap, encrypted) into the ports' RX rings before the round; during the
- * timed part only the workers run (worker 0 on the main lcore, worker 1 on
- * lcore 1). Generation and draining of the TX rings are outside the timing.
+ * decap, encrypted) into the ports' RX rings before the round, each queue
+ * by the lcore of the worker that polls it; during the timed part only the
+ * workers run (worker 0 on the main lcore, worker 1 on lcore 1). Generation
+ * and draining of the TX rings are outside the timing.
  *
- * Usage: meshgate-bench [--quick] [--json FILE]
+ * Memory: hugepages when enough are free (as a gateway runs), else 4 KiB
+ * pages (--no-huge), said in the output.
+ *
+ * Usage: meshgate-bench [--quick] [--json FILE] [--no-huge]
+ *                       [--profile encap|decap[:SIZE[:PEERS]]]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -50,16 +55,19 @@ struct bench {
 	struct dp_ctx dp;
 	struct rte_ring *ring[2][2][2]; /* [port wan/lan][queue][rx/tx] */
 	uint32_t npeers, nworkers;
+	uint32_t active; /* workers (and queues) a measurement uses: 1..nworkers */
 	uint32_t *lidx;
 	uint64_t *ctr;
-	struct dp_crypto *gen;
+	struct dp_crypto *gen[2]; /* per generating lcore */
 	uint8_t key_g2p[32], key_p2g[32];
 	int serial;
 	char dev[2][RTE_ETH_NAME_MAX_LEN];
 };
 
 struct result {
-	double mpps, gbps, cycles, ceiling_mops, ceiling_cycles, ratio, wall_mpps;
+	double mpps, gbps, cycles, wall_mpps;
+	double worker_cycles[2];
+	uint64_t busy, wall, wbusy[2], wpkts[2]; /* TSC cycles; per-worker busy cycles, packets */
 	uint64_t pkts, lost;
 };
 
@@ -69,6 +77,66 @@ static uint64_t hz;
 static bool bench_snat;
 static FILE *json;
 static bool quick;
+
+/* ---- lcore 1 -------------------------------------------------------------- */
+
+/*
+ * With two workers, lcore 1 runs one loop for the whole table row that
+ * spins for work (its queue's generation, its worker's rounds): launching
+ * it anew for every round (a pipe write and a thread wake-up) would put the
+ * wake-up latency, tens of microseconds in a VM, into every round's wall
+ * time.
+ */
+struct remote {
+	int (*fn)(void *);
+	void *arg;
+	uint32_t seq, done; /* atomic */
+};
+
+static struct remote lcore1;
+
+static int remote_loop(void *arg)
+{
+	struct remote *r = arg;
+	uint32_t seen = 0;
+
+	for (;;) {
+		uint32_t s;
+		while ((s = __atomic_load_n(&r->seq, __ATOMIC_ACQUIRE)) == seen)
+			rte_pause();
+		seen = s;
+		if (!r->fn)
+			return 0;
+		r->fn(r->arg);
+		__atomic_store_n(&r->done, s, __ATOMIC_RELEASE);
+	}
+}
+
+static void remote_start(void)
+{
+	lcore1 = (struct remote){0};
+	rte_eal_remote_launch(remote_loop, &lcore1, 1);
+}
+
+/* Runs fn(arg) on lcore 1; remote_wait() waits for it to return. */
+static void remote_call(int (*fn)(void *), void *arg)
+{
+	lcore1.fn = fn;
+	lcore1.arg = arg;
+	__atomic_store_n(&lcore1.seq, lcore1.seq + 1, __ATOMIC_RELEASE);
+}
+
+static void remote_wait(void)
+{
+	while (__atomic_load_n(&lcore1.done, __ATOMIC_ACQUIRE) != lcore1.seq)
+		rte_pause();
+}
+
+static void remote_stop(void)
+{
+	remote_call(NULL, NULL);
+	rte_eal_wait_lcore(1);
+}
 
 /* ---- setup ------------------------------------------------------------- */
 
@@ -176,12 +244,14 @@ static int bench_setup(struct bench *b, uint32_t npeers, uint32_t nworkers)
 	b->serial = ++serial;
 	b->npeers = npeers;
 	b->nworkers = nworkers;
+	b->active = nworkers;
 	b->lidx = calloc(npeers, sizeof(*b->lidx));
 	b->ctr = calloc(npeers, sizeof(*b->ctr));
 	randombytes_buf(b->key_g2p, 32);
 	randombytes_buf(b->key_p2g, 32);
-	b->gen = dp_crypto_create(DP_CRYPTO_IPSEC_MB, NULL, -1);
-	if (!b->lidx || !b->ctr || !b->gen || make_ports(b) || make_config(b))
+	b->gen[0] = dp_crypto_create(DP_CRYPTO_IPSEC_MB, NULL, -1);
+	b->gen[1] = dp_crypto_create(DP_CRYPTO_IPSEC_MB, NULL, -1);
+	if (!b->lidx || !b->ctr || !b->gen[0] || !b->gen[1] || make_ports(b) || make_config(b))
 		return -ENOMEM;
 	b->dp.cfg = &b->cfg;
 	int rc = dp_ctx_setup(&b->dp);
@@ -193,18 +263,23 @@ static int bench_setup(struct bench *b, uint32_t npeers, uint32_t nworkers)
 	struct rte_ether_addr mac = {{0x02, 0, 0, 0, 0, 0xfe}};
 	dp_neigh_update4(b->dp.neigh, rte_cpu_to_be_32(0xc61200feu), &mac, rte_rdtsc());
 	dp_neigh_update4(b->dp.neigh, rte_cpu_to_be_32(0x0a580001u), &mac, rte_rdtsc());
+	if (nworkers > 1)
+		remote_start();
 	return 0;
 }
 
 static void bench_teardown(struct bench *b)
 {
+	if (b->nworkers > 1)
+		remote_stop();
 	dp_ctx_teardown(&b->dp);
 	mg_config_free(&b->cfg);
 	for (int p = 0; p < 2; p++)
 		for (unsigned q = 0; q < b->nworkers; q++)
 			for (int d = 0; d < 2; d++)
 				rte_ring_free(b->ring[p][q][d]);
-	dp_crypto_destroy(b->gen);
+	dp_crypto_destroy(b->gen[0]);
+	dp_crypto_destroy(b->gen[1]);
 	free(b->lidx);
 	free(b->ctr);
 }
@@ -245,7 +320,7 @@ static struct rte_mbuf *gen_encap(struct bench *b, uint32_t peer, uint32_t size)
 
 /* A WAN frame: a transport data message from the peer, encrypted later in
  * one burst (ops[]). */
-static struct rte_mbuf *gen_decap(struct bench *b, uint32_t peer, uint32_t size,
+static struct rte_mbuf *gen_decap(struct bench *b, uint32_t peer, uint64_t c, uint32_t size,
 				  struct dp_aead_op *op)
 {
 	uint32_t padded = RTE_ALIGN_CEIL(size, 16);
@@ -260,7 +335,6 @@ static struct rte_mbuf *gen_decap(struct bench *b, uint32_t peer, uint32_t size,
 	struct wg_message_data *h = (struct wg_message_data *)(p + DP_OUTER4_LEN);
 	h->header = (struct wg_message_header){.type = WG_MSG_DATA};
 	h->key_idx = rte_cpu_to_le_32(b->lidx[peer]);
-	uint64_t c = b->ctr[peer]++;
 	h->counter = rte_cpu_to_le_64(c);
 	inner_ipv4(h->encrypted_data, size, peer_ip(peer), 0x0a580001u);
 	memset(h->encrypted_data + size, 0, padded - size);
@@ -272,48 +346,132 @@ static struct rte_mbuf *gen_decap(struct bench *b, uint32_t peer, uint32_t size,
 	return m;
 }
 
-/* One round for every queue. Spread: consecutive frames go to consecutive
+/*
+ * One round for every queue. Spread: consecutive frames go to consecutive
  * peers and queue i % nworkers (as RSS would place them). Single peer: one
  * tunnel's counters alternate between the queues, as when its packets are
- * sprayed over workers, so every worker sees an interleaved window. */
+ * sprayed over workers, so every worker sees an interleaved window.
+ *
+ * Each queue is generated (and, for decap, encrypted) by the lcore whose
+ * worker polls it, all at once: a worker then finds its packets as a
+ * worker with its own NIC queue would, not dirty in another core's cache
+ * (reading those would charge the harness's cross-core traffic to the
+ * worker). Frame i's counter is its peer's base counter plus the number of
+ * frames of that peer before it in the round, so the lcores need not share
+ * a counter.
+ */
+struct gen_arg {
+	struct bench *b;
+	enum dir d;
+	uint32_t size, first;
+	bool single_peer;
+	unsigned q, n;
+};
+
+static uint32_t frame_peer(const struct gen_arg *g, unsigned i)
+{
+	return g->single_peer ? 0 : (g->first + i) % g->b->npeers;
+}
+
+static int gen_queue(void *arg)
+{
+	struct gen_arg *g = arg;
+	struct bench *b = g->b;
+	struct rte_mbuf *m[ROUND];
+	static struct dp_aead_op ops[2][ROUND];
+	uint32_t per_peer = g->single_peer ? 1 : b->npeers;
+	unsigned n = 0;
+
+	for (unsigned j = 0; j < ROUND; j++) {
+		unsigned i = j * b->active + g->q;
+		uint32_t peer = frame_peer(g, i);
+		struct rte_mbuf *x = g->d == ENCAP ? gen_encap(b, peer, g->size)
+						   : gen_decap(b, peer, b->ctr[peer] + i / per_peer,
+							       g->size, &ops[g->q][n]);
+		if (x)
+			m[n++] = x;
+	}
+	if (g->d == DECAP)
+		for (unsigned i = 0; i < n; i += 64)
+			dp_crypto_seal_burst(b->gen[g->q], ops[g->q] + i, RTE_MIN(64u, n - i));
+	g->n = rte_ring_enqueue_burst(b->ring[g->d == DECAP ? 0 : 1][g->q][0], (void **)m, n, NULL);
+	if (g->n < n)
+		rte_pktmbuf_free_bulk(m + g->n, n - g->n);
+	return 0;
+}
+
+/* Queue 0 is generated on the calling lcore, queue 1 (if any) on lcore 1. */
 static unsigned fill(struct bench *b, enum dir d, uint32_t size, uint32_t first, bool single_peer)
 {
-	static struct rte_mbuf *m[2][ROUND];
-	static struct dp_aead_op ops[2 * ROUND];
-	unsigned n[2] = {0, 0}, nops = 0, total = 0;
+	struct gen_arg g[2];
+	unsigned total = 0;
 
-	for (unsigned i = 0; i < ROUND * b->nworkers; i++) {
-		unsigned q = i % b->nworkers;
-		uint32_t peer = single_peer ? 0 : (first + i) % b->npeers;
-		struct rte_mbuf *x =
-		    d == ENCAP ? gen_encap(b, peer, size) : gen_decap(b, peer, size, &ops[nops]);
-		if (!x)
-			continue;
-		nops += d == DECAP;
-		m[q][n[q]++] = x;
-	}
-	for (unsigned i = 0; i < nops; i += 64)
-		dp_crypto_seal_burst(b->gen, ops + i, RTE_MIN(64u, nops - i));
-	for (unsigned q = 0; q < b->nworkers; q++)
-		total += rte_ring_enqueue_burst(b->ring[d == DECAP ? 0 : 1][q][0], (void **)m[q],
-						n[q], NULL);
+	for (unsigned q = 0; q < b->active; q++)
+		g[q] = (struct gen_arg){b, d, size, first, single_peer, q, 0};
+	if (b->active > 1)
+		remote_call(gen_queue, &g[1]);
+	gen_queue(&g[0]);
+	if (b->active > 1)
+		remote_wait();
+	for (unsigned i = 0; i < ROUND * b->active; i++)
+		b->ctr[frame_peer(&g[0], i)]++;
+	for (unsigned q = 0; q < b->active; q++)
+		total += g[q].n;
+	return total;
+}
+
+/* Frees what queue q's workers sent, on the calling lcore. */
+static uint64_t drain_queue(struct bench *b, unsigned q)
+{
+	struct rte_mbuf *m[256];
+	uint64_t total = 0;
+	unsigned n;
+
+	for (int p = 0; p < 2; p++)
+		while ((n = rte_ring_dequeue_burst(b->ring[p][q][1], (void **)m, 256, NULL))) {
+			total += n;
+			rte_pktmbuf_free_bulk(m, n);
+		}
 	return total;
 }
 
 static uint64_t drain(struct bench *b)
 {
-	struct rte_mbuf *m[256];
 	uint64_t total = 0;
-	for (int p = 0; p < 2; p++)
-		for (unsigned q = 0; q < b->nworkers; q++) {
-			unsigned n;
-			while (
-			    (n = rte_ring_dequeue_burst(b->ring[p][q][1], (void **)m, 256, NULL))) {
-				total += n;
-				rte_pktmbuf_free_bulk(m, n);
-			}
-		}
+
+	for (unsigned q = 0; q < b->nworkers; q++)
+		total += drain_queue(b, q);
 	return total;
+}
+
+/*
+ * After a round: each lcore frees what its own worker sent, as a worker
+ * frees its TX completions into its own mempool cache (mbufs freed on the
+ * main lcore would come back to lcore 1 cold, from the pool's ring).
+ */
+struct drain_arg {
+	struct bench *b;
+	uint64_t n;
+};
+
+static int drain_queue1(void *arg)
+{
+	struct drain_arg *a = arg;
+
+	a->n = drain_queue(a->b, 1);
+	return 0;
+}
+
+static uint64_t drain_parallel(struct bench *b)
+{
+	struct drain_arg a = {b, 0};
+
+	if (b->active < 2)
+		return drain_queue(b, 0);
+	remote_call(drain_queue1, &a);
+	uint64_t n = drain_queue(b, 0);
+	remote_wait();
+	return n + a.n;
 }
 
 /* ---- running the workers ------------------------------------------------- */
@@ -348,7 +506,7 @@ static int run_worker(void *arg)
 
 static void workers_online(struct bench *b, bool on)
 {
-	for (unsigned i = 0; i < b->nworkers; i++) {
+	for (unsigned i = 0; i < b->active; i++) {
 		if (on) {
 			rte_rcu_qsbr_thread_register(b->dp.rcu, i);
 			rte_rcu_qsbr_thread_online(b->dp.rcu, i);
@@ -369,36 +527,43 @@ static struct result measure(struct bench *b, enum dir d, uint32_t size, double 
 	uint32_t next = 0;
 
 	drain(b);
-	for (unsigned i = 0; i < b->nworkers; i++) {
+	for (unsigned i = 0; i < b->active; i++) {
 		busy0[i] = b->dp.workers[i].busy_tsc;
 		rx0[i] = b->dp.workers[i].rx_pkts;
 	}
 	workers_online(b, true);
-	uint64_t busy_target = (uint64_t)(secs * (double)hz) * b->nworkers;
+	uint64_t busy_target = (uint64_t)(secs * (double)hz) * b->active;
 	uint64_t busy = 0;
 	while (busy < busy_target) {
 		in += fill(b, d, size, next, single_peer);
-		next += ROUND * b->nworkers;
+		next += ROUND * b->active;
 		volatile int go = 0;
 		struct run_arg args[2] = {{b, 0, &go, 0}, {b, 1, &go, 0}};
-		if (b->nworkers > 1)
-			rte_eal_remote_launch(run_worker, &args[1], 1);
+		if (b->active > 1)
+			remote_call(run_worker, &args[1]);
 		uint64_t t0 = rte_rdtsc();
 		__atomic_store_n(&go, 1, __ATOMIC_RELEASE);
 		run_worker(&args[0]);
-		if (b->nworkers > 1)
-			rte_eal_wait_lcore(1);
+		if (b->active > 1)
+			remote_wait();
 		uint64_t t1 = RTE_MAX(args[0].end_tsc, args[1].end_tsc);
 		wall += t1 - t0;
-		out += drain(b);
+		out += drain_parallel(b);
 		busy = 0;
-		for (unsigned i = 0; i < b->nworkers; i++)
+		for (unsigned i = 0; i < b->active; i++)
 			busy += b->dp.workers[i].busy_tsc - busy0[i];
 	}
 	workers_online(b, false);
 	uint64_t pkts = 0;
-	for (unsigned i = 0; i < b->nworkers; i++)
+	for (unsigned i = 0; i < b->active; i++)
 		pkts += b->dp.workers[i].rx_pkts - rx0[i];
+	for (unsigned i = 0; i < b->active; i++) {
+		r.wbusy[i] = b->dp.workers[i].busy_tsc - busy0[i];
+		r.wpkts[i] = b->dp.workers[i].rx_pkts - rx0[i];
+		r.worker_cycles[i] = (double)r.wbusy[i] / (double)r.wpkts[i];
+	}
+	r.busy = busy;
+	r.wall = wall;
 	r.pkts = pkts;
 	r.lost = in > out ? in - out : 0;
 	r.cycles = (double)busy / (double)pkts;
@@ -409,18 +574,32 @@ static struct result measure(struct bench *b, enum dir d, uint32_t size, double 
 	return r;
 }
 
-/* Raw ChaCha20-Poly1305 burst rate (ipsec-mb, 32 per burst) on one core. */
-static void ceiling(struct dp_crypto *c, enum dir d, uint32_t size, double secs, double *mops,
-		    double *cycles)
+/*
+ * The raw ChaCha20-Poly1305 burst rate (ipsec-mb, bursts of 32, the worker's
+ * own manager), two ways, each adding its cycles and operations to *cyc and
+ * *ops:
+ *
+ * ceiling_hot: the same 32 buffers over and over, so the data is in L1:
+ * the compute limit of the crypto alone.
+ *
+ * ceiling_same: the very packets a worker round gets (fill(), then taken
+ * off the RX ring untimed), the AEAD run over each one's payload as the
+ * worker would, in bursts of 32, and nothing else: the raw rate on data in
+ * the same cache state as the worker's. The worker's cycles over these are
+ * what the dataplane adds to the crypto.
+ */
+static void ceiling_hot(struct dp_crypto *c, enum dir d, uint32_t size, double secs, uint64_t *cyc,
+			uint64_t *ops_done)
 {
-	static uint8_t buf[32][2048];
+	static uint8_t buf[32][2048] __rte_aligned(64);
 	static uint8_t key[32];
+	uint32_t len = RTE_ALIGN_CEIL(size, 16);
 	struct dp_aead_op ops[32];
-	uint64_t timed = 0, n = 0;
+
 	for (int i = 0; i < 32; i++)
 		ops[i] = (struct dp_aead_op){.data = buf[i],
-					     .len = size,
-					     .tag = buf[i] + size,
+					     .len = len,
+					     .tag = buf[i] + len,
 					     .key = key,
 					     .counter = (uint64_t)i};
 	uint64_t end = rte_rdtsc() + (uint64_t)(secs * (double)hz);
@@ -429,15 +608,63 @@ static void ceiling(struct dp_crypto *c, enum dir d, uint32_t size, double secs,
 		dp_crypto_seal_burst(c, ops, 32);
 		uint64_t t1 = rte_rdtsc();
 		if (d == ENCAP) {
-			timed += t1 - t0;
+			*cyc += t1 - t0;
 		} else {
 			dp_crypto_open_burst(c, ops, 32);
-			timed += rte_rdtsc() - t1;
+			*cyc += rte_rdtsc() - t1;
 		}
-		n += 32;
+		*ops_done += 32;
 	}
-	*mops = (double)n / ((double)timed / (double)hz) / 1e6;
-	*cycles = (double)timed / (double)n;
+}
+
+/* Returns the number of decryptions that failed (must be 0). */
+static uint64_t ceiling_same(struct bench *b, enum dir d, uint32_t size, double secs, uint64_t *cyc,
+			     uint64_t *ops_done)
+{
+	struct dp_crypto *c = b->dp.workers[0].crypto;
+	struct rte_ring *rx = b->ring[d == DECAP ? 0 : 1][0][0];
+	uint32_t len = RTE_ALIGN_CEIL(size, 16);
+	uint64_t timed = 0, failed = 0;
+	static uint32_t first;
+	struct rte_mbuf *m[ROUND];
+	struct dp_aead_op ops[32];
+
+	drain(b);
+	while (timed < (uint64_t)(secs * (double)hz)) {
+		fill(b, d, size, first, false);
+		first += ROUND;
+		unsigned n = rte_ring_dequeue_burst(rx, (void **)m, ROUND, NULL);
+		for (unsigned i = 0; i < n; i += 32) {
+			unsigned k = RTE_MIN(32u, n - i);
+			for (unsigned j = 0; j < k; j++) {
+				uint8_t *f = rte_pktmbuf_mtod(m[i + j], uint8_t *);
+				uint8_t *data =
+				    f + (d == DECAP ? DP_OUTER4_LEN + sizeof(struct wg_message_data)
+						    : sizeof(struct rte_ether_hdr));
+				uint64_t ctr = 0;
+				if (d == DECAP)
+					memcpy(&ctr, f + DP_OUTER4_LEN + 8, 8);
+				ops[j] =
+				    (struct dp_aead_op){.data = data,
+							.len = len,
+							.tag = data + len,
+							.key = d == DECAP ? b->key_p2g : b->key_g2p,
+							.counter = rte_le_to_cpu_64(ctr)};
+			}
+			uint64_t t0 = rte_rdtsc();
+			if (d == DECAP)
+				dp_crypto_open_burst(c, ops, k);
+			else
+				dp_crypto_seal_burst(c, ops, k);
+			timed += rte_rdtsc() - t0;
+			for (unsigned j = 0; j < k; j++)
+				failed += ops[j].status != 0;
+		}
+		*ops_done += n;
+		rte_pktmbuf_free_bulk(m, n);
+	}
+	*cyc += timed;
+	return failed;
 }
 
 /* ---- reports ---------------------------------------------------------------- */
@@ -459,6 +686,13 @@ static void json_row(const char *table, const char *fmt, ...)
 	fputc('}', json);
 }
 
+/*
+ * One worker, one peer, per direction and size. The worker's rounds and the
+ * two raw-crypto ceilings are measured in turns (SLICES of each), so that
+ * the machine's speed, which drifts from second to second on a shared
+ * host, is the same for all three.
+ */
+#define SLICES 8
 static void table_sizes(double secs)
 {
 	static const uint32_t sizes[] = {64, 128, 512, 1420};
@@ -468,60 +702,112 @@ static void table_sizes(double secs)
 		exit(1);
 	}
 	printf("\n### Per direction and size (1 worker, 1 peer)\n\n");
-	printf("| direction | size B | Mpps | Gbit/s | cycles/pkt | raw crypto Mops | raw cycles | "
-	       "ratio | lost |\n");
-	printf("|---|---|---|---|---|---|---|---|---|\n");
+	printf("Raw crypto = intel-ipsec-mb ChaCha20-Poly1305, bursts of 32, the worker's own\n"
+	       "manager, alone: over the same packets the worker gets (same buffers, same cache\n"
+	       "state: what the dataplane adds is the difference) and over 32 buffers that stay\n"
+	       "in L1 (the compute limit). Measured in turns with the worker.\n\n");
+	printf("| direction | size B | Mpps | Gbit/s | cycles/pkt | raw, same packets: cycles | "
+	       "ratio | raw, L1-hot: cycles | ratio | lost |\n");
+	printf("|---|---|---|---|---|---|---|---|---|---|\n");
 	for (int d = 0; d < 2; d++) {
 		for (unsigned s = 0; s < RTE_DIM(sizes); s++) {
-			struct result r = measure(&b, (enum dir)d, sizes[s], secs, false);
-			ceiling(b.gen, (enum dir)d, sizes[s], secs / 2, &r.ceiling_mops,
-				&r.ceiling_cycles);
-			r.ratio = r.mpps / r.ceiling_mops;
-			printf("| %s | %u | %.2f | %.2f | %.0f | %.2f | %.0f | %.0f%% | %" PRIu64
-			       " |\n",
-			       dir_name[d], sizes[s], r.mpps, r.mpps * sizes[s] * 8 / 1e3, r.cycles,
-			       r.ceiling_mops, r.ceiling_cycles, r.ratio * 100, r.lost);
+			uint64_t busy = 0, pkts = 0, lost = 0, same_cyc = 0, same_n = 0;
+			uint64_t hot_cyc = 0, hot_n = 0, bad = 0;
+			for (int k = 0; k < SLICES; k++) {
+				struct result r =
+				    measure(&b, (enum dir)d, sizes[s], secs / SLICES, false);
+				busy += (uint64_t)(r.cycles * (double)r.pkts);
+				pkts += r.pkts;
+				lost += r.lost;
+				bad += ceiling_same(&b, (enum dir)d, sizes[s], secs / SLICES / 2,
+						    &same_cyc, &same_n);
+				ceiling_hot(b.dp.workers[0].crypto, (enum dir)d, sizes[s],
+					    secs / SLICES / 2, &hot_cyc, &hot_n);
+			}
+			if (bad)
+				fprintf(stderr, "bench: %" PRIu64 " raw decryptions failed\n", bad);
+			double cyc = (double)busy / (double)pkts;
+			double same = (double)same_cyc / (double)same_n;
+			double hot = (double)hot_cyc / (double)hot_n;
+			double mpps = (double)hz / cyc / 1e6;
+			printf("| %s | %u | %.2f | %.2f | %.0f | %.0f | %.0f%% | %.0f | %.0f%% | "
+			       "%" PRIu64 " |\n",
+			       dir_name[d], sizes[s], mpps, mpps * sizes[s] * 8 / 1e3, cyc, same,
+			       100 * same / cyc, hot, 100 * hot / cyc, lost);
 			json_row("sizes",
 				 "\"direction\":\"%s\",\"size\":%u,\"mpps\":%.3f,\"cycles\":%.1f,"
-				 "\"ceiling_mops\":%.3f,\"ceiling_cycles\":%.1f,\"ratio\":%.3f,"
+				 "\"raw_same_cycles\":%.1f,\"ratio_same\":%.3f,"
+				 "\"raw_hot_cycles\":%.1f,\"ratio_hot\":%.3f,"
 				 "\"lost\":%" PRIu64,
-				 dir_name[d], sizes[s], r.mpps, r.cycles, r.ceiling_mops,
-				 r.ceiling_cycles, r.ratio, r.lost);
+				 dir_name[d], sizes[s], mpps, cyc, same, same / cyc, hot, hot / cyc,
+				 lost);
 		}
 	}
 	bench_teardown(&b);
 }
 
+/*
+ * 1 vs 2 workers on one dataplane with two queues: "1 worker" puts all
+ * traffic on queue 0 and runs worker 0 only. The two are measured in turns
+ * (SLICES each), so that the machine's drift from second to second does not
+ * land on one of them.
+ */
 static void table_workers(double secs)
 {
-	printf(
-	    "\n### Workers (1420 B; traffic pre-generated, then the workers own both cores)\n\n");
-	printf(
-	    "| direction | peers | workers | total Mpps (wall) | cycles/pkt | speed-up | lost |\n");
-	printf("|---|---|---|---|---|---|---|\n");
+	printf("\n### Workers (1420 B; each worker's queue filled by its own lcore, then the "
+	       "workers own both cores;\n### 1 and 2 workers measured in turns)\n\n");
+	printf("| direction | peers | workers | total Mpps (wall) | cycles/pkt | per worker | "
+	       "speed-up | lost |\n");
+	printf("|---|---|---|---|---|---|---|---|\n");
 	for (int d = 0; d < 2; d++) {
 		for (int single = 0; single < 2; single++) {
-			double base = 0;
-			for (unsigned w = 1; w <= 2; w++) {
-				struct bench b;
-				if (bench_setup(&b, single ? 1 : 1024, w)) {
-					fprintf(stderr, "bench setup failed\n");
-					exit(1);
+			struct bench b;
+			uint64_t pkts[3] = {0}, busy[3] = {0}, wall[3] = {0}, lost[3] = {0};
+			uint64_t wb[2] = {0}, wp[2] = {0};
+
+			if (bench_setup(&b, single ? 1 : 1024, 2)) {
+				fprintf(stderr, "bench setup failed\n");
+				exit(1);
+			}
+			for (int k = 0; k < SLICES; k++) {
+				for (unsigned w = 1; w <= 2; w++) {
+					b.active = w;
+					struct result r =
+					    measure(&b, (enum dir)d, 1420, secs / SLICES, single);
+					pkts[w] += r.pkts;
+					busy[w] += r.busy;
+					wall[w] += r.wall;
+					lost[w] += r.lost;
+					for (unsigned i = 0; w == 2 && i < 2; i++) {
+						wb[i] += r.wbusy[i];
+						wp[i] += r.wpkts[i];
+					}
 				}
-				struct result r = measure(&b, (enum dir)d, 1420, secs, single);
+			}
+			double base = (double)pkts[1] / (double)wall[1];
+			for (unsigned w = 1; w <= 2; w++) {
+				double mpps =
+				    (double)pkts[w] / ((double)wall[w] / (double)hz) / 1e6;
+				double cyc = (double)busy[w] / (double)pkts[w];
+				double up = (double)pkts[w] / (double)wall[w] / base;
+				char per[32];
 				if (w == 1)
-					base = r.wall_mpps;
-				printf("| %s | %s | %u | %.2f | %.0f | %.2fx | %" PRIu64 " |\n",
+					snprintf(per, sizeof(per), "%.0f", cyc);
+				else
+					snprintf(per, sizeof(per), "%.0f / %.0f",
+						 (double)wb[0] / (double)wp[0],
+						 (double)wb[1] / (double)wp[1]);
+				printf("| %s | %s | %u | %.2f | %.0f | %s | %.2fx | %" PRIu64
+				       " |\n",
 				       dir_name[d], single ? "1 (one tunnel)" : "1024 (spread)", w,
-				       r.wall_mpps, r.cycles, r.wall_mpps / base, r.lost);
+				       mpps, cyc, per, up, lost[w]);
 				json_row("workers",
 					 "\"direction\":\"%s\",\"peers\":%d,\"workers\":%u,"
 					 "\"mpps\":%.3f,\"cycles\":%.1f,\"speedup\":%.3f,"
 					 "\"lost\":%" PRIu64,
-					 dir_name[d], single ? 1 : 1024, w, r.wall_mpps, r.cycles,
-					 r.wall_mpps / base, r.lost);
-				bench_teardown(&b);
+					 dir_name[d], single ? 1 : 1024, w, mpps, cyc, up, lost[w]);
 			}
+			bench_teardown(&b);
 		}
 	}
 }
@@ -798,13 +1084,52 @@ static void table_acl(double secs)
 	}
 }
 
+/* Whether the comma-separated list names this table. */
+static bool want(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = list; (p = strstr(p, name)) != NULL; p += n)
+		if ((p == list || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+			return true;
+	return false;
+}
+
+/* The EAL's memory, MiB: 100,000 peers' keypairs and both route tables. */
+#define EAL_MB 3072
+
+/* Free hugepage memory in MiB, if a hugetlbfs is mounted for the EAL; else 0. */
+static unsigned long hugepages_free_mb(void)
+{
+	unsigned long free_pages = 0, page_kb = 0;
+	char line[256];
+	bool mounted = false;
+	FILE *f = fopen("/proc/mounts", "r");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		mounted |= strstr(line, " hugetlbfs ") != NULL;
+	fclose(f);
+	if (!mounted || !(f = fopen("/proc/meminfo", "r")))
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		sscanf(line, "HugePages_Free: %lu", &free_pages);
+		sscanf(line, "Hugepagesize: %lu kB", &page_kb);
+	}
+	fclose(f);
+	return free_pages * page_kb / 1024;
+}
+
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {{"quick", no_argument, NULL, 'q'},
-					     {"json", required_argument, NULL, 'j'},
-					     {"profile", required_argument, NULL, 'p'},
-					     {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {
+	    {"quick", no_argument, NULL, 'q'},	       {"json", required_argument, NULL, 'j'},
+	    {"profile", required_argument, NULL, 'p'}, {"no-huge", no_argument, NULL, 'n'},
+	    {"tables", required_argument, NULL, 't'},  {NULL, 0, NULL, 0}};
 	const char *profile = NULL;
+	bool no_huge = false;
+	const char *tables = "sizes,workers,peers,rekey,features";
 	char prefix[64];
 	const char *json_path = NULL;
 	int c;
@@ -816,11 +1141,16 @@ int main(int argc, char **argv)
 			json_path = optarg;
 		else if (c == 'p')
 			profile = optarg;
+		else if (c == 'n')
+			no_huge = true;
+		else if (c == 't')
+			tables = optarg;
 		else {
-			fprintf(
-			    stderr,
-			    "usage: %s [--quick] [--json FILE] [--profile encap|decap[:SIZE]]\n",
-			    argv[0]);
+			fprintf(stderr,
+				"usage: %s [--quick] [--json FILE] [--no-huge]\n"
+				"          [--tables sizes,workers,peers,rekey,features]\n"
+				"          [--profile encap|decap[:SIZE[:PEERS]]]\n",
+				argv[0]);
 			return 2;
 		}
 	}
@@ -830,13 +1160,16 @@ int main(int argc, char **argv)
 		       "0,1",
 		       "--no-huge",
 		       "-m",
-		       "3072",
+		       RTE_STR(EAL_MB),
 		       "--no-pci",
 		       "--no-shconf",
 		       "--no-telemetry",
 		       prefix,
 		       "--log-level=*:error",
 		       NULL};
+	bool huge = !no_huge && hugepages_free_mb() >= EAL_MB;
+	if (huge)
+		eal[3] = "--huge-unlink";
 	if (rte_eal_init((int)RTE_DIM(eal) - 1, eal) < 0 || sodium_init() < 0) {
 		fprintf(stderr, "EAL init failed\n");
 		return 1;
@@ -849,32 +1182,54 @@ int main(int argc, char **argv)
 	if (json)
 		fprintf(json, "{\"tsc_hz\":%" PRIu64 ",\"rows\":[", hz);
 	double secs = quick ? 0.05 : 0.3;
-	printf("# meshgate-bench: TSC %.3f GHz, lcores 0 and 1 (%u online CPUs)\n",
-	       (double)hz / 1e9, (unsigned)sysconf(_SC_NPROCESSORS_ONLN));
+	printf("# meshgate-bench: TSC %.3f GHz, lcores 0 and 1 (%u online CPUs), memory: %s\n",
+	       (double)hz / 1e9, (unsigned)sysconf(_SC_NPROCESSORS_ONLN),
+	       huge ? "hugepages, as a gateway runs"
+		    : "4 KiB pages (--no-huge; more TLB misses than a gateway on hugepages has)");
 	printf(
 	    "Cycles/pkt = a worker's busy cycles / packets it handled, through the real worker\n"
 	    "loop on net_ring ports (RX, classify, lookup, crypto, headers, TX). Sizes are inner\n"
-	    "IP packet bytes; raw crypto = ChaCha20-Poly1305 via intel-ipsec-mb, 32 per burst,\n"
-	    "measured now on this core. Traffic is generated before each round, outside timing.\n");
+	    "IP packet bytes. Traffic is generated before each round, outside timing, by the\n"
+	    "lcore of the worker that will take it (as its own NIC queue would hand it over).\n");
 	if (profile) {
-		/* For `perf record`: one direction, SIZE bytes, 3 s of worker time. */
+		/* For `perf record` and A/B runs: one direction, SIZE bytes, PEERS
+		 * peers; three rounds of 1 s of worker time, each with both raw
+		 * ceilings. */
 		struct bench b;
 		enum dir d = !strncmp(profile, "encap", 5) ? ENCAP : DECAP;
-		uint32_t size =
-		    strchr(profile, ':') ? (uint32_t)atoi(strchr(profile, ':') + 1) : 1420;
-		if (bench_setup(&b, 1, 1))
+		const char *c1 = strchr(profile, ':');
+		const char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+		uint32_t size = c1 ? (uint32_t)atoi(c1 + 1) : 1420;
+		uint32_t np = c2 ? (uint32_t)atoi(c2 + 1) : 1;
+		if (size < 28 || size > 1420 || np < 1 || np > 1000000 || bench_setup(&b, np, 1)) {
+			fprintf(stderr, "--profile %s: bad size or peers, or setup failed\n",
+				profile);
 			return 1;
-		struct result r = measure(&b, d, size, 3.0, false);
-		printf("%s %u B: %.0f cycles/pkt\n", dir_name[d], size, r.cycles);
+		}
+		for (int rep = 0; rep < 3; rep++) {
+			uint64_t hc = 0, hn = 0, sc = 0, sn = 0;
+			struct result r = measure(&b, d, size, 1.0, false);
+			ceiling_hot(b.dp.workers[0].crypto, d, size, 0.3, &hc, &hn);
+			ceiling_same(&b, d, size, 0.3, &sc, &sn);
+			printf("%s %u B, %u peers: %.0f cycles/pkt; raw crypto: L1-hot %.0f, same "
+			       "packets %.0f\n",
+			       dir_name[d], size, np, r.cycles, (double)hc / (double)hn,
+			       (double)sc / (double)sn);
+		}
 		bench_teardown(&b);
 		rte_eal_cleanup();
 		return 0;
 	}
-	table_sizes(secs);
-	table_workers(secs);
-	table_peers(quick ? 0.02 : 0.2);
-	table_rekey(quick ? 0.1 : 0.25);
-	table_acl(secs);
+	if (want(tables, "sizes"))
+		table_sizes(secs);
+	if (want(tables, "workers"))
+		table_workers(secs);
+	if (want(tables, "peers"))
+		table_peers(quick ? 0.02 : 0.2);
+	if (want(tables, "rekey"))
+		table_rekey(quick ? 0.1 : 0.25);
+	if (want(tables, "features"))
+		table_acl(secs);
 	if (json) {
 		fprintf(json, "\n]}\n");
 		fclose(json);

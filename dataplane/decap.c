@@ -249,7 +249,7 @@ static bool classify_wan(struct dp_worker *w, int port, struct rte_mbuf *m, stru
 	if (!it->kp)
 		goto drop;
 	/* Trim link padding so the ciphertext length is the UDP length. */
-	rte_pktmbuf_trim(m, (uint16_t)(len - (uint32_t)(payload - frame) - plen));
+	dp_mbuf_trim(m, (uint16_t)(len - (uint32_t)(payload - frame) - plen));
 	it->m = m;
 	it->offset = (uint32_t)(payload - frame);
 	return true;
@@ -314,7 +314,7 @@ static bool accept_data(struct dp_worker *w, struct decap_item *it, const struct
 		return false;
 	}
 	rte_pktmbuf_adj(m, (uint16_t)(it->offset + sizeof(*h)));
-	rte_pktmbuf_trim(m, (uint16_t)(rte_pktmbuf_data_len(m) - ilen));
+	dp_mbuf_trim(m, (uint16_t)(rte_pktmbuf_data_len(m) - ilen));
 	rc = (inner[0] >> 4) == 4 ? dp_route_lookup4(t, dp_rd32be(inner + 16), fwd_peer)
 				  : dp_route_lookup6(t, inner + 24, fwd_peer);
 	if (rc || *fwd_peer == peer_id) {
@@ -390,6 +390,7 @@ void dp_wan_input(struct dp_worker *w, struct dp_burst *b, int port, struct rte_
 	uint32_t hair_peer[DP_BURST_MAX];
 	uint16_t n_it = 0, n_lan = 0, n_hair = 0;
 
+	dp_prefetch_burst(m, n);
 	prefetch_keypairs(w, m, n);
 	for (uint16_t i = 0; i < n; i++) {
 		if (m[i]->nb_segs > 1 && rte_pktmbuf_linearize(m[i]) < 0) {

@@ -16,6 +16,7 @@
 #define DP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -36,17 +37,29 @@
 #define DP_MAX_WORKERS (MG_MAX_LCORES - 1)
 
 struct dp_keypair {
+	/*
+	 * Line 0, read by every packet either way, written only by the main
+	 * lcore: decap needs nothing else but its replay-window slot.
+	 */
 	uint32_t local_index; /* 0 = slot free; written last, read first */
 	uint32_t remote_index;
 	uint32_t peer;
 	uint8_t initiator;
-	uint64_t send_counter; /* next nonce; atomic fetch-add by any lcore */
-	uint64_t expire_tsc;   /* reject-after-time */
+	uint64_t expire_tsc; /* reject-after-time */
 	uint64_t created_tsc;
-	uint8_t send_key[32];
 	uint8_t recv_key[32];
+	/*
+	 * Line 1, encap's: the nonce counter that workers fetch-add takes its
+	 * own line, so that sending does not steal line 0 from the workers
+	 * decrypting the other direction.
+	 */
+	uint64_t send_counter __rte_cache_aligned; /* next nonce; atomic fetch-add by any lcore */
+	uint8_t send_key[32];
 	struct wg_replay_mt replay __rte_cache_aligned; /* shared by all workers */
 } __rte_cache_aligned;
+
+_Static_assert(offsetof(struct dp_keypair, recv_key) + 32 <= RTE_CACHE_LINE_SIZE,
+	       "decap's keypair fields fill line 0");
 
 struct dp_endpoint {
 	struct mg_sockaddr addr; /* family 0: none */

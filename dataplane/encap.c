@@ -11,6 +11,7 @@
 
 #include <rte_ether.h>
 #include <rte_ip.h>
+#include <rte_prefetch.h>
 
 #include "dp.h"
 #include "filter.h"
@@ -91,6 +92,8 @@ static bool admit(struct dp_worker *w, struct rte_mbuf *m, uint32_t peer_id,
 		dp_stage_drop(w, m, MG_DROP_NO_ENDPOINT);
 		return false;
 	}
+	/* reserve_nonces() will fetch-add the counter on this line. */
+	__builtin_prefetch(&kp->send_counter, 1, 3);
 	*it = (struct encap_item){.m = m, .kp = kp, .ep = ep->addr};
 	return true;
 }
@@ -126,7 +129,7 @@ static bool build(struct dp_worker *w, struct encap_item *it, struct dp_aead_op 
 	uint32_t padded = RTE_ALIGN_CEIL(len, WG_PADDING_MULTIPLE);
 	if (padded > mtu)
 		padded = RTE_MAX(len, mtu);
-	uint8_t *tail = (uint8_t *)rte_pktmbuf_append(m, (uint16_t)(padded - len + WG_AUTHTAG_LEN));
+	uint8_t *tail = dp_mbuf_append(m, (uint16_t)(padded - len + WG_AUTHTAG_LEN));
 	uint16_t room = (uint16_t)(outer + sizeof(struct wg_message_data));
 	uint8_t *head = (uint8_t *)rte_pktmbuf_prepend(m, room);
 	if (!tail || !head) {
@@ -191,10 +194,19 @@ void dp_encap_burst(struct dp_worker *w, struct dp_burst *b, struct rte_mbuf **m
 			dp_stage_drop(w, m[i], MG_DROP_NO_ROUTE);
 		return;
 	}
+	/* Every packet's peer first, and start fetching the peers, so that with
+	 * many peers admit() does not wait for them one at a time. */
+	uint32_t peer_of[DP_BURST_MAX];
 	for (uint16_t i = 0; i < n; i++) {
 		uint32_t peer = peers[i];
 		if (peer == DP_PEER_LOOKUP && rte_pktmbuf_data_len(m[i]))
 			peer = route_peer(w, t, m[i]);
+		peer_of[i] = peer;
+		if (peer < w->dp->max_peers)
+			rte_prefetch0(&w->dp->peers[peer]);
+	}
+	for (uint16_t i = 0; i < n; i++) {
+		uint32_t peer = peer_of[i];
 		if (admit(w, m[i], peer, &it[k])) {
 			if (rte_pktmbuf_data_len(m[i]))
 				dp_filter_note_out(w, rte_pktmbuf_mtod(m[i], uint8_t *),

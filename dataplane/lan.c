@@ -237,7 +237,7 @@ static bool classify_lan(struct dp_worker *w, int port, struct rte_mbuf *m)
 		return false;
 	}
 	rte_pktmbuf_adj(m, sizeof(*eth));
-	rte_pktmbuf_trim(m, (uint16_t)(rte_pktmbuf_data_len(m) - ilen));
+	dp_mbuf_trim(m, (uint16_t)(rte_pktmbuf_data_len(m) - ilen));
 	return true;
 }
 
@@ -248,6 +248,7 @@ void dp_lan_input(struct dp_worker *w, struct dp_burst *b, int port, struct rte_
 	uint32_t peers[DP_BURST_MAX];
 	uint16_t n_enc = 0;
 
+	dp_prefetch_burst(m, n);
 	/* The headroom line encap will write the outer headers into. */
 	for (uint16_t i = 0; i < n; i++)
 		rte_prefetch0(rte_pktmbuf_mtod(m[i], uint8_t *) - RTE_CACHE_LINE_SIZE);

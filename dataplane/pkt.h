@@ -71,6 +71,30 @@ static inline bool dp_sockaddr_eq(const struct mg_sockaddr *a, const struct mg_s
 	       dp_addr_eq(a->addr, b->addr, a->family);
 }
 
+/*
+ * Trim and append for the single-segment mbufs of the worker stages (RX
+ * linearizes anything else). They touch the mbuf's first cache line only:
+ * rte_pktmbuf_trim and rte_pktmbuf_append find the last segment through
+ * m->next on the second line, a cache miss per packet that nothing else on
+ * the fast path needs (the second line is the slow path's: pool, dynfields).
+ */
+static inline void dp_mbuf_trim(struct rte_mbuf *m, uint16_t len)
+{
+	m->data_len = (uint16_t)(m->data_len - len);
+	m->pkt_len -= len;
+}
+
+/* NULL if the tailroom is short. */
+static inline void *dp_mbuf_append(struct rte_mbuf *m, uint16_t len)
+{
+	if (len > rte_pktmbuf_tailroom(m))
+		return NULL;
+	void *tail = rte_pktmbuf_mtod_offset(m, char *, m->data_len);
+	m->data_len = (uint16_t)(m->data_len + len);
+	m->pkt_len += len;
+	return tail;
+}
+
 /* RFC 1624 incremental update for a TTL decrement. */
 static inline void dp_ipv4_dec_ttl(struct rte_ipv4_hdr *ip)
 {
