@@ -18,12 +18,18 @@
 #include "types.h"
 
 #define MG_SHM_MAGIC   0x4d475348u /* "MGSH" */
-#define MG_ABI_VERSION 2u
+#define MG_ABI_VERSION 3u
 
 #define MG_MSG_SIZE      2048u
 #define MG_MSG_HDR_SIZE  64u
 #define MG_MSG_MAX_DATA  (MG_MSG_SIZE - MG_MSG_HDR_SIZE)
-#define MG_RING_SIZE     1024u /* entries in each direction */
+/*
+ * Entries in each direction. dp2cp is the incoming handshake queue: like
+ * Linux WireGuard's (4096), with "under load" (cookies instead of
+ * Diffie-Hellman) from 1/8 of it, which rides out tens of milliseconds of
+ * scheduling delay at 10,000 handshakes per second.
+ */
+#define MG_RING_SIZE 4096u
 #define MG_MAX_LCORES    16u   /* statistics slots: one per worker + main */
 #define MG_KP_PER_PEER   4u    /* keypair slots a peer owns: prev, cur, next, one spare */
 #define MG_MAX_SHM_PORTS 8u

@@ -67,6 +67,12 @@ struct cp_device {
 	uint32_t fwmark;
 	uint32_t max_peers;  /* dataplane slots (power of two) */
 	struct cp_peer **by_slot;
+	uint32_t slot_hint;  /* every slot below it is taken (device.c) */
+	struct cp_peer_pool *pool; /* where peers live (device.c) */
+	/* Bit per slot: the peer may have a handshake being retried, checked
+	 * on every timer tick; the others are visited a slice per tick. */
+	uint64_t *hs_wanted;
+	uint32_t timer_cursor;
 	struct cp_peer_index *by_key; /* cp_peer_find's hash table (device.c) */
 	uint32_t n_peers;
 	struct cp_aip_index *aip;
@@ -74,7 +80,9 @@ struct cp_device {
 
 	struct mg_shm shm;
 	bool attached;
-	bool resync;
+	bool resync;          /* a full sync is needed (dplink.c) */
+	bool syncing;         /* one is under way, at sync_cursor */
+	uint32_t sync_cursor;
 	uint64_t shm_ino;
 	uint64_t seq;
 	uint64_t handshakes_done, cookies_sent, handshakes_refused;

@@ -285,12 +285,80 @@ uint32_t cp_index_alloc(struct cp_device *d, struct cp_peer *p)
 	return 0; /* cannot happen: three roles, four slots */
 }
 
+/*
+ * Peers hold handshake secrets and the preshared key, so they live in
+ * sodium_malloc'd memory (guard pages, locked, never swapped), in slabs of
+ * PEER_SLAB peers: one sodium_malloc per peer would cost three mappings
+ * and an mlock each, and a hub of 100,000 peers would run past
+ * vm.max_map_count. A freed peer is zeroed and goes on the free stack.
+ */
+#define PEER_SLAB 256
+
+struct cp_peer_pool {
+	struct cp_peer **slabs;
+	uint32_t n_slabs;
+	struct cp_peer **free; /* stack of free peers */
+	uint32_t n_free, cap_free;
+};
+
+static struct cp_peer *peer_alloc(struct cp_device *d)
+{
+	struct cp_peer_pool *pool = d->pool;
+
+	if (!pool->n_free) {
+		uint32_t max_slabs = (d->max_peers + PEER_SLAB - 1) / PEER_SLAB;
+		if (pool->n_slabs == max_slabs)
+			return NULL;
+		if (!pool->slabs && !(pool->slabs = calloc(max_slabs, sizeof(*pool->slabs))))
+			return NULL;
+		if (!pool->free && !(pool->free = calloc((size_t)max_slabs * PEER_SLAB,
+							 sizeof(*pool->free))))
+			return NULL;
+		struct cp_peer *slab = sodium_malloc(PEER_SLAB * sizeof(*slab));
+		if (!slab)
+			return NULL;
+		pool->slabs[pool->n_slabs++] = slab;
+		for (uint32_t i = PEER_SLAB; i-- > 0;)
+			pool->free[pool->n_free++] = &slab[i];
+	}
+	struct cp_peer *p = pool->free[--pool->n_free];
+	memset(p, 0, sizeof(*p));
+	return p;
+}
+
+static void peer_free(struct cp_device *d, struct cp_peer *p)
+{
+	sodium_memzero(p, sizeof(*p));
+	d->pool->free[d->pool->n_free++] = p;
+}
+
+static void pool_destroy(struct cp_peer_pool *pool)
+{
+	if (!pool)
+		return;
+	for (uint32_t i = 0; i < pool->n_slabs; i++)
+		sodium_free(pool->slabs[i]); /* zeroes */
+	free(pool->slabs);
+	free(pool->free);
+	free(pool);
+}
+
+/* The lowest free slot: all slots below d->slot_hint are taken. */
+static uint32_t slot_alloc(struct cp_device *d)
+{
+	uint32_t slot = d->slot_hint;
+
+	while (slot < d->max_peers && d->by_slot[slot])
+		slot++;
+	d->slot_hint = slot + 1;
+	return slot;
+}
+
 struct cp_peer *cp_peer_create(struct cp_device *d, const uint8_t pub[32], int *err)
 {
-	uint32_t slot;
-	for (slot = 0; slot < d->max_peers && d->by_slot[slot]; slot++)
-		;
-	if (slot == d->max_peers) {
+	uint32_t slot = slot_alloc(d);
+	if (slot >= d->max_peers) {
+		d->slot_hint = d->max_peers;
 		*err = -ENOSPC;
 		return NULL;
 	}
@@ -300,12 +368,12 @@ struct cp_peer *cp_peer_create(struct cp_device *d, const uint8_t pub[32], int *
 		*err = -ENOMEM;
 		return NULL;
 	}
-	struct cp_peer *p = sodium_malloc(sizeof(*p)); /* holds psk and handshake secrets */
+	struct cp_peer *p = peer_alloc(d);
 	if (!p) {
+		d->slot_hint = slot;
 		*err = -ENOMEM;
 		return NULL;
 	}
-	memset(p, 0, sizeof(*p));
 	p->slot = slot;
 	if (wg_noise_remote_init(&p->noise, &d->local, pub, NULL)) {
 		/* Keep the peer (WireGuard does) but it can never handshake. */
@@ -324,11 +392,13 @@ void cp_peer_remove(struct cp_device *d, struct cp_peer *p)
 	cp_peer_aip_clear(d, p);
 	cp_dp_simple(d, MG_MSG_PEER_DEL, p->slot);
 	d->by_slot[p->slot] = NULL;
+	if (p->slot < d->slot_hint)
+		d->slot_hint = p->slot;
 	index_del(d->by_key, p);
 	d->n_peers--;
 	free(p->aips);
 	wg_noise_remote_clear(&p->noise);
-	sodium_free(p); /* zeroes */
+	peer_free(d, p); /* zeroes */
 }
 
 int cp_peer_set_psk(struct cp_device *d, struct cp_peer *p, const uint8_t *psk)
@@ -415,9 +485,11 @@ int cp_device_init(struct cp_device *d, struct mg_config *cfg)
 	while (d->max_peers < cfg->max_peers)
 		d->max_peers <<= 1;
 	d->by_slot = calloc(d->max_peers, sizeof(*d->by_slot));
+	d->pool = calloc(1, sizeof(*d->pool));
+	d->hs_wanted = calloc((d->max_peers + 63) / 64, sizeof(*d->hs_wanted));
 	d->aip = aip_create(d->max_peers < 1024 ? 1024 : d->max_peers);
 	d->rl = wg_ratelimiter_create(8192);
-	if (!d->by_slot || !d->aip || !d->rl)
+	if (!d->by_slot || !d->pool || !d->hs_wanted || !d->aip || !d->rl)
 		return -ENOMEM;
 	const struct mg_timers_conf *t = &cfg->timers;
 	d->t.rekey_after = secs(t->rekey_after_time, WG_REKEY_AFTER_TIME);
@@ -453,14 +525,12 @@ int cp_device_init(struct cp_device *d, struct mg_config *cfg)
 void cp_device_fini(struct cp_device *d)
 {
 	cp_filter_fini(d);
-	for (uint32_t i = 0; d->by_slot && i < d->max_peers; i++) {
-		struct cp_peer *p = d->by_slot[i];
-		if (p) {
-			free(p->aips);
-			sodium_free(p);
-		}
-	}
+	for (uint32_t i = 0; d->by_slot && i < d->max_peers; i++)
+		if (d->by_slot[i])
+			free(d->by_slot[i]->aips);
+	pool_destroy(d->pool); /* zeroes every peer */
 	free(d->by_slot);
+	free(d->hs_wanted);
 	index_destroy(d->by_key);
 	aip_destroy(d->aip);
 	if (d->rl)

@@ -27,10 +27,13 @@ int cp_dp_send(struct cp_device *d, struct mg_msg *m)
 	m->hdr.seq = ++d->seq;
 	int rc = mg_ring_send(d->shm.cp2dp, m);
 	if (rc) {
-		/* Lost: re-send the whole state once the ring drains. */
+		/* Lost: re-send the whole state once the ring drains (a sync in
+		 * progress starts over). Said once per episode, not per message. */
 		d->cp2dp_full++;
+		if (!d->resync)
+			mg_log(LOG_WARNING, "dataplane ring full; will re-sync");
 		d->resync = true;
-		mg_log(LOG_WARNING, "dataplane ring full; will re-sync");
+		d->syncing = false;
 	}
 	return rc;
 }
@@ -111,81 +114,119 @@ static void adopt_keypairs(struct cp_device *d, struct cp_peer *p, const struct 
 	(void)d;
 }
 
-static void place_new(struct cp_device *d, struct cp_peer *p, uint32_t n_dp)
+/* A slot no dataplane peer uses, from *cursor on; else the first stale
+ * one (the sync replaces it). */
+static void place_new(struct cp_device *d, struct cp_peer *p, uint32_t n_dp, uint32_t *cursor,
+		      uint32_t *fallback)
 {
-	uint32_t s, fallback = d->max_peers;
-	for (s = 0; s < d->max_peers; s++) {
+	uint32_t s;
+	for (s = *cursor; s < d->max_peers; s++) {
 		if (d->by_slot[s])
 			continue;
 		if (s < n_dp && d->shm.peers[s].in_use) {
-			fallback = fallback < s ? fallback : s;
+			if (*fallback == d->max_peers)
+				*fallback = s;
 			continue;
 		}
 		break;
 	}
-	if (s == d->max_peers)
-		s = fallback; /* a stale dataplane slot: the sync replaces it */
+	*cursor = s;
+	if (s == d->max_peers) {
+		s = *fallback;
+		while (++*fallback < d->max_peers && d->by_slot[*fallback])
+			;
+	}
 	p->slot = s;
 	p->kp_prev = p->kp_cur = p->kp_next = 0;
 	d->by_slot[s] = p;
 }
 
 /* Give configured peers the slots the dataplane already holds for their
- * keys; everyone else gets a slot no dataplane peer uses. */
+ * keys; everyone else gets a slot no dataplane peer uses. Linear in the
+ * slots: peers are found by key through the hash table. */
 static void adopt_slots(struct cp_device *d)
 {
 	uint32_t n = d->shm.hdr->max_peers < d->max_peers ? d->shm.hdr->max_peers : d->max_peers;
 	struct cp_peer **old = calloc(d->max_peers, sizeof(*old));
+	uint32_t k = 0, cursor = 0, fallback = d->max_peers;
 	if (!old)
 		return;
-	memcpy(old, d->by_slot, d->max_peers * sizeof(*old));
+	for (uint32_t i = 0; i < d->max_peers; i++)
+		if (d->by_slot[i]) {
+			old[k] = d->by_slot[i];
+			old[k++]->slot = UINT32_MAX; /* not placed yet */
+		}
 	memset(d->by_slot, 0, d->max_peers * sizeof(*old));
 	for (uint32_t s = 0; s < n; s++) {
 		const struct mg_peer_export *e = &d->shm.peers[s];
 		if (!__atomic_load_n(&e->in_use, __ATOMIC_ACQUIRE))
 			continue;
-		for (uint32_t i = 0; i < d->max_peers; i++) {
-			if (old[i] && !memcmp(old[i]->noise.public_key, e->public_key, 32)) {
-				old[i]->slot = s;
-				d->by_slot[s] = old[i];
-				adopt_keypairs(d, old[i], e);
-				old[i] = NULL;
-				break;
-			}
-		}
+		struct cp_peer *p = cp_peer_find(d, e->public_key);
+		if (!p || p->slot != UINT32_MAX)
+			continue;
+		p->slot = s;
+		d->by_slot[s] = p;
+		adopt_keypairs(d, p, e);
 	}
-	for (uint32_t i = 0; i < d->max_peers; i++) {
-		if (old[i])
-			place_new(d, old[i], n);
-	}
+	for (uint32_t i = 0; i < k; i++)
+		if (old[i]->slot == UINT32_MAX)
+			place_new(d, old[i], n, &cursor, &fallback);
 	free(old);
+	d->slot_hint = 0;
 }
 
-static void resync(struct cp_device *d)
+/*
+ * A full sync (after an attach or a lost message), in steps: as many peers
+ * per call as the ring has room for, keeping SYNC_RESERVE entries for the
+ * handshake traffic that goes on meanwhile. SYNC_BEGIN marks every
+ * dataplane peer stale, PEER_SET revives it, SYNC_END drops the rest.
+ * Peers changed meanwhile are sent by their own path too; a duplicate is
+ * harmless.
+ */
+#define SYNC_RESERVE 512
+
+static unsigned ring_room(const struct cp_device *d)
+{
+	unsigned free = rte_ring_free_count(d->shm.cp2dp);
+	return free > SYNC_RESERVE ? free - SYNC_RESERVE : 0;
+}
+
+static void sync_begin(struct cp_device *d)
 {
 	struct mg_msg m;
 	struct mg_msg_iface *f = (struct mg_msg_iface *)m.data;
 
 	d->resync = false;
+	d->syncing = true;
+	d->sync_cursor = 0;
 	d->shm.hdr->cp_pid = (uint64_t)getpid();
 	cp_dp_simple(d, MG_MSG_HELLO, 0);
 	cp_dp_simple(d, MG_MSG_SYNC_BEGIN, 0);
 	m.hdr = (struct mg_msg_hdr){.type = MG_MSG_IFACE_SET, .len = sizeof(*f)};
 	*f = (struct mg_msg_iface){.listen_port = d->listen_port, .mtu = d->cfg->mtu};
 	cp_dp_send(d, &m);
-	for (uint32_t i = 0; i < d->max_peers; i++) {
-		struct cp_peer *p = d->by_slot[i];
-		if (!p)
-			continue;
-		cp_dp_peer_push(d, p);
-		cp_dp_aips_push(d, p);
+}
+
+static void sync_step(struct cp_device *d)
+{
+	if (d->resync && rte_ring_free_count(d->shm.cp2dp) > MG_RING_SIZE / 2)
+		sync_begin(d);
+	while (d->syncing && d->sync_cursor < d->max_peers) {
+		struct cp_peer *p = d->by_slot[d->sync_cursor];
+		if (p && ring_room(d) < 2 + p->n_aips / MG_ALLOWEDIPS_PER_MSG)
+			return; /* the rest when the dataplane has drained some */
+		d->sync_cursor++;
+		if (p && (cp_dp_peer_push(d, p) || cp_dp_aips_push(d, p)))
+			return; /* lost: cp_dp_send asked for a new sync */
 	}
+	if (!d->syncing)
+		return;
 	cp_dp_simple(d, MG_MSG_SYNC_END, 0);
+	if (!d->syncing)
+		return;
+	d->syncing = false;
 	cp_filter_resync(d);
-	if (d->resync)
-		mg_log(LOG_WARNING, "re-sync incomplete (ring full); retrying");
-	else
-		mg_log(LOG_INFO, "dataplane programmed: %u peer(s)", d->n_peers);
+	mg_log(LOG_INFO, "dataplane programmed: %u peer(s)", d->n_peers);
 }
 
 static uint64_t shm_inode(const char *name)
@@ -224,8 +265,7 @@ void cp_dp_maintain(struct cp_device *d)
 	}
 	if (d->attached) {
 		d->shm.hdr->cp_heartbeat_ns = mg_mono_ns();
-		if (d->resync && rte_ring_free_count(d->shm.cp2dp) > MG_RING_SIZE / 2)
-			resync(d);
+		sync_step(d);
 	}
 }
 
@@ -241,6 +281,8 @@ unsigned cp_dp_poll(struct cp_device *d)
 	static struct mg_msg msgs[32];
 	if (!d->attached)
 		return 0;
+	if (d->resync || d->syncing)
+		sync_step(d);
 	unsigned count = rte_ring_count(d->shm.dp2cp);
 	if (count > MG_RING_SIZE / 8)
 		d->under_load_until_ns = cp_now() + 1000000000ull;

@@ -224,7 +224,7 @@ static int send_chunk(struct cp_device *d, uint16_t type, const void *elems, siz
 void cp_filter_maintain(struct cp_device *d)
 {
 	struct cp_filter *f = d->filter;
-	if (!f || !f->sending || !d->attached || d->resync)
+	if (!f || !f->sending || !d->attached || d->resync || d->syncing)
 		return;
 	struct mg_policy *p = f->cur;
 	while (rte_ring_free_count(d->shm.cp2dp) > FILTER_RING_MARGIN) {

@@ -98,6 +98,14 @@ void cp_hs_keypair_confirmed(struct cp_device *d, struct cp_peer *p)
 	p->lastminute_sent = false;
 }
 
+/* The peer's retransmit timer runs: cp_timers_tick checks it every tick
+ * (the bit is cleared there once hs_wanted is false again). */
+static void hs_wanted_set(struct cp_device *d, struct cp_peer *p)
+{
+	p->hs_wanted = true;
+	d->hs_wanted[p->slot / 64] |= 1ull << (p->slot % 64);
+}
+
 void cp_hs_initiate(struct cp_device *d, struct cp_peer *p, bool retry)
 {
 	struct wg_message_initiation msg;
@@ -109,7 +117,7 @@ void cp_hs_initiate(struct cp_device *d, struct cp_peer *p, bool retry)
 	if (!retry && p->hs_last_sent_ns && now - p->hs_last_sent_ns < d->t.rekey_timeout)
 		return;
 	if (!p->hs_wanted) {
-		p->hs_wanted = true;
+		hs_wanted_set(d, p);
 		p->hs_first_ns = now;
 	}
 	uint32_t idx = cp_index_alloc(d, p);
@@ -362,21 +370,51 @@ static void timer_zero(struct cp_device *d, struct cp_peer *p, uint64_t now)
 	}
 }
 
+/*
+ * A tick (every 50 ms): the handshakes being retried, all of them, then a
+ * slice of all peers for the other timers, at least SWEEP_MIN of them and
+ * enough that every peer is visited within SWEEP_TICKS ticks (2 s): a hub
+ * with 100,000 peers does not walk them all 20 times a second. Keepalive
+ * (10 s), rekey (120 s) and zeroing (540 s) are coarse enough for that.
+ */
+#define SWEEP_MIN   1024
+#define SWEEP_TICKS 40
+
+static void peer_tick(struct cp_device *d, struct cp_peer *p, uint64_t now)
+{
+	cp_peer_refresh_stats(d, p);
+	if (p->cur_initiator == false && p->kp_cur && p->cur_created_ns == 0)
+		p->cur_created_ns = now;
+	if (p->hs_wanted) /* after a slot change (adopt): back on the fast list */
+		hs_wanted_set(d, p);
+	timer_keepalive(d, p, now);
+	timer_rekey(d, p, now);
+	timer_zero(d, p, now);
+}
+
 void cp_timers_tick(struct cp_device *d)
 {
 	uint64_t now = cp_now();
 	if (!d->attached)
 		return;
-	for (uint32_t i = 0; i < d->max_peers; i++) {
-		struct cp_peer *p = d->by_slot[i];
-		if (!p)
-			continue;
-		cp_peer_refresh_stats(d, p);
-		if (p->cur_initiator == false && p->kp_cur && p->cur_created_ns == 0)
-			p->cur_created_ns = now;
-		timer_retransmit(d, p, now);
-		timer_keepalive(d, p, now);
-		timer_rekey(d, p, now);
-		timer_zero(d, p, now);
+	for (uint32_t w = 0; w < (d->max_peers + 63) / 64; w++) {
+		for (uint64_t bits = d->hs_wanted[w]; bits; bits &= bits - 1) {
+			uint32_t b = (uint32_t)__builtin_ctzll(bits);
+			struct cp_peer *p = d->by_slot[w * 64 + b];
+			if (!p || !p->hs_wanted || p->slot != w * 64 + b) {
+				d->hs_wanted[w] &= ~(1ull << b);
+				continue;
+			}
+			timer_retransmit(d, p, now);
+		}
+	}
+	uint32_t n = (d->max_peers + SWEEP_TICKS - 1) / SWEEP_TICKS;
+	n = n < SWEEP_MIN ? SWEEP_MIN : n;
+	n = n > d->max_peers ? d->max_peers : n;
+	for (uint32_t k = 0; k < n; k++) {
+		struct cp_peer *p = d->by_slot[d->timer_cursor];
+		d->timer_cursor = (d->timer_cursor + 1) & (d->max_peers - 1);
+		if (p)
+			peer_tick(d, p, now);
 	}
 }

@@ -13,6 +13,7 @@
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_mbuf_dyn.h>
+#include <sodium.h>
 #include <rte_ring.h>
 
 #include "dp.h"
@@ -202,6 +203,9 @@ void dp_ctx_teardown(struct dp_ctx *dp)
 	rte_ring_free(dp->events);
 	rte_free(dp->rcu);
 	rte_free(dp->peers);
+	if (dp->keypairs) /* session keys: zeroed, not just freed */
+		sodium_memzero(dp->keypairs,
+			       sizeof(*dp->keypairs) * dp->max_peers * MG_KP_PER_PEER);
 	rte_free(dp->keypairs);
 	rte_mempool_free(dp->pool);
 	if (dp->shm.base)

@@ -117,15 +117,36 @@ static void retire_keypair(struct dp_ctx *dp, uint32_t slot1)
 	if (ms->n_retired == ms->cap_retired) {
 		uint32_t cap = ms->cap_retired ? ms->cap_retired * 2 : 64;
 		uint32_t *r = realloc(ms->retired, cap * sizeof(*r));
-		if (!r)
-			return; /* keys get zeroed when the slot is reused */
+		if (!r) {
+			/* No room to defer it: a grace period now, then zero. */
+			rte_rcu_qsbr_synchronize(dp->rcu, RTE_QSBR_THRID_INVALID);
+			sodium_memzero(dp->keypairs[slot1 - 1].send_key, 32);
+			sodium_memzero(dp->keypairs[slot1 - 1].recv_key, 32);
+			return;
+		}
 		ms->retired = r;
 		ms->cap_retired = cap;
 	}
 	ms->retired[ms->n_retired++] = slot1;
 }
 
-/* Zero retired keys once no worker can still be using them. */
+/*
+ * Zero retired keys once no worker can still be using them. One grace
+ * period for all of them: done on the 100 ms tick, when REAP_BATCH have
+ * piled up, or when a retired slot is about to be reused (keypair_add), not
+ * after every control message (under a burst of handshakes, a grace period
+ * per message would keep the main lcore waiting on the workers).
+ */
+#define REAP_BATCH 256
+
+static bool retired_pending(const struct dp_main_state *ms, uint32_t slot1)
+{
+	for (uint32_t i = 0; i < ms->n_retired; i++)
+		if (ms->retired[i] == slot1)
+			return true;
+	return false;
+}
+
 static void reap_keypairs(struct dp_ctx *dp)
 {
 	struct dp_main_state *ms = dp->ms;
@@ -134,8 +155,10 @@ static void reap_keypairs(struct dp_ctx *dp)
 	rte_rcu_qsbr_synchronize(dp->rcu, RTE_QSBR_THRID_INVALID);
 	for (uint32_t i = 0; i < ms->n_retired; i++) {
 		struct dp_keypair *kp = &dp->keypairs[ms->retired[i] - 1];
-		if (!__atomic_load_n(&kp->local_index, __ATOMIC_ACQUIRE))
-			sodium_memzero(kp->send_key, sizeof(kp->send_key) * 2);
+		if (!__atomic_load_n(&kp->local_index, __ATOMIC_ACQUIRE)) {
+			sodium_memzero(kp->send_key, sizeof(kp->send_key));
+			sodium_memzero(kp->recv_key, sizeof(kp->recv_key));
+		}
 	}
 	ms->n_retired = 0;
 }
@@ -193,6 +216,10 @@ static int keypair_add(struct dp_ctx *dp, uint32_t id, const struct mg_msg_keypa
 	if (__atomic_load_n(&kp->local_index, __ATOMIC_ACQUIRE)) {
 		__atomic_store_n(&kp->local_index, 0, __ATOMIC_RELEASE);
 		rte_rcu_qsbr_synchronize(dp->rcu, RTE_QSBR_THRID_INVALID);
+	} else if (retired_pending(dp->ms, slot1)) {
+		/* Retired, not yet past a grace period: a worker may still be
+		 * reading its keys or its window. */
+		reap_keypairs(dp);
 	}
 	uint64_t now = rte_rdtsc();
 	kp->remote_index = k->remote_index;
@@ -562,7 +589,8 @@ void dp_service_commit(struct dp_ctx *dp)
 		}
 		ms->routes_dirty = false;
 	}
-	reap_keypairs(dp);
+	if (ms->n_retired >= REAP_BATCH)
+		reap_keypairs(dp);
 }
 
 /* ---- mbufs from workers -------------------------------------------------------- */
@@ -802,7 +830,8 @@ static unsigned events_poll(struct dp_ctx *dp)
 			to_control(dp, MG_MSG_ENDPOINT, ev[i].peer, &ev[i].ep);
 		}
 	}
-	reap_keypairs(dp);
+	if (dp->ms->n_retired >= REAP_BATCH)
+		reap_keypairs(dp);
 	return n;
 }
 
@@ -852,6 +881,7 @@ static void tick(struct dp_ctx *dp)
 {
 	uint64_t now = rte_rdtsc();
 	dp->shm.hdr->dp_heartbeat_ns = mg_mono_ns();
+	reap_keypairs(dp);
 	pending_service(dp, true);
 	if (now < dp->ms->next_slow_tick)
 		return;

@@ -7,11 +7,11 @@
  * cheap check and costs it Diffie-Hellman work, but come from unknown static
  * keys, so none completes. It counts the cookie replies that come back.
  *
- *   meshgate-hsflood [--cookies] DST_IP PORT RESPONDER_PUBKEY_B64 COUNT SECONDS
+ *   meshgate-hsflood [--cookies] [--rate R] DST_IP PORT RESPONDER_PUBKEY_B64 COUNT SECONDS
  *
  * 1,024 distinct initiations are made up front (MAC1 over each) and sent in
- * turn with sendmmsg, as fast as the socket takes them, until COUNT are
- * sent or SECONDS pass. --cookies makes it the attacker that does answer
+ * turn with sendmmsg, as fast as the socket takes them (or R per second
+ * with --rate), until COUNT are sent or SECONDS pass. --cookies makes it the attacker that does answer
  * cookie replies: it takes the cookie and sends MAC2 from then on (all from
  * one source address, which the responder then rate limits).
  *
@@ -45,7 +45,8 @@ static uint64_t mono_ns(void)
 
 static void usage(const char *prog)
 {
-	fprintf(stderr, "usage: %s [--cookies] DST_IP PORT RESPONDER_PUBKEY_B64 COUNT SECONDS\n",
+	fprintf(stderr,
+		"usage: %s [--cookies] [--rate R] DST_IP PORT RESPONDER_PUBKEY_B64 COUNT SECONDS\n",
 		prog);
 	exit(2);
 }
@@ -67,9 +68,17 @@ int main(int argc, char **argv)
 	bool honor = false;
 	int a = 1;
 
-	if (argc > 1 && !strcmp(argv[1], "--cookies")) {
-		honor = true;
-		a++;
+	double rate = 0;
+	for (; a < argc && !strncmp(argv[a], "--", 2); a++) {
+		if (!strcmp(argv[a], "--cookies")) {
+			honor = true;
+		} else if (!strcmp(argv[a], "--rate") && a + 1 < argc) {
+			rate = strtod(argv[++a], NULL);
+			if (!(rate >= 1 && rate <= 1e8))
+				usage(argv[0]);
+		} else {
+			usage(argv[0]);
+		}
 	}
 	if (argc - a != 5)
 		usage(argv[0]);
@@ -116,7 +125,17 @@ int main(int argc, char **argv)
 	bool have_cookie = false;
 	while (sent < count && now < deadline) {
 		int k = 0;
-		for (; k < BURST && sent + (unsigned)k < count; k++) {
+		unsigned long long due = count;
+		if (rate > 0) {
+			due = (unsigned long long)((double)(now - t0) * 1e-9 * rate);
+			if (due <= sent) {
+				struct timespec pause = {0, 100000};
+				nanosleep(&pause, NULL);
+				now = mono_ns();
+				continue;
+			}
+		}
+		for (; k < BURST && sent + (unsigned)k < count && sent + (unsigned)k < due; k++) {
 			oiov[k] = (struct iovec){.iov_base = &msg[next], .iov_len = sizeof(msg[0])};
 			out[k] = (struct mmsghdr){.msg_hdr = {.msg_iov = &oiov[k], .msg_iovlen = 1}};
 			next = (next + 1) % NMSG;

@@ -33,6 +33,8 @@
 #                 array body (default '"10.99.0.2/32", "fd99::2/128"')
 #   MG_WAN_EXTRA  extra settings for the wan port, verbatim
 #                 (e.g. 'gateway6 = "fe80::1";')
+#   MG_MAX_PEERS  meshgate.max_peers (default 64)
+#   MG_EAL_MB     the dataplane's EAL memory, MiB (default 512)
 #
 # Optional, read by mg_topo_write_conf and mg_topo_add_peer:
 #   MG_UNDERLAY   4 (default) or 6. With 6 the gateway's WAN port also has
@@ -68,11 +70,11 @@ meshgate: {
   name = "$MGN";
   private_key_file = "$MG_TMP/gw.key";
   listen_port = 51820;
-  max_peers = 64;
+  max_peers = ${MG_MAX_PEERS:-64};
   log_level = "${MG_LOG_LEVEL:-info}";
 };
 dataplane: {
-  eal_args = ["--no-huge", "-m", "512", "--no-pci", "--log-level=*:notice"$eal];
+  eal_args = ["--no-huge", "-m", "${MG_EAL_MB:-512}", "--no-pci", "--log-level=*:notice"$eal];
   main_lcore = 0;
   workers = [1];
   mbufs = 8192;
