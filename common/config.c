@@ -1345,17 +1345,41 @@ static int syntax_error(const config_t *cf, const char *name, char *err, size_t 
 	return -EINVAL;
 }
 
-/* @include paths are taken relative to the including file's directory. */
-static void set_include_dir(config_t *cf, const char *path)
+/*
+ * @include paths are taken relative to the including file's directory, and
+ * absolute ones as they are. libconfig 1.5 puts its include dir in front of
+ * every path, absolute ones too, so instead of setting one we read from
+ * inside that directory (and go back): config loads happen at start-up,
+ * before any other thread exists. -1 if we stayed where we were.
+ */
+static int enter_config_dir(const char *path)
 {
 	char dir[4096];
 	const char *slash = strrchr(path, '/');
+	int here;
 
 	if (!slash || (size_t)(slash - path) >= sizeof(dir))
-		return;
+		return -1;
 	memcpy(dir, path, (size_t)(slash - path));
 	dir[slash - path] = '\0';
-	config_set_include_dir(cf, slash == path ? "/" : dir);
+	here = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (here < 0)
+		return -1;
+	if (chdir(slash == path ? "/" : dir)) {
+		close(here);
+		return -1;
+	}
+	return here;
+}
+
+static void leave_config_dir(int here)
+{
+	if (here < 0)
+		return;
+	if (fchdir(here))
+		fprintf(stderr, "config: cannot return to the working directory: %s\n",
+			strerror(errno));
+	close(here);
 }
 
 /* libconfig's scanner exit()s on a read error, as reading a directory gives. */
@@ -1384,8 +1408,10 @@ int mg_config_load(const char *path, unsigned flags, struct mg_config *out, char
 		return ret;
 	}
 	config_init(&cf);
-	set_include_dir(&cf, path);
-	if (config_read(&cf, f) != CONFIG_TRUE)
+	int here = enter_config_dir(path);
+	int read = config_read(&cf, f);
+	leave_config_dir(here);
+	if (read != CONFIG_TRUE)
 		ret = syntax_error(&cf, path, err, errlen);
 	else
 		ret = mg_config_parse(&cf, path, flags, out, err, errlen);

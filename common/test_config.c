@@ -483,6 +483,43 @@ static void test_defaults(void)
 	unlink(path);
 }
 
+/* @include of peers: relative to the including file's directory, or
+ * absolute; the working directory is the same afterwards. */
+static void test_include(void)
+{
+	char dir[300], main_path[400], rel[400], abs_path[400], text[1024], err[512];
+	char cwd0[4096], cwd1[4096];
+	struct mg_config c;
+	uint8_t pk[32], sk[32];
+	char k1[45], k2[45];
+
+	snprintf(dir, sizeof(dir), "%s/inc", tmpdir);
+	mkdir(dir, 0700);
+	crypto_box_keypair(pk, sk), mg_key_to_base64(pk, k1);
+	crypto_box_keypair(pk, sk), mg_key_to_base64(pk, k2);
+	snprintf(rel, sizeof(rel), "%s/rel.conf", dir);
+	snprintf(text, sizeof(text), "{ public_key = \"%s\"; }", k1);
+	write_file(rel, text, 0644);
+	snprintf(abs_path, sizeof(abs_path), "%s/abs.conf", tmpdir);
+	snprintf(text, sizeof(text), "{ public_key = \"%s\"; }", k2);
+	write_file(abs_path, text, 0644);
+	snprintf(main_path, sizeof(main_path), "%s/main.conf", dir);
+	snprintf(text, sizeof(text), MG DP "peers = (\n@include \"rel.conf\"\n,\n@include \"%s\"\n);\n",
+		 abs_path);
+	write_file(main_path, text, 0644);
+	if (!getcwd(cwd0, sizeof(cwd0)))
+		cwd0[0] = 0;
+	int ret = mg_config_load(main_path, 0, &c, err, sizeof(err));
+	CHECK(ret == 0 && c.n_peers == 2, "relative and absolute @include: %s", ret ? err : "2 peers");
+	CHECK(getcwd(cwd1, sizeof(cwd1)) && !strcmp(cwd0, cwd1), "working directory kept");
+	if (!ret)
+		mg_config_free(&c);
+	unlink(rel);
+	unlink(abs_path);
+	unlink(main_path);
+	rmdir(dir);
+}
+
 static const char full_conf[] =
     "meshgate: {\n"
     "  name = \"hub-1.a_b\"; listen_port = 4500; mtu = 1380; max_peers = 10;\n"
@@ -967,6 +1004,7 @@ int main(int argc, char **argv)
 	test_missing_file();
 	test_defaults();
 	test_full();
+	test_include();
 	test_benchmark_no_replay();
 	test_key_files();
 	test_coord();

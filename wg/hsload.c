@@ -10,8 +10,9 @@
  * one) and installed the session; a sample of them is checked by
  * completing the handshake on our side, with matching keys.
  *
- *   meshgate-hsload config --peers N --seed HEX
- *       prints the N initiators' public keys as `wg addconf` [Peer] sections
+ *   meshgate-hsload config --peers N --seed HEX [--from K] [--format wg|meshgate]
+ *       prints initiators K..N-1's public keys as `wg addconf` [Peer]
+ *       sections, or as the entries of a meshgate config's peers list
  *   meshgate-hsload run --peers N --seed HEX --rate R[,R...] --seconds S
  *       [--cpu-pid PID] DST_IP PORT RESPONDER_PUBKEY_B64
  *       one step per rate: the initiations of the step are made first (not
@@ -21,9 +22,12 @@
  *       responses that complete, the send window (CLOCK_REALTIME) and, with
  *       --cpu-pid, the CPU seconds process PID used in the window.
  *
- * Initiator i's private key is BLAKE2s(seed || i); an initiator sends again
- * only after N / R seconds, well over WireGuard's 1/50 s per-peer flood
- * limit when N is large enough (the tool refuses N < R / 25).
+ * Initiator i's private key is BLAKE2s(seed || i). Initiations go to the
+ * initiators in a spread order (the k-th to k * 2654435761 mod N, a
+ * permutation since that prime is larger than any N), so a short run
+ * touches the whole range and an initiator sends again only after N / R
+ * seconds: well over WireGuard's 1/50 s per-peer flood limit when N is
+ * large enough (the tool refuses N < R / 25).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -72,7 +76,7 @@ static uint64_t now_ns(clockid_t c)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: meshgate-hsload config --peers N --seed HEX\n"
+		"usage: meshgate-hsload config --peers N --seed HEX [--from K] [--format wg|meshgate]\n"
 		"       meshgate-hsload run --peers N --seed HEX --rate R[,R...] --seconds S\n"
 		"                       [--cpu-pid PID] DST_IP PORT RESPONDER_PUBKEY_B64\n");
 	exit(2);
@@ -138,7 +142,9 @@ static int make_step(struct initiator *ini, uint32_t npeers, uint32_t *next_peer
 {
 	*nsample = 0;
 	for (uint64_t j = 0; j < count; j++) {
-		uint32_t p = (*next_peer)++ % npeers;
+		/* Initiators in a spread order (a multiplicative permutation):
+		 * a short run still touches the whole range. */
+		uint32_t p = (uint32_t)((uint64_t)(*next_peer)++ * 2654435761u % npeers);
 		struct initiator *x = &ini[p];
 
 		/* TAI64N keeps 2^24 ns of precision: stay clear of it. */
@@ -267,6 +273,8 @@ int main(int argc, char **argv)
 	int nrates = 0, a = 2;
 	double seconds = 0;
 	long cpu_pid = 0;
+	unsigned long from = 0;
+	bool meshgate_format = false;
 	uint8_t seed[32] = {0};
 	bool have_seed = false;
 
@@ -279,9 +287,12 @@ int main(int argc, char **argv)
 		const char *v = argv[a + 1];
 		if (!strcmp(argv[a], "--peers"))
 			npeers = strtoul(v, NULL, 10);
-		else if (!strcmp(argv[a], "--seed"))
-			have_seed = sodium_hex2bin(seed, sizeof(seed), v, strlen(v), NULL, NULL,
-						   NULL) == 0;
+		else if (!strcmp(argv[a], "--seed")) {
+			size_t n = 0;
+			have_seed = sodium_hex2bin(seed, sizeof(seed), v, strlen(v), NULL, &n,
+						   NULL) == 0 &&
+				    n == sizeof(seed);
+		}
 		else if (!strcmp(argv[a], "--rate") && run) {
 			if (parse_rates(v, rate, &nrates))
 				usage();
@@ -289,10 +300,15 @@ int main(int argc, char **argv)
 			seconds = strtod(v, NULL);
 		else if (!strcmp(argv[a], "--cpu-pid") && run)
 			cpu_pid = strtol(v, NULL, 10);
+		else if (!strcmp(argv[a], "--from") && !run)
+			from = strtoul(v, NULL, 10);
+		else if (!strcmp(argv[a], "--format") && !run &&
+			 (!strcmp(v, "wg") || !strcmp(v, "meshgate")))
+			meshgate_format = !strcmp(v, "meshgate");
 		else
 			usage();
 	}
-	if (sodium_init() < 0 || !have_seed || npeers < 1 || npeers > MAX_PEERS)
+	if (sodium_init() < 0 || !have_seed || npeers < 1 || npeers > MAX_PEERS || from > npeers)
 		usage();
 
 	struct initiator *ini = calloc(npeers, sizeof(*ini));
@@ -302,15 +318,22 @@ int main(int argc, char **argv)
 	}
 	if (!run) {
 		char b64[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_ORIGINAL)];
-		for (uint32_t i = 0; i < npeers; i++) {
+		for (uint32_t i = (uint32_t)from; i < npeers; i++) {
 			uint8_t priv[32];
 			private_key(seed, i, priv);
 			wg_noise_local_init(&ini[0].local, priv);
 			sodium_memzero(priv, sizeof(priv));
 			sodium_bin2base64(b64, sizeof(b64), ini[0].local.public_key, 32,
 					  sodium_base64_VARIANT_ORIGINAL);
-			printf("[Peer]\nPublicKey = %s\n\n", b64);
+			if (meshgate_format) /* list entries: comma between, none after */
+				printf("%s{ public_key = \"%s\"; }", i > from ? ",\n" : "", b64);
+			else
+				printf("[Peer]\nPublicKey = %s\n\n", b64);
 		}
+		if (meshgate_format)
+			printf("\n");
+		wg_noise_local_clear(&ini[0].local);
+		free(ini);
 		return 0;
 	}
 

@@ -35,6 +35,8 @@
 #                 (e.g. 'gateway6 = "fe80::1";')
 #   MG_MAX_PEERS  meshgate.max_peers (default 64)
 #   MG_EAL_MB     the dataplane's EAL memory, MiB (default 512)
+#   MG_EXTRA_PEERS_FILE  a file of more entries for the peers list
+#                 (libconfig groups separated by commas), @included
 #
 # Optional, read by mg_topo_write_conf and mg_topo_add_peer:
 #   MG_UNDERLAY   4 (default) or 6. With 6 the gateway's WAN port also has
@@ -63,6 +65,9 @@ mg_topo_write_conf() {
 		peer_endpoint=${MG_PEER_ENDPOINT-198.18.0.2:51820}
 	fi
 	[ -n "$peer_endpoint" ] && ep_line="endpoint = \"$peer_endpoint\";"
+	local extra_peers=""
+	[ -n "${MG_EXTRA_PEERS_FILE:-}" ] &&
+		extra_peers=$(printf ',\n@include "%s"' "$MG_EXTRA_PEERS_FILE")
 	read -r -a eal_extra <<<"${MG_EAL_EXTRA:-}"
 	for a in "${eal_extra[@]}"; do eal+=", \"$a\""; done
 	cat >"$file" <<CONF
@@ -88,7 +93,7 @@ ${MG_DP_EXTRA:-}
 };
 peers = (
   { name = "peer"; public_key = "$PEER_PUB"; $ep_line
-    allowed_ips = [$allowed]; }
+    allowed_ips = [$allowed]; }$extra_peers
 );
 $testing
 CONF
