@@ -198,8 +198,8 @@ static void test_sync_and_adopt(void)
 	CHECK(v.begin == 1 && v.end == 1 && v.order_bad == 0,
 	      "SYNC_BEGIN, peers, SYNC_END in order (%u rounds of 300)", rounds);
 	CHECK(once == NPEERS && aips_once == NPEERS && v.other == 0,
-	      "each of %u peers sent once with its key and its allowed IPs (%u, %u)", NPEERS,
-	      once, aips_once);
+	      "each of %u peers sent once with its key and its allowed IPs (%u, %u)", NPEERS, once,
+	      aips_once);
 	CHECK(d.cp2dp_full == 0 && !d.resync && !d.syncing, "nothing lost to a full ring");
 
 	/* The dataplane lists the peers in its slots; control restarts with a
@@ -239,8 +239,8 @@ static void test_sync_and_adopt(void)
 	while (drain(&s, &v, 1000, &d) || d.syncing || d.resync)
 		cp_dp_poll(&d);
 	struct cp_peer *hi = d.by_slot[(uint32_t)((NPEERS - 1) * 7919u) % MAX_PEERS];
-	hi->endpoint = (struct mg_sockaddr){.family = AF_INET, .port = 51820,
-					    .addr = {198, 18, 0, 2}};
+	hi->endpoint =
+	    (struct mg_sockaddr){.family = AF_INET, .port = 51820, .addr = {198, 18, 0, 2}};
 	cp_hs_initiate(&d, hi, false);
 	unsigned before = 0, after = 0;
 	struct mg_msg m;
@@ -266,7 +266,8 @@ int main(void)
 		return 2;
 	snprintf(name, sizeof(name), "tdev%d", (int)getpid());
 	for (uint32_t i = 0; i < NPEERS; i++)
-		crypto_scalarmult_base(keys[i], (const uint8_t[32]){8, (uint8_t)i, (uint8_t)(i >> 8), 7});
+		crypto_scalarmult_base(keys[i],
+				       (const uint8_t[32]){8, (uint8_t)i, (uint8_t)(i >> 8), 7});
 	test_slots();
 	test_sync_and_adopt();
 	printf("test_device: %d checks, %d failed\n", checks, failures);

@@ -40,28 +40,21 @@
 #include "pkt.h"
 #include "route.h"
 #include "stage.h"
+#include "testbed.h"
 #include "wg_messages.h"
 
 #define ROUND                                                                                      \
 	1024 /* packets per queue per round: one RX ring of the size the dataplane                 \
 	      * gives real NICs (RX_DESC), so data is as cache-warm as a NIC leaves it */
-#define RING_SZ 8192
 
 enum dir { DECAP, ENCAP };
 static const char *const dir_name[] = {"decap", "encap"};
 
 struct bench {
-	struct mg_config cfg;
-	struct dp_ctx dp;
-	struct rte_ring *ring[2][2][2]; /* [port wan/lan][queue][rx/tx] */
-	uint32_t npeers, nworkers;
-	uint32_t active; /* workers (and queues) a measurement uses: 1..nworkers */
-	uint32_t *lidx;
-	uint64_t *ctr;
+	struct dp_testbed tb;
+	uint32_t active;	  /* workers (and queues) a measurement uses: 1..nworkers */
+	uint64_t *ctr;		  /* each peer's next counter, decap traffic */
 	struct dp_crypto *gen[2]; /* per generating lcore */
-	uint8_t key_g2p[32], key_p2g[32];
-	int serial;
-	char dev[2][RTE_ETH_NAME_MAX_LEN];
 };
 
 struct result {
@@ -138,131 +131,21 @@ static void remote_stop(void)
 	rte_eal_wait_lcore(1);
 }
 
-/* ---- setup ------------------------------------------------------------- */
+/* ---- traffic ------------------------------------------------------------ */
 
-static uint32_t peer_ip(uint32_t i) /* 10.64.0.0/10 */
-{
-	return 0x0a400000u + i;
-}
-
-static uint32_t peer_ep(uint32_t i) /* off-link, via the WAN gateway */
-{
-	return 0x64400000u + i;
-}
-
-static int make_ports(struct bench *b)
-{
-	char name[32];
-	for (int p = 0; p < 2; p++) {
-		struct rte_ring *rx[2], *tx[2];
-		for (unsigned q = 0; q < b->nworkers; q++) {
-			for (int d = 0; d < 2; d++) {
-				snprintf(name, sizeof(name), "br%d_%d_%u_%d", b->serial, p, q, d);
-				b->ring[p][q][d] = rte_ring_create(name, RING_SZ, 0,
-								   RING_F_SP_ENQ | RING_F_SC_DEQ);
-				if (!b->ring[p][q][d])
-					return -ENOMEM;
-			}
-			rx[q] = b->ring[p][q][0];
-			tx[q] = b->ring[p][q][1];
-		}
-		snprintf(name, sizeof(name), "b%s%d", p ? "lan" : "wan", b->serial);
-		int port = rte_eth_from_rings(name, rx, b->nworkers, tx, b->nworkers, 0);
-		if (port < 0 || rte_eth_dev_get_name_by_port((uint16_t)port, b->dev[p]))
-			return -ENODEV;
-	}
-	return 0;
-}
-
-static int make_config(struct bench *b)
-{
-	char text[2048], err[512];
-	snprintf(text, sizeof(text),
-		 "meshgate: { name = \"bench%d-%d\"; max_peers = %u; };\n"
-		 "dataplane: { mbufs = 65536; burst = 32; snat = { enabled = %s; }; ports = (\n"
-		 "  { name = \"wan0\"; device = \"%s\"; role = \"wan\";"
-		 "    addresses = [\"198.18.0.1/24\"]; gateway = \"198.18.0.254\"; },\n"
-		 "  { name = \"lan0\"; device = \"%s\"; role = \"lan\";"
-		 "    addresses = [\"10.88.0.254/24\"]; } ); };\n",
-		 (int)getpid(), b->serial, b->npeers < 4 ? 4 : b->npeers,
-		 bench_snat ? "true" : "false", b->dev[0], b->dev[1]);
-	if (mg_config_load_string(text, "bench", 0, &b->cfg, err, sizeof(err))) {
-		fprintf(stderr, "bench config: %s\n", err);
-		return -EINVAL;
-	}
-	b->cfg.n_workers = (int)b->nworkers;
-	for (unsigned i = 0; i < b->nworkers; i++)
-		b->cfg.workers[i] = (int)i;
-	return 0;
-}
-
-static void program_peer(struct bench *b, uint32_t i)
-{
-	struct mg_msg m;
-	struct dp_ctx *dp = &b->dp;
-
-	memset(&m, 0, sizeof(m));
-	m.hdr = (struct mg_msg_hdr){.type = MG_MSG_PEER_SET, .peer = i};
-	struct mg_msg_peer *pm = (struct mg_msg_peer *)m.data;
-	memcpy(pm->public_key, &i, sizeof(i));
-	pm->public_key[31] = 1;
-	pm->flags = MG_PEER_F_ENDPOINT;
-	dp_sockaddr_v4(&pm->endpoint, rte_cpu_to_be_32(peer_ep(i)), rte_cpu_to_be_16(51820));
-	dp_service_handle(dp, &m);
-
-	memset(&m, 0, sizeof(m));
-	m.hdr =
-	    (struct mg_msg_hdr){.type = MG_MSG_ALLOWEDIPS,
-				.peer = i,
-				.len = sizeof(struct mg_msg_allowedips) + sizeof(struct mg_prefix)};
-	struct mg_msg_allowedips *a = (struct mg_msg_allowedips *)m.data;
-	a->replace = 1;
-	a->count = 1;
-	uint32_t ip = rte_cpu_to_be_32(peer_ip(i));
-	a->prefixes[0] = (struct mg_prefix){.family = AF_INET, .cidr = 32};
-	memcpy(a->prefixes[0].addr, &ip, 4);
-	dp_service_handle(dp, &m);
-
-	memset(&m, 0, sizeof(m));
-	m.hdr = (struct mg_msg_hdr){.type = MG_MSG_KEYPAIR_ADD, .peer = i};
-	struct mg_msg_keypair *k = (struct mg_msg_keypair *)m.data;
-	b->lidx[i] = (0x5a000000u & ~dp->kp_mask) | (i * MG_KP_PER_PEER);
-	if (!b->lidx[i])
-		b->lidx[i] = dp->kp_mask + 1;
-	k->local_index = b->lidx[i];
-	k->remote_index = 0x10000 + i;
-	k->initiator = 1;
-	memcpy(k->send_key, b->key_g2p, 32);
-	memcpy(k->recv_key, b->key_p2g, 32);
-	dp_service_handle(dp, &m);
-}
-
+/* The testbed, plus what the benchmark keeps per peer and per lcore. */
 static int bench_setup(struct bench *b, uint32_t npeers, uint32_t nworkers)
 {
-	static int serial;
 	memset(b, 0, sizeof(*b));
-	b->serial = ++serial;
-	b->npeers = npeers;
-	b->nworkers = nworkers;
-	b->active = nworkers;
-	b->lidx = calloc(npeers, sizeof(*b->lidx));
-	b->ctr = calloc(npeers, sizeof(*b->ctr));
-	randombytes_buf(b->key_g2p, 32);
-	randombytes_buf(b->key_p2g, 32);
-	b->gen[0] = dp_crypto_create(DP_CRYPTO_IPSEC_MB, NULL, -1);
-	b->gen[1] = dp_crypto_create(DP_CRYPTO_IPSEC_MB, NULL, -1);
-	if (!b->lidx || !b->ctr || !b->gen[0] || !b->gen[1] || make_ports(b) || make_config(b))
-		return -ENOMEM;
-	b->dp.cfg = &b->cfg;
-	int rc = dp_ctx_setup(&b->dp);
+	int rc = dp_tb_setup(&b->tb, npeers, nworkers, bench_snat);
 	if (rc)
 		return rc;
-	for (uint32_t i = 0; i < npeers; i++)
-		program_peer(b, i);
-	dp_service_commit(&b->dp);
-	struct rte_ether_addr mac = {{0x02, 0, 0, 0, 0, 0xfe}};
-	dp_neigh_update4(b->dp.neigh, rte_cpu_to_be_32(0xc61200feu), &mac, rte_rdtsc());
-	dp_neigh_update4(b->dp.neigh, rte_cpu_to_be_32(0x0a580001u), &mac, rte_rdtsc());
+	b->active = nworkers;
+	b->ctr = calloc(npeers, sizeof(*b->ctr));
+	b->gen[0] = dp_crypto_create(DP_CRYPTO_IPSEC_MB, NULL, -1);
+	b->gen[1] = dp_crypto_create(DP_CRYPTO_IPSEC_MB, NULL, -1);
+	if (!b->ctr || !b->gen[0] || !b->gen[1])
+		return -ENOMEM;
 	if (nworkers > 1)
 		remote_start();
 	return 0;
@@ -270,80 +153,12 @@ static int bench_setup(struct bench *b, uint32_t npeers, uint32_t nworkers)
 
 static void bench_teardown(struct bench *b)
 {
-	if (b->nworkers > 1)
+	if (b->tb.nworkers > 1)
 		remote_stop();
-	dp_ctx_teardown(&b->dp);
-	mg_config_free(&b->cfg);
-	for (int p = 0; p < 2; p++)
-		for (unsigned q = 0; q < b->nworkers; q++)
-			for (int d = 0; d < 2; d++)
-				rte_ring_free(b->ring[p][q][d]);
+	dp_tb_teardown(&b->tb);
 	dp_crypto_destroy(b->gen[0]);
 	dp_crypto_destroy(b->gen[1]);
-	free(b->lidx);
 	free(b->ctr);
-}
-
-/* ---- traffic ------------------------------------------------------------ */
-
-static void inner_ipv4(uint8_t *p, uint32_t len, uint32_t src, uint32_t dst)
-{
-	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)p;
-	memset(p, 0, len);
-	ip->version_ihl = RTE_IPV4_VHL_DEF;
-	ip->total_length = rte_cpu_to_be_16((uint16_t)len);
-	ip->time_to_live = 64;
-	ip->next_proto_id = IPPROTO_UDP;
-	ip->src_addr = rte_cpu_to_be_32(src);
-	ip->dst_addr = rte_cpu_to_be_32(dst);
-	ip->hdr_checksum = rte_ipv4_cksum(ip);
-	struct rte_udp_hdr *u = (struct rte_udp_hdr *)(ip + 1);
-	u->src_port = rte_cpu_to_be_16(1000);
-	u->dst_port = rte_cpu_to_be_16(2000);
-	u->dgram_len = rte_cpu_to_be_16((uint16_t)(len - 20));
-}
-
-/* A LAN frame: plaintext for the tunnel. */
-static struct rte_mbuf *gen_encap(struct bench *b, uint32_t peer, uint32_t size)
-{
-	struct rte_mbuf *m = rte_pktmbuf_alloc(b->dp.pool);
-	if (!m)
-		return NULL;
-	uint8_t *p = (uint8_t *)rte_pktmbuf_append(m, (uint16_t)(14 + size));
-	struct rte_ether_hdr *eth = (struct rte_ether_hdr *)p;
-	eth->dst_addr = b->dp.ports[1].mac;
-	eth->src_addr = (struct rte_ether_addr){{0x02, 0, 0, 0, 0, 1}};
-	eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
-	inner_ipv4(p + 14, size, 0x0a580001u, peer_ip(peer));
-	return m;
-}
-
-/* A WAN frame: a transport data message from the peer, encrypted later in
- * one burst (ops[]). */
-static struct rte_mbuf *gen_decap(struct bench *b, uint32_t peer, uint64_t c, uint32_t size,
-				  struct dp_aead_op *op)
-{
-	uint32_t padded = RTE_ALIGN_CEIL(size, 16);
-	struct rte_mbuf *m = rte_pktmbuf_alloc(b->dp.pool);
-	if (!m)
-		return NULL;
-	uint16_t plen = (uint16_t)(sizeof(struct wg_message_data) + padded + 16);
-	uint8_t *p = (uint8_t *)rte_pktmbuf_append(m, (uint16_t)(DP_OUTER4_LEN + plen));
-	struct rte_ether_addr src = {{0x02, 0, 0, 0, 0, 0xfe}};
-	dp_build_outer4(p, &src, &b->dp.ports[0].mac, rte_cpu_to_be_32(peer_ep(peer)),
-			rte_cpu_to_be_32(0xc6120001u), 51820, 51820, plen);
-	struct wg_message_data *h = (struct wg_message_data *)(p + DP_OUTER4_LEN);
-	h->header = (struct wg_message_header){.type = WG_MSG_DATA};
-	h->key_idx = rte_cpu_to_le_32(b->lidx[peer]);
-	h->counter = rte_cpu_to_le_64(c);
-	inner_ipv4(h->encrypted_data, size, peer_ip(peer), 0x0a580001u);
-	memset(h->encrypted_data + size, 0, padded - size);
-	*op = (struct dp_aead_op){.data = h->encrypted_data,
-				  .len = padded,
-				  .tag = h->encrypted_data + padded,
-				  .key = b->key_p2g,
-				  .counter = c};
-	return m;
 }
 
 /*
@@ -370,7 +185,7 @@ struct gen_arg {
 
 static uint32_t frame_peer(const struct gen_arg *g, unsigned i)
 {
-	return g->single_peer ? 0 : (g->first + i) % g->b->npeers;
+	return g->single_peer ? 0 : (g->first + i) % g->b->tb.npeers;
 }
 
 static int gen_queue(void *arg)
@@ -379,22 +194,24 @@ static int gen_queue(void *arg)
 	struct bench *b = g->b;
 	struct rte_mbuf *m[ROUND];
 	static struct dp_aead_op ops[2][ROUND];
-	uint32_t per_peer = g->single_peer ? 1 : b->npeers;
+	uint32_t per_peer = g->single_peer ? 1 : b->tb.npeers;
 	unsigned n = 0;
 
 	for (unsigned j = 0; j < ROUND; j++) {
 		unsigned i = j * b->active + g->q;
 		uint32_t peer = frame_peer(g, i);
-		struct rte_mbuf *x = g->d == ENCAP ? gen_encap(b, peer, g->size)
-						   : gen_decap(b, peer, b->ctr[peer] + i / per_peer,
-							       g->size, &ops[g->q][n]);
+		struct rte_mbuf *x =
+		    g->d == ENCAP ? dp_tb_lan_frame(&b->tb, peer, g->size)
+				  : dp_tb_wan_frame(&b->tb, peer, b->ctr[peer] + i / per_peer,
+						    g->size, &ops[g->q][n]);
 		if (x)
 			m[n++] = x;
 	}
 	if (g->d == DECAP)
 		for (unsigned i = 0; i < n; i += 64)
 			dp_crypto_seal_burst(b->gen[g->q], ops[g->q] + i, RTE_MIN(64u, n - i));
-	g->n = rte_ring_enqueue_burst(b->ring[g->d == DECAP ? 0 : 1][g->q][0], (void **)m, n, NULL);
+	g->n =
+	    rte_ring_enqueue_burst(b->tb.ring[g->d == DECAP ? 0 : 1][g->q][0], (void **)m, n, NULL);
 	if (g->n < n)
 		rte_pktmbuf_free_bulk(m + g->n, n - g->n);
 	return 0;
@@ -420,27 +237,12 @@ static unsigned fill(struct bench *b, enum dir d, uint32_t size, uint32_t first,
 	return total;
 }
 
-/* Frees what queue q's workers sent, on the calling lcore. */
-static uint64_t drain_queue(struct bench *b, unsigned q)
-{
-	struct rte_mbuf *m[256];
-	uint64_t total = 0;
-	unsigned n;
-
-	for (int p = 0; p < 2; p++)
-		while ((n = rte_ring_dequeue_burst(b->ring[p][q][1], (void **)m, 256, NULL))) {
-			total += n;
-			rte_pktmbuf_free_bulk(m, n);
-		}
-	return total;
-}
-
 static uint64_t drain(struct bench *b)
 {
 	uint64_t total = 0;
 
-	for (unsigned q = 0; q < b->nworkers; q++)
-		total += drain_queue(b, q);
+	for (unsigned q = 0; q < b->tb.nworkers; q++)
+		total += dp_tb_drain(&b->tb, q);
 	return total;
 }
 
@@ -458,7 +260,7 @@ static int drain_queue1(void *arg)
 {
 	struct drain_arg *a = arg;
 
-	a->n = drain_queue(a->b, 1);
+	a->n = dp_tb_drain(&a->b->tb, 1);
 	return 0;
 }
 
@@ -467,9 +269,9 @@ static uint64_t drain_parallel(struct bench *b)
 	struct drain_arg a = {b, 0};
 
 	if (b->active < 2)
-		return drain_queue(b, 0);
+		return dp_tb_drain(&b->tb, 0);
 	remote_call(drain_queue1, &a);
-	uint64_t n = drain_queue(b, 0);
+	uint64_t n = dp_tb_drain(&b->tb, 0);
 	remote_wait();
 	return n + a.n;
 }
@@ -486,7 +288,7 @@ struct run_arg {
 static int run_worker(void *arg)
 {
 	struct run_arg *a = arg;
-	struct dp_worker *w = &a->b->dp.workers[a->idx];
+	struct dp_worker *w = &a->b->tb.dp.workers[a->idx];
 	static struct dp_burst bursts[2];
 	struct dp_burst *burst = &bursts[a->idx];
 	unsigned idle = 0;
@@ -496,8 +298,8 @@ static int run_worker(void *arg)
 	while (idle < 4) {
 		if (dp_worker_poll(w, burst))
 			idle = 0;
-		else if (!rte_ring_count(a->b->ring[0][a->idx][0]) &&
-			 !rte_ring_count(a->b->ring[1][a->idx][0]))
+		else if (!rte_ring_count(a->b->tb.ring[0][a->idx][0]) &&
+			 !rte_ring_count(a->b->tb.ring[1][a->idx][0]))
 			idle++;
 	}
 	a->end_tsc = rte_rdtsc();
@@ -508,11 +310,11 @@ static void workers_online(struct bench *b, bool on)
 {
 	for (unsigned i = 0; i < b->active; i++) {
 		if (on) {
-			rte_rcu_qsbr_thread_register(b->dp.rcu, i);
-			rte_rcu_qsbr_thread_online(b->dp.rcu, i);
+			rte_rcu_qsbr_thread_register(b->tb.dp.rcu, i);
+			rte_rcu_qsbr_thread_online(b->tb.dp.rcu, i);
 		} else {
-			rte_rcu_qsbr_thread_offline(b->dp.rcu, i);
-			rte_rcu_qsbr_thread_unregister(b->dp.rcu, i);
+			rte_rcu_qsbr_thread_offline(b->tb.dp.rcu, i);
+			rte_rcu_qsbr_thread_unregister(b->tb.dp.rcu, i);
 		}
 	}
 }
@@ -528,8 +330,8 @@ static struct result measure(struct bench *b, enum dir d, uint32_t size, double 
 
 	drain(b);
 	for (unsigned i = 0; i < b->active; i++) {
-		busy0[i] = b->dp.workers[i].busy_tsc;
-		rx0[i] = b->dp.workers[i].rx_pkts;
+		busy0[i] = b->tb.dp.workers[i].busy_tsc;
+		rx0[i] = b->tb.dp.workers[i].rx_pkts;
 	}
 	workers_online(b, true);
 	uint64_t busy_target = (uint64_t)(secs * (double)hz) * b->active;
@@ -551,15 +353,15 @@ static struct result measure(struct bench *b, enum dir d, uint32_t size, double 
 		out += drain_parallel(b);
 		busy = 0;
 		for (unsigned i = 0; i < b->active; i++)
-			busy += b->dp.workers[i].busy_tsc - busy0[i];
+			busy += b->tb.dp.workers[i].busy_tsc - busy0[i];
 	}
 	workers_online(b, false);
 	uint64_t pkts = 0;
 	for (unsigned i = 0; i < b->active; i++)
-		pkts += b->dp.workers[i].rx_pkts - rx0[i];
+		pkts += b->tb.dp.workers[i].rx_pkts - rx0[i];
 	for (unsigned i = 0; i < b->active; i++) {
-		r.wbusy[i] = b->dp.workers[i].busy_tsc - busy0[i];
-		r.wpkts[i] = b->dp.workers[i].rx_pkts - rx0[i];
+		r.wbusy[i] = b->tb.dp.workers[i].busy_tsc - busy0[i];
+		r.wpkts[i] = b->tb.dp.workers[i].rx_pkts - rx0[i];
 		r.worker_cycles[i] = (double)r.wbusy[i] / (double)r.wpkts[i];
 	}
 	r.busy = busy;
@@ -621,8 +423,8 @@ static void ceiling_hot(struct dp_crypto *c, enum dir d, uint32_t size, double s
 static uint64_t ceiling_same(struct bench *b, enum dir d, uint32_t size, double secs, uint64_t *cyc,
 			     uint64_t *ops_done)
 {
-	struct dp_crypto *c = b->dp.workers[0].crypto;
-	struct rte_ring *rx = b->ring[d == DECAP ? 0 : 1][0][0];
+	struct dp_crypto *c = b->tb.dp.workers[0].crypto;
+	struct rte_ring *rx = b->tb.ring[d == DECAP ? 0 : 1][0][0];
 	uint32_t len = RTE_ALIGN_CEIL(size, 16);
 	uint64_t timed = 0, failed = 0;
 	static uint32_t first;
@@ -644,12 +446,12 @@ static uint64_t ceiling_same(struct bench *b, enum dir d, uint32_t size, double 
 				uint64_t ctr = 0;
 				if (d == DECAP)
 					memcpy(&ctr, f + DP_OUTER4_LEN + 8, 8);
-				ops[j] =
-				    (struct dp_aead_op){.data = data,
-							.len = len,
-							.tag = data + len,
-							.key = d == DECAP ? b->key_p2g : b->key_g2p,
-							.counter = rte_le_to_cpu_64(ctr)};
+				ops[j] = (struct dp_aead_op){.data = data,
+							     .len = len,
+							     .tag = data + len,
+							     .key = d == DECAP ? b->tb.key_p2g
+									       : b->tb.key_g2p,
+							     .counter = rte_le_to_cpu_64(ctr)};
 			}
 			uint64_t t0 = rte_rdtsc();
 			if (d == DECAP)
@@ -721,7 +523,7 @@ static void table_sizes(double secs)
 				lost += r.lost;
 				bad += ceiling_same(&b, (enum dir)d, sizes[s], secs / SLICES / 2,
 						    &same_cyc, &same_n);
-				ceiling_hot(b.dp.workers[0].crypto, (enum dir)d, sizes[s],
+				ceiling_hot(b.tb.dp.workers[0].crypto, (enum dir)d, sizes[s],
 					    secs / SLICES / 2, &hot_cyc, &hot_n);
 			}
 			if (bad)
@@ -827,9 +629,10 @@ static void table_peers(double secs)
 		struct result dr = measure(&b, DECAP, 64, secs, false);
 		struct result er = measure(&b, ENCAP, 64, secs, false);
 		/* Per-peer state: the peer, its keypair slots, its statistics rows. */
-		size_t per_peer =
-		    sizeof(struct dp_peer) + MG_KP_PER_PEER * sizeof(struct dp_keypair) +
-		    (b.nworkers + 1) * sizeof(struct mg_peer_stats) + sizeof(struct mg_peer_export);
+		size_t per_peer = sizeof(struct dp_peer) +
+				  MG_KP_PER_PEER * sizeof(struct dp_keypair) +
+				  (b.tb.nworkers + 1) * sizeof(struct mg_peer_stats) +
+				  sizeof(struct mg_peer_export);
 		printf("| %u | %.0f | %.0f | %zu B (+ one /32 route) |\n", counts[i], dr.cycles,
 		       er.cycles, per_peer);
 		json_row("peers",
@@ -855,8 +658,8 @@ static int loop_worker(void *arg)
 	struct loop_arg *a = arg;
 	static struct dp_burst burst;
 	while (!a->stop)
-		dp_worker_poll(&a->b->dp.workers[0], &burst);
-	while (dp_worker_poll(&a->b->dp.workers[0], &burst))
+		dp_worker_poll(&a->b->tb.dp.workers[0], &burst);
+	while (dp_worker_poll(&a->b->tb.dp.workers[0], &burst))
 		;
 	return 0;
 }
@@ -867,17 +670,17 @@ static void install_keypair(struct bench *b, bool initiator)
 	memset(&m, 0, sizeof(m));
 	m.hdr = (struct mg_msg_hdr){.type = MG_MSG_KEYPAIR_ADD, .peer = 0};
 	struct mg_msg_keypair *k = (struct mg_msg_keypair *)m.data;
-	uint32_t slot = (b->lidx[0] & b->dp.kp_mask) + 1; /* the peer's next slot */
-	b->lidx[0] = (0x6b000000u & ~b->dp.kp_mask) | slot;
-	randombytes_buf(b->key_g2p, 32);
-	randombytes_buf(b->key_p2g, 32);
-	k->local_index = b->lidx[0];
+	uint32_t slot = (b->tb.lidx[0] & b->tb.dp.kp_mask) + 1; /* the peer's next slot */
+	b->tb.lidx[0] = (0x6b000000u & ~b->tb.dp.kp_mask) | slot;
+	randombytes_buf(b->tb.key_g2p, 32);
+	randombytes_buf(b->tb.key_p2g, 32);
+	k->local_index = b->tb.lidx[0];
 	k->remote_index = 0x20000;
 	k->initiator = initiator;
-	memcpy(k->send_key, b->key_g2p, 32);
-	memcpy(k->recv_key, b->key_p2g, 32);
-	dp_service_handle(&b->dp, &m);
-	dp_service_commit(&b->dp);
+	memcpy(k->send_key, b->tb.key_g2p, 32);
+	memcpy(k->recv_key, b->tb.key_p2g, 32);
+	dp_service_handle(&b->tb.dp, &m);
+	dp_service_commit(&b->tb.dp);
 	b->ctr[0] = 0;
 }
 
@@ -895,11 +698,11 @@ static void table_rekey(double secs)
 			exit(1);
 		}
 		uint64_t drops0[MG_DROP_MAX], in = 0, out = 0;
-		memcpy(drops0, b.dp.workers[0].drops, sizeof(drops0));
+		memcpy(drops0, b.tb.dp.workers[0].drops, sizeof(drops0));
 		struct loop_arg la = {.b = &b};
 		/* The worker runs on lcore 1 and registers itself with RCU there. */
-		rte_rcu_qsbr_thread_register(b.dp.rcu, 0);
-		rte_rcu_qsbr_thread_online(b.dp.rcu, 0);
+		rte_rcu_qsbr_thread_register(b.tb.dp.rcu, 0);
+		rte_rcu_qsbr_thread_online(b.tb.dp.rcu, 0);
 		rte_eal_remote_launch(loop_worker, &la, 1);
 		uint64_t end = rte_rdtsc() + (uint64_t)(secs * 4 * (double)hz), half = 0;
 		bool rekeyed = false;
@@ -911,20 +714,20 @@ static void table_rekey(double secs)
 				rekeyed = true;
 				half = in;
 			}
-			if (rte_ring_free_count(b.ring[d == DECAP ? 0 : 1][0][0]) >= ROUND)
+			if (rte_ring_free_count(b.tb.ring[d == DECAP ? 0 : 1][0][0]) >= ROUND)
 				in += fill(&b, (enum dir)d, 1420, 0, true);
 			out += drain(&b);
 		}
 		la.stop = 1;
 		rte_eal_wait_lcore(1);
-		rte_rcu_qsbr_thread_offline(b.dp.rcu, 0);
-		rte_rcu_qsbr_thread_unregister(b.dp.rcu, 0);
+		rte_rcu_qsbr_thread_offline(b.tb.dp.rcu, 0);
+		rte_rcu_qsbr_thread_unregister(b.tb.dp.rcu, 0);
 		out += drain(&b);
 		char reasons[256] = "none";
 		size_t len = 0;
 		uint64_t dropped = 0;
 		for (int r = 0; r < MG_DROP_MAX; r++) {
-			uint64_t x = b.dp.workers[0].drops[r] - drops0[r];
+			uint64_t x = b.tb.dp.workers[0].drops[r] - drops0[r];
 			if (!x)
 				continue;
 			dropped += x;
@@ -959,7 +762,7 @@ static int install_filter(struct bench *b, const struct mg_acl_rule *rules, uint
 	memset(&m, 0, sizeof(m));
 	m.hdr = (struct mg_msg_hdr){.type = MG_MSG_ACL_BEGIN, .len = sizeof(*bg)};
 	*bg = (struct mg_msg_acl_begin){.generation = gen, .n_rules = n};
-	dp_service_handle(&b->dp, &m);
+	dp_service_handle(&b->tb.dp, &m);
 	for (uint32_t i = 0; i < n; i += (uint32_t)MG_ACL_RULES_PER_MSG) {
 		struct mg_msg_acl_chunk *c = (struct mg_msg_acl_chunk *)m.data;
 		uint32_t k = RTE_MIN(n - i, (uint32_t)MG_ACL_RULES_PER_MSG);
@@ -969,12 +772,12 @@ static int install_filter(struct bench *b, const struct mg_acl_rule *rules, uint
 		memcpy(c->data, rules + i, k * sizeof(*rules));
 		m.hdr = (struct mg_msg_hdr){.type = MG_MSG_ACL_RULES,
 					    .len = (uint16_t)(sizeof(*c) + k * sizeof(*rules))};
-		dp_service_handle(&b->dp, &m);
+		dp_service_handle(&b->tb.dp, &m);
 	}
 	m.hdr = (struct mg_msg_hdr){.type = MG_MSG_ACL_COMMIT, .len = sizeof(*bg)};
 	*bg = (struct mg_msg_acl_begin){.generation = gen, .n_rules = n};
-	dp_service_handle(&b->dp, &m);
-	if (!__atomic_load_n(&b->dp.filter, __ATOMIC_ACQUIRE))
+	dp_service_handle(&b->tb.dp, &m);
+	if (!__atomic_load_n(&b->tb.dp.filter, __ATOMIC_ACQUIRE))
 		return -1;
 	return (int)((rte_rdtsc() - t0) * 1000000 / hz);
 }
@@ -1050,7 +853,7 @@ static void table_acl(double secs)
 		}
 		int build_us = 0;
 		if (counts_i) {
-			struct mg_acl_rule *rules = make_rules(counts_i, peer_ip(0));
+			struct mg_acl_rule *rules = make_rules(counts_i, dp_tb_peer_ip(0));
 			build_us = rules ? install_filter(&b, rules, counts_i) : -1;
 			free(rules);
 			if (build_us < 0) {
@@ -1061,8 +864,8 @@ static void table_acl(double secs)
 		struct result big = measure(&b, DECAP, 1420, secs, false);
 		struct result small = measure(&b, DECAP, 64, secs, false);
 		uint64_t denied = 0;
-		for (unsigned l = 0; l <= b.nworkers; l++)
-			denied += mg_shm_drops(&b.dp.shm, l)[MG_DROP_ACL_DENIED];
+		for (unsigned l = 0; l <= b.tb.nworkers; l++)
+			denied += mg_shm_drops(&b.tb.dp.shm, l)[MG_DROP_ACL_DENIED];
 		if (i == 0) {
 			base_big = big.mpps;
 			base_small = small.mpps;
@@ -1209,7 +1012,7 @@ int main(int argc, char **argv)
 		for (int rep = 0; rep < 3; rep++) {
 			uint64_t hc = 0, hn = 0, sc = 0, sn = 0;
 			struct result r = measure(&b, d, size, 1.0, false);
-			ceiling_hot(b.dp.workers[0].crypto, d, size, 0.3, &hc, &hn);
+			ceiling_hot(b.tb.dp.workers[0].crypto, d, size, 0.3, &hc, &hn);
 			ceiling_same(&b, d, size, 0.3, &sc, &sn);
 			printf("%s %u B, %u peers: %.0f cycles/pkt; raw crypto: L1-hot %.0f, same "
 			       "packets %.0f\n",

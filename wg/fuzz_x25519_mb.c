@@ -38,8 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (crypto_scalarmult(want[i], scalar[i], point[i]) != 0)
 			memset(want[i], 0, 32);
 	}
-	int failed = wg_x25519_mb(out, (const uint8_t(*)[32])scalar, (const uint8_t(*)[32])point,
-				  rc, n);
+	int failed =
+	    wg_x25519_mb(out, (const uint8_t(*)[32])scalar, (const uint8_t(*)[32])point, rc, n);
 	int bad = 0;
 	for (size_t i = 0; i < n; i++) {
 		bool zero = sodium_is_zero(want[i], 32);

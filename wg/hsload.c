@@ -75,10 +75,11 @@ static uint64_t now_ns(clockid_t c)
 
 static void usage(void)
 {
-	fprintf(stderr,
-		"usage: meshgate-hsload config --peers N --seed HEX [--from K] [--format wg|meshgate]\n"
-		"       meshgate-hsload run --peers N --seed HEX --rate R[,R...] --seconds S\n"
-		"                       [--cpu-pid PID] DST_IP PORT RESPONDER_PUBKEY_B64\n");
+	fprintf(
+	    stderr,
+	    "usage: meshgate-hsload config --peers N --seed HEX [--from K] [--format wg|meshgate]\n"
+	    "       meshgate-hsload run --peers N --seed HEX --rate R[,R...] --seconds S\n"
+	    "                       [--cpu-pid PID] DST_IP PORT RESPONDER_PUBKEY_B64\n");
 	exit(2);
 }
 
@@ -106,7 +107,8 @@ static double cpu_seconds(long pid)
 	buf[n] = 0;
 	/* Fields 14 and 15, after the ")" that ends the command name. */
 	char *p = strrchr(buf, ')');
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+	if (!p ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
 		return -1;
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
@@ -216,16 +218,18 @@ static void send_step(int fd, const struct wg_message_initiation *msg, uint64_t 
 
 	r->t0_real = now_ns(CLOCK_REALTIME);
 	while (r->sent < count) {
-		uint64_t due = (uint64_t)((double)(now_ns(CLOCK_MONOTONIC) - t0) * 1e-9 * (double)rate);
+		uint64_t due =
+		    (uint64_t)((double)(now_ns(CLOCK_MONOTONIC) - t0) * 1e-9 * (double)rate);
 		if (due > count)
 			due = count;
 		while (r->sent < due) {
 			int k = 0;
 			for (; k < BURST && r->sent + (uint64_t)k < due; k++) {
-				iov[k] = (struct iovec){.iov_base = (void *)&msg[r->sent + (uint64_t)k],
-							.iov_len = sizeof(msg[0])};
-				out[k] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[k],
-								      .msg_iovlen = 1}};
+				iov[k] =
+				    (struct iovec){.iov_base = (void *)&msg[r->sent + (uint64_t)k],
+						   .iov_len = sizeof(msg[0])};
+				out[k] = (struct mmsghdr){
+				    .msg_hdr = {.msg_iov = &iov[k], .msg_iovlen = 1}};
 			}
 			int s = sendmmsg(fd, out, (unsigned)k, 0);
 			if (s <= 0)
@@ -289,11 +293,10 @@ int main(int argc, char **argv)
 			npeers = strtoul(v, NULL, 10);
 		else if (!strcmp(argv[a], "--seed")) {
 			size_t n = 0;
-			have_seed = sodium_hex2bin(seed, sizeof(seed), v, strlen(v), NULL, &n,
-						   NULL) == 0 &&
-				    n == sizeof(seed);
-		}
-		else if (!strcmp(argv[a], "--rate") && run) {
+			have_seed =
+			    sodium_hex2bin(seed, sizeof(seed), v, strlen(v), NULL, &n, NULL) == 0 &&
+			    n == sizeof(seed);
+		} else if (!strcmp(argv[a], "--rate") && run) {
 			if (parse_rates(v, rate, &nrates))
 				usage();
 		} else if (!strcmp(argv[a], "--seconds") && run)
@@ -353,8 +356,9 @@ int main(int argc, char **argv)
 	dst.sin_port = htons((uint16_t)port);
 	for (int s = 0; s < nrates; s++)
 		if (npeers * WG_INITIATIONS_PER_SECOND / 2 < rate[s]) {
-			fprintf(stderr, "hsload: %lu peers are too few for %lu/s (each may send "
-					"at most %d/s): use --peers %lu or more\n",
+			fprintf(stderr,
+				"hsload: %lu peers are too few for %lu/s (each may send "
+				"at most %d/s): use --peers %lu or more\n",
 				npeers, rate[s], WG_INITIATIONS_PER_SECOND / 2, rate[s] / 25);
 			return 2;
 		}
@@ -395,8 +399,8 @@ int main(int argc, char **argv)
 			perror("calloc");
 			return 1;
 		}
-		if (make_step(ini, (uint32_t)npeers, &next_peer, &maker, (uint32_t)s + 1, count, msg,
-			      sample, &nsample)) {
+		if (make_step(ini, (uint32_t)npeers, &next_peer, &maker, (uint32_t)s + 1, count,
+			      msg, sample, &nsample)) {
 			fprintf(stderr, "hsload: making initiations failed\n");
 			return 1;
 		}
@@ -404,8 +408,10 @@ int main(int argc, char **argv)
 		r = (struct step_result){0};
 		send_step(fd, msg, count, rate[s], (uint32_t)s + 1, cpu_pid, &r, sample, nsample);
 		check_samples(ini, sample, nsample, &r);
-		printf("{\"rate\": %lu, \"sent\": %" PRIu64 ", \"seconds\": %.3f, \"sent_per_s\": %.0f, "
-		       "\"responses\": %" PRIu64 ", \"responses_per_s\": %.0f, \"cookies\": %" PRIu64
+		printf("{\"rate\": %lu, \"sent\": %" PRIu64
+		       ", \"seconds\": %.3f, \"sent_per_s\": %.0f, "
+		       "\"responses\": %" PRIu64
+		       ", \"responses_per_s\": %.0f, \"cookies\": %" PRIu64
 		       ", \"cookies_per_s\": %.0f, \"other\": %" PRIu64 ", \"sampled\": %" PRIu64
 		       ", \"sampled_completed\": %" PRIu64 ", \"cpu_seconds\": %.2f, "
 		       "\"t0\": %.3f, \"t1\": %.3f}\n",
