@@ -27,23 +27,7 @@
 
 #include "cp.h"
 #include "keys.h"
-
-static int failures, checks;
-
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		checks++;                                                                          \
-		if (!(cond)) {                                                                     \
-			failures++;                                                                \
-			fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                            \
-			fprintf(stderr, __VA_ARGS__);                                              \
-			fputc('\n', stderr);                                                       \
-		} else {                                                                           \
-			printf("ok   ");                                                           \
-			printf(__VA_ARGS__);                                                       \
-			putchar('\n');                                                             \
-		}                                                                                  \
-	} while (0)
+#include "test_util.h"
 
 #define NPEERS	  20000u
 #define MAX_PEERS 32768u
@@ -270,6 +254,5 @@ int main(void)
 				       (const uint8_t[32]){8, (uint8_t)i, (uint8_t)(i >> 8), 7});
 	test_slots();
 	test_sync_and_adopt();
-	printf("test_device: %d checks, %d failed\n", checks, failures);
-	return failures ? 1 : 0;
+	return test_finish("test_device");
 }

@@ -901,29 +901,6 @@ static bool want(const char *list, const char *name)
 /* The EAL's memory, MiB: 100,000 peers' keypairs and both route tables. */
 #define EAL_MB 3072
 
-/* Free hugepage memory in MiB, if a hugetlbfs is mounted for the EAL; else 0. */
-static unsigned long hugepages_free_mb(void)
-{
-	unsigned long free_pages = 0, page_kb = 0;
-	char line[256];
-	bool mounted = false;
-	FILE *f = fopen("/proc/mounts", "r");
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		mounted |= strstr(line, " hugetlbfs ") != NULL;
-	fclose(f);
-	if (!mounted || !(f = fopen("/proc/meminfo", "r")))
-		return 0;
-	while (fgets(line, sizeof(line), f)) {
-		sscanf(line, "HugePages_Free: %lu", &free_pages);
-		sscanf(line, "Hugepagesize: %lu kB", &page_kb);
-	}
-	fclose(f);
-	return free_pages * page_kb / 1024;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -933,7 +910,6 @@ int main(int argc, char **argv)
 	const char *profile = NULL;
 	bool no_huge = false;
 	const char *tables = "sizes,workers,peers,rekey,features";
-	char prefix[64];
 	const char *json_path = NULL;
 	int c;
 
@@ -957,26 +933,9 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	snprintf(prefix, sizeof(prefix), "--file-prefix=mgbench%d", (int)getpid());
-	char *eal[] = {argv[0],
-		       "-l",
-		       "0,1",
-		       "--no-huge",
-		       "-m",
-		       RTE_STR(EAL_MB),
-		       "--no-pci",
-		       "--no-shconf",
-		       "--no-telemetry",
-		       prefix,
-		       "--log-level=*:error",
-		       NULL};
-	bool huge = !no_huge && hugepages_free_mb() >= EAL_MB;
-	if (huge)
-		eal[3] = "--huge-unlink";
-	if (rte_eal_init((int)RTE_DIM(eal) - 1, eal) < 0 || sodium_init() < 0) {
-		fprintf(stderr, "EAL init failed\n");
+	bool huge;
+	if (dp_tb_eal_init(argv[0], "mgbench", EAL_MB, !no_huge, &huge) || sodium_init() < 0)
 		return 1;
-	}
 	hz = rte_get_tsc_hz();
 	if (json_path && !(json = fopen(json_path, "w"))) {
 		perror(json_path);

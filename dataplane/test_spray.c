@@ -28,23 +28,12 @@
 
 #include "pkt.h"
 #include "stage.h"
+#include "test_util.h"
 #include "testbed.h"
 #include "wg_messages.h"
 
 #define N   4096  /* packets per worker */
 #define MTU 1420u /* the testbed's (meshgate.mtu's default) */
-
-static int failures, checks;
-
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		checks++;                                                                          \
-		printf("%s ", (cond) ? "ok  " : "FAIL");                                           \
-		printf(__VA_ARGS__);                                                               \
-		putchar('\n');                                                                     \
-		if (!(cond))                                                                       \
-			failures++;                                                                \
-	} while (0)
 
 static struct dp_testbed tb;
 static volatile int go;
@@ -228,25 +217,10 @@ static void test_decap(void)
 
 int main(int argc, char **argv)
 {
-	char prefix[64];
+	bool huge;
 	(void)argc;
-	snprintf(prefix, sizeof(prefix), "--file-prefix=mgspray%d", (int)getpid());
-	char *eal[] = {argv[0],
-		       "-l",
-		       "0,1",
-		       "--no-huge",
-		       "-m",
-		       "1024",
-		       "--no-pci",
-		       "--no-shconf",
-		       "--no-telemetry",
-		       prefix,
-		       "--log-level=*:error",
-		       NULL};
-	if (rte_eal_init((int)RTE_DIM(eal) - 1, eal) < 0 || sodium_init() < 0) {
-		fprintf(stderr, "EAL init failed\n");
+	if (dp_tb_eal_init(argv[0], "mgspray", 1024, false, &huge) || sodium_init() < 0)
 		return 1;
-	}
 	if (rte_lcore_count() < 2) {
 		printf("SKIP: needs two lcores\n");
 		rte_eal_cleanup();
@@ -260,6 +234,5 @@ int main(int argc, char **argv)
 		dp_tb_teardown(&tb);
 	}
 	rte_eal_cleanup();
-	printf("test_spray: %d checks, %d failed\n", checks, failures);
-	return failures ? 1 : 0;
+	return test_finish("test_spray");
 }

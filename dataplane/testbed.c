@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
 #include <rte_eth_ring.h>
 #include <rte_ethdev.h>
 #include <rte_ring.h>
@@ -226,4 +228,55 @@ uint64_t dp_tb_drain(struct dp_testbed *b, unsigned q)
 			rte_pktmbuf_free_bulk(m, n);
 		}
 	return total;
+}
+
+/* Free hugepage memory in MiB, if a hugetlbfs is mounted for the EAL; else 0. */
+static unsigned long hugepages_free_mb(void)
+{
+	unsigned long free_pages = 0, page_kb = 0;
+	char line[256];
+	bool mounted = false;
+	FILE *f = fopen("/proc/mounts", "r");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		mounted |= strstr(line, " hugetlbfs ") != NULL;
+	fclose(f);
+	if (!mounted || !(f = fopen("/proc/meminfo", "r")))
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		sscanf(line, "HugePages_Free: %lu", &free_pages);
+		sscanf(line, "Hugepagesize: %lu kB", &page_kb);
+	}
+	fclose(f);
+	return free_pages * page_kb / 1024;
+}
+
+int dp_tb_eal_init(const char *argv0, const char *tag, unsigned mem_mb, bool huge, bool *on_huge)
+{
+	char prefix[64], mem[16];
+	char *eal[] = {(char *)argv0,
+		       "-l",
+		       "0,1",
+		       "--no-huge",
+		       "-m",
+		       mem,
+		       "--no-pci",
+		       "--no-shconf",
+		       "--no-telemetry",
+		       prefix,
+		       "--log-level=*:error",
+		       NULL};
+
+	snprintf(prefix, sizeof(prefix), "--file-prefix=%s%d", tag, (int)getpid());
+	snprintf(mem, sizeof(mem), "%u", mem_mb);
+	*on_huge = huge && hugepages_free_mb() >= mem_mb;
+	if (*on_huge)
+		eal[3] = "--huge-unlink";
+	if (rte_eal_init((int)(sizeof(eal) / sizeof(eal[0])) - 1, eal) < 0) {
+		fprintf(stderr, "EAL init failed: %s\n", rte_strerror(rte_errno));
+		return -1;
+	}
+	return 0;
 }

@@ -40,6 +40,14 @@ struct dp_testbed {
 	char dev[2][RTE_ETH_NAME_MAX_LEN];
 };
 
+/*
+ * Starts the EAL on lcores 0 and 1 with mem_mb of memory, no PCI, no
+ * shared config or telemetry, a file prefix of its own (tag + pid): on
+ * hugepages if huge and enough are free under a mounted hugetlbfs, else on
+ * 4 KiB pages (--no-huge). *on_huge says which. 0, or -1 (on stderr).
+ */
+int dp_tb_eal_init(const char *argv0, const char *tag, unsigned mem_mb, bool huge, bool *on_huge);
+
 /* 0, or a negative errno (a message on stderr). snat: dataplane.snat. */
 int dp_tb_setup(struct dp_testbed *tb, uint32_t npeers, uint32_t nworkers, bool snat);
 void dp_tb_teardown(struct dp_testbed *tb);

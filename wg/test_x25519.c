@@ -19,20 +19,6 @@
 
 #define RANDOM_ROUNDS 2000
 
-typedef uint8_t b32[32];
-
-static void from_hex(b32 out, const char *hex)
-{
-	if (sodium_hex2bin(out, 32, hex, 64, NULL, NULL, NULL) != 0)
-		memset(out, 0xff, 32);
-}
-
-static void print_hex(const char *name, const b32 v)
-{
-	char hex[65];
-
-	printf("     %s = %s\n", name, sodium_bin2hex(hex, sizeof(hex), v, 32));
-}
 
 /* X25519 through the key object: import scalar, one DH. */
 static int key_dh(b32 out, const b32 scalar, const b32 point)
@@ -240,23 +226,14 @@ static void keygen(void)
 
 static void low_order(void)
 {
-	/* Every point of order 1, 2, 4 or 8, with their non-canonical encodings. */
-	static const char *const points[] = {
-	    "0000000000000000000000000000000000000000000000000000000000000000", /* 0 */
-	    "0100000000000000000000000000000000000000000000000000000000000000", /* 1 */
-	    "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800", /* order 8 */
-	    "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157", /* order 8 */
-	    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", /* p - 1 */
-	    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", /* p */
-	    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", /* p + 1 */
-	};
+	const char *const *points = x25519_low_order_points;
 	b32 s, p, out;
 	struct wg_x25519_key k;
 
 	printf("-- low-order points\n");
 	randombytes_buf(s, 32);
 	CHECK(!wg_x25519_key_init(&k, s, out), "a key object");
-	for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
+	for (size_t i = 0; i < X25519_LOW_ORDER_POINTS; i++) {
 		for (int top = 0; top < 2; top++) {
 			from_hex(p, points[i]);
 			p[31] |= top ? 0x80 : 0;

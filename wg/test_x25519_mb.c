@@ -24,20 +24,6 @@
 #define RANDOM_PAIRS 24000
 #define BATCH	     64 /* random pairs per call */
 
-typedef uint8_t b32[32];
-
-static void from_hex(b32 out, const char *hex)
-{
-	if (sodium_hex2bin(out, 32, hex, 64, NULL, NULL, NULL) != 0)
-		memset(out, 0xff, 32);
-}
-
-static void print_hex(const char *name, const b32 v)
-{
-	char hex[65];
-
-	printf("     %s = %s\n", name, sodium_bin2hex(hex, sizeof(hex), v, 32));
-}
 
 /* One operation through the batch API: out = X25519(s, p), rc returned. */
 static int one(b32 out, const b32 s, const b32 p)
@@ -469,17 +455,8 @@ static void aliasing(void)
 
 static void low_order(void)
 {
-	/* Every point of order 1, 2, 4 or 8, with their non-canonical encodings. */
-	static const char *const points[] = {
-	    "0000000000000000000000000000000000000000000000000000000000000000", /* 0 */
-	    "0100000000000000000000000000000000000000000000000000000000000000", /* 1 */
-	    "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800", /* order 8 */
-	    "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157", /* order 8 */
-	    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", /* p - 1 */
-	    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", /* p */
-	    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", /* p + 1 */
-	};
-	enum { NP = sizeof(points) / sizeof(points[0]), N = 2 * NP + 5 };
+	const char *const *points = x25519_low_order_points;
+	enum { NP = X25519_LOW_ORDER_POINTS, N = 2 * NP + 5 };
 	b32 s[N], p[N], out[N], want[N];
 	int rc[N], failed;
 	bool bad_ok = true, good_ok = true;
