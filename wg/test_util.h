@@ -52,6 +52,22 @@ static inline void print_hex(const char *name, const b32 v)
 	printf("     %s = %s\n", name, sodium_bin2hex(hex, sizeof(hex), v, 32));
 }
 
+/* RFC 7748 section 5.2: {scalar, u, X25519(scalar, u)}; the second u has
+ * its top bit set, which must be ignored. Then the iterated test, k = u = 9
+ * at first: k after 1 and after 1,000 rounds. */
+static const char *const x25519_rfc7748_vectors[2][3] = {
+    {"a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4",
+     "e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c",
+     "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552"},
+    {"4b66e9d4d1b4673c5ad22691957d6af5c11b6421e0ea01d42ca4169e7918ba0d",
+     "e5210f12786811d3f4b7959d0538ae2c31dbe7106fc03c3efc4cd549c715a493",
+     "95cbde9476e8907d7aade45cb4b873f88b595a68799fa152e6f8f7647aac7957"},
+};
+static const char *const x25519_rfc7748_iterated[2] = {
+    "422c8e7a6227d7bca1350b3e2bb7279f7897b87bb6854b783c60e80311ae3079",
+    "684cf59ba83309552800ef566f2f4d3c1c3887c49360e3875f2eb94d99532c51",
+};
+
 /* Every X25519 point of order 1, 2, 4 or 8, with their non-canonical
  * encodings (u = p - 1, p, p + 1). */
 #define X25519_LOW_ORDER_POINTS 7
