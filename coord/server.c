@@ -234,6 +234,25 @@ static void touch(struct server *s, struct cm_node *n, int64_t now)
 	}
 }
 
+/*
+ * A node whose long poll this replica holds is online; the other replicas
+ * only know it from last_seen in the database, written when a poll starts
+ * or ends. A poll may be held longer than offline_seconds, so its node's
+ * last_seen is refreshed while it waits (a third of offline_seconds before
+ * it would look stale), or it would flap offline on the other replicas and
+ * its routes with it.
+ */
+static void touch_held(struct server *s, int64_t now)
+{
+	int64_t every = (int64_t)s->conf.offline_seconds / 3;
+
+	if (every < 1)
+		every = 1;
+	for (struct req *r = s->wait_head; r; r = r->next)
+		if (r->node && now - r->node->info.last_seen >= every)
+			touch(s, r->node, now);
+}
+
 /* Finish a suspended poll with a prepared body and resume it. */
 /*
  * A suspended connection is not polled by MHD, so a node that crashes while
@@ -345,6 +364,7 @@ static void periodic(struct server *s)
 	if (ms - s->last_tick_ms < 1000)
 		return;
 	s->last_tick_ms = ms;
+	touch_held(s, now);
 	if (s->n_touch) {
 		store_touch(s->st, s->touch_id, s->touch_seen, s->n_touch);
 		s->n_touch = 0;

@@ -179,9 +179,50 @@ def restarted(pa, pb, tok):
     check(len(d.get("peers_removed", [])) == 1, "B: the delta removes l2")
 
 
+def held(pa, pb, tok):
+    """Replicas with a 10 s long poll and offline_seconds = 3: a node that
+    long-polls B (as a gateway does, a new poll as soon as one returns) must
+    stay online in A's view; A only knows it from last_seen in the database,
+    so B must refresh that while the poll waits."""
+    A, B = Replica("A", pa, tok), Replica("B", pb, tok)
+    check(A.admin("POST", "tailnets", {"name": "edge", "key_expiry_days": 0})[0] == 200,
+          "A: tailnet created")
+    check(A.admin("POST", "users", {"tailnet": "edge", "name": "ops@example.com"})[0] == 200,
+          "A: user created")
+    key = A.admin("POST", "preauthkeys", {"tailnet": "edge", "user": "ops@example.com",
+                                          "reusable": True})[1].get("key", "")
+    m = Machine()
+    st, n = B.node(m, "register", {"node_key": m.node_key, "hostname": "gw", "auth_key": key,
+                                   "endpoints": ["198.51.100.7:51820"]})
+    check(st == 200, "B: node registered: %s" % n)
+    stop = threading.Event()
+
+    def poll_loop():
+        v = 0
+        while not stop.is_set():
+            st, d = B.node(m, "map", {"version": v})
+            if st != 200:
+                time.sleep(0.2)
+                continue
+            v = d.get("version", v)
+
+    t = threading.Thread(target=poll_loop)
+    t.start()
+    seen = []
+    for _ in range(16):  # 8 s: polls of 10 s, more than twice offline_seconds
+        time.sleep(0.5)
+        st, r = A.admin("GET", "nodes")
+        seen.append(st == 200 and any(x.get("id", x.get("node_id")) == n.get("node_id") and
+                                      x.get("online") for x in r))
+    stop.set()
+    check(all(seen), "A: the node long-polling B stayed online for 8 s: %s" %
+          "".join("+" if x else "-" for x in seen))
+    t.join(15)
+
+
 def main():
-    if len(sys.argv) == 5 and sys.argv[1] in ("replicas", "restarted"):
-        f = replicas if sys.argv[1] == "replicas" else restarted
+    if len(sys.argv) == 5 and sys.argv[1] in ("replicas", "restarted", "held"):
+        f = {"replicas": replicas, "restarted": restarted, "held": held}[sys.argv[1]]
         f(int(sys.argv[2]), int(sys.argv[3]), token(sys.argv[4]))
     else:
         sys.exit(__doc__)

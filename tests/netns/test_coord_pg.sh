@@ -52,10 +52,11 @@ health() {
 sys.exit(u.urlopen("http://127.0.0.1:%s/health" % sys.argv[1], timeout=2).status != 200)' "$1"
 }
 
-# coord_start NAME DB_URL : start a replica, config in $MG_TMP/NAME.conf;
+# coord_start NAME DB_URL [LIMITS] : start a replica, config in $MG_TMP/NAME.conf
+# (LIMITS: more settings of its limits group, default a 5 s long poll);
 # sets PORT_<NAME> and PID_<NAME>. coord_ready NAME waits for /health.
 coord_start() {
-	local name=$1 url=$2 port
+	local name=$1 url=$2 port limits=${3:-"long_poll_seconds = 5;"}
 	port=$(free_port)
 	cat >"$MG_TMP/$name.conf" <<EOF
 listen = "127.0.0.1:$port";
@@ -66,7 +67,7 @@ testing = { insecure_http = true; };
 limits = {
 	rate_per_machine = 1000.0; burst_per_machine = 1000.0;
 	rate_per_ip = 10000.0; burst_per_ip = 10000.0;
-	long_poll_seconds = 5;
+	$limits
 };
 EOF
 	mg_bg "coord-$name" root "$COORD" -c "$MG_TMP/$name.conf"
@@ -108,5 +109,15 @@ echo "ok - PostgreSQL restarted"
 mg_check "the replicas reconnect and still share one state" \
 	python3 "$PY" restarted "$PORT_A" "$PORT_B" "$TOKEN"
 mg_check "both replicas still running" kill -0 "$PID_A" "$PID_B"
+
+# 3. presence across replicas: long polls held longer than offline_seconds
+url=$(mg_pg_createdb presence) || mg_fail "CREATE DATABASE presence"
+slow="long_poll_seconds = 10; offline_seconds = 3;"
+coord_start C "$url" "$slow"
+coord_start D "$url" "$slow"
+coord_ready C
+coord_ready D
+mg_check "a node polling one replica stays online on the other" \
+	python3 "$PY" held "$PORT_C" "$PORT_D" "$TOKEN"
 
 mg_pass "PostgreSQL: storage tests; two replicas share one state, a change via one reaches a poll on the other < 1 s, also after a database restart"
