@@ -154,6 +154,7 @@ struct dp_worker {
 	struct {
 		uint64_t loop;
 		uint8_t family;
+		uint16_t port;
 		uint8_t nh[16];
 		struct rte_ether_addr mac;
 	} nh_cache;

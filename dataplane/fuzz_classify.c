@@ -322,11 +322,13 @@ static void peer_init(struct dp_ctx *dp, uint32_t id)
 
 static void neigh_init(struct dp_ctx *dp)
 {
-	if (dp_neigh_update4(dp->neigh, IP4(198, 18, 0, 2), &wan_nbr_mac, 1) ||
-	    dp_neigh_update4(dp->neigh, IP4(198, 18, 0, 4), &wan_nbr2_mac, 1) ||
-	    dp_neigh_update4(dp->neigh, IP4(10, 88, 0, 1), &lan_nbr_mac, 1) ||
-	    dp_neigh_update6(dp->neigh, fd88_1, &lan_nbr_mac, 1) ||
-	    dp_neigh_update6(dp->neigh, peer3_ep6, &wan_nbr3_mac, 1))
+	uint16_t wan = dp->ports[0].port_id, lan = dp->ports[1].port_id;
+
+	if (dp_neigh_update4(dp->neigh, wan, IP4(198, 18, 0, 2), &wan_nbr_mac, 1) ||
+	    dp_neigh_update4(dp->neigh, wan, IP4(198, 18, 0, 4), &wan_nbr2_mac, 1) ||
+	    dp_neigh_update4(dp->neigh, lan, IP4(10, 88, 0, 1), &lan_nbr_mac, 1) ||
+	    dp_neigh_update6(dp->neigh, lan, fd88_1, &lan_nbr_mac, 1) ||
+	    dp_neigh_update6(dp->neigh, wan, peer3_ep6, &wan_nbr3_mac, 1))
 		fail("dp_neigh_update");
 }
 
@@ -351,12 +353,14 @@ static void filter_init(struct dp_ctx *dp)
 
 	memset(rules, 0, sizeof(rules));
 	for (unsigned i = 0; i < RTE_DIM(r); i++)
-		rules[i] = (struct mg_acl_rule){.family = r[i].family, .proto = r[i].proto,
-						.dport_lo = r[i].lo, .dport_hi = r[i].hi,
+		rules[i] = (struct mg_acl_rule){.family = r[i].family,
+						.proto = r[i].proto,
+						.dport_lo = r[i].lo,
+						.dport_hi = r[i].hi,
 						.acl_index = i};
 	dp->flows = dp_flows_create(1, 1024, rte_get_tsc_hz(), 120, (int)rte_socket_id());
-	if (!f || !dp->flows || !(f->acl = dp_acl_build(rules, RTE_DIM(r), (int)rte_socket_id(),
-							 err, sizeof(err))))
+	if (!f || !dp->flows ||
+	    !(f->acl = dp_acl_build(rules, RTE_DIM(r), (int)rte_socket_id(), err, sizeof(err))))
 		fail("cannot build the packet filter");
 	f->n_rules = RTE_DIM(r);
 	dp->filter = f;
@@ -714,7 +718,8 @@ static void check_slow(struct rte_mbuf *m)
 			"stage: not one whole IP packet");
 		return;
 	case DP_META_TOO_BIG:
-		require(meta->peer < N_PEERS && fx.dp.peers[meta->peer].in_use, "too big: bad peer");
+		require(meta->peer < N_PEERS && fx.dp.peers[meta->peer].in_use,
+			"too big: bad peer");
 		require(m->nb_segs == 1 && len > fx.dp.mtu &&
 			    dp_inner_len(rte_pktmbuf_mtod(m, uint8_t *), len) == (int)len,
 			"too big: not one whole IP packet over the MTU");

@@ -83,9 +83,12 @@ static const uint8_t all_nodes6[16] = {0xff, 0x02, [15] = 0x01};
 
 /* ---- The table ---- */
 
+/* Per port, as a kernel's per-device tables: a neighbour learned on one port
+ * is never used (or refreshed) on another. */
 struct neigh_key {
 	uint8_t family; /* AF_INET or AF_INET6 */
-	uint8_t pad[3];
+	uint8_t pad;
+	uint16_t port_id; /* the ethdev it is reached through */
 	uint8_t addr[16]; /* IPv4: the first 4 bytes, network order */
 };
 
@@ -125,17 +128,17 @@ static void stat_inc(uint64_t *c)
 	__atomic_store_n(c, *c + 1, __ATOMIC_RELAXED);
 }
 
-static struct neigh_key key4(uint32_t ip_be)
+static struct neigh_key key4(uint16_t port_id, uint32_t ip_be)
 {
-	struct neigh_key k = {.family = AF_INET};
+	struct neigh_key k = {.family = AF_INET, .port_id = port_id};
 
 	memcpy(k.addr, &ip_be, sizeof(ip_be));
 	return k;
 }
 
-static struct neigh_key key6(const uint8_t ip[16])
+static struct neigh_key key6(uint16_t port_id, const uint8_t ip[16])
 {
-	struct neigh_key k = {.family = AF_INET6};
+	struct neigh_key k = {.family = AF_INET6, .port_id = port_id};
 
 	memcpy(k.addr, ip, sizeof(k.addr));
 	return k;
@@ -175,10 +178,10 @@ static int table_alloc(struct dp_neigh_table *t, const char *name, int socket_id
 	if (!t->h)
 		return -1;
 	t->n_slots = (uint32_t)rte_hash_max_key_id(t->h) + 1;
-	t->slots = rte_zmalloc_socket("dp_neigh_slots", sizeof(*t->slots) * t->n_slots, 0,
-				      socket_id);
-	t->limbo = rte_zmalloc_socket("dp_neigh_limbo", sizeof(*t->limbo) * t->n_slots, 0,
-				      socket_id);
+	t->slots =
+	    rte_zmalloc_socket("dp_neigh_slots", sizeof(*t->slots) * t->n_slots, 0, socket_id);
+	t->limbo =
+	    rte_zmalloc_socket("dp_neigh_limbo", sizeof(*t->limbo) * t->n_slots, 0, socket_id);
 	if (!t->slots || !t->limbo) {
 		rte_errno = ENOMEM;
 		return -1;
@@ -233,17 +236,18 @@ static int lookup(const struct dp_neigh_table *t, const struct neigh_key *k,
 	return 0;
 }
 
-int dp_neigh_lookup4(const struct dp_neigh_table *t, uint32_t ip_be, struct rte_ether_addr *mac)
+int dp_neigh_lookup4(const struct dp_neigh_table *t, uint16_t port_id, uint32_t ip_be,
+		     struct rte_ether_addr *mac)
 {
-	struct neigh_key k = key4(ip_be);
+	struct neigh_key k = key4(port_id, ip_be);
 
 	return lookup(t, &k, mac);
 }
 
-int dp_neigh_lookup6(const struct dp_neigh_table *t, const uint8_t ip[16],
+int dp_neigh_lookup6(const struct dp_neigh_table *t, uint16_t port_id, const uint8_t ip[16],
 		     struct rte_ether_addr *mac)
 {
-	struct neigh_key k = key6(ip);
+	struct neigh_key k = key6(port_id, ip);
 
 	return lookup(t, &k, mac);
 }
@@ -318,18 +322,18 @@ static int update(struct dp_neigh_table *t, const struct neigh_key *k,
 	return insert(t, k, mac, now_tsc);
 }
 
-int dp_neigh_update4(struct dp_neigh_table *t, uint32_t ip_be, const struct rte_ether_addr *mac,
-		     uint64_t now_tsc)
+int dp_neigh_update4(struct dp_neigh_table *t, uint16_t port_id, uint32_t ip_be,
+		     const struct rte_ether_addr *mac, uint64_t now_tsc)
 {
-	struct neigh_key k = key4(ip_be);
+	struct neigh_key k = key4(port_id, ip_be);
 
 	return update(t, &k, mac, now_tsc);
 }
 
-int dp_neigh_update6(struct dp_neigh_table *t, const uint8_t ip[16],
+int dp_neigh_update6(struct dp_neigh_table *t, uint16_t port_id, const uint8_t ip[16],
 		     const struct rte_ether_addr *mac, uint64_t now_tsc)
 {
-	struct neigh_key k = key6(ip);
+	struct neigh_key k = key6(port_id, ip);
 
 	return update(t, &k, mac, now_tsc);
 }
@@ -416,7 +420,7 @@ void dp_neigh_get_stats(const struct dp_neigh_table *t, struct dp_neigh_stats *o
 }
 
 void dp_neigh_walk(const struct dp_neigh_table *t,
-		   void (*cb)(void *arg, int family, const uint8_t *ip,
+		   void (*cb)(void *arg, uint16_t port_id, int family, const uint8_t *ip,
 			      const struct rte_ether_addr *mac, uint64_t updated_tsc),
 		   void *arg)
 {
@@ -424,7 +428,8 @@ void dp_neigh_walk(const struct dp_neigh_table *t,
 		const struct neigh_slot *s = &t->slots[pos];
 
 		if (s->live)
-			cb(arg, s->key.family, s->key.addr, &s->mac, s->updated_tsc);
+			cb(arg, s->key.port_id, s->key.family, s->key.addr, &s->mac,
+			   s->updated_tsc);
 	}
 }
 
@@ -559,17 +564,17 @@ static const uint8_t *pick_src6(const struct dp_neigh_iface *ifc, const uint8_t 
 static void learn4(struct dp_neigh_table *t, const struct dp_neigh_iface *ifc, uint32_t ip_be,
 		   const struct rte_ether_addr *mac, uint64_t now_tsc)
 {
-	struct neigh_key k = key4(ip_be);
+	struct neigh_key k = key4(ifc->port_id, ip_be);
 
 	if (ip_be == 0 || ifc_owns4(ifc, ip_be) || rte_is_same_ether_addr(mac, &ifc->mac))
 		return;
 	update(t, &k, mac, now_tsc);
 }
 
-static void learn6(struct dp_neigh_table *t, const struct dp_neigh_iface *ifc,
-		   const uint8_t ip[16], const struct rte_ether_addr *mac, uint64_t now_tsc)
+static void learn6(struct dp_neigh_table *t, const struct dp_neigh_iface *ifc, const uint8_t ip[16],
+		   const struct rte_ether_addr *mac, uint64_t now_tsc)
 {
-	struct neigh_key k = key6(ip);
+	struct neigh_key k = key6(ifc->port_id, ip);
 
 	if (ifc_owns6(ifc, ip) || rte_is_same_ether_addr(mac, &ifc->mac))
 		return;
@@ -757,8 +762,8 @@ static struct rte_mbuf *arp_input(struct dp_neigh_table *t, const struct dp_neig
 	sip = arp->arp_data.arp_sip;
 	tip = arp->arp_data.arp_tip;
 	learn4(t, ifc, sip, &sha, now_tsc);
-	if (arp->arp_opcode != RTE_BE16(RTE_ARP_OP_REQUEST) || sip == tip ||
-	    !ifc_owns4(ifc, tip) || rte_is_same_ether_addr(&sha, &ifc->mac))
+	if (arp->arp_opcode != RTE_BE16(RTE_ARP_OP_REQUEST) || sip == tip || !ifc_owns4(ifc, tip) ||
+	    rte_is_same_ether_addr(&sha, &ifc->mac))
 		return NULL;
 	return arp_reply(t, ifc, arp, mp);
 }
@@ -904,7 +909,7 @@ static struct rte_mbuf *ns_input(struct dp_neigh_table *t, const struct dp_neigh
 static void na_learn(struct dp_neigh_table *t, const struct dp_neigh_iface *ifc,
 		     const struct nd_pkt *p, uint64_t now_tsc)
 {
-	struct neigh_key k = key6(p->msg->target);
+	struct neigh_key k = key6(ifc->port_id, p->msg->target);
 	int32_t pos = rte_hash_lookup(t->h, &k);
 	bool known = pos >= 0 && (uint32_t)pos < t->n_slots;
 

@@ -58,9 +58,16 @@ struct dp_neigh_table *dp_neigh_create(const char *name, uint32_t max_entries, i
 /* No reader may be using the table any more. */
 void dp_neigh_destroy(struct dp_neigh_table *t);
 
+/*
+ * Entries are per port (ethdev id), as a kernel keeps a table per device: a
+ * neighbour learned on one port is neither used nor refreshed on another, so a host on one segment
+ * cannot redirect traffic meant for another segment by claiming its addresses.
+ */
+
 /* Any lcore, lock-free. 0 and *mac filled, or -ENOENT. */
-int dp_neigh_lookup4(const struct dp_neigh_table *t, uint32_t ip_be, struct rte_ether_addr *mac);
-int dp_neigh_lookup6(const struct dp_neigh_table *t, const uint8_t ip[16],
+int dp_neigh_lookup4(const struct dp_neigh_table *t, uint16_t port_id, uint32_t ip_be,
+		     struct rte_ether_addr *mac);
+int dp_neigh_lookup6(const struct dp_neigh_table *t, uint16_t port_id, const uint8_t ip[16],
 		     struct rte_ether_addr *mac);
 
 /*
@@ -68,9 +75,9 @@ int dp_neigh_lookup6(const struct dp_neigh_table *t, const uint8_t ip[16],
  * 0, -EINVAL for a MAC that is not a unicast station address, -ENOSPC when
  * the table is full (counted as table_full).
  */
-int dp_neigh_update4(struct dp_neigh_table *t, uint32_t ip_be, const struct rte_ether_addr *mac,
-		     uint64_t now_tsc);
-int dp_neigh_update6(struct dp_neigh_table *t, const uint8_t ip[16],
+int dp_neigh_update4(struct dp_neigh_table *t, uint16_t port_id, uint32_t ip_be,
+		     const struct rte_ether_addr *mac, uint64_t now_tsc);
+int dp_neigh_update6(struct dp_neigh_table *t, uint16_t port_id, const uint8_t ip[16],
 		     const struct rte_ether_addr *mac, uint64_t now_tsc);
 
 /*
@@ -81,7 +88,7 @@ int dp_neigh_update6(struct dp_neigh_table *t, const uint8_t ip[16],
 bool dp_neigh_is_neigh_packet(const struct rte_mbuf *m);
 
 /*
- * Main lcore only. Consumes m. Learns the sender (ARP sender; NS source
+ * Main lcore only. Consumes m. Learns, on ifc->port_id, the sender (ARP sender; NS source
  * link-layer option unless the source is ::; NA target link-layer option)
  * and, if m asks for one of ifc's addresses, returns a reply allocated from
  * mp, Ethernet header included, ready to transmit on ifc->port_id. Otherwise
@@ -144,7 +151,7 @@ void dp_neigh_get_stats(const struct dp_neigh_table *t, struct dp_neigh_stats *o
  * points at 4 bytes, network order) or AF_INET6 (16 bytes).
  */
 void dp_neigh_walk(const struct dp_neigh_table *t,
-		   void (*cb)(void *arg, int family, const uint8_t *ip,
+		   void (*cb)(void *arg, uint16_t port_id, int family, const uint8_t *ip,
 			      const struct rte_ether_addr *mac, uint64_t updated_tsc),
 		   void *arg);
 

@@ -77,8 +77,8 @@ static void to_control(struct dp_ctx *dp, uint16_t type, uint32_t peer,
 		       const struct mg_sockaddr *ep)
 {
 	struct mg_msg msg;
-	msg.hdr = (struct mg_msg_hdr){.type = type, .peer = peer, .seq = ++dp->msg_seq,
-				      .tsc = rte_rdtsc()};
+	msg.hdr = (struct mg_msg_hdr){
+	    .type = type, .peer = peer, .seq = ++dp->msg_seq, .tsc = rte_rdtsc()};
 	if (ep)
 		msg.hdr.ep = *ep;
 	if (mg_ring_send(dp->shm.dp2cp, &msg))
@@ -345,15 +345,18 @@ static void allowedips(struct dp_ctx *dp, uint32_t id, const struct mg_msg *msg)
 
 /* ---- neighbour resolution for frames waiting on a next hop --------------- */
 
-static bool neigh_resolve(struct dp_ctx *dp, struct rte_mbuf *m, int family, const uint8_t *nh)
+/* m leaves through dp port index port: its next hop is looked up there. */
+static bool neigh_resolve(struct dp_ctx *dp, struct rte_mbuf *m, uint16_t port, int family,
+			  const uint8_t *nh)
 {
 	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	uint16_t port_id = dp->ports[port].port_id;
 	uint32_t nh4;
 	if (family == AF_INET) {
 		memcpy(&nh4, nh, 4);
-		return dp_neigh_lookup4(dp->neigh, nh4, &eth->dst_addr) == 0;
+		return dp_neigh_lookup4(dp->neigh, port_id, nh4, &eth->dst_addr) == 0;
 	}
-	return dp_neigh_lookup6(dp->neigh, nh, &eth->dst_addr) == 0;
+	return dp_neigh_lookup6(dp->neigh, port_id, nh, &eth->dst_addr) == 0;
 }
 
 static void solicit(struct dp_ctx *dp, struct pending *pe)
@@ -381,7 +384,7 @@ static void pending_add(struct dp_ctx *dp, struct rte_mbuf *m)
 	size_t alen = meta->nh_family == AF_INET ? 4 : 16;
 	struct pending *free_pe = NULL;
 
-	if (neigh_resolve(dp, m, meta->nh_family, meta->nh)) {
+	if (neigh_resolve(dp, m, meta->port, meta->nh_family, meta->nh)) {
 		meta->kind = DP_META_RAW_TX;
 		inject(dp, 0, m);
 		return;
@@ -405,8 +408,11 @@ static void pending_add(struct dp_ctx *dp, struct rte_mbuf *m)
 		main_drop(dp, m, MG_DROP_NO_NEIGH);
 		return;
 	}
-	*free_pe = (struct pending){.used = true, .family = meta->nh_family, .port = meta->port,
-				    .first_tsc = rte_rdtsc(), .n = 1};
+	*free_pe = (struct pending){.used = true,
+				    .family = meta->nh_family,
+				    .port = meta->port,
+				    .first_tsc = rte_rdtsc(),
+				    .n = 1};
 	memcpy(free_pe->nh, meta->nh, alen);
 	free_pe->m[0] = m;
 	solicit(dp, free_pe);
@@ -420,9 +426,9 @@ static void pending_service(struct dp_ctx *dp, bool timers)
 		struct pending *pe = &dp->ms->pending[i];
 		if (!pe->used)
 			continue;
-		if (neigh_resolve(dp, pe->m[0], pe->family, pe->nh)) {
+		if (neigh_resolve(dp, pe->m[0], pe->port, pe->family, pe->nh)) {
 			for (uint16_t k = 0; k < pe->n; k++) {
-				neigh_resolve(dp, pe->m[k], pe->family, pe->nh);
+				neigh_resolve(dp, pe->m[k], pe->port, pe->family, pe->nh);
 				dp_meta(pe->m[k])->kind = DP_META_RAW_TX;
 				inject(dp, 0, pe->m[k]);
 			}
@@ -459,8 +465,8 @@ static void tx_udp(struct dp_ctx *dp, const struct mg_msg *msg)
 	}
 	memcpy(p + outer, msg->data, msg->hdr.len); /* first: the IPv6 UDP checksum covers it */
 	struct dp_meta *meta = dp_meta(m);
-	*meta = (struct dp_meta){.kind = DP_META_RAW_TX, .nh_family = ep->family,
-				 .port = (uint16_t)dp->wan};
+	*meta = (struct dp_meta){
+	    .kind = DP_META_RAW_TX, .nh_family = ep->family, .port = (uint16_t)dp->wan};
 	if (ep->family == AF_INET6) {
 		dp_build_outer6(p, &wan->mac, &wan->mac, dp_wan_src6(wan, ep->addr), ep->addr,
 				dp->listen_port, ep->port, msg->hdr.len);
@@ -641,7 +647,8 @@ static void local_input(struct dp_ctx *dp, struct rte_mbuf *m)
 	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
 	uint32_t ihl = (uint32_t)(ip->version_ihl & 0xf) * 4;
 	uint32_t tot = rte_be_to_cpu_16(ip->total_length);
-	if (ip->next_proto_id != IPPROTO_ICMP || ihl < 20 || tot < ihl + 8 || tot > len - sizeof(*eth))
+	if (ip->next_proto_id != IPPROTO_ICMP || ihl < 20 || tot < ihl + 8 ||
+	    tot > len - sizeof(*eth))
 		goto drop;
 	struct rte_icmp_hdr *icmp = (struct rte_icmp_hdr *)((uint8_t *)ip + ihl);
 	if (icmp->icmp_type != RTE_IP_ICMP_ECHO_REQUEST)
@@ -842,28 +849,32 @@ struct refresh_ctx {
 	uint64_t now, older_than;
 };
 
-static void refresh_one(void *arg, int family, const uint8_t *ip, const struct rte_ether_addr *mac,
-			uint64_t updated)
+static void refresh_one(void *arg, uint16_t port_id, int family, const uint8_t *ip,
+			const struct rte_ether_addr *mac, uint64_t updated)
 {
 	struct refresh_ctx *r = arg;
+	struct rte_mbuf *req = NULL;
+	uint32_t ip4;
+	int p;
 	(void)mac;
 	if (r->now - updated < r->older_than)
 		return;
-	/* Re-confirm before the entry ages out, so traffic never stalls. */
-	for (int p = 0; p < r->dp->n_ports; p++) {
-		struct rte_mbuf *req;
-		uint32_t ip4;
-		if (family == AF_INET) {
-			memcpy(&ip4, ip, 4);
-			req = dp_neigh_solicit4(&r->dp->ports[p].ifc, r->dp->pool, ip4);
-		} else {
-			req = dp_neigh_solicit6(&r->dp->ports[p].ifc, r->dp->pool, ip);
-		}
-		if (req) {
-			dp_meta(req)->kind = DP_META_RAW_TX;
-			dp_meta(req)->port = (uint16_t)p;
-			inject(r->dp, 0, req);
-		}
+	/* Re-confirm before the entry ages out, so traffic never stalls; only
+	 * on the port the entry belongs to, once a second until it answers. */
+	for (p = 0; p < r->dp->n_ports && r->dp->ports[p].port_id != port_id; p++)
+		;
+	if (p == r->dp->n_ports)
+		return;
+	if (family == AF_INET) {
+		memcpy(&ip4, ip, 4);
+		req = dp_neigh_solicit4(&r->dp->ports[p].ifc, r->dp->pool, ip4);
+	} else {
+		req = dp_neigh_solicit6(&r->dp->ports[p].ifc, r->dp->pool, ip);
+	}
+	if (req) {
+		dp_meta(req)->kind = DP_META_RAW_TX;
+		dp_meta(req)->port = (uint16_t)p;
+		inject(r->dp, 0, req);
 	}
 }
 

@@ -42,8 +42,8 @@ static void check(bool ok, const char *what, const char *func, int line)
 
 static const uint8_t OUR_MAC[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
 /* fe80:: and the MAC as modified EUI-64 (U/L bit flipped, ff:fe inserted) */
-static const uint8_t OUR_LL6[16] = {0xfe, 0x80, [8] = 0x50, 0x54, 0x00, 0xff,
-				    0xfe, 0x12, 0x34, 0x56};
+static const uint8_t OUR_LL6[16] = {0xfe, 0x80, [8] = 0x50, 0x54, 0x00,
+				    0xff, 0xfe, 0x12,	    0x34, 0x56};
 static const uint8_t OUR4_A[4] = {192, 0, 2, 1};
 static const uint8_t OUR4_B[4] = {198, 51, 100, 1};
 static const uint8_t OUR6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 0x01};
@@ -177,18 +177,31 @@ static struct nd_args ns_args(const uint8_t *src, const uint8_t *target, const u
 {
 	snmc(target, dst_buf);
 	snmc_mac(target, mac_buf);
-	return (struct nd_args){.eth_dst = mac_buf, .eth_src = PEER_MAC, .src = src,
-				.dst = dst_buf, .target = target, .opt_mac = opt_mac,
-				.type = 135, .hop = 255, .opt_type = 1};
+	return (struct nd_args){.eth_dst = mac_buf,
+				.eth_src = PEER_MAC,
+				.src = src,
+				.dst = dst_buf,
+				.target = target,
+				.opt_mac = opt_mac,
+				.type = 135,
+				.hop = 255,
+				.opt_type = 1};
 }
 
 /* The NA we expect from the gateway, built here. */
-static struct nd_args na_expected(const uint8_t *eth_dst, const uint8_t *dst,
-				  const uint8_t *target, uint8_t flags)
+static struct nd_args na_expected(const uint8_t *eth_dst, const uint8_t *dst, const uint8_t *target,
+				  uint8_t flags)
 {
-	return (struct nd_args){.eth_dst = eth_dst, .eth_src = OUR_MAC, .src = target,
-				.dst = dst, .target = target, .opt_mac = OUR_MAC,
-				.type = 136, .flags = flags, .hop = 255, .opt_type = 2};
+	return (struct nd_args){.eth_dst = eth_dst,
+				.eth_src = OUR_MAC,
+				.src = target,
+				.dst = dst,
+				.target = target,
+				.opt_mac = OUR_MAC,
+				.type = 136,
+				.flags = flags,
+				.hop = 255,
+				.opt_type = 2};
 }
 
 /* ---- Fixture ---- */
@@ -267,20 +280,22 @@ static bool has4(const struct fx *f, const uint8_t ip[4], const uint8_t mac[6])
 {
 	struct rte_ether_addr m;
 
-	return dp_neigh_lookup4(f->t, be4(ip), &m) == 0 && memcmp(m.addr_bytes, mac, 6) == 0;
+	return dp_neigh_lookup4(f->t, f->ifc.port_id, be4(ip), &m) == 0 &&
+	       memcmp(m.addr_bytes, mac, 6) == 0;
 }
 
 static bool has6(const struct fx *f, const uint8_t ip[16], const uint8_t mac[6])
 {
 	struct rte_ether_addr m;
 
-	return dp_neigh_lookup6(f->t, ip, &m) == 0 && memcmp(m.addr_bytes, mac, 6) == 0;
+	return dp_neigh_lookup6(f->t, f->ifc.port_id, ip, &m) == 0 &&
+	       memcmp(m.addr_bytes, mac, 6) == 0;
 }
 
-static void count_cb(void *arg, int family, const uint8_t *ip, const struct rte_ether_addr *mac,
-		     uint64_t tsc)
+static void count_cb(void *arg, uint16_t port, int family, const uint8_t *ip,
+		     const struct rte_ether_addr *mac, uint64_t tsc)
 {
-	(void)family, (void)ip, (void)mac, (void)tsc;
+	(void)port, (void)family, (void)ip, (void)mac, (void)tsc;
 	(*(int *)arg)++;
 }
 
@@ -380,12 +395,16 @@ static void test_arp_gratuitous_and_reply(void)
 	/* Someone announcing our address: neither learned nor answered. */
 	arp_frame(fr, &garp_ours);
 	CHECK(feed(&f, fr, sizeof(fr), 2) == NULL);
-	CHECK(dp_neigh_lookup4(f.t, be4(OUR4_A), &(struct rte_ether_addr){}) == -ENOENT);
+	CHECK(dp_neigh_lookup4(f.t, f.ifc.port_id, be4(OUR4_A), &(struct rte_ether_addr){}) ==
+	      -ENOENT);
 	/* A reply moves the entry to a new MAC. */
 	arp_frame(fr, &rep);
 	CHECK(feed(&f, fr, sizeof(fr), 3) == NULL);
 	CHECK(has4(&f, ip20, PEER2_MAC));
 	CHECK(stats(&f).learned == 2 && stats(&f).arp_in == 3 && n_entries(&f) == 1);
+	/* Learned for the port it came in on only. */
+	CHECK(dp_neigh_lookup4(f.t, f.ifc.port_id + 1, be4(ip20), &(struct rte_ether_addr){}) ==
+	      -ENOENT);
 	fx_fini(&f);
 }
 
@@ -585,9 +604,16 @@ static void test_na(void)
 	static const uint8_t peer20[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 0x20};
 	struct fx f;
 	uint8_t fr[128];
-	struct nd_args na = {.eth_dst = OUR_MAC, .eth_src = PEER_MAC, .src = peer20, .dst = OUR6,
-			     .target = peer20, .opt_mac = PEER_MAC, .type = 136, .flags = 0x60,
-			     .hop = 255, .opt_type = 2};
+	struct nd_args na = {.eth_dst = OUR_MAC,
+			     .eth_src = PEER_MAC,
+			     .src = peer20,
+			     .dst = OUR6,
+			     .target = peer20,
+			     .opt_mac = PEER_MAC,
+			     .type = 136,
+			     .flags = 0x60,
+			     .hop = 255,
+			     .opt_type = 2};
 	struct rte_ether_addr m;
 
 	fx_init(&f);
@@ -616,7 +642,8 @@ static void test_na(void)
 	na.flags = 0x20;
 	na.target = OUR6;
 	nd_frame(fr, &na);
-	CHECK(feed(&f, fr, 86, 22) == NULL && dp_neigh_lookup6(f.t, OUR6, &m) == -ENOENT);
+	CHECK(feed(&f, fr, 86, 22) == NULL &&
+	      dp_neigh_lookup6(f.t, f.ifc.port_id, OUR6, &m) == -ENOENT);
 	CHECK(stats(&f).na_in == 5 && stats(&f).malformed == 1 && stats(&f).learned == 2);
 	fx_fini(&f);
 }
@@ -781,30 +808,64 @@ static void test_update_lookup(void)
 
 	fx_init(&f);
 	memcpy(peer.addr_bytes, PEER_MAC, 6);
-	CHECK(dp_neigh_lookup4(f.t, be4(PEER4), &m) == -ENOENT);
-	CHECK(dp_neigh_update4(f.t, be4(PEER4), &peer, 1) == 0 && has4(&f, PEER4, PEER_MAC));
-	CHECK(dp_neigh_update6(f.t, PEER6, &peer, 1) == 0 && has6(&f, PEER6, PEER_MAC));
+	CHECK(dp_neigh_lookup4(f.t, f.ifc.port_id, be4(PEER4), &m) == -ENOENT);
+	CHECK(dp_neigh_update4(f.t, f.ifc.port_id, be4(PEER4), &peer, 1) == 0 &&
+	      has4(&f, PEER4, PEER_MAC));
+	CHECK(dp_neigh_update6(f.t, f.ifc.port_id, PEER6, &peer, 1) == 0 &&
+	      has6(&f, PEER6, PEER_MAC));
 	/* The same bytes as IPv4 and IPv6 keys do not collide. */
-	CHECK(dp_neigh_lookup6(f.t, (const uint8_t[16]){192, 0, 2, 10}, &m) == -ENOENT);
+	CHECK(dp_neigh_lookup6(f.t, f.ifc.port_id, (const uint8_t[16]){192, 0, 2, 10}, &m) ==
+	      -ENOENT);
 	memcpy(m.addr_bytes, mc, 6);
-	CHECK(dp_neigh_update4(f.t, be4(PEER4), &m, 2) == -EINVAL && has4(&f, PEER4, PEER_MAC));
+	CHECK(dp_neigh_update4(f.t, f.ifc.port_id, be4(PEER4), &m, 2) == -EINVAL &&
+	      has4(&f, PEER4, PEER_MAC));
 	memset(&m, 0, sizeof(m));
-	CHECK(dp_neigh_update6(f.t, PEER6, &m, 2) == -EINVAL);
+	CHECK(dp_neigh_update6(f.t, f.ifc.port_id, PEER6, &m, 2) == -EINVAL);
 	CHECK(stats(&f).learned == 2 && n_entries(&f) == 2);
 	CHECK(dp_neigh_create("bad", 0, SOCKET_ID_ANY) == NULL && rte_errno == EINVAL);
 	fx_fini(&f);
 }
 
+/*
+ * Entries are per port: what a port learned is neither found nor changed
+ * through another, and the same address may have a MAC on each.
+ */
+static void test_per_port(void)
+{
+	const uint16_t here = 3, there = 4;
+	struct fx f;
+	struct rte_ether_addr peer, other, m;
+
+	fx_init(&f);
+	CHECK(f.ifc.port_id == here);
+	memcpy(peer.addr_bytes, PEER_MAC, 6);
+	memcpy(other.addr_bytes, PEER2_MAC, 6);
+	CHECK(dp_neigh_update4(f.t, here, be4(PEER4), &peer, 1) == 0);
+	CHECK(dp_neigh_lookup4(f.t, there, be4(PEER4), &m) == -ENOENT);
+	CHECK(dp_neigh_update4(f.t, there, be4(PEER4), &other, 2) == 0);
+	CHECK(dp_neigh_lookup4(f.t, here, be4(PEER4), &m) == 0 && !memcmp(&m, PEER_MAC, 6));
+	CHECK(dp_neigh_lookup4(f.t, there, be4(PEER4), &m) == 0 && !memcmp(&m, PEER2_MAC, 6));
+	CHECK(dp_neigh_update6(f.t, there, PEER6, &other, 3) == 0);
+	CHECK(dp_neigh_lookup6(f.t, here, PEER6, &m) == -ENOENT);
+	CHECK(n_entries(&f) == 3 && stats(&f).learned == 3);
+	/* Only the port's own entries age by its refreshes. */
+	CHECK(dp_neigh_update4(f.t, here, be4(PEER4), &peer, 10) == 0);
+	CHECK(dp_neigh_age(f.t, 12, 5) == 2 && has4(&f, PEER4, PEER_MAC));
+	fx_fini(&f);
+}
+
 struct walk_seen {
+	uint32_t ports; /* bit per port seen */
 	int v4, v6;
 	uint64_t tsc_sum;
 };
 
-static void walk_cb(void *arg, int family, const uint8_t *ip, const struct rte_ether_addr *mac,
-		    uint64_t tsc)
+static void walk_cb(void *arg, uint16_t port, int family, const uint8_t *ip,
+		    const struct rte_ether_addr *mac, uint64_t tsc)
 {
 	struct walk_seen *w = arg;
 
+	w->ports |= 1u << (port & 31);
 	if (family == AF_INET && memcmp(ip, PEER4, 4) == 0 && !memcmp(mac, PEER_MAC, 6))
 		w->v4++;
 	if (family == AF_INET6 && memcmp(ip, PEER6, 16) == 0 && !memcmp(mac, PEER2_MAC, 6))
@@ -822,15 +883,15 @@ static void test_aging_and_walk(void)
 	fx_init(&f);
 	memcpy(p1.addr_bytes, PEER_MAC, 6);
 	memcpy(p2.addr_bytes, PEER2_MAC, 6);
-	dp_neigh_update4(f.t, be4(old4), &p1, 100);
-	dp_neigh_update4(f.t, be4(PEER4), &p1, 200);
-	dp_neigh_update6(f.t, PEER6, &p2, 300);
-	dp_neigh_update4(f.t, be4(PEER4), &p1, 260); /* refresh */
+	dp_neigh_update4(f.t, f.ifc.port_id, be4(old4), &p1, 100);
+	dp_neigh_update4(f.t, f.ifc.port_id, be4(PEER4), &p1, 200);
+	dp_neigh_update6(f.t, f.ifc.port_id, PEER6, &p2, 300);
+	dp_neigh_update4(f.t, f.ifc.port_id, be4(PEER4), &p1, 260); /* refresh */
 	CHECK(dp_neigh_age(f.t, 1000, 750) == 1); /* 900 > 750; 740 and 700 are not */
-	CHECK(dp_neigh_lookup4(f.t, be4(old4), &p2) == -ENOENT);
+	CHECK(dp_neigh_lookup4(f.t, f.ifc.port_id, be4(old4), &p2) == -ENOENT);
 	CHECK(has4(&f, PEER4, PEER_MAC) && has6(&f, PEER6, PEER2_MAC));
 	dp_neigh_walk(f.t, walk_cb, &w);
-	CHECK(w.v4 == 1 && w.v6 == 1 && w.tsc_sum == 560);
+	CHECK(w.v4 == 1 && w.v6 == 1 && w.tsc_sum == 560 && w.ports == 1u << f.ifc.port_id);
 	CHECK(dp_neigh_age(f.t, 1000, 0) == 2 && n_entries(&f) == 0);
 	fx_fini(&f);
 }
@@ -854,7 +915,7 @@ static void fill(struct dp_neigh_table *t, int base, int n, uint64_t now, int *o
 		uint32_t ip = rte_cpu_to_be_32(0x0a000000 + base + i);
 
 		mac.addr_bytes[5] = (uint8_t)(base + i);
-		*ok += dp_neigh_update4(t, ip, &mac, now) == 0;
+		*ok += dp_neigh_update4(t, 0, ip, &mac, now) == 0;
 	}
 }
 
@@ -871,8 +932,8 @@ static void test_full_and_grace_period(void)
 	dp_neigh_get_stats(t, &s);
 	CHECK(ok == 8 && s.table_full == 1);
 	/* Changing a MAC still works when full. */
-	CHECK(dp_neigh_update4(t, rte_cpu_to_be_32(0x0a000001), &other, 2) == 0);
-	CHECK(dp_neigh_lookup4(t, rte_cpu_to_be_32(0x0a000001), &m) == 0);
+	CHECK(dp_neigh_update4(t, 0, rte_cpu_to_be_32(0x0a000001), &other, 2) == 0);
+	CHECK(dp_neigh_lookup4(t, 0, rte_cpu_to_be_32(0x0a000001), &m) == 0);
 	CHECK(m.addr_bytes[5] == 0x99);
 	/* Without RCU the aged slots stay parked. */
 	CHECK(dp_neigh_age(t, 10, 0) == 8);
@@ -929,7 +990,7 @@ static void *race_reader(void *arg)
 	rte_rcu_qsbr_thread_online(r->v, 0);
 	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
 		for (int i = 1; i <= RACE_N; i++) {
-			if (dp_neigh_lookup4(r->t, rte_cpu_to_be_32(0x0a000000 + i), &mac) != 0)
+			if (dp_neigh_lookup4(r->t, 0, rte_cpu_to_be_32(0x0a000000 + i), &mac) != 0)
 				continue;
 			r->hits++;
 			r->mismatches += mac.addr_bytes[5] != i;
@@ -975,8 +1036,9 @@ static void test_concurrent_readers(void)
 int main(void)
 {
 	char prefix[64];
-	char *argv[] = {"test_neigh", "--no-huge", "-m", "128", "--no-pci", "--no-shconf",
-			prefix, "--log-level=*:warning", NULL};
+	char *argv[] = {"test_neigh", "--no-huge",   "-m",   "128",
+			"--no-pci",   "--no-shconf", prefix, "--log-level=*:warning",
+			NULL};
 
 	snprintf(prefix, sizeof(prefix), "--file-prefix=neightest%d", (int)getpid());
 	if (rte_eal_init(RTE_DIM(argv) - 1, argv) < 0) {
@@ -1006,6 +1068,7 @@ int main(void)
 	test_solicit4();
 	test_solicit6();
 	test_update_lookup();
+	test_per_port();
 	test_aging_and_walk();
 	test_full_and_grace_period();
 	test_concurrent_readers();

@@ -141,8 +141,10 @@ int dp_tb_setup(struct dp_testbed *b, uint32_t npeers, uint32_t nworkers, bool s
 		program_peer(b, i);
 	dp_service_commit(&b->dp);
 	struct rte_ether_addr mac = {{0x02, 0, 0, 0, 0, 0xfe}};
-	dp_neigh_update4(b->dp.neigh, rte_cpu_to_be_32(0xc61200feu), &mac, rte_rdtsc());
-	dp_neigh_update4(b->dp.neigh, rte_cpu_to_be_32(DP_TB_LAN_HOST), &mac, rte_rdtsc());
+	dp_neigh_update4(b->dp.neigh, b->dp.ports[0].port_id, rte_cpu_to_be_32(0xc61200feu), &mac,
+			 rte_rdtsc());
+	dp_neigh_update4(b->dp.neigh, b->dp.ports[1].port_id, rte_cpu_to_be_32(DP_TB_LAN_HOST),
+			 &mac, rte_rdtsc());
 	return 0;
 }
 
