@@ -28,6 +28,8 @@ struct decap_item {
 	struct dp_keypair *kp;
 	struct mg_sockaddr src;
 	uint32_t offset; /* of the WireGuard header in the frame */
+	int src_rc;	  /* the inner source's route lookup (lookup_sources) */
+	uint32_t src_peer;
 };
 
 static bool is_our_addr4(const struct dp_port *p, uint32_t ip_be)
@@ -294,7 +296,7 @@ static bool accept_data(struct dp_worker *w, struct decap_item *it, const struct
 	struct dp_keypair *kp = it->kp;
 	const struct wg_message_data *h = rte_pktmbuf_mtod_offset(m, void *, it->offset);
 	uint32_t clen = rte_pktmbuf_data_len(m) - it->offset - (uint32_t)WG_DATA_OVERHEAD;
-	uint32_t peer_id = kp->peer, src_peer;
+	uint32_t peer_id = kp->peer;
 
 	note_peer(w, it, clen);
 	if (clen == 0) { /* keepalive */
@@ -307,9 +309,8 @@ static bool accept_data(struct dp_worker *w, struct decap_item *it, const struct
 		dp_stage_drop(w, m, MG_DROP_INNER_BAD);
 		return false;
 	}
-	int rc = (inner[0] >> 4) == 4 ? dp_route_lookup4(t, dp_rd32be(inner + 12), &src_peer)
-				      : dp_route_lookup6(t, inner + 8, &src_peer);
-	if (rc || src_peer != peer_id) {
+	int rc;
+	if (it->src_rc || it->src_peer != peer_id) {
 		dp_stage_drop(w, m, MG_DROP_ALLOWEDIPS);
 		return false;
 	}
@@ -345,9 +346,45 @@ static void prefetch_keypairs(struct dp_worker *w, struct rte_mbuf **m, uint16_t
 		uint32_t idx;
 		memcpy(&idx, f + off, sizeof(idx));
 		idx = rte_le_to_cpu_32(idx);
-		struct dp_keypair *kp = &w->dp->keypairs[idx & w->dp->kp_mask];
-		rte_prefetch0(kp);
-		rte_prefetch0(&w->dp->peers[kp->peer & (w->dp->max_peers - 1)]);
+		rte_prefetch0(&w->dp->keypairs[idx & w->dp->kp_mask]);
+	}
+}
+
+/* Classified, the burst's keypairs are in cache and name their peers: start
+ * fetching what the replay check and accept_data touch for each packet (the
+ * peer, its counters, the replay slot of the packet's counter), so that the
+ * misses overlap each other and the decryption rather than come one by one.
+ * Reading kp->peer in prefetch_keypairs instead would wait for each keypair
+ * in turn. */
+static void prefetch_peers(struct dp_worker *w, const struct decap_item *it, uint16_t n)
+{
+	for (uint16_t i = 0; i < n; i++) {
+		const struct dp_keypair *kp = it[i].kp;
+		const struct wg_message_data *h =
+			rte_pktmbuf_mtod_offset(it[i].m, const struct wg_message_data *, it[i].offset);
+		rte_prefetch0(&w->dp->peers[kp->peer]);
+		rte_prefetch0(mg_shm_stats(&w->dp->shm, w->idx, kp->peer));
+		rte_prefetch0(wg_replay_mt_slot_of(&kp->replay, rte_le_to_cpu_64(h->counter)));
+	}
+}
+
+/* The cryptokey-routing lookups of the burst's inner sources, in a loop of
+ * their own: with many peers each is a miss in the route table, and
+ * independent iterations let those misses overlap. Only the version and the
+ * source address are read, within the plaintext; accept_data validates the
+ * rest before it uses the result. */
+static void lookup_sources(struct decap_item *it, const struct dp_aead_op *ops, const bool *fresh,
+			   const struct dp_route_tables *t, uint16_t n)
+{
+	for (uint16_t i = 0; i < n; i++) {
+		const uint8_t *inner = ops[i].data;
+		it[i].src_rc = -ENOENT;
+		if (ops[i].status || !fresh[i])
+			continue;
+		if (ops[i].len >= sizeof(struct rte_ipv4_hdr) && (inner[0] >> 4) == 4)
+			it[i].src_rc = dp_route_lookup4(t, dp_rd32be(inner + 12), &it[i].src_peer);
+		else if (ops[i].len >= sizeof(struct rte_ipv6_hdr) && (inner[0] >> 4) == 6)
+			it[i].src_rc = dp_route_lookup6(t, inner + 8, &it[i].src_peer);
 	}
 }
 
@@ -402,6 +439,7 @@ void dp_wan_input(struct dp_worker *w, struct dp_burst *b, int port, struct rte_
 	}
 	if (!n_it)
 		return;
+	prefetch_peers(w, it, n_it);
 	for (uint16_t i = 0; i < n_it; i++) {
 		struct wg_message_data *h =
 			rte_pktmbuf_mtod_offset(it[i].m, struct wg_message_data *, it[i].offset);
@@ -420,6 +458,7 @@ void dp_wan_input(struct dp_worker *w, struct dp_burst *b, int port, struct rte_
 	replay_burst(w, it, ops, fresh, n_it);
 
 	const struct dp_route_tables *t = dp_routes_active(w->dp->routes);
+	lookup_sources(it, ops, fresh, t, n_it);
 	for (uint16_t i = 0; i < n_it; i++) {
 		uint32_t fwd;
 		if (ops[i].status) {

@@ -46,6 +46,12 @@ static inline unsigned __int128 wg_replay_mt_pack(uint64_t tag, uint64_t bits)
 	return ((unsigned __int128)bits << 64) | tag;
 }
 
+/* The slot a counter is checked against: to prefetch before a check. */
+static inline const void *wg_replay_mt_slot_of(const struct wg_replay_mt *r, uint64_t counter)
+{
+	return &r->slot[((counter + 1) / 64) % WG_REPLAY_MT_SLOTS];
+}
+
 static inline bool wg_replay_mt_check(struct wg_replay_mt *r, uint64_t counter)
 {
 	if (counter >= WG_REJECT_AFTER_MESSAGES)
