@@ -28,7 +28,8 @@ struct decap_item {
 	struct dp_keypair *kp;
 	struct mg_sockaddr src;
 	uint32_t offset; /* of the WireGuard header in the frame */
-	int src_rc;	  /* the inner source's route lookup (lookup_sources) */
+	/* the inner source's route lookup (lookup_sources) */
+	int src_rc;
 	uint32_t src_peer;
 };
 
