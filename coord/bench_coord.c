@@ -62,6 +62,7 @@ struct bench {
 	char dir[PATH_MAX], url[128], token[128];
 	pid_t pid;
 	int port;
+	int attempt; /* start_server: a new port per attempt */
 	CURLM *multi;
 	struct bnode *nodes;
 	int n;
@@ -147,6 +148,7 @@ static int start_server(struct bench *b, int n)
 	uint8_t raw[24];
 	FILE *f;
 
+	b->pid = -1;
 	snprintf(b->dir, sizeof(b->dir), "/tmp/meshgate-coord-bench.XXXXXX");
 	if (!mkdtemp(b->dir))
 		return -errno;
@@ -157,7 +159,10 @@ static int start_server(struct bench *b, int n)
 	if (fd < 0 || write(fd, b->token, strlen(b->token)) < 0)
 		return -errno;
 	close(fd);
-	b->port = 20000 + (int)(getpid() % 20000);
+	/* Below the ephemeral range (32768-60999 by default): the bench's own
+	 * thousands of client sockets (and their TIME_WAITs from a previous run)
+	 * must not hold the port the server wants to listen on. */
+	b->port = 10000 + (int)((getpid() + 7919 * b->attempt) % 20000);
 	snprintf(b->url, sizeof(b->url), "http://127.0.0.1:%d", b->port);
 	snprintf(conf, sizeof(conf), "%s/coord.conf", b->dir);
 	if (!(f = fopen(conf, "w")))
@@ -181,6 +186,10 @@ static int start_server(struct bench *b, int n)
 		_exit(127);
 	}
 	for (int i = 0; i < 200; i++) {
+		if (waitpid(b->pid, NULL, WNOHANG) == b->pid) { /* exited: port taken? */
+			b->pid = -1;
+			break;
+		}
 		CURL *h = curl_easy_init();
 		struct strbuf out = {0};
 		long st = 0;
@@ -207,6 +216,7 @@ static void stop_server(struct bench *b)
 	if (b->pid > 0) {
 		kill(b->pid, SIGTERM);
 		waitpid(b->pid, NULL, 0);
+		b->pid = -1;
 	}
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", b->dir);
 	if (system(cmd) != 0)
@@ -363,8 +373,14 @@ static int run_one(struct bench *b, int n)
 	b->measuring = false;
 	b->marker_client = "[2222,2222]";
 	b->marker_gw = "[1,65000]";
-	if (start_server(b, n) < 0)
-		return -1;
+	for (b->attempt = 0;; b->attempt++) {
+		if (start_server(b, n) == 0)
+			break;
+		stop_server(b);
+		if (b->attempt == 4)
+			return -1;
+		fprintf(stderr, "bench: trying again on another port\n");
+	}
 	if (!admin(b, "POST", "tailnets", json_pack("{ss}", "name", "bench")) ||
 	    !admin(b, "POST", "users",
 		   json_pack("{ssss}", "tailnet", "bench", "name", "bench@example.com")) ||
