@@ -117,6 +117,7 @@ void cm_free(struct coord_model *m)
 		node_free(m->slots[i]);
 	free(m->slots);
 	free(m->slot_id);
+	free(m->by_id);
 	for (size_t i = 0; i < m->n_tailnets; i++) {
 		struct cm_tailnet *t = m->tailnets[i];
 		tailnet_free_compiled(t);
@@ -234,15 +235,48 @@ const char *cm_user_name(const struct coord_model *m, int64_t id)
 	return "";
 }
 
+/* ---- node id index: every request and every last_seen refresh looks a
+ * node up by id, so a scan of all slots made them O(nodes) each ---- */
+
+static uint32_t id_hash(int64_t id, uint32_t cap)
+{
+	uint64_t h = (uint64_t)id * 0x9e3779b97f4a7c15ull;
+	return (uint32_t)(h >> 32) & (cap - 1);
+}
+
+/* The index entry of id, or of the empty position where it would go. */
+static uint32_t *id_pos(const struct coord_model *m, int64_t id)
+{
+	for (uint32_t i = id_hash(id, m->cap_by_id);; i = (i + 1) & (m->cap_by_id - 1))
+		if (!m->by_id[i] || m->slot_id[m->by_id[i] - 1] == id)
+			return &m->by_id[i];
+}
+
+/* Room for one more id (slots are never reused, so entries only come). */
+static int id_index_reserve(struct coord_model *m)
+{
+	if (m->cap_by_id && 2 * ((uint64_t)m->n_slots + 1) <= m->cap_by_id)
+		return 0;
+	uint32_t cap = m->cap_by_id ? 2 * m->cap_by_id : 512;
+	uint32_t *old = m->by_id, old_cap = m->cap_by_id;
+	if (!(m->by_id = calloc(cap, sizeof(*m->by_id)))) {
+		m->by_id = old;
+		return -ENOMEM;
+	}
+	m->cap_by_id = cap;
+	for (uint32_t i = 0; i < old_cap; i++)
+		if (old[i])
+			*id_pos(m, m->slot_id[old[i] - 1]) = old[i];
+	free(old);
+	return 0;
+}
+
 struct cm_node *cm_node_find(struct coord_model *m, int64_t id)
 {
-	/* Nodes are few enough per lookup site that a linear scan from the end
-	 * (newest slots) is fine for the callers that are not hot; the hot path
-	 * (map polls) keeps the node pointer. */
-	for (uint32_t i = m->n_slots; i-- > 0;)
-		if (m->slots[i] && m->slots[i]->info.id == id)
-			return m->slots[i];
-	return NULL;
+	if (!m->cap_by_id)
+		return NULL;
+	uint32_t e = *id_pos(m, id);
+	return e ? m->slots[e - 1] : NULL; /* NULL: its slot was retired */
 }
 
 bool cm_node_has_tag(const struct cm_node *n, const char *tag)
@@ -337,11 +371,12 @@ struct cm_node *cm_node_upsert(struct coord_model *m, const struct cm_node_info 
 		return n;
 	}
 	if (!n) {
-		if (grow_slots(m) < 0 || !(n = calloc(1, sizeof(*n))))
+		if (grow_slots(m) < 0 || id_index_reserve(m) < 0 || !(n = calloc(1, sizeof(*n))))
 			return NULL;
 		n->slot = m->n_slots;
 		m->slots[m->n_slots] = n;
 		m->slot_id[m->n_slots++] = info->id;
+		*id_pos(m, info->id) = m->n_slots; /* (a retired slot of the id is replaced) */
 	}
 	if (n->tn && n->tn != t) {
 		n->tn->dirty = true;

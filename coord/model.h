@@ -110,6 +110,10 @@ struct coord_model {
 	struct cm_node **slots; /* by slot; NULL: retired */
 	int64_t *slot_id;	/* node id of every slot ever used */
 	uint32_t n_slots, cap_slots;
+	/* node id -> slot + 1 (0: empty), open addressing, the newest slot of
+	 * an id; cap_by_id a power of two over twice n_slots */
+	uint32_t *by_id;
+	uint32_t cap_by_id;
 	struct cm_tailnet **tailnets;
 	size_t n_tailnets;
 	struct cm_user *users;

@@ -303,6 +303,41 @@ static void test_expiry_and_plain_wireguard(void)
 	json_decref(j);
 }
 
+/* Lookup by id over several index growths (ids sparse and colliding in the
+ * low bits), a removed node gone, the same id added again found anew:
+ * differential against a scan of the slots. */
+static void test_node_index(void)
+{
+	struct coord_model *saved = m;
+	char name[32];
+
+	m = cm_new(1000, 60);
+	cm_tailnet_set(m, 9, "idx", 0, "fd7a:115c:a1e0:9::/64", "tag:gw");
+	cm_user_set(m, 9, 9, "ix@x");
+	for (int64_t i = 1; i <= 3000; i++) {
+		snprintf(name, sizeof(name), "n%lld", (long long)i);
+		CHECK(add(i * 16, 9, 9, name, "", "", "", false, 0) != NULL);
+	}
+	for (int64_t i = 1; i <= 3000; i += 7)
+		cm_node_remove(m, i * 16);
+	CHECK(add(7 * 16 + 1, 9, 9, "again", "", "", "", false, 0) != NULL);
+	cm_node_remove(m, 8 * 16); /* (8 = 1 + 7: removed above, re-added below) */
+	struct cm_node *again = add(8 * 16, 9, 9, "back", "", "", "", false, 0);
+	int bad = 0;
+	for (int64_t i = 0; i <= 3001 * 16; i += 4) {
+		struct cm_node *want = NULL;
+		for (uint32_t s = 0; s < m->n_slots; s++)
+			if (m->slots[s] && m->slots[s]->info.id == i)
+				want = m->slots[s];
+		bad += cm_node_find(m, i) != want;
+	}
+	CHECK(bad == 0);
+	CHECK(cm_node_find(m, 8 * 16) == again && again && !strcmp(again->info.name, "back"));
+	CHECK(cm_node_find(m, 15 * 16) == NULL);
+	cm_free(m);
+	m = saved;
+}
+
 int main(void)
 {
 	m = cm_new(1000, 60);
@@ -310,6 +345,7 @@ int main(void)
 	test_policy_visibility();
 	test_routes();
 	test_expiry_and_plain_wireguard();
+	test_node_index();
 	cm_free(m);
 	printf("model: %d failure(s)\n", fails);
 	return fails != 0;
