@@ -60,8 +60,9 @@ void dp_neigh_destroy(struct dp_neigh_table *t);
 
 /*
  * Entries are per port (ethdev id), as a kernel keeps a table per device: a
- * neighbour learned on one port is neither used nor refreshed on another, so a host on one segment
- * cannot redirect traffic meant for another segment by claiming its addresses.
+ * neighbour learned on one port is neither used nor refreshed on another, so
+ * a host on one segment cannot redirect traffic meant for another segment by
+ * claiming its addresses.
  */
 
 /* Any lcore, lock-free. 0 and *mac filled, or -ENOENT. */
