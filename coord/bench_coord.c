@@ -88,6 +88,27 @@ static size_t on_data(char *p, size_t sz, size_t n, void *arg)
 
 /* ---- the server ---------------------------------------------------------------- */
 
+/* CPU time (user + system) of pid so far, in ms; -1 if unknown. */
+static double cpu_ms(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long ut, st;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (!(f = fopen(path, "r")))
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* after "(comm)": state is field 3, utime and stime fields 14 and 15 */
+	if (!(p = strrchr(buf, ')')) ||
+	    sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+		return -1;
+	return (double)(ut + st) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
+}
+
 static long rss_kib(pid_t pid)
 {
 	char path[64], line[256];
@@ -462,6 +483,7 @@ static int run_one(struct bench *b, int n)
 
 	/* the policy change */
 	b->measuring = true;
+	double cpu0 = cpu_ms(b->pid);
 	double tp = now();
 	if (!(j = admin(b, "PUT", "policy",
 			json_pack("{ssss}", "tailnet", "bench", "policy", policy_b))))
@@ -470,6 +492,7 @@ static int run_one(struct bench *b, int n)
 	deadline = now() + 60;
 	while (b->n_updated < n && now() < deadline)
 		pump(b, 20);
+	double t_all = (now() - tp) * 1000, cpu1 = cpu_ms(b->pid);
 	double *lat = calloc((size_t)n, sizeof(double));
 	size_t bytes = 0;
 	int got = 0;
@@ -479,9 +502,11 @@ static int run_one(struct bench *b, int n)
 			lat[got++] = (b->nodes[i].updated_at - tp) * 1000;
 	}
 	qsort(lat, (size_t)got, sizeof(double), cmp_double);
-	printf("| %5d | %8.0f | %9zu | %7.0f | %7.0f | %7.0f | %5d/%-5d | %7.1f |\n", n, n / t_reg,
-	       bytes / (size_t)n, got ? lat[got / 2] : NAN,
+	printf("| %5d | %8.0f | %9zu | %7.0f | %7.0f | %7.0f | %5d/%-5d | %6.0f of %6.0f | %7.1f "
+	       "|\n",
+	       n, n / t_reg, bytes / (size_t)n, got ? lat[got / 2] : NAN,
 	       got ? lat[(size_t)((got - 1) * 0.99)] : NAN, got ? lat[got - 1] : NAN, got, n,
+	       cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : NAN, t_all,
 	       rss1 > 0 && rss0 > 0 ? (double)(rss1 - rss0) / n : NAN);
 	fflush(stdout);
 	free(lat);
@@ -550,8 +575,8 @@ int main(int argc, char **argv)
 		return 1;
 	printf("| N | registrations/s | full netmap bytes/node | policy change -> all updated p50 "
 	       "ms | p99 ms | max ms | "
-	       "updated | server RSS KiB/node |\n");
-	printf("|---|---|---|---|---|---|---|---|\n");
+	       "updated | server CPU ms during the change, of ms | server RSS KiB/node |\n");
+	printf("|---|---|---|---|---|---|---|---|---|\n");
 	fflush(stdout);
 	for (int i = 0; i < n_sizes; i++)
 		if (run_one(&b, sizes[i]) < 0)
