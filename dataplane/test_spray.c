@@ -60,13 +60,22 @@ static int run_worker(void *arg)
 	return 0;
 }
 
-static void run_both(void)
+/* m[q] into queue q of port `from`, both workers at once, then what both
+ * queues of port `to` sent into out (room for 2 * N + 16); returns how many. */
+static unsigned run_both(int from, int to, struct rte_mbuf *m[2][N], struct rte_mbuf **out)
 {
+	unsigned got = 0;
+	for (int q = 0; q < 2; q++)
+		rte_ring_enqueue_burst(tb.ring[from][q][DP_TB_RX], (void **)m[q], N, NULL);
 	go = 0;
 	rte_eal_remote_launch(run_worker, (void *)(uintptr_t)1, 1);
 	go = 1;
 	run_worker((void *)(uintptr_t)0);
 	rte_eal_wait_lcore(1);
+	for (int q = 0; q < 2; q++)
+		got += rte_ring_dequeue_burst(tb.ring[to][q][DP_TB_TX], (void **)out + got,
+					      2 * N + 16 - got, NULL);
+	return got;
 }
 
 static uint64_t drops(unsigned reason)
@@ -94,7 +103,7 @@ static void test_encap(void)
 {
 	static uint8_t seen_ctr[2 * N], seen_tag[2 * N];
 	struct rte_mbuf *m[2][N], *out[2 * N + 16];
-	unsigned bad_frame = 0, bad_open = 0, bad_inner = 0, dup = 0, got = 0;
+	unsigned bad_frame = 0, bad_open = 0, bad_inner = 0, dup = 0, got;
 
 	printf("-- encap: one peer, two workers\n");
 	for (uint32_t i = 0; i < 2 * N; i++) {
@@ -106,12 +115,7 @@ static void test_encap(void)
 		memcpy(rte_pktmbuf_mtod_offset(x, uint8_t *, 14 + TAG_OFF), &i, 4);
 		m[i % 2][i / 2] = x;
 	}
-	for (int q = 0; q < 2; q++)
-		rte_ring_enqueue_burst(tb.ring[DP_TB_LAN][q][DP_TB_RX], (void **)m[q], N, NULL);
-	run_both();
-	for (int q = 0; q < 2; q++)
-		got += rte_ring_dequeue_burst(tb.ring[DP_TB_WAN][q][DP_TB_TX], (void **)out + got,
-					      2 * N + 16 - got, NULL);
+	got = run_both(DP_TB_LAN, DP_TB_WAN, m, out);
 	CHECK(got == 2 * N && all_drops() == 0, "%u frames out for %u in, %lu dropped", got, 2 * N,
 	      (unsigned long)all_drops());
 	for (unsigned k = 0; k < got; k++) {
@@ -170,7 +174,7 @@ static void test_decap(void)
 {
 	static uint8_t seen_tag[N];
 	struct rte_mbuf *m[2][N], *out[2 * N + 16];
-	unsigned bad = 0, got = 0;
+	unsigned bad = 0, got;
 	uint64_t replay0 = drops(MG_DROP_REPLAY), all0 = all_drops();
 
 	printf("-- decap: each message to both workers at once\n");
@@ -194,12 +198,7 @@ static void test_decap(void)
 			return;
 		}
 	}
-	for (int q = 0; q < 2; q++)
-		rte_ring_enqueue_burst(tb.ring[DP_TB_WAN][q][DP_TB_RX], (void **)m[q], N, NULL);
-	run_both();
-	for (int q = 0; q < 2; q++)
-		got += rte_ring_dequeue_burst(tb.ring[DP_TB_LAN][q][DP_TB_TX], (void **)out + got,
-					      2 * N + 16 - got, NULL);
+	got = run_both(DP_TB_WAN, DP_TB_LAN, m, out);
 	for (unsigned k = 0; k < got; k++) {
 		const uint8_t *ip = rte_pktmbuf_mtod_offset(out[k], const uint8_t *, 14);
 		uint32_t tag;
