@@ -404,25 +404,89 @@ static int parse_removed(struct jctx *c, json_t *o, struct cp_coord_map *m)
 
 /* ---- RULE ------------------------------------------------------------------ */
 
-static int rule_prefix(struct jctx *c, json_t *o, const char *name, int family, uint8_t addr[16],
-		       uint8_t *len)
+/* One prefix string of the rule's family into *p. */
+static int rule_prefix_str(struct jctx *c, json_t *v, int family, struct mg_prefix *p)
+{
+	if (!json_is_string(v) || mg_prefix_parse(json_string_value(v), p) < 0)
+		return fail(c, "expected a prefix string");
+	if (p->family != family)
+		return fail(c, "%s: not of family %d", Q(json_string_value(v)),
+			    family == AF_INET ? 4 : 6);
+	return 0;
+}
+
+/*
+ * "src" (or "dst"): a prefix string, or for "src" a non-empty array of them
+ * (one entry standing for a rule per source). *list is the array or NULL.
+ */
+static int rule_prefix(struct jctx *c, json_t *o, const char *name, int family, bool many,
+		       struct mg_prefix *p, json_t **list)
 {
 	int ret;
 	json_t *v = member(c, o, name, true, &ret);
-	struct mg_prefix p;
 	size_t n;
 
+	*list = NULL;
 	if (!v)
 		return ret;
 	n = push(c, ".%s", name);
-	if (!json_is_string(v) || mg_prefix_parse(json_string_value(v), &p) < 0)
-		ret = fail(c, "expected a prefix string");
-	else if (p.family != family)
-		ret = fail(c, "%s: not of family %d", Q(json_string_value(v)),
-			   family == AF_INET ? 4 : 6);
+	if (many && json_is_array(v)) {
+		size_t i;
+		json_t *e;
+
+		if (!json_array_size(v))
+			ret = fail(c, "an empty list");
+		json_array_foreach(v, i, e)
+		{
+			size_t k = push(c, "[%zu]", i);
+			ret = rule_prefix_str(c, e, family, p);
+			pop(c, k);
+			if (ret)
+				break;
+		}
+		*list = v;
+	} else {
+		ret = rule_prefix_str(c, v, family, p);
+	}
+	pop(c, n);
+	return ret;
+}
+
+static int proto_of(struct jctx *c, json_t *e, uint8_t *proto)
+{
+	if (!json_is_integer(e))
+		return fail(c, "expected an integer, got %s", type_name(e));
+	if (json_integer_value(e) < 0 || json_integer_value(e) > 255)
+		return fail(c, "%lld out of range 0..255", (long long)json_integer_value(e));
+	*proto = (uint8_t)json_integer_value(e);
+	return 0;
+}
+
+/* "proto": 0..255 (0 = any), or a non-empty array of them (*list). */
+static int rule_protos(struct jctx *c, json_t *o, json_t **list, uint8_t *proto)
+{
+	int ret;
+	json_t *v = member(c, o, "proto", true, &ret), *e;
+	size_t n, i;
+
+	*list = NULL;
+	if (!v)
+		return ret;
+	n = push(c, ".proto");
+	if (!json_is_array(v))
+		ret = proto_of(c, v, proto);
+	else if (!json_array_size(v))
+		ret = fail(c, "an empty list");
 	else {
-		memcpy(addr, p.addr, 16);
-		*len = p.cidr;
+		json_array_foreach(v, i, e)
+		{
+			size_t k = push(c, "[%zu]", i);
+			ret = proto_of(c, e, proto);
+			pop(c, k);
+			if (ret)
+				break;
+		}
+		*list = v;
 	}
 	pop(c, n);
 	return ret;
@@ -457,53 +521,87 @@ static int rule_ports(struct jctx *c, json_t *o, struct mg_acl_rule *r)
 	return ret;
 }
 
-static int parse_rule(struct jctx *c, json_t *o, uint32_t index, struct mg_acl_rule *r)
+/*
+ * One packet_filter entry: family, proto, src, dst and ports. "proto" and
+ * "src" may be lists, which stand for a rule per (proto, src) pair (the
+ * server sends a gateway's thousands of sources that way); each pair is
+ * appended to m->rules, at most CP_COORD_MAX_RULES in all.
+ */
+static int parse_rule(struct jctx *c, json_t *o, uint32_t index, struct cp_coord_map *m,
+		      size_t *cap)
 {
-	uint64_t family = 0, proto = 0;
+	uint64_t family = 0;
+	struct mg_acl_rule r;
+	struct mg_prefix src, dst;
+	json_t *srcs = NULL, *protos = NULL, *dl;
+	size_t n_src, n_proto;
 	int ret = expect_object(c, o);
 
-	memset(r, 0, sizeof(*r));
+	memset(&r, 0, sizeof(r));
 	if (!ret)
 		ret = get_uint(c, o, "family", true, 6, &family);
 	if (!ret && family != 4 && family != 6)
 		ret = fail(c, "family %llu: expected 4 or 6", (unsigned long long)family);
-	r->family = family == 4 ? AF_INET : AF_INET6;
+	r.family = family == 4 ? AF_INET : AF_INET6;
 	if (!ret)
-		ret = get_uint(c, o, "proto", true, 255, &proto);
-	r->proto = (uint8_t)proto;
+		ret = rule_protos(c, o, &protos, &r.proto);
 	if (!ret)
-		ret = rule_prefix(c, o, "src", r->family, r->src, &r->src_len);
+		ret = rule_prefix(c, o, "src", r.family, true, &src, &srcs);
 	if (!ret)
-		ret = rule_prefix(c, o, "dst", r->family, r->dst, &r->dst_len);
+		ret = rule_prefix(c, o, "dst", r.family, false, &dst, &dl);
 	if (!ret)
-		ret = rule_ports(c, o, r);
-	r->acl_index = index;
-	return ret;
+		ret = rule_ports(c, o, &r);
+	if (ret)
+		return ret;
+	r.acl_index = index;
+	r.dst_len = dst.cidr;
+	memcpy(r.dst, dst.addr, 16);
+	n_src = srcs ? json_array_size(srcs) : 1;
+	n_proto = protos ? json_array_size(protos) : 1;
+	if (n_src * n_proto > CP_COORD_MAX_RULES - m->n_rules)
+		return fail(c, "more than %u rules in all", CP_COORD_MAX_RULES);
+	if (m->n_rules + n_src * n_proto > *cap) {
+		size_t want = *cap ? *cap : 64;
+		struct mg_acl_rule *v;
+
+		while (want < m->n_rules + n_src * n_proto)
+			want *= 2;
+		if (!(v = realloc(m->rules, want * sizeof(*v))))
+			return fail(c, "out of memory");
+		m->rules = v;
+		*cap = want;
+	}
+	for (size_t k = 0; k < n_proto; k++) {
+		if (protos)
+			r.proto = (uint8_t)json_integer_value(json_array_get(protos, k));
+		for (size_t i = 0; i < n_src; i++) {
+			if (srcs) /* checked above */
+				mg_prefix_parse(json_string_value(json_array_get(srcs, i)), &src);
+			r.src_len = src.cidr;
+			memcpy(r.src, src.addr, 16);
+			m->rules[m->n_rules++] = r;
+		}
+	}
+	return 0;
 }
 
 static int parse_filter(struct jctx *c, json_t *o, bool required, struct cp_coord_map *m)
 {
 	int ret;
 	json_t *a = get_array(c, o, "packet_filter", required, CP_COORD_MAX_RULES, &ret), *v;
-	size_t i;
+	size_t i, cap = 0;
 
 	if (!a)
 		return ret;
 	m->has_filter = true;
-	if (!json_array_size(a))
-		return 0;
-	m->rules = calloc(json_array_size(a), sizeof(*m->rules));
-	if (!m->rules)
-		return fail(c, "out of memory");
 	json_array_foreach(a, i, v)
 	{
 		size_t n = push(c, "packet_filter[%zu]", i);
 
-		ret = parse_rule(c, v, (uint32_t)i, &m->rules[i]);
+		ret = parse_rule(c, v, (uint32_t)i, m, &cap);
 		pop(c, n);
 		if (ret)
 			return ret;
-		m->n_rules = i + 1;
 	}
 	return 0;
 }

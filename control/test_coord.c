@@ -228,6 +228,27 @@ static const struct bad_map bad_maps[] = {
      "\"node_key\": \"" KEY_C "\"}, \"peers\": [], \"packet_filter\": []}",
      "self.addresses: missing"},
     /* 32 */ {"{\"version\": 1.5, \"full\": true}", "version: expected an integer, got a number"},
+    /* 33 */
+    {FULL("", "{\"family\": 4, \"proto\": 6, \"src\": [], \"dst\": \"1.2.3.4\"}"),
+     "packet_filter[0].src: an empty list"},
+    /* 34 */
+    {FULL("", "{\"family\": 4, \"proto\": 6, \"src\": [\"1.2.3.4\", \"::1\"], "
+	      "\"dst\": \"1.2.3.4\"}"),
+     "packet_filter[0].src[1]: \"::1\": not of family 4"},
+    /* 35 */
+    {FULL("", "{\"family\": 4, \"proto\": [6, 300], \"src\": \"1.2.3.4\", "
+	      "\"dst\": \"1.2.3.4\"}"),
+     "packet_filter[0].proto[1]: 300 out of range 0..255"},
+    /* 36 */
+    {FULL("", "{\"family\": 4, \"proto\": [], \"src\": \"1.2.3.4\", \"dst\": \"1.2.3.4\"}"),
+     "packet_filter[0].proto: an empty list"},
+    /* 37 */
+    {FULL("", "{\"family\": 4, \"proto\": 6, \"src\": \"1.2.3.4\", "
+	      "\"dst\": [\"1.2.3.4\"]}"),
+     "packet_filter[0].dst: expected a prefix string"},
+    /* 38 */
+    {FULL("", "{\"family\": 4, \"proto\": \"tcp\", \"src\": \"1.2.3.4\", \"dst\": \"1.2.3.4\"}"),
+     "packet_filter[0].proto: expected an integer, got a string"},
 };
 
 static void test_bad_maps(void)
@@ -243,6 +264,53 @@ static void test_bad_maps(void)
 		      err, bad_maps[i].want);
 		CHECK(zeroed(&m, sizeof(m)), "bad map %zu: output not zeroed", i + 1);
 	}
+}
+
+/* "src" and "proto" lists stand for a rule per (proto, src) pair, bounded in all. */
+static void test_grouped_rules(void)
+{
+	static const char text[] = FULL(
+	    "", RULE ", {\"family\": 4, \"proto\": [6, 17], \"src\": [\"100.64.0.1/32\", "
+		     "\"100.64.0.2/32\", \"10.0.0.0/8\"], \"dst\": \"100.64.0.12/32\", \"ports\": "
+		     "[80, 81]}");
+	struct cp_coord_map m;
+	char err[256] = "";
+	int ret = cp_coord_map_parse(text, strlen(text), &m, err, sizeof(err));
+
+	CHECK(ret == 0, "grouped rules: %s", err);
+	CHECK(m.n_rules == 7, "grouped rules: 1 + 2 x 3 rules, got %zu", m.n_rules);
+	for (size_t i = 1; ret == 0 && i < m.n_rules; i++) {
+		const struct mg_acl_rule *r = &m.rules[i];
+		CHECK(r->family == AF_INET && r->proto == (i <= 3 ? 6 : 17) && r->acl_index == 1 &&
+			  r->dst_len == 32 && r->dport_lo == 80 && r->dport_hi == 81 &&
+			  r->src_len == ((i - 1) % 3 == 2 ? 8 : 32) &&
+			  r->src[3] == ((i - 1) % 3 == 2 ? 0 : (i - 1) % 3 + 1),
+		      "grouped rule %zu", i);
+	}
+	cp_coord_map_free(&m);
+
+	/* 1,000 sources x 201 protocols: more than CP_COORD_MAX_RULES */
+	size_t cap = 64 << 10, len = 0;
+	char *big = malloc(cap);
+
+	CHECK(big != NULL, "malloc");
+	if (!big)
+		return;
+	len +=
+	    (size_t)snprintf(big + len, cap - len,
+			     "{\"version\": 5, \"full\": true, " SELF
+			     ", \"peers\": [], \"packet_filter\": [{\"family\": 4, \"proto\": [");
+	for (int p = 0; p < 201; p++)
+		len += (size_t)snprintf(big + len, cap - len, "%s%d", p ? "," : "", p);
+	len += (size_t)snprintf(big + len, cap - len, "], \"src\": [");
+	for (int a = 0; a < 1000; a++)
+		len += (size_t)snprintf(big + len, cap - len, "%s\"10.0.%d.%d/32\"", a ? "," : "",
+					a / 256, a % 256);
+	len += (size_t)snprintf(big + len, cap - len, "], \"dst\": \"100.64.0.12/32\"}]}");
+	ret = cp_coord_map_parse(big, len, &m, err, sizeof(err));
+	CHECK(ret == -EINVAL && !strcmp(err, "packet_filter[0]: more than 200000 rules in all"),
+	      "rule bound: %d %s", ret, err);
+	free(big);
 }
 
 static void test_other_answers(void)
@@ -600,6 +668,7 @@ int main(void)
 	test_full_map();
 	test_delta_map();
 	test_bad_maps();
+	test_grouped_rules();
 	test_other_answers();
 	test_bodies();
 	test_dump();

@@ -956,28 +956,15 @@ static char *utoa(char *p, unsigned v)
 	return p;
 }
 
-/* One rule as a packet_filter entry; src/dst already formatted (no printf:
- * a gateway's filter can be tens of thousands of rules). */
-static void render_rule(struct strbuf *sb, const struct mg_acl_rule *r, const char *src,
-			const char *dst, bool first)
-{
-	char buf[256], *p = buf;
+/* A rule's source and destination, formatted once (see struct pcache). */
+struct rule_strs {
+	const char *src, *dst; /* owned by the pcache */
+};
 
-	if (!first)
-		*p++ = ',';
-	memcpy(p, "{\"family\":", 10);
-	p += 10;
-	*p++ = r->family == AF_INET ? '4' : '6';
-	memcpy(p, ",\"proto\":", 9);
-	p += 9;
-	p = utoa(p, r->proto);
-	memcpy(p, ",\"src\":\"", 8);
-	p += 8;
-	strbuf_addn(sb, buf, (size_t)(p - buf));
-	strbuf_add(sb, src);
-	strbuf_addn(sb, "\",\"dst\":\"", 9);
-	strbuf_add(sb, dst);
-	p = buf;
+static void render_ports(struct strbuf *sb, const struct mg_acl_rule *r)
+{
+	char buf[32], *p = buf;
+
 	memcpy(p, "\",\"ports\":[", 11);
 	p += 11;
 	p = utoa(p, r->dport_lo);
@@ -989,16 +976,124 @@ static void render_rule(struct strbuf *sb, const struct mg_acl_rule *r, const ch
 }
 
 /*
- * Node bitsets of prefixes, memoised over one recompute (rules repeat
+ * One packet_filter entry for rules rs[0..n_proto * n_src) (see
+ * render_filter): "proto" and "src" are lists when there is more than one
+ * (no printf: a gateway's filter can be tens of thousands of rules).
+ */
+static void render_group(struct strbuf *sb, const struct mg_acl_rule *rules,
+			 const struct rule_strs *strs, const uint32_t *rs, uint32_t n_src,
+			 uint32_t n_proto, bool first)
+{
+	const struct mg_acl_rule *r = &rules[rs[0]];
+	char buf[64], *p = buf;
+
+	if (!first)
+		*p++ = ',';
+	memcpy(p, "{\"family\":", 10);
+	p += 10;
+	*p++ = r->family == AF_INET ? '4' : '6';
+	memcpy(p, ",\"proto\":", 9);
+	p += 9;
+	if (n_proto > 1)
+		*p++ = '[';
+	for (uint32_t q = 0; q < n_proto; q++) {
+		if (q)
+			*p++ = ',';
+		p = utoa(p, rules[rs[q * n_src]].proto);
+		if (p - buf > 40) {
+			strbuf_addn(sb, buf, (size_t)(p - buf));
+			p = buf;
+		}
+	}
+	if (n_proto > 1)
+		*p++ = ']';
+	strbuf_addn(sb, buf, (size_t)(p - buf));
+	strbuf_addn(sb, n_src > 1 ? ",\"src\":[\"" : ",\"src\":\"", n_src > 1 ? 9 : 8);
+	for (uint32_t i = 0; i < n_src; i++) {
+		if (i)
+			strbuf_addn(sb, "\",\"", 3);
+		strbuf_add(sb, strs[rs[i]].src);
+	}
+	strbuf_addn(sb, n_src > 1 ? "\"],\"dst\":\"" : "\",\"dst\":\"", n_src > 1 ? 10 : 9);
+	strbuf_add(sb, strs[rs[0]].dst);
+	render_ports(sb, r);
+}
+
+/* Rules a and b alike but for the source (and, if !proto, the protocol). */
+static bool rules_alike(const struct mg_acl_rule *a, const struct mg_acl_rule *b,
+			const struct rule_strs *sa, const struct rule_strs *sb, bool proto)
+{
+	return a->acl_index == b->acl_index && a->family == b->family &&
+	       (!proto || a->proto == b->proto) && a->dport_lo == b->dport_lo &&
+	       a->dport_hi == b->dport_hi && sa->dst == sb->dst;
+}
+
+/*
+ * A viewer's rules rs[0..n) (indices into rules, in rule order) as its
+ * packet_filter. The compiler emits a destination's rules as runs that
+ * differ only in the source, run after run of the same sources for each
+ * protocol; a run becomes one entry with a "src" list, and runs of the same
+ * sources that differ only in the protocol one entry with a "proto" list. The
+ * node expands them back to the same rules. Prefix strings come from one
+ * pcache, so equal pointers are equal prefixes.
+ */
+static void render_filter(struct strbuf *sb, const struct mg_acl_rule *rules,
+			  const struct rule_strs *strs, const uint32_t *rs, uint32_t n)
+{
+	uint32_t i = 0;
+
+	strbuf_add(sb, "[");
+	while (i < n) {
+		const struct mg_acl_rule *a = &rules[rs[i]];
+		uint32_t run = 1, n_proto = 1;
+
+		while (i + run < n &&
+		       rules_alike(a, &rules[rs[i + run]], &strs[rs[i]], &strs[rs[i + run]], true))
+			run++;
+		for (;;) {
+			uint32_t p = i + n_proto * run, k;
+			const struct mg_acl_rule *b = p < n ? &rules[rs[p]] : NULL;
+
+			if (!b || p + run > n || b->proto == a->proto ||
+			    !rules_alike(a, b, &strs[rs[i]], &strs[rs[p]], false))
+				break;
+			for (k = 0; k < run; k++)
+				if (strs[rs[p + k]].src != strs[rs[i + k]].src ||
+				    !rules_alike(b, &rules[rs[p + k]], &strs[rs[p]],
+						 &strs[rs[p + k]], true))
+					break;
+			if (k < run ||
+			    (p + run < n && rules_alike(b, &rules[rs[p + run]], &strs[rs[p]],
+							&strs[rs[p + run]], true)))
+				break;
+			n_proto++;
+		}
+		render_group(sb, rules, strs, rs + i, run, n_proto, i == 0);
+		i += n_proto * run;
+	}
+	strbuf_add(sb, "]");
+}
+
+/*
+ * Node sets of prefixes, memoised over one recompute (rules repeat
  * prefixes). Host prefixes (/32, /128: what users and tags resolve to) are
  * looked up in an address index instead of scanning every node; only the
- * nodes with primary routes are checked besides.
+ * nodes with primary routes are checked besides. An entry holds the set as
+ * a bitset and as a list of slots, and the prefix formatted once.
  */
+struct pc_entry {
+	struct mg_prefix key;
+	uint64_t *set;
+	uint32_t *slots, n_slots;
+	uint32_t src_acl, dst_acl; /* acls entry + 1 whose set it was last or'ed into */
+	char *str;
+};
+
 struct pcache {
-	struct mg_prefix *keys;
-	uint64_t **sets;
-	char **strs; /* the prefix formatted once */
-	size_t cap, n;
+	struct pc_entry *ents;
+	size_t n, cap_ents;
+	uint32_t *table; /* open addressing: entry index + 1 */
+	size_t cap;
 	/* address index: open addressing over (family, addr) -> slot + 1 */
 	struct mg_prefix *akeys;
 	uint32_t *aslot;
@@ -1009,12 +1104,21 @@ struct pcache {
 
 static size_t pc_hash(const struct mg_prefix *p)
 {
-	uint64_t h = 1469598103934665603ull;
-	const uint8_t *b = (const uint8_t *)p;
+	uint64_t a, b;
+	uint32_t c;
 
-	for (size_t i = 0; i < sizeof(*p); i++)
-		h = (h ^ b[i]) * 1099511628211ull;
-	return (size_t)h;
+	_Static_assert(sizeof(*p) == 20, "mg_prefix layout");
+	memcpy(&a, p, 8);
+	memcpy(&b, (const uint8_t *)p + 8, 8);
+	memcpy(&c, (const uint8_t *)p + 16, 4);
+	/* addresses differ in their last bytes: mix every bit into the low ones
+	 * (murmur3's finaliser) */
+	a ^= (b * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)c << 32 | c);
+	a ^= a >> 33;
+	a *= 0xff51afd7ed558ccdull;
+	a ^= a >> 33;
+	a *= 0xc4ceb9fe1a85ec53ull;
+	return (size_t)(a ^ (a >> 33));
 }
 
 static int pc_init(struct pcache *pc, struct coord_model *m, const struct cm_tailnet *t)
@@ -1075,70 +1179,84 @@ static void pc_fill(struct pcache *pc, struct coord_model *m, const struct cm_ta
 			bit_set(set, pc->routers[k]);
 }
 
-static const uint64_t *pc_get(struct pcache *pc, struct coord_model *m, const struct cm_tailnet *t,
-			      const struct mg_prefix *p, uint32_t words, const char **str)
+/* A new entry for p: its node set as bits and as slots, and its text. */
+static int pc_add(struct pcache *pc, struct coord_model *m, const struct cm_tailnet *t,
+		  const struct mg_prefix *p, uint32_t words)
+{
+	struct pc_entry *e;
+	char buf[MG_PREFIX_STRLEN];
+	uint32_t n = 0;
+
+	if (pc->n == pc->cap_ents) {
+		size_t cap = pc->cap_ents ? 2 * pc->cap_ents : 256;
+		struct pc_entry *v = realloc(pc->ents, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		pc->ents = v;
+		pc->cap_ents = cap;
+	}
+	e = &pc->ents[pc->n];
+	memset(e, 0, sizeof(*e));
+	e->key = *p;
+	e->set = calloc(words ? words : 1, sizeof(uint64_t));
+	e->str = strdup(mg_prefix_fmt(p, buf, sizeof(buf)) ? buf : "");
+	if (!e->set || !e->str)
+		goto nomem;
+	pc_fill(pc, m, t, p, e->set);
+	for (uint32_t w = 0; w < words; w++)
+		n += (uint32_t)__builtin_popcountll(e->set[w]);
+	if (!(e->slots = malloc((n ? n : 1) * sizeof(*e->slots))))
+		goto nomem;
+	for (uint32_t w = 0; w < words; w++)
+		for (uint64_t c = e->set[w]; c; c &= c - 1)
+			e->slots[e->n_slots++] = w * 64 + (uint32_t)__builtin_ctzll(c);
+	pc->n++;
+	return 0;
+nomem:
+	free(e->set);
+	free(e->str);
+	return -ENOMEM;
+}
+
+/* The entry of prefix p, made on first use; NULL when out of memory. */
+static struct pc_entry *pc_get(struct pcache *pc, struct coord_model *m, const struct cm_tailnet *t,
+			       const struct mg_prefix *p, uint32_t words)
 {
 	size_t i;
 
 	if (pc->n * 2 >= pc->cap) {
 		size_t cap = pc->cap ? 2 * pc->cap : 1024;
-		struct mg_prefix *k = calloc(cap, sizeof(*k));
-		uint64_t **s = calloc(cap, sizeof(*s));
-		char **st = calloc(cap, sizeof(*st));
-		if (!k || !s || !st) {
-			free(k);
-			free(s);
-			free(st);
+		uint32_t *tb = calloc(cap, sizeof(*tb));
+		if (!tb)
 			return NULL;
-		}
-		for (size_t j = 0; j < pc->cap; j++) {
-			if (!pc->sets[j])
-				continue;
-			for (i = pc_hash(&pc->keys[j]) & (cap - 1); s[i]; i = (i + 1) & (cap - 1))
+		for (size_t j = 0; j < pc->n; j++) {
+			for (i = pc_hash(&pc->ents[j].key) & (cap - 1); tb[i];
+			     i = (i + 1) & (cap - 1))
 				;
-			k[i] = pc->keys[j];
-			s[i] = pc->sets[j];
-			st[i] = pc->strs[j];
+			tb[i] = (uint32_t)j + 1;
 		}
-		free(pc->keys);
-		free(pc->sets);
-		free(pc->strs);
-		pc->keys = k;
-		pc->sets = s;
-		pc->strs = st;
+		free(pc->table);
+		pc->table = tb;
 		pc->cap = cap;
 	}
-	for (i = pc_hash(p) & (pc->cap - 1); pc->sets[i]; i = (i + 1) & (pc->cap - 1))
-		if (!memcmp(&pc->keys[i], p, sizeof(*p))) {
-			*str = pc->strs[i];
-			return pc->sets[i];
-		}
-	uint64_t *set = calloc(words ? words : 1, sizeof(uint64_t));
-	char buf[MG_PREFIX_STRLEN];
-	char *fs = strdup(mg_prefix_fmt(p, buf, sizeof(buf)) ? buf : "");
-	if (!set || !fs) {
-		free(set);
-		free(fs);
+	for (i = pc_hash(p) & (pc->cap - 1); pc->table[i]; i = (i + 1) & (pc->cap - 1))
+		if (!memcmp(&pc->ents[pc->table[i] - 1].key, p, sizeof(*p)))
+			return &pc->ents[pc->table[i] - 1];
+	if (pc_add(pc, m, t, p, words) < 0)
 		return NULL;
-	}
-	pc_fill(pc, m, t, p, set);
-	pc->keys[i] = *p;
-	pc->sets[i] = set;
-	pc->strs[i] = fs;
-	pc->n++;
-	*str = fs;
-	return set;
+	pc->table[i] = (uint32_t)pc->n;
+	return &pc->ents[pc->n - 1];
 }
 
 static void pc_free(struct pcache *pc)
 {
-	for (size_t i = 0; i < pc->cap; i++) {
-		free(pc->sets[i]);
-		free(pc->strs[i]);
+	for (size_t i = 0; i < pc->n; i++) {
+		free(pc->ents[i].set);
+		free(pc->ents[i].slots);
+		free(pc->ents[i].str);
 	}
-	free(pc->keys);
-	free(pc->sets);
-	free(pc->strs);
+	free(pc->ents);
+	free(pc->table);
 	free(pc->akeys);
 	free(pc->aslot);
 	free(pc->routers);
@@ -1155,27 +1273,44 @@ static void free_acl_sets(struct cm_tailnet *t)
 	t->acl_src = t->acl_dst = NULL;
 }
 
+static void rule_prefixes(const struct mg_acl_rule *r, struct mg_prefix *s, struct mg_prefix *d)
+{
+	*s = (struct mg_prefix){.family = r->family, .cidr = r->src_len};
+	*d = (struct mg_prefix){.family = r->family, .cidr = r->dst_len};
+	memcpy(s->addr, r->src, 16);
+	memcpy(d->addr, r->dst, 16);
+}
+
+/* set |= e's nodes, once per acls entry a (rules repeat prefixes). */
+static void or_once(uint64_t *set, struct pc_entry *e, uint32_t *stamp, uint32_t a)
+{
+	if (*stamp == a + 1)
+		return;
+	*stamp = a + 1;
+	for (uint32_t k = 0; k < e->n_slots; k++)
+		bit_set(set, e->slots[k]);
+}
+
 /*
  * The acls entries' node sets, and each node's rules (those whose
  * destination covers it) as a CSR list: rules first[slot]..first[slot+1]
- * of idx, in rule order.
+ * of idx, in rule order. O(rules + nodes): a rule costs a lookup of its
+ * source (its destination is mostly the previous rule's) and a step per
+ * node its destination covers.
  */
-struct rule_strs {
-	const char *src, *dst; /* owned by the pcache */
-};
-
 static int build_sets(struct coord_model *m, struct cm_tailnet *t, uint32_t words,
 		      struct pcache *pcp, struct rule_strs **strs_out, uint32_t **first_out,
 		      uint32_t **idx_out)
 {
 	struct pcache pc;
 	uint32_t *first = calloc((size_t)words * 64 + 2, sizeof(*first)), *idx = NULL, *pos = NULL;
-	const uint64_t **dsets = calloc(t->n_rules ? t->n_rules : 1, sizeof(*dsets));
+	uint32_t *dsts = calloc(t->n_rules ? t->n_rules : 1, sizeof(*dsts)); /* entry index */
 	struct rule_strs *strs = calloc(t->n_rules ? t->n_rules : 1, sizeof(*strs));
 	int ret = pc_init(&pc, m, t);
+	size_t di = SIZE_MAX; /* the last destination's entry (pc_get may move entries) */
 
 	free_acl_sets(t);
-	if (ret < 0 || !first || !dsets || !strs)
+	if (ret < 0 || !first || !dsts || !strs)
 		goto nomem;
 	t->acl_src = calloc(t->n_acls ? t->n_acls : 1, sizeof(*t->acl_src));
 	t->acl_dst = calloc(t->n_acls ? t->n_acls : 1, sizeof(*t->acl_dst));
@@ -1189,25 +1324,27 @@ static int build_sets(struct coord_model *m, struct cm_tailnet *t, uint32_t word
 	}
 	for (size_t k = 0; k < t->n_rules; k++) {
 		const struct mg_acl_rule *r = &t->rules[k];
-		struct mg_prefix s = {.family = r->family, .cidr = r->src_len};
-		struct mg_prefix d = {.family = r->family, .cidr = r->dst_len};
-		const uint64_t *ss, *ds;
+		struct mg_prefix s, d;
+		struct pc_entry *se, *de;
 
-		memcpy(s.addr, r->src, 16);
-		memcpy(d.addr, r->dst, 16);
-		ss = pc_get(&pc, m, t, &s, words, &strs[k].src);
-		ds = pc_get(&pc, m, t, &d, words, &strs[k].dst);
-		if (!ss || !ds)
+		rule_prefixes(r, &s, &d);
+		if (di == SIZE_MAX || memcmp(&pc.ents[di].key, &d, sizeof(d))) {
+			if (!(de = pc_get(&pc, m, t, &d, words)))
+				goto nomem;
+			di = (size_t)(de - pc.ents);
+		}
+		if (!(se = pc_get(&pc, m, t, &s, words)))
 			goto nomem;
-		dsets[k] = ds;
-		if (r->acl_index < t->n_acls)
-			for (uint32_t w = 0; w < words; w++) {
-				t->acl_src[r->acl_index][w] |= ss[w];
-				t->acl_dst[r->acl_index][w] |= ds[w];
-			}
-		for (uint32_t w = 0; w < words; w++)
-			for (uint64_t c = ds[w]; c; c &= c - 1)
-				first[w * 64 + (uint32_t)__builtin_ctzll(c) + 1]++;
+		de = &pc.ents[di];
+		strs[k].src = se->str;
+		strs[k].dst = de->str;
+		dsts[k] = (uint32_t)di;
+		if (r->acl_index < t->n_acls) {
+			or_once(t->acl_src[r->acl_index], se, &se->src_acl, r->acl_index);
+			or_once(t->acl_dst[r->acl_index], de, &de->dst_acl, r->acl_index);
+		}
+		for (uint32_t i = 0; i < de->n_slots; i++)
+			first[de->slots[i] + 1]++;
 	}
 	for (uint32_t i = 0; i < words * 64; i++)
 		first[i + 1] += first[i];
@@ -1216,12 +1353,13 @@ static int build_sets(struct coord_model *m, struct cm_tailnet *t, uint32_t word
 	if (!idx || !pos)
 		goto nomem;
 	memcpy(pos, first, ((size_t)words * 64 + 1) * sizeof(*pos));
-	for (size_t k = 0; k < t->n_rules; k++)
-		for (uint32_t w = 0; w < words; w++)
-			for (uint64_t c = dsets[k][w]; c; c &= c - 1)
-				idx[pos[w * 64 + (uint32_t)__builtin_ctzll(c)]++] = (uint32_t)k;
+	for (size_t k = 0; k < t->n_rules; k++) {
+		const struct pc_entry *e = &pc.ents[dsts[k]];
+		for (uint32_t i = 0; i < e->n_slots; i++)
+			idx[pos[e->slots[i]]++] = (uint32_t)k;
+	}
 	free(pos);
-	free(dsets);
+	free(dsts);
 	*pcp = pc;
 	*strs_out = strs;
 	*first_out = first;
@@ -1231,7 +1369,7 @@ nomem:
 	free(first);
 	free(idx);
 	free(pos);
-	free(dsets);
+	free(dsts);
 	free(strs);
 	pc_free(&pc);
 	return -ENOMEM;
@@ -1376,11 +1514,7 @@ static int recompute_tailnet(struct coord_model *m, struct cm_tailnet *t, int64_
 		bit_clr(v->cur, s);
 		if (filters || !v->filter_json) {
 			sb.len = 0;
-			strbuf_add(&sb, "[");
-			for (uint32_t k = first[s]; k < first[s + 1]; k++)
-				render_rule(&sb, &t->rules[idx[k]], strs[idx[k]].src,
-					    strs[idx[k]].dst, k == first[s]);
-			strbuf_add(&sb, "]");
+			render_filter(&sb, t->rules, strs, idx + first[s], first[s + 1] - first[s]);
 			if (sb.oom) {
 				ret = -ENOMEM;
 				goto out;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <jansson.h>
 
@@ -69,6 +70,21 @@ static json_t *map(struct cm_node *n, int64_t version)
 	free(s);
 	assert(j);
 	return j;
+}
+
+/* How many rules a packet_filter stands for: "proto" and "src" may be lists. */
+static size_t filter_rules(json_t *f)
+{
+	size_t i, n = 0;
+	json_t *r;
+
+	json_array_foreach(f, i, r)
+	{
+		json_t *p = json_object_get(r, "proto"), *s = json_object_get(r, "src");
+		n += (json_is_array(p) ? json_array_size(p) : 1) *
+		     (json_is_array(s) ? json_array_size(s) : 1);
+	}
+	return n;
 }
 
 /* Sorted node ids of a peers list, as "1,2,3". */
@@ -206,16 +222,23 @@ static void test_policy_visibility(void)
 	CHECK(!strcmp(ids(json_object_get(j, "peers")), "1"));
 	json_t *f = json_object_get(j, "packet_filter"), *r;
 	size_t i;
-	CHECK(json_array_size(f) == 6); /* tcp/22, udp/22, icmp from alice's v4 and v6 */
+	/* tcp+udp/22 and icmp from alice's v4 and v6: 6 rules in 4 entries */
+	CHECK(json_array_size(f) == 4 && filter_rules(f) == 6);
 	json_array_foreach(f, i, r)
 	{
-		int proto = (int)json_integer_value(json_object_get(r, "proto"));
-		CHECK(proto == 6 || proto == 17 || proto == 1 || proto == 58);
-		if (proto == 6 || proto == 17)
+		json_t *pr = json_object_get(r, "proto");
+		const char *dst = json_string_value(json_object_get(r, "dst"));
+		if (json_is_array(pr)) {
+			CHECK(json_array_size(pr) == 2 &&
+			      json_integer_value(json_array_get(pr, 0)) == 6 &&
+			      json_integer_value(json_array_get(pr, 1)) == 17);
 			CHECK(json_integer_value(json_array_get(json_object_get(r, "ports"), 0)) ==
 			      22);
-		const char *dst = json_string_value(json_object_get(r, "dst"));
-		CHECK(!strcmp(dst, "100.64.0.3/32") || !strcmp(dst, "fd7a:115c:a1e0:1::3/128"));
+		} else {
+			CHECK(json_integer_value(pr) == (i < 2 ? 1 : 58));
+		}
+		CHECK(json_is_string(json_object_get(r, "src")));
+		CHECK(!strcmp(dst, i < 2 ? "100.64.0.3/32" : "fd7a:115c:a1e0:1::3/128"));
 	}
 	json_decref(j);
 
@@ -224,7 +247,10 @@ static void test_policy_visibility(void)
 	cm_recompute(m, NOW, wake, NULL);
 	j = map(gw, vg);
 	CHECK(!strcmp(ids(json_object_get(j, "peers_changed")), "5"));
-	CHECK(json_array_size(json_object_get(j, "packet_filter")) == 12);
+	/* the same 4 entries, each with both alice nodes in a "src" list */
+	f = json_object_get(j, "packet_filter");
+	CHECK(json_array_size(f) == 4 && filter_rules(f) == 12);
+	json_array_foreach(f, i, r) CHECK(json_array_size(json_object_get(r, "src")) == 2);
 	json_decref(j);
 }
 
@@ -338,6 +364,180 @@ static void test_node_index(void)
 	m = saved;
 }
 
+/* "family proto src dst lo hi" of one rule, for comparing filters. */
+static char *rule_line(int family, int proto, const char *src, const char *dst, int lo, int hi)
+{
+	char *l = NULL;
+
+	assert(asprintf(&l, "%d %d %s %s %d %d", family, proto, src, dst, lo, hi) > 0);
+	return l;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Does rule r's destination cover one of n's addresses or overlap a primary route? */
+static bool rule_reaches(const struct mg_acl_rule *r, const struct cm_node *n)
+{
+	struct mg_prefix d = {.family = r->family, .cidr = r->dst_len};
+
+	memcpy(d.addr, r->dst, 16);
+	if (mg_prefix_contains(&d, n->info.addr4.addr, n->info.addr4.family) ||
+	    mg_prefix_contains(&d, n->info.addr6.addr, n->info.addr6.family))
+		return true;
+	for (unsigned i = 0; i < n->n_primary; i++) {
+		const struct mg_prefix *p = &n->primary[i];
+		if (p->family == d.family &&
+		    (p->cidr <= d.cidr ? mg_prefix_contains(p, d.addr, d.family)
+				       : mg_prefix_contains(&d, p->addr, p->family)))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Differential: random policies over random nodes; each node's packet_filter
+ * (entries with "proto" and "src" lists), expanded, is exactly the compiled
+ * rules whose destination reaches the node, taken one by one.
+ */
+static void test_filter_groups(void)
+{
+	static const char *srcs[] = {"*",     "u0@x",	    "u1@x",	  "tag:a",
+				     "tag:b", "10.0.0.0/8", "100.64.0.5", "group:g"};
+	static const char *dsts[] = {"*",    "tag:a",	    "tag:b",	 "tag:gw",
+				     "u2@x", "10.9.0.0/24", "100.64.0.7"};
+	static const char *ports[] = {"*", "22", "22,80", "80-90,443", "53"};
+	static const char *protos[] = {NULL, "tcp", "udp", "icmp"};
+	static const char *tagsets[] = {"", "tag:a", "tag:b", "tag:a,tag:b", "tag:gw"};
+	struct coord_model *saved = m;
+	unsigned seed = 12345;
+	int compiled = 0, grouped = 0, mismatched = 0;
+	char name[32];
+
+	m = cm_new(1000, 60);
+	cm_tailnet_set(m, 5, "grp", 0, "fd7a:115c:a1e0:5::/64", "tag:gw");
+	for (int u = 0; u < 3; u++) {
+		snprintf(name, sizeof(name), "u%d@x", u);
+		cm_user_set(m, 50 + u, 5, name);
+	}
+	for (int64_t i = 1; i <= 24; i++) {
+		snprintf(name, sizeof(name), "g%lld", (long long)i);
+		CHECK(add(i, 5, 50 + i % 3, name, tagsets[i % 5], i == 9 ? "10.9.0.0/24" : "",
+			  i == 9 ? "10.9.0.0/24" : "", false, 0) != NULL);
+	}
+	for (int round = 0; round < 40; round++) {
+		char pol[2048];
+		size_t len = 0;
+		int n_acls = 1 + (int)(rand_r(&seed) % 4);
+
+		len += (size_t)snprintf(
+		    pol + len, sizeof(pol) - len,
+		    "{\"groups\": {\"group:g\": [\"u0@x\", \"u2@x\"]}, \"acls\": [");
+		for (int a = 0; a < n_acls; a++) {
+			const char *proto = protos[rand_r(&seed) % 4];
+			int ns = 1 + (int)(rand_r(&seed) % 3), nd = 1 + (int)(rand_r(&seed) % 3);
+
+			len += (size_t)snprintf(pol + len, sizeof(pol) - len,
+						"%s{\"action\": \"accept\", \"src\": [",
+						a ? ", " : "");
+			for (int i = 0; i < ns; i++)
+				len += (size_t)snprintf(pol + len, sizeof(pol) - len, "%s\"%s\"",
+							i ? ", " : "", srcs[rand_r(&seed) % 8]);
+			len += (size_t)snprintf(pol + len, sizeof(pol) - len, "], \"dst\": [");
+			for (int i = 0; i < nd; i++)
+				len += (size_t)snprintf(pol + len, sizeof(pol) - len, "%s\"%s:%s\"",
+							i ? ", " : "", dsts[rand_r(&seed) % 7],
+							proto && !strcmp(proto, "icmp")
+							    ? "*"
+							    : ports[rand_r(&seed) % 5]);
+			len += (size_t)snprintf(pol + len, sizeof(pol) - len, "]");
+			if (proto)
+				len += (size_t)snprintf(pol + len, sizeof(pol) - len,
+							", \"proto\": \"%s\"", proto);
+			len += (size_t)snprintf(pol + len, sizeof(pol) - len, "}");
+		}
+		snprintf(pol + len, sizeof(pol) - len, "]}");
+
+		struct cm_tailnet *t = cm_tailnet_find(m, 5);
+		cm_tailnet_set_policy(t, pol, round + 1);
+		cm_recompute(m, NOW, NULL, NULL);
+		if (t->policy_err[0])
+			continue;
+		compiled++;
+		for (int64_t id = 1; id <= 24; id++) {
+			struct cm_node *v = cm_node_find(m, id);
+			json_t *j = map(v, 0), *f = json_object_get(j, "packet_filter"), *e;
+			size_t n_got = 0, n_want = 0, i;
+			char **got = calloc(filter_rules(f) + 1, sizeof(char *));
+			char **want = calloc(t->n_rules + 1, sizeof(char *));
+
+			assert(got && want);
+			json_array_foreach(f, i, e)
+			{
+				json_t *pr = json_object_get(e, "proto"),
+				       *sr = json_object_get(e, "src");
+				json_t *pt = json_object_get(e, "ports");
+				size_t np = json_is_array(pr) ? json_array_size(pr) : 1;
+				size_t ns = json_is_array(sr) ? json_array_size(sr) : 1;
+
+				for (size_t q = 0; q < np; q++)
+					for (size_t k = 0; k < ns; k++)
+						got[n_got++] = rule_line(
+						    (int)json_integer_value(
+							json_object_get(e, "family")),
+						    (int)json_integer_value(
+							json_is_array(pr) ? json_array_get(pr, q)
+									  : pr),
+						    json_string_value(json_is_array(sr)
+									  ? json_array_get(sr, k)
+									  : sr),
+						    json_string_value(json_object_get(e, "dst")),
+						    (int)json_integer_value(json_array_get(pt, 0)),
+						    (int)json_integer_value(json_array_get(pt, 1)));
+			}
+			for (size_t k = 0; k < t->n_rules; k++) {
+				const struct mg_acl_rule *r = &t->rules[k];
+				struct mg_prefix sp = {.family = r->family, .cidr = r->src_len};
+				struct mg_prefix dp = {.family = r->family, .cidr = r->dst_len};
+				char sb[MG_PREFIX_STRLEN], db[MG_PREFIX_STRLEN];
+
+				if (!rule_reaches(r, v))
+					continue;
+				memcpy(sp.addr, r->src, 16);
+				memcpy(dp.addr, r->dst, 16);
+				want[n_want++] = rule_line(r->family == AF_INET ? 4 : 6, r->proto,
+							   mg_prefix_fmt(&sp, sb, sizeof(sb)),
+							   mg_prefix_fmt(&dp, db, sizeof(db)),
+							   r->dport_lo, r->dport_hi);
+			}
+			qsort(got, n_got, sizeof(*got), cmp_str);
+			qsort(want, n_want, sizeof(*want), cmp_str);
+			bool same = n_got == n_want;
+			for (size_t k = 0; same && k < n_got; k++)
+				same = !strcmp(got[k], want[k]);
+			if (!same && mismatched++ < 3)
+				fprintf(stderr,
+					"filter of node %lld, policy %s: %zu rules, want %zu\n",
+					(long long)id, pol, n_got, n_want);
+			grouped += json_array_size(f) < n_got;
+			for (size_t k = 0; k < n_got; k++)
+				free(got[k]);
+			for (size_t k = 0; k < n_want; k++)
+				free(want[k]);
+			free(got);
+			free(want);
+			json_decref(j);
+		}
+	}
+	CHECK(mismatched == 0);
+	CHECK(compiled >= 30); /* the generator makes valid policies */
+	CHECK(grouped > 100);  /* and filters whose entries stand for several rules */
+	cm_free(m);
+	m = saved;
+}
+
 int main(void)
 {
 	m = cm_new(1000, 60);
@@ -346,6 +546,7 @@ int main(void)
 	test_routes();
 	test_expiry_and_plain_wireguard();
 	test_node_index();
+	test_filter_groups();
 	cm_free(m);
 	printf("model: %d failure(s)\n", fails);
 	return fails != 0;

@@ -727,6 +727,9 @@ static struct span family_span(const struct mg_prefix_list *l, uint8_t family)
 /*
  * src x dst hosts x protos x port ranges, family by family; src4/src6 are
  * src's spans, so every iteration emits a rule (and the limit bounds the work).
+ * Sources vary fastest: a destination's rules come as runs that differ only in
+ * the source, and runs of the same range differ only in the protocol (the
+ * coordination server sends each such group as one filter entry).
  */
 static int expand(struct ctx *c, size_t acl, const struct mg_prefix_list *src,
 		  const struct span src_spans[2], const struct dst *d, const struct proto *protos,
@@ -738,15 +741,15 @@ static int expand(struct ctx *c, size_t acl, const struct mg_prefix_list *src,
 	for (int f = 0; f < 2; f++) {
 		struct span ss = src_spans[f], ds = family_span(&d->hosts, fams[f]);
 
-		for (size_t k = 0; k < n_protos; k++) {
-			bool ports = has_ports(protos[k].num);
-			size_t n_r = ports ? d->n_r : 1;
+		for (size_t j = ds.b; j < ds.e; j++) {
+			for (size_t x = 0; x < (d->n_r ? d->n_r : 1); x++) {
+				for (size_t k = 0; k < n_protos; k++) {
+					bool ports = has_ports(protos[k].num);
 
-			if (!(fam_bit(fams[f]) & protos[k].families))
-				continue;
-			for (size_t i = ss.b; i < ss.e; i++) {
-				for (size_t j = ds.b; j < ds.e; j++) {
-					for (size_t x = 0; x < n_r; x++) {
+					if (!(fam_bit(fams[f]) & protos[k].families) ||
+					    (!ports && x > 0) || (ports && x >= d->n_r))
+						continue;
+					for (size_t i = ss.b; i < ss.e; i++) {
 						int ret =
 						    emit_rule(c, acl, &src->v[i], &d->hosts.v[j],
 							      protos[k].num, ports ? d->r[x] : all);
