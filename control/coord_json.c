@@ -416,21 +416,23 @@ static int rule_prefix_str(struct jctx *c, json_t *v, int family, struct mg_pref
 }
 
 /*
- * "src" (or "dst"): a prefix string, or for "src" a non-empty array of them
- * (one entry standing for a rule per source). *list is the array or NULL.
+ * "src" or "dst": a prefix string into *p. With list, also a non-empty array
+ * of them (an entry standing for a rule per source): *list is the array, or
+ * NULL for a single prefix.
  */
-static int rule_prefix(struct jctx *c, json_t *o, const char *name, int family, bool many,
-		       struct mg_prefix *p, json_t **list)
+static int rule_prefix(struct jctx *c, json_t *o, const char *name, int family, struct mg_prefix *p,
+		       json_t **list)
 {
 	int ret;
 	json_t *v = member(c, o, name, true, &ret);
 	size_t n;
 
-	*list = NULL;
+	if (list)
+		*list = NULL;
 	if (!v)
 		return ret;
 	n = push(c, ".%s", name);
-	if (many && json_is_array(v)) {
+	if (list && json_is_array(v)) {
 		size_t i;
 		json_t *e;
 
@@ -533,7 +535,7 @@ static int parse_rule(struct jctx *c, json_t *o, uint32_t index, struct cp_coord
 	uint64_t family = 0;
 	struct mg_acl_rule r;
 	struct mg_prefix src, dst;
-	json_t *srcs = NULL, *protos = NULL, *dl;
+	json_t *srcs = NULL, *protos = NULL;
 	size_t n_src, n_proto;
 	int ret = expect_object(c, o);
 
@@ -546,9 +548,9 @@ static int parse_rule(struct jctx *c, json_t *o, uint32_t index, struct cp_coord
 	if (!ret)
 		ret = rule_protos(c, o, &protos, &r.proto);
 	if (!ret)
-		ret = rule_prefix(c, o, "src", r.family, true, &src, &srcs);
+		ret = rule_prefix(c, o, "src", r.family, &src, &srcs);
 	if (!ret)
-		ret = rule_prefix(c, o, "dst", r.family, false, &dst, &dl);
+		ret = rule_prefix(c, o, "dst", r.family, &dst, NULL);
 	if (!ret)
 		ret = rule_ports(c, o, &r);
 	if (ret)
@@ -571,17 +573,20 @@ static int parse_rule(struct jctx *c, json_t *o, uint32_t index, struct cp_coord
 		m->rules = v;
 		*cap = want;
 	}
-	for (size_t k = 0; k < n_proto; k++) {
-		if (protos)
-			r.proto = (uint8_t)json_integer_value(json_array_get(protos, k));
-		for (size_t i = 0; i < n_src; i++) {
-			if (srcs) /* checked above */
-				mg_prefix_parse(json_string_value(json_array_get(srcs, i)), &src);
-			r.src_len = src.cidr;
-			memcpy(r.src, src.addr, 16);
-			m->rules[m->n_rules++] = r;
+	/* rule k * n_src + i: protocol k, source i (each source parsed once more;
+	 * rule_prefix checked them all) */
+	for (size_t i = 0; i < n_src; i++) {
+		if (srcs)
+			mg_prefix_parse(json_string_value(json_array_get(srcs, i)), &src);
+		r.src_len = src.cidr;
+		memcpy(r.src, src.addr, 16);
+		for (size_t k = 0; k < n_proto; k++) {
+			if (protos)
+				r.proto = (uint8_t)json_integer_value(json_array_get(protos, k));
+			m->rules[m->n_rules + k * n_src + i] = r;
 		}
 	}
+	m->n_rules += n_src * n_proto;
 	return 0;
 }
 

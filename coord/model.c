@@ -653,13 +653,20 @@ static int take_auto_approvers(json_t *root, struct cm_auto_route **out, size_t 
 	return 0;
 }
 
+/* A rule's source and destination as prefixes. */
+static void rule_prefixes(const struct mg_acl_rule *r, struct mg_prefix *s, struct mg_prefix *d)
+{
+	*s = (struct mg_prefix){.family = r->family, .cidr = r->src_len};
+	*d = (struct mg_prefix){.family = r->family, .cidr = r->dst_len};
+	memcpy(s->addr, r->src, 16);
+	memcpy(d->addr, r->dst, 16);
+}
+
 static bool rule_accepts(const struct mg_acl_rule *r, const struct mg_acl_test *t)
 {
-	struct mg_prefix s = {.family = r->family, .cidr = r->src_len};
-	struct mg_prefix d = {.family = r->family, .cidr = r->dst_len};
+	struct mg_prefix s, d;
 
-	memcpy(s.addr, r->src, 16);
-	memcpy(d.addr, r->dst, 16);
+	rule_prefixes(r, &s, &d);
 	return r->family == t->family && (r->proto == 0 || r->proto == t->proto) &&
 	       t->dport >= r->dport_lo && t->dport <= r->dport_hi &&
 	       mg_prefix_contains(&s, t->src, t->family) &&
@@ -1271,14 +1278,6 @@ static void free_acl_sets(struct cm_tailnet *t)
 	free(t->acl_src);
 	free(t->acl_dst);
 	t->acl_src = t->acl_dst = NULL;
-}
-
-static void rule_prefixes(const struct mg_acl_rule *r, struct mg_prefix *s, struct mg_prefix *d)
-{
-	*s = (struct mg_prefix){.family = r->family, .cidr = r->src_len};
-	*d = (struct mg_prefix){.family = r->family, .cidr = r->dst_len};
-	memcpy(s->addr, r->src, 16);
-	memcpy(d->addr, r->dst, 16);
 }
 
 /* set |= e's nodes, once per acls entry a (rules repeat prefixes). */

@@ -98,7 +98,6 @@ void dp_send_via(struct dp_worker *w, struct dp_burst *b, int port, struct rte_m
 	struct dp_neigh_table *t = w->dp->neigh;
 	uint16_t port_id = w->dp->ports[port].port_id;
 	size_t alen = family == AF_INET ? 4 : 16;
-	uint32_t nh4;
 	int rc;
 
 	if (w->nh_cache.loop == w->loops + 1 && w->nh_cache.family == family &&
@@ -107,12 +106,7 @@ void dp_send_via(struct dp_worker *w, struct dp_burst *b, int port, struct rte_m
 		dp_tx_add(w, b, port, m);
 		return;
 	}
-	if (family == AF_INET) {
-		memcpy(&nh4, nh, 4);
-		rc = dp_neigh_lookup4(t, port_id, nh4, &eth->dst_addr);
-	} else {
-		rc = dp_neigh_lookup6(t, port_id, nh, &eth->dst_addr);
-	}
+	rc = dp_neigh_lookup(t, port_id, family, nh, &eth->dst_addr);
 	if (rc == 0) {
 		w->nh_cache.loop = w->loops + 1;
 		w->nh_cache.family = (uint8_t)family;

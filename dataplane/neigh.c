@@ -252,6 +252,15 @@ int dp_neigh_lookup6(const struct dp_neigh_table *t, uint16_t port_id, const uin
 	return lookup(t, &k, mac);
 }
 
+int dp_neigh_lookup(const struct dp_neigh_table *t, uint16_t port_id, int family, const uint8_t *ip,
+		    struct rte_ether_addr *mac)
+{
+	struct neigh_key k = {.family = (uint8_t)family, .port_id = port_id};
+
+	memcpy(k.addr, ip, family == AF_INET ? 4 : 16);
+	return lookup(t, &k, mac);
+}
+
 /* ---- Writer ---- */
 
 static int table_full(struct dp_neigh_table *t)

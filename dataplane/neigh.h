@@ -70,6 +70,9 @@ int dp_neigh_lookup4(const struct dp_neigh_table *t, uint16_t port_id, uint32_t 
 		     struct rte_ether_addr *mac);
 int dp_neigh_lookup6(const struct dp_neigh_table *t, uint16_t port_id, const uint8_t ip[16],
 		     struct rte_ether_addr *mac);
+/* Either family: ip is 4 bytes (network order) for AF_INET, else 16. */
+int dp_neigh_lookup(const struct dp_neigh_table *t, uint16_t port_id, int family, const uint8_t *ip,
+		    struct rte_ether_addr *mac);
 
 /*
  * Main lcore only: insert, or refresh (and change the MAC of) an entry.

@@ -350,13 +350,7 @@ static bool neigh_resolve(struct dp_ctx *dp, struct rte_mbuf *m, uint16_t port, 
 			  const uint8_t *nh)
 {
 	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
-	uint16_t port_id = dp->ports[port].port_id;
-	uint32_t nh4;
-	if (family == AF_INET) {
-		memcpy(&nh4, nh, 4);
-		return dp_neigh_lookup4(dp->neigh, port_id, nh4, &eth->dst_addr) == 0;
-	}
-	return dp_neigh_lookup6(dp->neigh, port_id, nh, &eth->dst_addr) == 0;
+	return dp_neigh_lookup(dp->neigh, dp->ports[port].port_id, family, nh, &eth->dst_addr) == 0;
 }
 
 static void solicit(struct dp_ctx *dp, struct pending *pe)

@@ -827,6 +827,12 @@ static void test_per_port(void)
 	CHECK(dp_neigh_lookup4(f.t, there, be4(PEER4), &m) == 0 && !memcmp(&m, PEER2_MAC, 6));
 	CHECK(dp_neigh_update6(f.t, there, PEER6, &other, 3) == 0);
 	CHECK(dp_neigh_lookup6(f.t, here, PEER6, &m) == -ENOENT);
+	/* the either-family lookup the transmit paths use, on the same keys */
+	uint32_t p4 = be4(PEER4);
+	CHECK(dp_neigh_lookup(f.t, there, AF_INET, (const uint8_t *)&p4, &m) == 0 &&
+	      !memcmp(&m, PEER2_MAC, 6));
+	CHECK(dp_neigh_lookup(f.t, there, AF_INET6, PEER6, &m) == 0 && !memcmp(&m, PEER2_MAC, 6));
+	CHECK(dp_neigh_lookup(f.t, here, AF_INET6, PEER6, &m) == -ENOENT);
 	CHECK(n_entries(&f) == 3 && stats(&f).learned == 3);
 	/* Only the port's own entries age by its refreshes. */
 	CHECK(dp_neigh_update4(f.t, here, be4(PEER4), &peer, 10) == 0);

@@ -46,18 +46,30 @@ static inline unsigned __int128 wg_replay_mt_pack(uint64_t tag, uint64_t bits)
 	return ((unsigned __int128)bits << 64) | tag;
 }
 
+/* The block of a counter (the window counts from 1: counter + 1 is its n
+ * above) and a block's slot, in one place for the checks and a prefetch. */
+static inline uint64_t wg_replay_mt_block(uint64_t counter)
+{
+	return (counter + 1) / 64;
+}
+
+static inline unsigned wg_replay_mt_index(uint64_t block)
+{
+	return (unsigned)(block % WG_REPLAY_MT_SLOTS);
+}
+
 /* The slot a counter is checked against: to prefetch before a check. */
 static inline const void *wg_replay_mt_slot_of(const struct wg_replay_mt *r, uint64_t counter)
 {
-	return &r->slot[((counter + 1) / 64) % WG_REPLAY_MT_SLOTS];
+	return &r->slot[wg_replay_mt_index(wg_replay_mt_block(counter))];
 }
 
 static inline bool wg_replay_mt_check(struct wg_replay_mt *r, uint64_t counter)
 {
 	if (counter >= WG_REJECT_AFTER_MESSAGES)
 		return false;
-	uint64_t n = counter + 1, block = n / 64, bit = 1ull << (n % 64);
-	struct wg_replay_mt_slot *s = &r->slot[block % WG_REPLAY_MT_SLOTS];
+	uint64_t block = wg_replay_mt_block(counter), bit = 1ull << ((counter + 1) % 64);
+	struct wg_replay_mt_slot *s = &r->slot[wg_replay_mt_index(block)];
 	unsigned __int128 *p = (unsigned __int128 *)s;
 
 	for (;;) {
@@ -95,12 +107,13 @@ static inline unsigned wg_replay_mt_check_burst(struct wg_replay_mt *r, const ui
 	for (unsigned i = 0; i < n; i++) {
 		if (ok[i] || counter[i] >= WG_REJECT_AFTER_MESSAGES)
 			continue;
-		uint64_t block = (counter[i] + 1) / 64, want = 0;
+		uint64_t block = wg_replay_mt_block(counter[i]), want = 0;
 		/* Gather this burst's counters of the same block (after i). */
 		for (unsigned j = i; j < n; j++)
-			if (counter[j] < WG_REJECT_AFTER_MESSAGES && (counter[j] + 1) / 64 == block)
+			if (counter[j] < WG_REJECT_AFTER_MESSAGES &&
+			    wg_replay_mt_block(counter[j]) == block)
 				want |= 1ull << ((counter[j] + 1) % 64);
-		struct wg_replay_mt_slot *s = &r->slot[block % WG_REPLAY_MT_SLOTS];
+		struct wg_replay_mt_slot *s = &r->slot[wg_replay_mt_index(block)];
 		unsigned __int128 *p = (unsigned __int128 *)s;
 		uint64_t fresh;
 		for (;;) {
@@ -126,7 +139,8 @@ static inline unsigned wg_replay_mt_check_burst(struct wg_replay_mt *r, const ui
 		}
 		/* Hand each fresh bit to the first packet that carries it. */
 		for (unsigned j = i; j < n; j++) {
-			if (counter[j] >= WG_REJECT_AFTER_MESSAGES || (counter[j] + 1) / 64 != block)
+			if (counter[j] >= WG_REJECT_AFTER_MESSAGES ||
+			    wg_replay_mt_block(counter[j]) != block)
 				continue;
 			uint64_t bit = 1ull << ((counter[j] + 1) % 64);
 			if (fresh & bit) {
