@@ -65,20 +65,26 @@ struct dp_endpoint {
 	struct mg_sockaddr addr; /* family 0: none */
 };
 
+/* Line 0 holds everything a worker reads of a peer, either direction: with
+ * many peers it is one miss per packet, and prefetched. */
 struct dp_peer {
 	uint32_t in_use;
-	uint32_t stale;     /* during a control re-sync */
+	uint8_t stale;	    /* during a control re-sync */
+	uint8_t no_replay;  /* benchmark_no_replay: decap skips the replay window; atomic */
+	uint16_t keepalive; /* persistent keepalive, informational here */
 	uint32_t kp_cur;    /* keypair slot + 1, 0 = none; atomic */
 	uint32_t kp_prev;
 	uint32_t kp_next;
 	uint32_t ep_idx;    /* which ep[] is live; atomic */
 	struct dp_endpoint ep[2];
-	uint16_t keepalive; /* persistent keepalive, informational here */
-	uint8_t no_replay;  /* benchmark_no_replay: decap skips the replay window; atomic */
-	uint8_t public_key[32];
 	/* main lcore only */
+	uint8_t public_key[32];
 	uint64_t last_need_hs_tsc;
 } __rte_cache_aligned;
+
+_Static_assert(offsetof(struct dp_peer, ep) + sizeof(((struct dp_peer *)0)->ep) <=
+		   RTE_CACHE_LINE_SIZE,
+	       "a worker's peer fields fill line 0");
 
 /* Metadata carried in an mbuf dynamic field between stages and lcores. */
 enum dp_meta_kind {

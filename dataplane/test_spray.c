@@ -14,7 +14,9 @@
  *   both workers at once, so that each counter reaches the shared replay
  *   window twice, from two cores, at about the same time: each packet
  *   leaves on the LAN exactly once, the other copy is counted as a replay,
- *   and nothing else is dropped.
+ *   and nothing else is dropped. Once for one peer (a burst is one run of
+ *   counters on one keypair) and once with consecutive messages for
+ *   different peers (runs of one packet each, the check of many-peer traffic).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +36,7 @@
 
 #define N   4096  /* packets per worker */
 #define MTU 1420u /* the testbed's (meshgate.mtu's default) */
+#define PEERS 64    /* configured; the encap test and the first decap test use peer 0 */
 
 static struct dp_testbed tb;
 static volatile int go;
@@ -170,17 +173,21 @@ static void test_encap(void)
 	rte_pktmbuf_free_bulk(out, got);
 }
 
-static void test_decap(void)
+/* Message i goes to peer i % npeers with that peer's counter i / npeers,
+ * plus base (so that a second run does not replay the first). */
+static void test_decap(uint32_t npeers, uint64_t base)
 {
 	static uint8_t seen_tag[N];
 	struct rte_mbuf *m[2][N], *out[2 * N + 16];
 	unsigned bad = 0, got;
 	uint64_t replay0 = drops(MG_DROP_REPLAY), all0 = all_drops();
 
-	printf("-- decap: each message to both workers at once\n");
+	printf("-- decap: each message to both workers at once, %u peer(s)\n", npeers);
+	memset(seen_tag, 0, sizeof(seen_tag));
 	for (uint32_t i = 0; i < N; i++) {
 		struct dp_aead_op op;
-		struct rte_mbuf *x = dp_tb_wan_frame(&tb, 0, i, size_of(i), &op);
+		struct rte_mbuf *x =
+		    dp_tb_wan_frame(&tb, i % npeers, base + i / npeers, size_of(i), &op);
 		if (!x) {
 			CHECK(0, "mbufs");
 			return;
@@ -225,11 +232,12 @@ int main(int argc, char **argv)
 		rte_eal_cleanup();
 		return 77;
 	}
-	int rc = dp_tb_setup(&tb, 1, 2, false);
-	CHECK(rc == 0, "testbed: one peer, two workers (%d)", rc);
+	int rc = dp_tb_setup(&tb, PEERS, 2, false);
+	CHECK(rc == 0, "testbed: %d peers, two workers (%d)", PEERS, rc);
 	if (rc == 0) {
 		test_encap();
-		test_decap();
+		test_decap(1, 0);
+		test_decap(PEERS, N);
 		dp_tb_teardown(&tb);
 	}
 	rte_eal_cleanup();

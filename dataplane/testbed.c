@@ -53,18 +53,20 @@ static int make_ports(struct dp_testbed *b)
 	return 0;
 }
 
+unsigned dp_tb_burst = 32;
+
 static int make_config(struct dp_testbed *b, bool snat)
 {
 	char text[2048], err[512];
 	snprintf(text, sizeof(text),
 		 "meshgate: { name = \"bench%d-%d\"; max_peers = %u; };\n"
-		 "dataplane: { mbufs = 65536; burst = 32; snat = { enabled = %s; }; ports = (\n"
+		 "dataplane: { mbufs = 65536; burst = %u; snat = { enabled = %s; }; ports = (\n"
 		 "  { name = \"wan0\"; device = \"%s\"; role = \"wan\";"
 		 "    addresses = [\"198.18.0.1/24\"]; gateway = \"198.18.0.254\"; },\n"
 		 "  { name = \"lan0\"; device = \"%s\"; role = \"lan\";"
 		 "    addresses = [\"10.88.0.254/24\"]; } ); };\n",
-		 (int)getpid(), b->serial, b->npeers < 4 ? 4 : b->npeers, snat ? "true" : "false",
-		 b->dev[0], b->dev[1]);
+		 (int)getpid(), b->serial, b->npeers < 4 ? 4 : b->npeers, dp_tb_burst,
+		 snat ? "true" : "false", b->dev[0], b->dev[1]);
 	if (mg_config_load_string(text, "bench", 0, &b->cfg, err, sizeof(err))) {
 		fprintf(stderr, "testbed config: %s\n", err);
 		return -EINVAL;
