@@ -924,13 +924,11 @@ static bool want(const char *list, const char *name)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {{"quick", no_argument, NULL, 'q'},
-					     {"json", required_argument, NULL, 'j'},
-					     {"profile", required_argument, NULL, 'p'},
-					     {"no-huge", no_argument, NULL, 'n'},
-					     {"tables", required_argument, NULL, 't'},
-					     {"burst", required_argument, NULL, 'b'},
-					     {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {
+	    {"quick", no_argument, NULL, 'q'},	       {"json", required_argument, NULL, 'j'},
+	    {"profile", required_argument, NULL, 'p'}, {"no-huge", no_argument, NULL, 'n'},
+	    {"tables", required_argument, NULL, 't'},  {"burst", required_argument, NULL, 'b'},
+	    {NULL, 0, NULL, 0}};
 	const char *profile = NULL;
 	bool no_huge = false;
 	const char *tables = "sizes,workers,peers,rekey,features";

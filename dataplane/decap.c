@@ -411,15 +411,10 @@ static void replay_burst(struct dp_worker *w, const struct decap_item *it,
 				ctr[k++] = ops[j].counter;
 			}
 		}
-		if (k == 1) {
-			/* Traffic of many peers: runs of one packet, no block to share. */
-			fresh[idx[0]] = wg_replay_mt_check(&kp->replay, ctr[0]);
-		} else if (k > 1) {
-			bool ok[DP_BURST_MAX];
-			wg_replay_mt_check_burst(&kp->replay, ctr, ok, k);
-			for (uint16_t x = 0; x < k; x++)
-				fresh[idx[x]] = ok[x];
-		}
+		bool ok[DP_BURST_MAX];
+		wg_replay_mt_check_burst(&kp->replay, ctr, ok, k);
+		for (uint16_t x = 0; x < k; x++)
+			fresh[idx[x]] = ok[x];
 		i = j;
 	}
 }

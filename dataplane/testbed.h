@@ -48,9 +48,10 @@ struct dp_testbed {
  */
 int dp_tb_eal_init(const char *argv0, const char *tag, unsigned mem_mb, bool huge, bool *on_huge);
 
-/* 0, or a negative errno (a message on stderr). snat: dataplane.snat. */
 /* The workers' RX burst (dataplane.burst) of testbeds set up after it changes. */
 extern unsigned dp_tb_burst;
+
+/* 0, or a negative errno (a message on stderr). snat: dataplane.snat. */
 int dp_tb_setup(struct dp_testbed *tb, uint32_t npeers, uint32_t nworkers, bool snat);
 void dp_tb_teardown(struct dp_testbed *tb);
 
