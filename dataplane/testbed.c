@@ -77,7 +77,30 @@ static int make_config(struct dp_testbed *b, bool snat)
 	return 0;
 }
 
-static void program_peer(struct dp_testbed *b, uint32_t i)
+/* Peer i's keypair in one of its slots, as our initiator's (current at
+ * once), with the testbed's keys. 0, or -EINVAL if it did not become current. */
+static int install_keypair(struct dp_testbed *b, uint32_t i, uint32_t slot)
+{
+	struct dp_ctx *dp = &b->dp;
+	struct mg_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.hdr = (struct mg_msg_hdr){.type = MG_MSG_KEYPAIR_ADD, .peer = i};
+	struct mg_msg_keypair *k = (struct mg_msg_keypair *)m.data;
+	b->lidx[i] = (0x5a000000u & ~dp->kp_mask) | slot;
+	if (!b->lidx[i])
+		b->lidx[i] = dp->kp_mask + 1;
+	k->local_index = b->lidx[i];
+	k->remote_index = 0x10000 + i;
+	k->initiator = 1;
+	memcpy(k->send_key, b->key_g2p, 32);
+	memcpy(k->recv_key, b->key_p2g, 32);
+	dp_service_handle(dp, &m);
+	uint32_t cur = __atomic_load_n(&dp->peers[i].kp_cur, __ATOMIC_RELAXED);
+	return cur == (b->lidx[i] & dp->kp_mask) + 1 ? 0 : -EINVAL;
+}
+
+static int program_peer(struct dp_testbed *b, uint32_t i)
 {
 	struct mg_msg m;
 	struct dp_ctx *dp = &b->dp;
@@ -103,19 +126,23 @@ static void program_peer(struct dp_testbed *b, uint32_t i)
 	a->prefixes[0] = (struct mg_prefix){.family = AF_INET, .cidr = 32};
 	memcpy(a->prefixes[0].addr, &ip, 4);
 	dp_service_handle(dp, &m);
+	return install_keypair(b, i, i * MG_KP_PER_PEER);
+}
 
-	memset(&m, 0, sizeof(m));
-	m.hdr = (struct mg_msg_hdr){.type = MG_MSG_KEYPAIR_ADD, .peer = i};
-	struct mg_msg_keypair *k = (struct mg_msg_keypair *)m.data;
-	b->lidx[i] = (0x5a000000u & ~dp->kp_mask) | (i * MG_KP_PER_PEER);
-	if (!b->lidx[i])
-		b->lidx[i] = dp->kp_mask + 1;
-	k->local_index = b->lidx[i];
-	k->remote_index = 0x10000 + i;
-	k->initiator = 1;
-	memcpy(k->send_key, b->key_g2p, 32);
-	memcpy(k->recv_key, b->key_p2g, 32);
-	dp_service_handle(dp, &m);
+int dp_tb_rekey(struct dp_testbed *b)
+{
+	randombytes_buf(b->key_g2p, 32);
+	randombytes_buf(b->key_p2g, 32);
+	for (uint32_t i = 0; i < b->npeers; i++) {
+		/* Peer i's slots are i * MG_KP_PER_PEER + 0 .. MG_KP_PER_PEER - 1. */
+		uint32_t slot = b->lidx[i] & b->dp.kp_mask;
+		uint32_t next = (slot % MG_KP_PER_PEER + 1) % MG_KP_PER_PEER;
+		int rc = install_keypair(b, i, i * MG_KP_PER_PEER + next);
+		if (rc)
+			return rc;
+	}
+	dp_service_commit(&b->dp);
+	return 0;
 }
 
 int dp_tb_setup(struct dp_testbed *b, uint32_t npeers, uint32_t nworkers, bool snat)
@@ -140,7 +167,10 @@ int dp_tb_setup(struct dp_testbed *b, uint32_t npeers, uint32_t nworkers, bool s
 	if (rc)
 		return rc;
 	for (uint32_t i = 0; i < npeers; i++)
-		program_peer(b, i);
+		if ((rc = program_peer(b, i))) {
+			fprintf(stderr, "testbed: peer %u's keypair not installed\n", i);
+			return rc;
+		}
 	dp_service_commit(&b->dp);
 	struct rte_ether_addr mac = {{0x02, 0, 0, 0, 0, 0xfe}};
 	dp_neigh_update4(b->dp.neigh, b->dp.ports[0].port_id, rte_cpu_to_be_32(0xc61200feu), &mac,

@@ -55,6 +55,15 @@ extern unsigned dp_tb_burst;
 int dp_tb_setup(struct dp_testbed *tb, uint32_t npeers, uint32_t nworkers, bool snat);
 void dp_tb_teardown(struct dp_testbed *tb);
 
+/*
+ * Every peer's keypair replaced, as the control process rekeys (each peer
+ * moves to its next slot, with new testbed keys): a
+ * keypair is refused REJECT_AFTER_TIME (180 s) after it was made, so a
+ * run longer than that must rekey. Call with the workers offline.
+ * 0, or -EINVAL if a keypair did not become current.
+ */
+int dp_tb_rekey(struct dp_testbed *tb);
+
 /* Addresses, host order: peer i's tunnel address (its /32 allowed IP,
  * 10.64.0.0/10) and its endpoint (100.64.0.0/10, port 51820); the LAN host
  * that talks to the peers (10.88.0.1). */
