@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include <rte_ethdev.h>
+#include <rte_cycles.h>
 #include <rte_prefetch.h>
 #include <rte_ip.h>
 #include <rte_udp.h>
@@ -453,7 +454,9 @@ void dp_wan_input(struct dp_worker *w, struct dp_burst *b, int port, struct rte_
 			.counter = rte_le_to_cpu_64(h->counter),
 		};
 	}
+	uint64_t t0 = rte_rdtsc();
 	dp_crypto_open_burst(w->crypto, ops, n_it);
+	w->crypto_tsc += rte_rdtsc() - t0;
 
 	bool fresh[DP_BURST_MAX];
 	replay_burst(w, it, ops, fresh, n_it);

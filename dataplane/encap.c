@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <rte_cycles.h>
 #include <rte_ether.h>
 #include <rte_ip.h>
 #include <rte_prefetch.h>
@@ -240,7 +241,9 @@ void dp_encap_burst(struct dp_worker *w, struct dp_burst *b, struct rte_mbuf **m
 	if (!ready)
 		return;
 	k = ready;
+	uint64_t t0 = rte_rdtsc();
 	dp_crypto_seal_burst(w->crypto, ops, k);
+	w->crypto_tsc += rte_rdtsc() - t0;
 	for (uint16_t i = 0; i < k; i++) {
 		if (ops[i].status) {
 			dp_stage_drop(w, it[i].m, MG_DROP_CRYPTO_ERROR);
