@@ -1288,7 +1288,7 @@ static void set_defaults(struct mg_config *cfg)
 	cfg->workers[0] = 1;
 	cfg->n_workers = 1;
 	cfg->mbufs = 8192;
-	cfg->burst = 32;
+	cfg->burst = 64;
 	cfg->crypto = MG_CRYPTO_IPSEC_MB;
 	cfg->snat = (struct mg_snat_conf){
 	    .enabled = true,

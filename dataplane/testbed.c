@@ -53,7 +53,7 @@ static int make_ports(struct dp_testbed *b)
 	return 0;
 }
 
-unsigned dp_tb_burst = 32;
+unsigned dp_tb_burst = 64;
 
 static int make_config(struct dp_testbed *b, bool snat)
 {
