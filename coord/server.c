@@ -306,6 +306,16 @@ static void finish_waiter(struct server *s, struct req *r, unsigned status, char
 	MHD_resume_connection(r->conn);
 }
 
+/* A long poll answered without a new map (its version again): the node
+ * polls again. */
+static void keepalive_waiter(struct server *s, struct req *r)
+{
+	char *b = NULL;
+	if (asprintf(&b, "{\"version\":%" PRId64 ",\"keepalive\":true}", r->version) < 0)
+		b = NULL;
+	finish_waiter(s, r, MHD_HTTP_OK, b, b ? strlen(b) : 0);
+}
+
 static void wake(void *arg, struct cm_node *n)
 {
 	struct server *s = arg;
@@ -354,13 +364,8 @@ static void periodic(struct server *s)
 
 	sync_model(s, false);
 	/* long polls that waited long enough get a keepalive */
-	while (s->wait_head && s->wait_head->deadline <= ms) {
-		struct req *r = s->wait_head;
-		char *b = NULL;
-		if (asprintf(&b, "{\"version\":%" PRId64 ",\"keepalive\":true}", r->version) < 0)
-			b = NULL;
-		finish_waiter(s, r, MHD_HTTP_OK, b, b ? strlen(b) : 0);
-	}
+	while (s->wait_head && s->wait_head->deadline <= ms)
+		keepalive_waiter(s, s->wait_head);
 	if (ms - s->last_tick_ms < 1000)
 		return;
 	s->last_tick_ms = ms;
@@ -458,14 +463,15 @@ static enum MHD_Result node_map(struct server *s, struct req *r, const char *mke
 			return send_err(r->conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
 		return send_buf(r->conn, MHD_HTTP_OK, map, len, CT_JSON, 0);
 	}
-	/* wait: the node holds one poll at a time, an older one is answered now */
-	if (n->waiter) {
-		struct req *old = n->waiter;
+	if (stop) { /* shutting down: no new poll is held (see drain_waiters) */
 		char *b = NULL;
-		if (asprintf(&b, "{\"version\":%" PRId64 ",\"keepalive\":true}", old->version) < 0)
-			b = NULL;
-		finish_waiter(s, old, MHD_HTTP_OK, b, b ? strlen(b) : 0);
+		if (asprintf(&b, "{\"version\":%" PRId64 ",\"keepalive\":true}", rq.version) < 0)
+			return send_err(r->conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+		return send_buf(r->conn, MHD_HTTP_OK, b, strlen(b), CT_JSON, 0);
 	}
+	/* wait: the node holds one poll at a time, an older one is answered now */
+	if (n->waiter)
+		keepalive_waiter(s, n->waiter);
 	r->state = R_WAITING;
 	r->node = n;
 	r->version = rq.version;
@@ -1210,6 +1216,28 @@ static int run(struct server *s)
 	return 0;
 }
 
+/*
+ * On the way out, every held long poll is answered (a keepalive: the node
+ * polls again, after the restart or at another replica), and the daemon runs
+ * until the answers are out or half a second has passed. libmicrohttpd
+ * aborts the process in MHD_stop_daemon if a connection is still suspended.
+ */
+static void drain_waiters(struct server *s)
+{
+	int64_t end = now_ms() + 500;
+
+	while (s->wait_head)
+		keepalive_waiter(s, s->wait_head);
+	do {
+		MHD_run(s->d); /* resumes the answered polls first */
+		const union MHD_DaemonInfo *di =
+		    MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+		if (!di || di->num_connections == 0)
+			break;
+		poll(NULL, 0, 10);
+	} while (now_ms() < end);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: meshgate-coord [-c CONFIG] [--check]\n"
@@ -1301,6 +1329,7 @@ int main(int argc, char **argv)
 	       s->conf.insecure_http ? "plain HTTP" : "HTTPS", s->conf.database);
 	ret = run(s);
 	mg_log(LOG_NOTICE, "stopping");
+	drain_waiters(s);
 	MHD_stop_daemon(s->d);
 	store_close(s->st);
 	cm_free(s->m);

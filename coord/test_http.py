@@ -129,7 +129,8 @@ def main():
                     break
             except OSError:
                 time.sleep(0.05)
-        run(port, tok)
+        held_poll = run(port, tok)
+        stop_with_held_poll(srv, held_poll, os.path.join(tmp, "log"))
     finally:
         srv.terminate()
         srv.wait()
@@ -339,6 +340,32 @@ def run(port, tok):
     # per machine key rate limit (the config allows 1000/s, burst 1000)
     codes = [node(m1, "update", {"endpoints": ["198.51.100.7:51820"]})[0] for _ in range(3)]
     check(codes == [200, 200, 200], "update: within the rate limit")
+    # for stop_with_held_poll: a poll at node 1's current version waits
+    st, cur = node(m1, "map", {"version": 0})
+    return lambda: node(m1, "map", {"version": cur["version"]})
+
+def stop_with_held_poll(srv, held_poll, logpath):
+    """SIGTERM while a node's long poll is held: the poll is answered with a
+    keepalive and the server exits 0 (libmicrohttpd aborts a daemon stopped
+    with a suspended connection)."""
+    res = {}
+    def poll():
+        try:
+            res["r"] = held_poll()
+        except OSError as e:
+            res["r"] = (0, {"error": str(e)})
+    t = threading.Thread(target=poll)
+    t.start()
+    time.sleep(0.5)
+    t0 = time.time()
+    srv.terminate()
+    rc = srv.wait(timeout=10)
+    t.join(10)
+    st, k = res.get("r", (0, {}))
+    with open(logpath) as f:
+        log = f.read()
+    check(rc == 0 and "Fatal" not in log, "stop: SIGTERM with a held poll exits 0 (rc %d) in %.2f s" % (rc, time.time() - t0))
+    check(st == 200 and k.get("keepalive"), "stop: the held poll is answered with a keepalive (%s)" % (res.get("r"),))
 
 def run_limits(binary, tmp, tok):
     """Tight limits: 429 with Retry-After per source address and per machine key."""
