@@ -306,13 +306,19 @@ static void finish_waiter(struct server *s, struct req *r, unsigned status, char
 	MHD_resume_connection(r->conn);
 }
 
-/* A long poll answered without a new map (its version again): the node
- * polls again. */
-static void keepalive_waiter(struct server *s, struct req *r)
+/* The answer to a long poll without a new map (its version again): the node
+ * polls again. NULL when out of memory. */
+static char *keepalive_body(int64_t version)
 {
 	char *b = NULL;
-	if (asprintf(&b, "{\"version\":%" PRId64 ",\"keepalive\":true}", r->version) < 0)
-		b = NULL;
+	if (asprintf(&b, "{\"version\":%" PRId64 ",\"keepalive\":true}", version) < 0)
+		return NULL;
+	return b;
+}
+
+static void keepalive_waiter(struct server *s, struct req *r)
+{
+	char *b = keepalive_body(r->version);
 	finish_waiter(s, r, MHD_HTTP_OK, b, b ? strlen(b) : 0);
 }
 
@@ -464,8 +470,8 @@ static enum MHD_Result node_map(struct server *s, struct req *r, const char *mke
 		return send_buf(r->conn, MHD_HTTP_OK, map, len, CT_JSON, 0);
 	}
 	if (stop) { /* shutting down: no new poll is held (see drain_waiters) */
-		char *b = NULL;
-		if (asprintf(&b, "{\"version\":%" PRId64 ",\"keepalive\":true}", rq.version) < 0)
+		char *b = keepalive_body(rq.version);
+		if (!b)
 			return send_err(r->conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
 		return send_buf(r->conn, MHD_HTTP_OK, b, strlen(b), CT_JSON, 0);
 	}

@@ -1010,9 +1010,14 @@ int main(int argc, char **argv)
 	int c;
 
 	while ((c = getopt_long(argc, argv, "qj:", opts, NULL)) != -1) {
-		if (c == 'b')
-			dp_tb_burst = (unsigned)atoi(optarg);
-		else if (c == 'q')
+		if (c == 'b') {
+			int v = atoi(optarg);
+			if (v < 1 || v > DP_BURST_MAX) {
+				fprintf(stderr, "--burst %s: 1..%d\n", optarg, DP_BURST_MAX);
+				return 2;
+			}
+			dp_tb_burst = (unsigned)v;
+		} else if (c == 'q')
 			quick = true;
 		else if (c == 'j')
 			json_path = optarg;

@@ -353,14 +353,12 @@ static void filter_init(struct dp_ctx *dp)
 
 	memset(rules, 0, sizeof(rules));
 	for (unsigned i = 0; i < RTE_DIM(r); i++)
-		rules[i] = (struct mg_acl_rule){.family = r[i].family,
-						.proto = r[i].proto,
-						.dport_lo = r[i].lo,
-						.dport_hi = r[i].hi,
+		rules[i] = (struct mg_acl_rule){.family = r[i].family, .proto = r[i].proto,
+						.dport_lo = r[i].lo, .dport_hi = r[i].hi,
 						.acl_index = i};
 	dp->flows = dp_flows_create(1, 1024, rte_get_tsc_hz(), 120, (int)rte_socket_id());
-	if (!f || !dp->flows ||
-	    !(f->acl = dp_acl_build(rules, RTE_DIM(r), (int)rte_socket_id(), err, sizeof(err))))
+	if (!f || !dp->flows || !(f->acl = dp_acl_build(rules, RTE_DIM(r), (int)rte_socket_id(),
+							 err, sizeof(err))))
 		fail("cannot build the packet filter");
 	f->n_rules = RTE_DIM(r);
 	dp->filter = f;
@@ -718,8 +716,7 @@ static void check_slow(struct rte_mbuf *m)
 			"stage: not one whole IP packet");
 		return;
 	case DP_META_TOO_BIG:
-		require(meta->peer < N_PEERS && fx.dp.peers[meta->peer].in_use,
-			"too big: bad peer");
+		require(meta->peer < N_PEERS && fx.dp.peers[meta->peer].in_use, "too big: bad peer");
 		require(m->nb_segs == 1 && len > fx.dp.mtu &&
 			    dp_inner_len(rte_pktmbuf_mtod(m, uint8_t *), len) == (int)len,
 			"too big: not one whole IP packet over the MTU");

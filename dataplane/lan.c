@@ -77,8 +77,7 @@ static bool lan_next_hop(const struct dp_ctx *dp, const uint8_t *ip, int *family
 	int best = -1;
 	for (int i = 0; i < dp->n_lan_routes; i++) {
 		const struct mg_prefix *r = &dp->lan_routes[i].prefix;
-		if (r->family != *family ||
-		    (best >= 0 && r->cidr <= dp->lan_routes[best].prefix.cidr))
+		if (r->family != *family || (best >= 0 && r->cidr <= dp->lan_routes[best].prefix.cidr))
 			continue;
 		uint32_t d, a;
 		memcpy(&d, dst, 4);
@@ -92,8 +91,8 @@ static bool lan_next_hop(const struct dp_ctx *dp, const uint8_t *ip, int *family
 	return true;
 }
 
-void dp_send_via(struct dp_worker *w, struct dp_burst *b, int port, struct rte_mbuf *m, int family,
-		 const uint8_t *nh)
+void dp_send_via(struct dp_worker *w, struct dp_burst *b, int port, struct rte_mbuf *m,
+		 int family, const uint8_t *nh)
 {
 	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
 	struct dp_neigh_table *t = w->dp->neigh;
@@ -133,13 +132,14 @@ static bool lan_snat_out(struct dp_worker *w, struct rte_mbuf *m)
 	/* A reply to a UDP flow a LAN host opened goes back untranslated (the
 	 * LAN host talks to the tunnel address; TCP and ICMP replies are
 	 * recognised by snat.c itself). */
-	if (w->dp->snat &&
-	    dp_filter_udp_reply(w, rte_pktmbuf_mtod(m, uint8_t *), rte_pktmbuf_data_len(m))) {
+	if (w->dp->snat && dp_filter_udp_reply(w, rte_pktmbuf_mtod(m, uint8_t *),
+					       rte_pktmbuf_data_len(m))) {
 		dp_snat_frag_pass(w->dp->snat, w->idx, rte_pktmbuf_mtod(m, uint8_t *), w->now_tsc);
 		return true;
 	}
 	if (!w->dp->snat || dp_snat_out(w->dp->snat, w->idx, rte_pktmbuf_mtod(m, uint8_t *),
-					rte_pktmbuf_data_len(m), w->now_tsc, &why) != DP_SNAT_DROP)
+					rte_pktmbuf_data_len(m), w->now_tsc,
+					&why) != DP_SNAT_DROP)
 		return true;
 	dp_stage_drop(w, m, why);
 	return false;
@@ -171,8 +171,8 @@ void dp_lan_output(struct dp_worker *w, struct dp_burst *b, struct rte_mbuf **m,
 			continue;
 		}
 		rte_ether_addr_copy(&dp->ports[dp->lan].mac, &eth->src_addr);
-		eth->ether_type =
-		    rte_cpu_to_be_16(family == AF_INET ? RTE_ETHER_TYPE_IPV4 : RTE_ETHER_TYPE_IPV6);
+		eth->ether_type = rte_cpu_to_be_16(family == AF_INET ? RTE_ETHER_TYPE_IPV4
+								     : RTE_ETHER_TYPE_IPV6);
 		dp_send_via(w, b, dp->lan, m[i], family, nh);
 	}
 }
@@ -197,8 +197,7 @@ static bool classify_lan(struct dp_worker *w, int port, struct rte_mbuf *m)
 		return false;
 	}
 	uint16_t et = rte_be_to_cpu_16(eth->ether_type);
-	if (et == RTE_ETHER_TYPE_ARP ||
-	    (et == RTE_ETHER_TYPE_IPV6 && dp_neigh_is_neigh_packet(m))) {
+	if (et == RTE_ETHER_TYPE_ARP || (et == RTE_ETHER_TYPE_IPV6 && dp_neigh_is_neigh_packet(m))) {
 		to_main_slow(w, port, m);
 		return false;
 	}

@@ -178,10 +178,10 @@ static int table_alloc(struct dp_neigh_table *t, const char *name, int socket_id
 	if (!t->h)
 		return -1;
 	t->n_slots = (uint32_t)rte_hash_max_key_id(t->h) + 1;
-	t->slots =
-	    rte_zmalloc_socket("dp_neigh_slots", sizeof(*t->slots) * t->n_slots, 0, socket_id);
-	t->limbo =
-	    rte_zmalloc_socket("dp_neigh_limbo", sizeof(*t->limbo) * t->n_slots, 0, socket_id);
+	t->slots = rte_zmalloc_socket("dp_neigh_slots", sizeof(*t->slots) * t->n_slots, 0,
+				      socket_id);
+	t->limbo = rte_zmalloc_socket("dp_neigh_limbo", sizeof(*t->limbo) * t->n_slots, 0,
+				      socket_id);
 	if (!t->slots || !t->limbo) {
 		rte_errno = ENOMEM;
 		return -1;
@@ -582,8 +582,8 @@ static void learn4(struct dp_neigh_table *t, const struct dp_neigh_iface *ifc, u
 	update(t, &k, mac, now_tsc);
 }
 
-static void learn6(struct dp_neigh_table *t, const struct dp_neigh_iface *ifc, const uint8_t ip[16],
-		   const struct rte_ether_addr *mac, uint64_t now_tsc)
+static void learn6(struct dp_neigh_table *t, const struct dp_neigh_iface *ifc,
+		   const uint8_t ip[16], const struct rte_ether_addr *mac, uint64_t now_tsc)
 {
 	struct neigh_key k = key6(ifc->port_id, ip);
 
@@ -773,8 +773,8 @@ static struct rte_mbuf *arp_input(struct dp_neigh_table *t, const struct dp_neig
 	sip = arp->arp_data.arp_sip;
 	tip = arp->arp_data.arp_tip;
 	learn4(t, ifc, sip, &sha, now_tsc);
-	if (arp->arp_opcode != RTE_BE16(RTE_ARP_OP_REQUEST) || sip == tip || !ifc_owns4(ifc, tip) ||
-	    rte_is_same_ether_addr(&sha, &ifc->mac))
+	if (arp->arp_opcode != RTE_BE16(RTE_ARP_OP_REQUEST) || sip == tip ||
+	    !ifc_owns4(ifc, tip) || rte_is_same_ether_addr(&sha, &ifc->mac))
 		return NULL;
 	return arp_reply(t, ifc, arp, mp);
 }

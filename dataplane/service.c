@@ -77,8 +77,8 @@ static void to_control(struct dp_ctx *dp, uint16_t type, uint32_t peer,
 		       const struct mg_sockaddr *ep)
 {
 	struct mg_msg msg;
-	msg.hdr = (struct mg_msg_hdr){
-	    .type = type, .peer = peer, .seq = ++dp->msg_seq, .tsc = rte_rdtsc()};
+	msg.hdr = (struct mg_msg_hdr){.type = type, .peer = peer, .seq = ++dp->msg_seq,
+				      .tsc = rte_rdtsc()};
 	if (ep)
 		msg.hdr.ep = *ep;
 	if (mg_ring_send(dp->shm.dp2cp, &msg))
@@ -402,11 +402,8 @@ static void pending_add(struct dp_ctx *dp, struct rte_mbuf *m)
 		main_drop(dp, m, MG_DROP_NO_NEIGH);
 		return;
 	}
-	*free_pe = (struct pending){.used = true,
-				    .family = meta->nh_family,
-				    .port = meta->port,
-				    .first_tsc = rte_rdtsc(),
-				    .n = 1};
+	*free_pe = (struct pending){.used = true, .family = meta->nh_family, .port = meta->port,
+				    .first_tsc = rte_rdtsc(), .n = 1};
 	memcpy(free_pe->nh, meta->nh, alen);
 	free_pe->m[0] = m;
 	solicit(dp, free_pe);
@@ -459,8 +456,8 @@ static void tx_udp(struct dp_ctx *dp, const struct mg_msg *msg)
 	}
 	memcpy(p + outer, msg->data, msg->hdr.len); /* first: the IPv6 UDP checksum covers it */
 	struct dp_meta *meta = dp_meta(m);
-	*meta = (struct dp_meta){
-	    .kind = DP_META_RAW_TX, .nh_family = ep->family, .port = (uint16_t)dp->wan};
+	*meta = (struct dp_meta){.kind = DP_META_RAW_TX, .nh_family = ep->family,
+				 .port = (uint16_t)dp->wan};
 	if (ep->family == AF_INET6) {
 		dp_build_outer6(p, &wan->mac, &wan->mac, dp_wan_src6(wan, ep->addr), ep->addr,
 				dp->listen_port, ep->port, msg->hdr.len);
@@ -641,8 +638,7 @@ static void local_input(struct dp_ctx *dp, struct rte_mbuf *m)
 	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
 	uint32_t ihl = (uint32_t)(ip->version_ihl & 0xf) * 4;
 	uint32_t tot = rte_be_to_cpu_16(ip->total_length);
-	if (ip->next_proto_id != IPPROTO_ICMP || ihl < 20 || tot < ihl + 8 ||
-	    tot > len - sizeof(*eth))
+	if (ip->next_proto_id != IPPROTO_ICMP || ihl < 20 || tot < ihl + 8 || tot > len - sizeof(*eth))
 		goto drop;
 	struct rte_icmp_hdr *icmp = (struct rte_icmp_hdr *)((uint8_t *)ip + ihl);
 	if (icmp->icmp_type != RTE_IP_ICMP_ECHO_REQUEST)

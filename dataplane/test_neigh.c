@@ -42,8 +42,8 @@ static void check(bool ok, const char *what, const char *func, int line)
 
 static const uint8_t OUR_MAC[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
 /* fe80:: and the MAC as modified EUI-64 (U/L bit flipped, ff:fe inserted) */
-static const uint8_t OUR_LL6[16] = {0xfe, 0x80, [8] = 0x50, 0x54, 0x00,
-				    0xff, 0xfe, 0x12,	    0x34, 0x56};
+static const uint8_t OUR_LL6[16] = {0xfe, 0x80, [8] = 0x50, 0x54, 0x00, 0xff,
+				    0xfe, 0x12, 0x34, 0x56};
 static const uint8_t OUR4_A[4] = {192, 0, 2, 1};
 static const uint8_t OUR4_B[4] = {198, 51, 100, 1};
 static const uint8_t OUR6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 0x01};
@@ -177,31 +177,18 @@ static struct nd_args ns_args(const uint8_t *src, const uint8_t *target, const u
 {
 	snmc(target, dst_buf);
 	snmc_mac(target, mac_buf);
-	return (struct nd_args){.eth_dst = mac_buf,
-				.eth_src = PEER_MAC,
-				.src = src,
-				.dst = dst_buf,
-				.target = target,
-				.opt_mac = opt_mac,
-				.type = 135,
-				.hop = 255,
-				.opt_type = 1};
+	return (struct nd_args){.eth_dst = mac_buf, .eth_src = PEER_MAC, .src = src,
+				.dst = dst_buf, .target = target, .opt_mac = opt_mac,
+				.type = 135, .hop = 255, .opt_type = 1};
 }
 
 /* The NA we expect from the gateway, built here. */
-static struct nd_args na_expected(const uint8_t *eth_dst, const uint8_t *dst, const uint8_t *target,
-				  uint8_t flags)
+static struct nd_args na_expected(const uint8_t *eth_dst, const uint8_t *dst,
+				  const uint8_t *target, uint8_t flags)
 {
-	return (struct nd_args){.eth_dst = eth_dst,
-				.eth_src = OUR_MAC,
-				.src = target,
-				.dst = dst,
-				.target = target,
-				.opt_mac = OUR_MAC,
-				.type = 136,
-				.flags = flags,
-				.hop = 255,
-				.opt_type = 2};
+	return (struct nd_args){.eth_dst = eth_dst, .eth_src = OUR_MAC, .src = target,
+				.dst = dst, .target = target, .opt_mac = OUR_MAC,
+				.type = 136, .flags = flags, .hop = 255, .opt_type = 2};
 }
 
 /* ---- Fixture ---- */
@@ -604,16 +591,9 @@ static void test_na(void)
 	static const uint8_t peer20[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 0x20};
 	struct fx f;
 	uint8_t fr[128];
-	struct nd_args na = {.eth_dst = OUR_MAC,
-			     .eth_src = PEER_MAC,
-			     .src = peer20,
-			     .dst = OUR6,
-			     .target = peer20,
-			     .opt_mac = PEER_MAC,
-			     .type = 136,
-			     .flags = 0x60,
-			     .hop = 255,
-			     .opt_type = 2};
+	struct nd_args na = {.eth_dst = OUR_MAC, .eth_src = PEER_MAC, .src = peer20, .dst = OUR6,
+			     .target = peer20, .opt_mac = PEER_MAC, .type = 136, .flags = 0x60,
+			     .hop = 255, .opt_type = 2};
 	struct rte_ether_addr m;
 
 	fx_init(&f);
@@ -1042,9 +1022,8 @@ static void test_concurrent_readers(void)
 int main(void)
 {
 	char prefix[64];
-	char *argv[] = {"test_neigh", "--no-huge",   "-m",   "128",
-			"--no-pci",   "--no-shconf", prefix, "--log-level=*:warning",
-			NULL};
+	char *argv[] = {"test_neigh", "--no-huge", "-m", "128", "--no-pci", "--no-shconf",
+			prefix, "--log-level=*:warning", NULL};
 
 	snprintf(prefix, sizeof(prefix), "--file-prefix=neightest%d", (int)getpid());
 	if (rte_eal_init(RTE_DIM(argv) - 1, argv) < 0) {
