@@ -920,7 +920,10 @@ int store_load_last_seen(struct coord_store *st, struct coord_model *m, int64_t 
 static int tailnet_id(struct coord_store *st, const char *name, int64_t *id, char *err,
 		      size_t errlen)
 {
-	int ret = step1(q(st, "SELECT id FROM tailnets WHERE name = ?", "s", name), id);
+	int ret;
+
+	*id = 0; /* callers never see it unset, whatever step1 does */
+	ret = step1(q(st, "SELECT id FROM tailnets WHERE name = ?", "s", name), id);
 
 	if (ret == 0) {
 		snprintf(err, errlen, "no tailnet \"%s\"", name);
@@ -932,7 +935,10 @@ static int tailnet_id(struct coord_store *st, const char *name, int64_t *id, cha
 static int user_id(struct coord_store *st, int64_t tailnet, const char *name, int64_t *id,
 		   char *err, size_t errlen)
 {
-	int ret = step1(
+	int ret;
+
+	*id = 0;
+	ret = step1(
 	    q(st, "SELECT id FROM users WHERE tailnet_id = ? AND name = ?", "is", tailnet, name),
 	    id);
 

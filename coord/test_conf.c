@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The example config loads; bad settings are refused with a clear line. */
+/* The checks below call the code under test: keep assert() in every build type. */
+#undef NDEBUG
 #include <assert.h>
 #include <stdio.h>
 #include <string.h>

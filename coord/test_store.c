@@ -5,6 +5,8 @@
  * the tailnet's ULA /64), pre-auth keys (one-off, reusable, expiry,
  * hashed), re-registration keeping addresses, and loading into the model.
  */
+/* The checks below call the code under test: keep assert() in every build type. */
+#undef NDEBUG
 #include <assert.h>
 #include <errno.h>
 #include <stdio.h>
