@@ -474,6 +474,27 @@ static int p_sockaddr(struct ctx *c, const config_setting_t *s, void *dst, const
 	return 0;
 }
 
+/* A list of "ipv4:port" / "[ipv6]:port", no duplicates. */
+static int p_sockaddrs(struct ctx *c, const config_setting_t *s, void *dst, const struct field *f)
+{
+	struct mg_sockaddr *out = dst;
+	int n = get_list(c, s, (int)f->size, "\"address:port\" strings");
+
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		int ret = p_sockaddr(c, e, &out[i], f);
+
+		if (ret)
+			return ret;
+		for (int j = 0; j < i; j++)
+			if (!memcmp(&out[j], &out[i], sizeof(out[i])))
+				return report(c, e, "duplicate entry %s",
+					      Q(config_setting_get_string(e)));
+		*count_of(dst, f) = i + 1;
+	}
+	return n < 0 ? n : 0;
+}
+
 /* A listening address; "" leaves it unset (family 0: off). */
 static int p_listen(struct ctx *c, const config_setting_t *s, void *dst, const struct field *f)
 {
@@ -1235,6 +1256,9 @@ static const struct list_desc peer_list = {&peer_group, sizeof(struct mg_peer_co
 static const struct field control_fields[] = {
     FIELD("metrics_listen", p_listen, struct mg_config, metrics_listen),
     STR("policy_file", p_string, struct mg_config, policy_file),
+    LIST("stun_servers", p_sockaddrs, struct mg_config, stun_servers, n_stun_servers,
+	 MG_MAX_STUN_SERVERS),
+    INT("stun_interval", struct mg_config, stun_interval, 5, 3600),
     END,
 };
 
@@ -1300,6 +1324,7 @@ static void set_defaults(struct mg_config *cfg)
 	    .udp_timeout = 120,
 	    .icmp_timeout = 30,
 	};
+	cfg->stun_interval = 25;
 	strcpy(cfg->coord.state_dir, "/var/lib/meshgate");
 	cfg->timers = (struct mg_timers_conf){
 	    .rekey_after_time = WG_REKEY_AFTER_TIME,

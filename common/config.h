@@ -21,6 +21,7 @@
 #include "types.h"
 
 #define MG_MAX_PORTS 8
+#define MG_MAX_STUN_SERVERS 8
 
 enum mg_port_role { MG_PORT_WAN, MG_PORT_LAN };
 
@@ -122,6 +123,10 @@ struct mg_config {
 
 	struct mg_sockaddr metrics_listen; /* family 0 = unset */
 	char policy_file[4096];            /* ACL policy (JSON); "" = no policy, allow all */
+	/* STUN servers asked for our public endpoint (control/stun.c); none: off. */
+	struct mg_sockaddr stun_servers[MG_MAX_STUN_SERVERS];
+	int n_stun_servers;
+	uint32_t stun_interval; /* seconds between rounds */
 	struct mg_timers_conf timers;
 	bool allow_benchmark_no_replay; /* testing.*: peers may set benchmark_no_replay */
 	struct mg_coord_conf coord;

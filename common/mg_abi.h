@@ -18,7 +18,7 @@
 #include "types.h"
 
 #define MG_SHM_MAGIC   0x4d475348u /* "MGSH" */
-#define MG_ABI_VERSION 3u
+#define MG_ABI_VERSION 4u
 
 #define MG_MSG_SIZE      2048u
 #define MG_MSG_HDR_SIZE  64u
@@ -67,7 +67,8 @@
 	X(SNAT_NO_MAPPING, "snat_no_mapping")   /* LAN packet to a NAT port with no live entry */  \
 	X(SNAT_UNSUPPORTED, "snat_unsupported") /* not TCP, UDP or ICMP echo: SNAT cannot map it */ \
 	X(SNAT_FRAGMENT, "snat_fragment")       /* fragment of a packet SNAT must translate */     \
-	X(SNAT_NO_ADDRESS, "snat_no_address")   /* lan port has no address of the packet's family */
+	X(SNAT_NO_ADDRESS, "snat_no_address")   /* lan port has no address of the family */        \
+	X(STUN_RATELIMIT, "stun_ratelimit")     /* STUN message over the punt rate limit */
 
 enum mg_drop_reason {
 #define MG_DROP_ENUM(name, str) MG_DROP_##name,
@@ -99,7 +100,7 @@ enum mg_msg_type {
 	MG_MSG_ACL_COMMIT,        /* struct mg_msg_acl_begin again: build, test, swap */
 	/* dataplane -> control */
 	MG_MSG_DP_HELLO = 64,     /* dataplane answers HELLO (or started) */
-	MG_MSG_RX_UDP,            /* punted UDP payload from hdr.ep (handshake, cookie) */
+	MG_MSG_RX_UDP,            /* punted UDP payload from hdr.ep (handshake, cookie, STUN) */
 	MG_MSG_NEED_HANDSHAKE,    /* hdr.peer has packets queued and no usable keypair */
 	MG_MSG_KEYPAIR_CONFIRMED, /* hdr.peer received data on its next keypair */
 	MG_MSG_ENDPOINT,          /* hdr.peer authenticated data from a new endpoint hdr.ep */

@@ -329,6 +329,39 @@ static const struct bad_case bad_cases[] = {
     /* snat 8 */
     {MG "dataplane: {\n ports = ( " WAN " );\n snat = true;\n};\n",
      "@:4: dataplane.snat: expected a group { ... }, got a boolean"},
+    /* stun 1: the port is required */
+    {MG DP "control: {\n stun_servers = [\"198.51.100.1:3478\",\n  \"198.51.100.2\"];\n};\n",
+     "@:5: control.stun_servers.[1]: expected \"ipv4:port\" or \"[ipv6]:port\" (port "
+     "1..65535), got \"198.51.100.2\""},
+    /* stun 2: numeric addresses only */
+    {MG DP "control: {\n stun_servers = [\"stun.example.com:3478\"];\n};\n",
+     "@:4: control.stun_servers.[0]: expected \"ipv4:port\" or \"[ipv6]:port\" (port "
+     "1..65535), got \"stun.example.com:3478\""},
+    /* stun 3: IPv6 needs brackets */
+    {MG DP "control: {\n stun_servers = [\"2001:db8::1:3478\"];\n};\n",
+     "@:4: control.stun_servers.[0]: expected \"ipv4:port\" or \"[ipv6]:port\" (port "
+     "1..65535), got \"2001:db8::1:3478\""},
+    /* stun 4 */
+    {MG DP "control: {\n stun_servers = [\"198.51.100.1:3478\", \"198.51.100.1:3478\"];\n};\n",
+     "@:4: control.stun_servers.[1]: duplicate entry \"198.51.100.1:3478\""},
+    /* stun 5 */
+    {MG DP
+     "control: {\n stun_servers = [\"192.0.2.1:1\", \"192.0.2.2:1\", \"192.0.2.3:1\",\n"
+     "  \"192.0.2.4:1\", \"192.0.2.5:1\", \"192.0.2.6:1\", \"192.0.2.7:1\", \"192.0.2.8:1\",\n"
+     "  \"192.0.2.9:1\"];\n};\n",
+     "@:4: control.stun_servers: too many entries (9, at most 8)"},
+    /* stun 6 */
+    {MG DP "control: {\n stun_servers = \"198.51.100.1:3478\";\n};\n",
+     "@:4: control.stun_servers: expected an array of \"address:port\" strings, got a string"},
+    /* stun 7 */
+    {MG DP "control: {\n stun_servers = [3478];\n};\n",
+     "@:4: control.stun_servers.[0]: expected a string, got an integer"},
+    /* stun 8 */
+    {MG DP "control: {\n stun_interval = 4;\n};\n",
+     "@:4: control.stun_interval: expected an integer in 5..3600, got 4"},
+    /* stun 9 */
+    {MG DP "control: {\n stun_interval = 3601;\n};\n",
+     "@:4: control.stun_interval: expected an integer in 5..3600, got 3601"},
     /* coord 1: plain http needs the testing switch */
     {MG DP "coordination: {\n server = \"http://coord.example\";\n};\n",
      "@:4: coordination.server: \"http://coord.example\": plain http:// only with "
@@ -471,6 +504,7 @@ static void test_defaults(void)
 		  !c.timers.overridden,
 	      "timer defaults");
 	CHECK(!c.allow_benchmark_no_replay, "benchmark switch off by default");
+	CHECK(c.n_stun_servers == 0 && c.stun_interval == 25, "STUN off, interval 25 s");
 	CHECK(c.snat.enabled && c.snat.port_min == 32768 && c.snat.port_max == 60999 &&
 		  c.snat.max_entries == 1048576 && c.snat.tcp_established_timeout == 7200 &&
 		  c.snat.tcp_transitory_timeout == 120 && c.snat.udp_timeout == 120 &&
@@ -547,7 +581,8 @@ static const char full_conf[] =
     "    persistent_keepalive = 25; name = \"laptop\"; },\n"
     "  { public_key = \"" KEY_B "\"; allowed_ips = []; }\n"
     ");\n"
-    "control: { metrics_listen = \"127.0.0.1:9586\"; };\n"
+    "control: { metrics_listen = \"127.0.0.1:9586\";\n"
+    "  stun_servers = [\"198.51.100.1:3478\", \"[2001:db8::1]:3478\"]; stun_interval = 60; };\n"
     "testing: { rekey_after_time = 10; reject_after_time = 15; keepalive_timeout = 2;\n"
     "  rekey_timeout = 1; };\n";
 
@@ -598,6 +633,10 @@ static void check_full(const struct mg_config *c)
 		  !c->peers[1].name[0],
 	      "peer 1");
 	CHECK(!strcmp(sa_str(&c->metrics_listen), "127.0.0.1:9586"), "metrics_listen");
+	CHECK(c->n_stun_servers == 2 && !strcmp(sa_str(&c->stun_servers[0]), "198.51.100.1:3478") &&
+		  !strcmp(sa_str(&c->stun_servers[1]), "[2001:db8::1]:3478") &&
+		  c->stun_interval == 60,
+	      "stun_servers, stun_interval");
 	CHECK(!p->benchmark_no_replay && !c->allow_benchmark_no_replay, "replay window on");
 	CHECK(!c->snat.enabled && c->snat.port_min == 20000 && c->snat.port_max == 20999 &&
 		  c->snat.max_entries == 5000 && c->snat.tcp_established_timeout == 3600 &&
@@ -634,6 +673,20 @@ static void test_full(void)
 					     "integer"),
 	      "string errors name the given name: %s", err);
 	unlink(path);
+}
+
+/* An empty stun_servers list is STUN off, like none. */
+static void test_stun_empty(void)
+{
+	char err[512];
+	struct mg_config c;
+	int ret = mg_config_load_string(MG DP "control: { stun_servers = []; };\n", "inline", 0, &c,
+					err, sizeof(err));
+
+	CHECK(ret == 0 && c.n_stun_servers == 0 && c.stun_interval == 25, "stun_servers = []: %s",
+	      ret ? err : "servers set");
+	if (!ret)
+		mg_config_free(&c);
 }
 
 /* The benchmark switch: accepted with testing.allow_benchmark_no_replay. */
@@ -1005,6 +1058,7 @@ int main(int argc, char **argv)
 	test_defaults();
 	test_full();
 	test_include();
+	test_stun_empty();
 	test_benchmark_no_replay();
 	test_key_files();
 	test_coord();

@@ -380,6 +380,8 @@ static void print_status(json_t *st)
 	       JS(self, "name")[0] ? JS(self, "name") : JS(self, "hostname"),
 	       JS(self, "public_key")[0] ? key : "-", JI(self, "node_id"), JI(st, "map_version"),
 	       exp);
+	if (json_array_size(json_object_get(self, "endpoints")))
+		printf("  endpoints %s\n", join(json_object_get(self, "endpoints"), a, sizeof(a)));
 	json_array_foreach(peers, i, p)
 	{
 		json_t *on = json_object_get(p, "online");

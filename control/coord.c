@@ -87,6 +87,8 @@ struct job {
 	size_t n_routes;
 };
 
+#define MAX_STUN_EPS 8 /* control.stun_servers: one endpoint each at most */
+
 /* sodium_malloc'd. */
 struct secrets {
 	char auth_key[256];
@@ -116,6 +118,8 @@ struct cp_coord {
 	char error[256];
 	int64_t retry_at;
 	uint64_t polls; /* map answers received */
+	struct mg_sockaddr stun_eps[MAX_STUN_EPS]; /* public endpoints STUN found (stun.c) */
+	unsigned n_stun_eps;
 
 	/* main thread only */
 	bool has_self;
@@ -561,20 +565,39 @@ static void *coord_thread(void *arg)
 
 /* ---- main thread: the job ---------------------------------------------------- */
 
-/* Our endpoints: the wan port's addresses with the listen port. */
+static void job_endpoint_add(struct job *j, const struct mg_sockaddr *sa)
+{
+	char text[MG_SOCKADDR_STRLEN] = "";
+
+	if (j->n_eps == CP_COORD_MAX_ENDPOINTS || !mg_sockaddr_fmt(sa, text, sizeof(text)))
+		return;
+	for (size_t i = 0; i < j->n_eps; i++)
+		if (!strcmp(j->eps[i], text))
+			return;
+	memcpy(j->eps[j->n_eps++], text, sizeof(text));
+}
+
+/*
+ * Under mu. Our endpoints: the public ones STUN found first, then the wan
+ * port's addresses with the listen port (Tailscale's order too). A peer
+ * without disco uses the first IPv4 one (coord_netmap.c), which for a node
+ * behind a NAT is the only one that reaches it from outside.
+ */
 static void job_endpoints(struct cp_coord *c, struct job *j)
 {
 	int w = mg_config_port(c->cfg, MG_PORT_WAN);
 	const struct mg_port_conf *p = w >= 0 ? &c->cfg->ports[w] : NULL;
 
 	j->n_eps = 0;
-	for (int i = 0; p && i < p->n_addrs && j->n_eps < CP_COORD_MAX_ENDPOINTS; i++) {
+	for (unsigned i = 0; i < c->n_stun_eps; i++)
+		job_endpoint_add(j, &c->stun_eps[i]);
+	for (int i = 0; p && i < p->n_addrs; i++) {
 		struct mg_sockaddr sa = {.family = p->addrs[i].family, .port = c->d->listen_port};
 
 		memcpy(sa.addr, p->addrs[i].addr, 16);
 		if (sa.family == AF_INET6 && sa.addr[0] == 0xfe && (sa.addr[1] & 0xc0) == 0x80)
 			continue; /* link-local: useless to others */
-		mg_sockaddr_fmt(&sa, j->eps[j->n_eps++], MG_SOCKADDR_STRLEN);
+		job_endpoint_add(j, &sa);
 	}
 }
 
@@ -596,6 +619,33 @@ static void job_restart(struct cp_coord *c, bool active)
 	atomic_fetch_add(&c->interrupt, 1);
 	pthread_cond_signal(&c->cv);
 	c->rot_pending = false;
+}
+
+void cp_coord_set_stun_endpoints(struct cp_coord *c, const struct mg_sockaddr *eps, unsigned n)
+{
+	char old[CP_COORD_MAX_ENDPOINTS][MG_SOCKADDR_STRLEN];
+	size_t n_old;
+
+	if (!c)
+		return;
+	if (n > MAX_STUN_EPS)
+		n = MAX_STUN_EPS;
+	pthread_mutex_lock(&c->mu);
+	memcpy(c->stun_eps, eps, n * sizeof(*eps));
+	c->n_stun_eps = n;
+	n_old = c->job.n_eps;
+	memcpy(old, c->job.eps, sizeof(old));
+	job_endpoints(c, &c->job);
+	bool changed = c->job.n_eps != n_old;
+	for (size_t i = 0; !changed && i < n_old; i++)
+		changed = strcmp(old[i], c->job.eps[i]) != 0;
+	if (changed && c->job.active) {
+		/* The long poll in flight carries the old list: cut it short, and
+		 * the next map request tells the server. */
+		atomic_fetch_add(&c->interrupt, 1);
+		pthread_cond_signal(&c->cv);
+	}
+	pthread_mutex_unlock(&c->mu);
 }
 
 static int save(struct cp_coord *c)
@@ -1089,6 +1139,10 @@ static void cmd_status(struct cp_coord *c, int client)
 	if (c->retry_at)
 		json_object_set_new(o, "retry_in", json_integer(c->retry_at - now_s()));
 	json_object_set_new(self, "hostname", json_string(c->job.hostname));
+	json_t *eps = json_array();
+	for (size_t i = 0; eps && i < c->job.n_eps; i++)
+		json_array_append_new(eps, json_string(c->job.eps[i]));
+	json_object_set_new(self, "endpoints", eps);
 	pthread_mutex_unlock(&c->mu);
 	json_object_set_new(o, "interface", json_string(c->cfg->name));
 	json_object_set_new(o, "map_version", json_integer((json_int_t)c->version));

@@ -202,6 +202,12 @@ void cp_coord_stop(struct cp_coord *c); /* NULL is a no-op */
 int cp_coord_fd(const struct cp_coord *c);
 void cp_coord_service(struct cp_coord *c);
 void cp_coord_tick(struct cp_coord *c); /* about once a second: key rotation, timeouts */
+/*
+ * The public endpoints STUN found (control/stun.c), reported to the server
+ * before the wan port's own; a change cuts the long poll short so the next
+ * map request carries it. Takes the coordination mutex. NULL c: nothing.
+ */
+void cp_coord_set_stun_endpoints(struct cp_coord *c, const struct mg_sockaddr *eps, unsigned n);
 
 /* Delta/full map application: exposed for tests over a fake device. */
 struct cp_coord_netmap; /* the peers we got from the server, by node_id */

@@ -91,6 +91,12 @@ struct cp_device {
 	uint64_t initiations_sent, initiations_rcvd, responses_sent, responses_rcvd, cookies_rcvd;
 	uint64_t cp2dp_full;
 	struct cp_filter *filter; /* filter.c; NULL without a policy_file */
+	struct cp_stun *stun;	  /* stun.c; NULL without control.stun_servers */
+	/* STUN Binding requests sent (retransmissions too), responses taken,
+	 * STUN messages refused (malformed, unasked, late); public endpoints
+	 * known now. Exported by metrics.c. */
+	uint64_t stun_sent, stun_accepted, stun_refused;
+	uint32_t stun_endpoints;
 };
 
 /* device.c: peers and their configuration */
@@ -142,6 +148,20 @@ void cp_hs_rx_burst(struct cp_device *d, const struct mg_msg *const *m, unsigned
 void cp_hs_initiate(struct cp_device *d, struct cp_peer *p, bool retry);
 void cp_hs_keypair_confirmed(struct cp_device *d, struct cp_peer *p);
 void cp_timers_tick(struct cp_device *d);
+
+/* stun.c: our public endpoints, as STUN servers see the listen port */
+int cp_stun_init(struct cp_device *d); /* d->stun, if servers are configured; 0 or -ENOMEM */
+void cp_stun_fini(struct cp_device *d);
+/* Requests due (a round every stun_interval, and at once on a newly
+ * programmed dataplane), retransmissions, endpoints gone stale. */
+void cp_stun_tick(struct cp_device *d, uint64_t now);
+/* A punted MG_MSG_RX_UDP whose data passed mg_stun_is, received at now. */
+void cp_stun_rx(struct cp_device *d, const struct mg_msg *m, uint64_t now);
+/* Called with the whole set each time it changes (and once now). */
+typedef void cp_stun_notify_fn(void *arg, const struct mg_sockaddr *eps, unsigned n);
+void cp_stun_set_notify(struct cp_device *d, cp_stun_notify_fn *fn, void *arg);
+/* The public endpoints known now, deduplicated, in server order. */
+unsigned cp_stun_endpoints(const struct cp_device *d, struct mg_sockaddr *out, unsigned max);
 
 uint64_t cp_now(void);
 

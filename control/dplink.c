@@ -19,6 +19,7 @@
 
 #include "cp.h"
 #include "log.h"
+#include "stun.h"
 
 int cp_dp_send(struct cp_device *d, struct mg_msg *m)
 {
@@ -294,7 +295,10 @@ unsigned cp_dp_poll(struct cp_device *d)
 		struct cp_peer *p = m->hdr.peer < d->max_peers ? d->by_slot[m->hdr.peer] : NULL;
 		switch (m->hdr.type) {
 		case MG_MSG_RX_UDP:
-			udp[nudp++] = m;
+			if (mg_stun_is(m->data, m->hdr.len))
+				cp_stun_rx(d, m, cp_now());
+			else
+				udp[nudp++] = m;
 			break;
 		case MG_MSG_NEED_HANDSHAKE:
 			if (p)

@@ -36,6 +36,12 @@ static void on_hup(int sig)
 	reload = 1;
 }
 
+/* STUN found other public endpoints: the coordination server should know. */
+static void on_stun_endpoints(void *arg, const struct mg_sockaddr *eps, unsigned n)
+{
+	cp_coord_set_stun_endpoints(arg, eps, n);
+}
+
 static void usage(const char *prog)
 {
 	fprintf(stderr,
@@ -71,6 +77,7 @@ static int loop(struct cp_device *d, struct cp_uapi_server *uapi, struct cp_metr
 		}
 		if (now >= next_tick) {
 			cp_timers_tick(d);
+			cp_stun_tick(d, now);
 			next_tick = now + 50000000ull;
 		}
 		/* Rings are not file descriptors: poll briefly when idle. */
@@ -145,6 +152,12 @@ int main(int argc, char **argv)
 		mg_config_free(&cfg);
 		return 1;
 	}
+	if (cp_stun_init(&dev)) {
+		mg_log(LOG_ERR, "cannot start STUN: out of memory");
+		cp_device_fini(&dev);
+		mg_config_free(&cfg);
+		return 1;
+	}
 	struct cp_uapi_server *uapi = cp_uapi_server_open(cfg.run_dir, cfg.name, cp_api_ops(), &dev);
 	if (!uapi) {
 		mg_log(LOG_ERR, "cannot serve %s/%s.sock: %s", cfg.run_dir, cfg.name, strerror(errno));
@@ -177,6 +190,7 @@ int main(int argc, char **argv)
 		mg_config_free(&cfg);
 		return 1;
 	}
+	cp_stun_set_notify(&dev, on_stun_endpoints, coord);
 	mg_log(LOG_INFO, "%s: control running, %u peer(s), uapi %s/%s.sock", cfg.name, dev.n_peers,
 	       cfg.run_dir, cfg.name);
 	loop(&dev, uapi, metrics, coord);

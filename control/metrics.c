@@ -48,6 +48,8 @@ struct snap {
 	uint32_t n, cap;
 	uint64_t initiations_sent, initiations_rcvd, responses_sent, responses_rcvd;
 	uint64_t cookies_sent, cookies_rcvd, completed, rejected, cp2dp_full;
+	uint64_t stun_sent, stun_accepted, stun_refused;
+	uint32_t stun_endpoints;
 };
 
 struct cp_metrics {
@@ -100,6 +102,10 @@ static void snap_fill(struct snap *s, const struct cp_device *d)
 	s->completed = d->handshakes_done;
 	s->rejected = d->handshakes_refused;
 	s->cp2dp_full = d->cp2dp_full;
+	s->stun_sent = d->stun_sent;
+	s->stun_accepted = d->stun_accepted;
+	s->stun_refused = d->stun_refused;
+	s->stun_endpoints = d->stun_endpoints;
 }
 
 void cp_metrics_update(struct cp_metrics *m, const struct cp_device *d)
@@ -409,6 +415,22 @@ static void render_handshakes(struct out *o, const struct snap *s)
 		s->cookies_rcvd);
 }
 
+static void render_stun(struct out *o, const struct snap *s)
+{
+	counter(o, "meshgate_stun_requests_total",
+		"STUN Binding requests sent from the listen port (retransmissions included).",
+		s->stun_sent);
+	family(o, "meshgate_stun_responses_total", "counter",
+	       "STUN messages received: accepted (the answer to a request outstanding) or refused "
+	       "(malformed, unasked for, late, or from elsewhere).");
+	put(o, "meshgate_stun_responses_total{result=\"accepted\"} %" PRIu64 "\n",
+	    s->stun_accepted);
+	put(o, "meshgate_stun_responses_total{result=\"refused\"} %" PRIu64 "\n", s->stun_refused);
+	family(o, "meshgate_stun_endpoints", "gauge",
+	       "Public endpoints STUN servers see now (reported to the coordination server).");
+	put(o, "meshgate_stun_endpoints %" PRIu32 "\n", s->stun_endpoints);
+}
+
 int cp_metrics_render(struct cp_metrics *m, char **buf, size_t *len)
 {
 	struct out o = {0};
@@ -426,6 +448,7 @@ int cp_metrics_render(struct cp_metrics *m, char **buf, size_t *len)
 	}
 	render_rings(&o, up ? &s : NULL, &m->snap);
 	render_handshakes(&o, &m->snap);
+	render_stun(&o, &m->snap);
 	pthread_mutex_unlock(&m->lock);
 	if (up)
 		mg_shm_detach(&s);

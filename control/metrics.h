@@ -6,7 +6,7 @@
  * The HTTP thread reads the dataplane's counters straight from its own
  * mapping of the shared-memory region (lock-free: every counter has one
  * writer). What only the control process knows (peer names, last handshake
- * times, handshake counters) it takes from a snapshot that the control loop
+ * times, handshake and STUN counters) it takes from a snapshot that the control loop
  * refreshes with cp_metrics_update; a mutex guards the snapshot, and the
  * control loop only ever try-locks it, so it never waits for a scrape.
  */

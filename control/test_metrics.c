@@ -142,6 +142,10 @@ int main(void)
 	d.handshakes_done = 3;
 	d.initiations_sent = 4;
 	d.cp2dp_full = 2;
+	d.stun_sent = 6;
+	d.stun_accepted = 3;
+	d.stun_refused = 1;
+	d.stun_endpoints = 1;
 	cp_metrics_update(m, &d);
 
 	page = render(m);
@@ -165,6 +169,13 @@ int main(void)
 	CHECK(has_line(page, "meshgate_handshakes_completed_total 3"), "completed");
 	CHECK(has_line(page, "meshgate_handshake_initiations_sent_total 4"), "initiations");
 	CHECK(has_line(page, "meshgate_ring_full_total{ring=\"control_to_dataplane\"} 2"), "ring");
+	CHECK(has_line(page, "meshgate_stun_requests_total 6"), "stun requests");
+	CHECK(has_line(page, "meshgate_stun_responses_total{result=\"accepted\"} 3"),
+	      "stun accepted");
+	CHECK(has_line(page, "meshgate_stun_responses_total{result=\"refused\"} 1"),
+	      "stun refused");
+	CHECK(has_line(page, "meshgate_stun_endpoints 1"), "stun endpoints");
+	CHECK(has_line(page, "# TYPE meshgate_stun_endpoints gauge"), "stun endpoints: a gauge");
 	CHECK(has_line(page, "# TYPE meshgate_inbound_bytes_total counter"), "type");
 	CHECK(page[strlen(page) - 1] == '\n', "last line ends");
 	check_families(page);

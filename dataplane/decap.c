@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * WAN input: classify each RX burst once (ARP/ND to the main lcore,
- * handshake messages to control, transport data to decryption), then
- * decrypt the data sub-burst in one crypto call.
+ * handshake and STUN messages to control, transport data to decryption),
+ * then decrypt the data sub-burst in one crypto call.
  *
  * Order matters: nothing in a data message is trusted before its tag
  * verifies. Only then are the replay window, the endpoint and the inner
@@ -22,6 +22,7 @@
 #include "pkt.h"
 #include "route.h"
 #include "stage.h"
+#include "stun.h"
 #include "wg_messages.h"
 
 struct decap_item {
@@ -188,6 +189,63 @@ static bool udp6_find(const struct dp_port *p, uint8_t *frame, uint32_t len,
 	return true;
 }
 
+/* The datagram's source: IPv4 if ip is set, else the IPv6 header's. */
+static inline void udp_source(struct mg_sockaddr *src, const struct rte_ipv4_hdr *ip,
+			      const uint8_t *frame, const struct rte_udp_hdr *udp)
+{
+	if (ip)
+		dp_sockaddr_v4(src, ip->src_addr, udp->src_port);
+	else
+		dp_sockaddr_v6(src,
+			       frame + sizeof(struct rte_ether_hdr) +
+				   offsetof(struct rte_ipv6_hdr, src_addr),
+			       udp->src_port);
+}
+
+/*
+ * STUN punts, per worker: control sends a Binding request per configured
+ * server per interval (and one retransmission), so the answers are a
+ * handful a minute. The limit keeps a flood of STUN-shaped datagrams from
+ * filling the ring that handshakes share.
+ */
+#define STUN_PUNT_PER_SEC 100
+#define STUN_PUNT_BURST	  32
+
+static bool stun_punt_allowed(struct dp_worker *w)
+{
+	uint64_t hz = rte_get_tsc_hz();
+	uint64_t dt = w->now_tsc - w->stun_last_tsc;
+	uint64_t gain = dt >= hz ? STUN_PUNT_BURST : dt * STUN_PUNT_PER_SEC / hz;
+
+	if (gain) {
+		w->stun_tokens = RTE_MIN(w->stun_tokens + gain, (uint64_t)STUN_PUNT_BURST);
+		w->stun_last_tsc = w->now_tsc;
+	}
+	if (!w->stun_tokens)
+		return false;
+	w->stun_tokens--;
+	return true;
+}
+
+/* Not a WireGuard message: a STUN one (the answers to control's Binding
+ * requests; control checks them) is punted, anything else is counted. Off
+ * the fast path. */
+static __rte_cold void not_wireguard(struct dp_worker *w, int port, struct rte_mbuf *m,
+				     const struct rte_ipv4_hdr *ip, const struct rte_udp_hdr *udp,
+				     const uint8_t *payload, uint16_t plen, struct decap_item *it)
+{
+	if (!mg_stun_is(payload, plen) || plen > MG_MSG_MAX_DATA) {
+		dp_stage_drop(w, m, MG_DROP_WG_BAD_TYPE);
+		return;
+	}
+	if (!stun_punt_allowed(w)) {
+		dp_stage_drop(w, m, MG_DROP_STUN_RATELIMIT);
+		return;
+	}
+	udp_source(&it->src, ip, rte_pktmbuf_mtod(m, const uint8_t *), udp);
+	dp_punt(w, m, payload, plen, &it->src, port);
+}
+
 /* Classify one frame. Returns true if it became a decap item. */
 static bool classify_wan(struct dp_worker *w, int port, struct rte_mbuf *m, struct decap_item *it)
 {
@@ -232,19 +290,14 @@ static bool classify_wan(struct dp_worker *w, int port, struct rte_mbuf *m, stru
 	uint8_t type = payload[0];
 	if (type < WG_MSG_HANDSHAKE_INITIATION || type > WG_MSG_DATA || payload[1] || payload[2] ||
 	    payload[3]) {
-		why = MG_DROP_WG_BAD_TYPE;
-		goto drop;
+		not_wireguard(w, port, m, ip, udp, payload, plen, it);
+		return false;
 	}
 	if (!wg_size_ok(type, plen)) {
 		why = MG_DROP_WG_BAD_SIZE;
 		goto drop;
 	}
-	if (ip)
-		dp_sockaddr_v4(&it->src, ip->src_addr, udp->src_port);
-	else
-		dp_sockaddr_v6(&it->src, frame + sizeof(struct rte_ether_hdr) +
-					 offsetof(struct rte_ipv6_hdr, src_addr),
-			       udp->src_port);
+	udp_source(&it->src, ip, frame, udp);
 	if (type != WG_MSG_DATA) {
 		dp_punt(w, m, payload, plen, &it->src, port);
 		return false;

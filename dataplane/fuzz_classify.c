@@ -18,7 +18,8 @@
  * freed twice (the pool's in-use count), a frame sent to the WAN that does
  * not decrypt under the send key of the peer its inner destination routes
  * to, a frame sent to the LAN that is not a whole IP packet from some peer's
- * allowed IPs, and malformed hand-offs to the main lcore or control.
+ * allowed IPs, and malformed hand-offs to the main lcore or control (a
+ * punt is a handshake message or a STUN one).
  *
  * The seeds in dataplane/corpus/classify/ come from gen_classify_corpus.c,
  * which repeats the fixture: keep the two in step.
@@ -51,6 +52,7 @@
 #include "pkt.h"
 #include "route.h"
 #include "stage.h"
+#include "stun.h"
 #include "wg_messages.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -742,8 +744,9 @@ static void drain(struct dp_ctx *dp)
 	while (mg_ring_recv(dp->shm.dp2cp, &msg) == 0)
 		require(msg.hdr.type == MG_MSG_RX_UDP && msg.hdr.port == dp->wan &&
 			    (msg.hdr.ep.family == AF_INET || msg.hdr.ep.family == AF_INET6) &&
-			    msg.hdr.len >= 4 && msg.data[0] >= WG_MSG_HANDSHAKE_INITIATION &&
-			    msg.data[0] <= WG_MSG_HANDSHAKE_COOKIE,
+			    ((msg.hdr.len >= 4 && msg.data[0] >= WG_MSG_HANDSHAKE_INITIATION &&
+			      msg.data[0] <= WG_MSG_HANDSHAKE_COOKIE) ||
+			     mg_stun_is(msg.data, msg.hdr.len)),
 			"bad punt");
 }
 

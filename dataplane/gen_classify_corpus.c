@@ -102,6 +102,12 @@ static void wr16(uint8_t *p, uint16_t v)
 	p[1] = (uint8_t)v;
 }
 
+static void wr32be(uint8_t *p, uint32_t v)
+{
+	wr16(p, (uint16_t)(v >> 16));
+	wr16(p + 2, (uint16_t)v);
+}
+
 static void wr32le(uint8_t *p, uint32_t v)
 {
 	for (int i = 0; i < 4; i++)
@@ -310,6 +316,37 @@ static void wan_handshakes(void)
 	wan_msg(&f, WG_MSG_HANDSHAKE_COOKIE, sizeof(struct wg_message_cookie));
 	f.b[14 + 20 + 8 + 2] = 1;
 	put("wan_bad_reserved", 0, &f);
+}
+
+/* STUN Binding messages (RFC 8489) to the WireGuard port: a success
+ * response saying 203.0.113.7:41641 (XOR-MAPPED-ADDRESS), which is punted
+ * to control, and a request with a length that is not the datagram's. */
+static void wan_stun(void)
+{
+	static const uint8_t mapped[4] = {203, 0, 113, 7};
+	uint8_t msg[32] = {0};
+	struct frame f;
+
+	wr16(msg, 0x0101);
+	wr16(msg + 2, 12);
+	wr32be(msg + 4, 0x2112A442u);
+	for (int i = 8; i < 20; i++) /* the transaction id */
+		msg[i] = (uint8_t)(0x5a ^ i);
+	wr16(msg + 20, 0x0020); /* XOR-MAPPED-ADDRESS, IPv4 */
+	wr16(msg + 22, 8);
+	msg[25] = 0x01;
+	wr16(msg + 26, 41641 ^ 0x2112);
+	for (int i = 0; i < 4; i++)
+		msg[28 + i] = mapped[i] ^ msg[4 + i];
+	wan_udp(&f, peer1_ep, 3478, msg, sizeof(msg));
+	put("wan_stun_response", 0, &f);
+
+	memset(msg, 0, sizeof(msg));
+	wr16(msg, 0x0001);
+	wr16(msg + 2, 8); /* 20 + 8 is not the 32 bytes sent */
+	wr32be(msg + 4, 0x2112A442u);
+	wan_udp(&f, peer1_ep, 3478, msg, sizeof(msg));
+	put("wan_stun_bad_length", 0, &f);
 }
 
 static void wan_data_seeds(uint8_t mode)
@@ -761,6 +798,7 @@ int main(int argc, char **argv)
 		return 1;
 	out_dir = argv[1];
 	wan_handshakes();
+	wan_stun();
 	wan_data_seeds(0);
 	wan_data_seeds(IN_SEAL);
 	wan_outer_seeds();

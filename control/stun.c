@@ -1,0 +1,266 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * STUN endpoint discovery, the first piece of NAT traversal (Tailscale's
+ * nodes do the same against their DERP servers' STUN port). Every
+ * stun_interval seconds, and as soon as a dataplane is attached and
+ * programmed, a Binding request goes to each configured server through the
+ * dataplane (MG_MSG_TX_UDP): it leaves from the WireGuard listen port, so
+ * the server sees the mapping that peers would use. The dataplane punts the
+ * answers back as MG_MSG_RX_UDP (dplink.c tells them from handshakes).
+ *
+ * Per server one transaction at a time, under a random 12-byte id: sent
+ * once more after 1 s without an answer, given up after 5 s. An answer
+ * counts only if it comes from the server's own address and port and names
+ * the id outstanding there. The addresses the servers report, without
+ * duplicates and in server order, are our public endpoints; a server that
+ * has not answered for 3 intervals loses its. A change is logged and handed
+ * to whoever cp_stun_set_notify named (the coordination client).
+ *
+ * Main thread only.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <sodium.h>
+
+#include "addr.h"
+#include "cp.h"
+#include "log.h"
+#include "stun.h"
+
+#define NS_PER_S	 1000000000ull
+#define RETRANSMIT_NS	 (1 * NS_PER_S)
+#define GIVE_UP_NS	 (5 * NS_PER_S)
+#define FORGET_INTERVALS 3
+
+struct stun_server {
+	struct mg_sockaddr addr;
+	uint8_t txid[MG_STUN_TXID_LEN];
+	bool pending; /* txid awaits its answer */
+	bool retransmitted;
+	uint64_t sent_ns;	   /* first transmission of txid */
+	struct mg_sockaddr mapped; /* what it last said; family 0: nothing (yet, or forgotten) */
+	uint64_t answered_ns;
+};
+
+struct cp_stun {
+	uint64_t interval_ns;
+	uint64_t next_round_ns;
+	uint64_t link_ino; /* the dataplane the last round went through, 0: none */
+	struct stun_server servers[MG_MAX_STUN_SERVERS];
+	unsigned n_servers;
+	struct mg_sockaddr eps[MG_MAX_STUN_SERVERS]; /* the set last reported */
+	unsigned n_eps;
+	cp_stun_notify_fn *notify;
+	void *notify_arg;
+};
+
+static bool same_sockaddr(const struct mg_sockaddr *a, const struct mg_sockaddr *b)
+{
+	return a->family == b->family && a->port == b->port &&
+	       !memcmp(a->addr, b->addr, a->family == AF_INET ? 4 : 16);
+}
+
+/* Zeroed past the address, so copies compare (and dedupe) by value. */
+static struct mg_sockaddr clean_sockaddr(const struct mg_sockaddr *sa)
+{
+	struct mg_sockaddr out = {.family = sa->family, .port = sa->port};
+
+	memcpy(out.addr, sa->addr, sa->family == AF_INET ? 4 : 16);
+	return out;
+}
+
+int cp_stun_init(struct cp_device *d)
+{
+	const struct mg_config *cfg = d->cfg;
+	struct cp_stun *s;
+
+	d->stun = NULL;
+	if (cfg->n_stun_servers <= 0)
+		return 0;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->interval_ns = (uint64_t)cfg->stun_interval * NS_PER_S;
+	for (int i = 0; i < cfg->n_stun_servers && i < MG_MAX_STUN_SERVERS; i++)
+		s->servers[s->n_servers++].addr = clean_sockaddr(&cfg->stun_servers[i]);
+	d->stun = s;
+	return 0;
+}
+
+void cp_stun_fini(struct cp_device *d)
+{
+	free(d->stun);
+	d->stun = NULL;
+}
+
+void cp_stun_set_notify(struct cp_device *d, cp_stun_notify_fn *fn, void *arg)
+{
+	struct cp_stun *s = d->stun;
+
+	if (!s)
+		return;
+	s->notify = fn;
+	s->notify_arg = arg;
+	if (fn)
+		fn(arg, s->eps, s->n_eps);
+}
+
+unsigned cp_stun_endpoints(const struct cp_device *d, struct mg_sockaddr *out, unsigned max)
+{
+	const struct cp_stun *s = d->stun;
+	unsigned n = 0;
+
+	for (; s && n < s->n_eps && n < max; n++)
+		out[n] = s->eps[n];
+	return n;
+}
+
+static void transmit(struct cp_device *d, const struct stun_server *sv)
+{
+	uint8_t req[MG_STUN_MAX_BUILT];
+	size_t len = mg_stun_build_request(req, sizeof(req), sv->txid);
+
+	if (len && cp_dp_tx_udp(d, &sv->addr, req, len) == 0)
+		d->stun_sent++;
+}
+
+/* A new transaction with every server. */
+static void round_start(struct cp_device *d, struct cp_stun *s, uint64_t now)
+{
+	for (unsigned i = 0; i < s->n_servers; i++) {
+		struct stun_server *sv = &s->servers[i];
+
+		randombytes_buf(sv->txid, sizeof(sv->txid));
+		sv->pending = true;
+		sv->retransmitted = false;
+		sv->sent_ns = now;
+		transmit(d, sv);
+	}
+	s->next_round_ns = now + s->interval_ns;
+}
+
+static bool in_set(const struct mg_sockaddr *set, unsigned n, const struct mg_sockaddr *ep)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (same_sockaddr(&set[i], ep))
+			return true;
+	return false;
+}
+
+/* The set from what the servers say now; logged and reported if it changed. */
+static void endpoints_update(struct cp_device *d, struct cp_stun *s)
+{
+	struct mg_sockaddr eps[MG_MAX_STUN_SERVERS];
+	const struct mg_sockaddr *via[MG_MAX_STUN_SERVERS]; /* the first server to say it */
+	char a[MG_SOCKADDR_STRLEN], b[MG_SOCKADDR_STRLEN];
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < s->n_servers; i++) {
+		const struct mg_sockaddr *m = &s->servers[i].mapped;
+		if (m->family && !in_set(eps, n, m)) {
+			via[n] = &s->servers[i].addr;
+			eps[n++] = *m;
+		}
+	}
+	if (n == s->n_eps && !memcmp(eps, s->eps, n * sizeof(eps[0])))
+		return;
+	for (unsigned i = 0; i < n; i++)
+		if (!in_set(s->eps, s->n_eps, &eps[i]))
+			mg_log(LOG_INFO, "stun: public endpoint %s (via %s)",
+			       mg_sockaddr_fmt(&eps[i], a, sizeof(a)),
+			       mg_sockaddr_fmt(via[i], b, sizeof(b)));
+	for (unsigned i = 0; i < s->n_eps; i++)
+		if (!in_set(eps, n, &s->eps[i]))
+			mg_log(LOG_INFO, "stun: public endpoint %s no longer seen",
+			       mg_sockaddr_fmt(&s->eps[i], a, sizeof(a)));
+	memcpy(s->eps, eps, n * sizeof(eps[0]));
+	s->n_eps = n;
+	d->stun_endpoints = n;
+	if (s->notify)
+		s->notify(s->notify_arg, s->eps, s->n_eps);
+}
+
+/* Retransmit once, give up, and forget what a silent server said. */
+static void server_timers(struct cp_device *d, struct cp_stun *s, struct stun_server *sv,
+			  uint64_t now)
+{
+	char a[MG_SOCKADDR_STRLEN];
+
+	if (sv->pending && now - sv->sent_ns >= GIVE_UP_NS) {
+		sv->pending = false;
+		mg_log(LOG_DEBUG, "stun: no answer from %s",
+		       mg_sockaddr_fmt(&sv->addr, a, sizeof(a)));
+	} else if (sv->pending && !sv->retransmitted && now - sv->sent_ns >= RETRANSMIT_NS) {
+		sv->retransmitted = true;
+		transmit(d, sv);
+	}
+	if (sv->mapped.family && now - sv->answered_ns >= FORGET_INTERVALS * s->interval_ns) {
+		mg_log(LOG_INFO, "stun: %s has not answered for %u intervals",
+		       mg_sockaddr_fmt(&sv->addr, a, sizeof(a)), FORGET_INTERVALS);
+		sv->mapped = (struct mg_sockaddr){0};
+	}
+}
+
+void cp_stun_tick(struct cp_device *d, uint64_t now)
+{
+	struct cp_stun *s = d->stun;
+
+	if (!s)
+		return;
+	/* The dataplane must know our listen port before anything goes out
+	 * (IFACE_SET, part of the sync), or the request leaves from another. */
+	if (d->attached && !d->resync && !d->syncing) {
+		if (s->link_ino != d->shm_ino) {
+			s->link_ino = d->shm_ino;
+			s->next_round_ns = now;
+		}
+		if (now >= s->next_round_ns)
+			round_start(d, s, now);
+	}
+	for (unsigned i = 0; i < s->n_servers; i++)
+		server_timers(d, s, &s->servers[i], now);
+	endpoints_update(d, s);
+}
+
+static struct stun_server *server_by_addr(struct cp_stun *s, const struct mg_sockaddr *ep)
+{
+	for (unsigned i = 0; i < s->n_servers; i++)
+		if (same_sockaddr(&s->servers[i].addr, ep))
+			return &s->servers[i];
+	return NULL;
+}
+
+void cp_stun_rx(struct cp_device *d, const struct mg_msg *m, uint64_t now)
+{
+	struct cp_stun *s = d->stun;
+	uint8_t txid[MG_STUN_TXID_LEN];
+	struct mg_sockaddr mapped;
+	struct stun_server *sv = NULL;
+	char a[MG_SOCKADDR_STRLEN];
+	enum mg_stun_err err;
+	const char *why = NULL;
+
+	if (!s)
+		why = "STUN is off";
+	else if ((err = mg_stun_parse_response(m->data, m->hdr.len, txid, &mapped)) != MG_STUN_OK)
+		why = mg_stun_strerror(err);
+	else if (!(sv = server_by_addr(s, &m->hdr.ep)))
+		why = "not from a configured server";
+	else if (!sv->pending || sodium_memcmp(txid, sv->txid, sizeof(txid)) ||
+		 now - sv->sent_ns > GIVE_UP_NS)
+		why = "no such request outstanding";
+	if (why) {
+		d->stun_refused++;
+		mg_log(LOG_DEBUG, "stun: message from %s refused: %s",
+		       mg_sockaddr_fmt(&m->hdr.ep, a, sizeof(a)), why);
+		return;
+	}
+	d->stun_accepted++;
+	sv->pending = false;
+	sv->mapped = clean_sockaddr(&mapped);
+	sv->answered_ns = now;
+	endpoints_update(d, s);
+}

@@ -1,0 +1,301 @@
+// SPDX-License-Identifier: MIT
+/*
+ * STUN endpoint discovery (stun.c) against a shared-memory region made here
+ * that this test drains and feeds as a fake dataplane would, on a clock the
+ * test sets (cp_stun_tick and cp_stun_rx take the time):
+ *
+ *   - nothing goes out before a dataplane is attached and programmed; then
+ *     one Binding request per server at once, from fresh transaction ids;
+ *   - an answer counts only with the id outstanding at the server it comes
+ *     from, once, within 5 s; a wrong id, source or message type, a
+ *     duplicate, a late one are refused and counted;
+ *   - one retransmission after 1 s, given up after 5 s; a round every
+ *     interval, and one at once on a new dataplane;
+ *   - the endpoints: deduplicated across servers, in server order, reported
+ *     on change only; forgotten after 3 silent intervals (an address another
+ *     server still reports stays);
+ *   - a STUN answer punted through the ring reaches stun.c, not the
+ *     handshake code; with STUN off it is refused.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "addr.h"
+#include "cp.h"
+#include "stun.h"
+#include "test_util.h"
+
+#define S  (1000000000ull)
+#define MS (1000000ull)
+
+static char name[32];
+static struct mg_shm shm;
+
+/* What the notify callback was last told. */
+static struct {
+	unsigned calls, n;
+	struct mg_sockaddr eps[MG_MAX_STUN_SERVERS];
+} told;
+
+static void on_notify(void *arg, const struct mg_sockaddr *eps, unsigned n)
+{
+	(void)arg;
+	told.calls++;
+	told.n = n;
+	memcpy(told.eps, eps, n * sizeof(*eps));
+}
+
+static void device(struct cp_device *d, struct mg_config *cfg, const char *control)
+{
+	char text[1024], err[512];
+
+	snprintf(text, sizeof(text),
+		 "meshgate: { name = \"%s\"; max_peers = 64; };\n"
+		 "dataplane: { ports = ( { name = \"wan0\"; device = \"net_null0\"; role = \"wan\";"
+		 " addresses = [\"198.18.0.1/24\"]; gateway = \"198.18.0.254\"; } ); };\n%s",
+		 name, control);
+	if (mg_config_load_string(text, "t", 0, cfg, err, sizeof(err)) || cp_device_init(d, cfg) ||
+	    cp_stun_init(d)) {
+		fprintf(stderr, "device: %s\n", err);
+		exit(2);
+	}
+}
+
+/* Attach to the fake dataplane and drain the sync. */
+static void attach(struct cp_device *d)
+{
+	struct mg_msg m;
+
+	cp_dp_maintain(d);
+	do {
+		cp_dp_poll(d);
+		while (mg_ring_recv(shm.cp2dp, &m) == 0)
+			;
+	} while (d->syncing || d->resync);
+}
+
+struct sent {
+	unsigned n;
+	struct mg_sockaddr to[8];
+	uint8_t txid[8][MG_STUN_TXID_LEN];
+	unsigned bad; /* not a Binding request */
+};
+
+/* The Binding requests control sent since the last call. */
+static struct sent sent(void)
+{
+	struct sent v = {0};
+	struct mg_msg m;
+
+	while (mg_ring_recv(shm.cp2dp, &m) == 0) {
+		if (m.hdr.type != MG_MSG_TX_UDP || v.n == 8 ||
+		    mg_stun_parse_request(m.data, m.hdr.len, v.txid[v.n]) != MG_STUN_OK) {
+			v.bad++;
+			continue;
+		}
+		v.to[v.n++] = m.hdr.ep;
+	}
+	return v;
+}
+
+static struct mg_sockaddr sa(const char *text)
+{
+	struct mg_sockaddr a;
+
+	if (mg_sockaddr_parse(text, &a))
+		abort();
+	return a;
+}
+
+/* The Binding success response txid gets from server `from`, saying `mapped`. */
+static struct mg_msg answer(const char *from, const uint8_t *txid, const char *mapped)
+{
+	struct mg_msg m;
+	struct mg_sockaddr ma = sa(mapped);
+
+	memset(&m.hdr, 0, sizeof(m.hdr));
+	m.hdr.type = MG_MSG_RX_UDP;
+	m.hdr.ep = sa(from);
+	m.hdr.len = (uint16_t)mg_stun_build_response(m.data, sizeof(m.data), txid, &ma);
+	return m;
+}
+
+static const char *ep_str(const struct mg_sockaddr *a)
+{
+	static char buf[4][MG_SOCKADDR_STRLEN];
+	static int k;
+
+	return mg_sockaddr_fmt(a, buf[k++ % 4], MG_SOCKADDR_STRLEN);
+}
+
+#define S0 "203.0.113.1:3478"
+#define S1 "203.0.113.2:3478"
+#define S2 "[2001:db8::1]:3478"
+#define V4 "203.0.113.7:41641"
+#define V6 "[2001:db8::7]:41641"
+
+static void rx(struct cp_device *d, const char *from, const uint8_t *txid, const char *mapped,
+	       uint64_t now)
+{
+	struct mg_msg m = answer(from, txid, mapped);
+
+	cp_stun_rx(d, &m, now);
+}
+
+static void test_discovery(void)
+{
+	struct mg_config cfg;
+	struct cp_device d;
+	uint64_t t0 = cp_now();
+	uint8_t zero[MG_STUN_TXID_LEN] = {0};
+
+	printf("-- requests, answers, endpoints\n");
+	device(&d, &cfg,
+	       "control: { stun_servers = [\"" S0 "\", \"" S1 "\", \"[2001:db8::1]:3478\"];"
+	       " stun_interval = 10; };\n");
+	cp_stun_set_notify(&d, on_notify, NULL);
+	CHECK(d.stun && told.calls == 1 && told.n == 0, "STUN on; told at once: no endpoint yet");
+	cp_stun_tick(&d, t0);
+	CHECK(d.stun_sent == 0, "nothing sent before a dataplane is attached");
+
+	attach(&d);
+	cp_stun_tick(&d, t0);
+	struct sent r1 = sent();
+	CHECK(r1.n == 3 && !r1.bad && d.stun_sent == 3, "one Binding request per server (%u)",
+	      r1.n);
+	CHECK(!strcmp(ep_str(&r1.to[0]), S0) && !strcmp(ep_str(&r1.to[1]), S1) &&
+		  !strcmp(ep_str(&r1.to[2]), S2),
+	      "to %s, %s, %s", ep_str(&r1.to[0]), ep_str(&r1.to[1]), ep_str(&r1.to[2]));
+	CHECK(memcmp(r1.txid[0], r1.txid[1], MG_STUN_TXID_LEN) &&
+		  memcmp(r1.txid[1], r1.txid[2], MG_STUN_TXID_LEN) &&
+		  memcmp(r1.txid[0], zero, MG_STUN_TXID_LEN),
+	      "each with its own random transaction id");
+	cp_stun_tick(&d, t0 + 100 * MS);
+	CHECK(sent().n == 0, "and nothing more at the next tick");
+
+	/* Refused: the wrong id, S1's id from S0, the right id from another
+	 * port, a request instead of a response. */
+	rx(&d, S0, zero, V4, t0 + 10 * MS);
+	rx(&d, S0, r1.txid[1], V4, t0 + 10 * MS);
+	rx(&d, "203.0.113.1:3479", r1.txid[0], V4, t0 + 10 * MS);
+	struct mg_msg req = answer(S0, r1.txid[0], V4);
+	req.hdr.len = (uint16_t)mg_stun_build_request(req.data, sizeof(req.data), r1.txid[0]);
+	cp_stun_rx(&d, &req, t0 + 10 * MS);
+	CHECK(d.stun_refused == 4 && d.stun_accepted == 0 && d.stun_endpoints == 0,
+	      "wrong id, another server's id, wrong source port, a request: refused (%llu)",
+	      (unsigned long long)d.stun_refused);
+
+	/* S0's answer through the ring, as the dataplane punts it. */
+	struct mg_msg m = answer(S0, r1.txid[0], V4);
+	CHECK(mg_ring_send(shm.dp2cp, &m) == 0, "punted");
+	cp_dp_poll(&d);
+	CHECK(d.stun_accepted == 1 && d.stun_endpoints == 1 && told.calls == 2 && told.n == 1 &&
+		  !strcmp(ep_str(&told.eps[0]), V4),
+	      "S0's answer through the ring: endpoint %s, reported", V4);
+	rx(&d, S0, r1.txid[0], V4, t0 + 20 * MS);
+	CHECK(d.stun_refused == 5 && d.stun_accepted == 1, "the same answer again: refused");
+
+	/* S1 and S2 silent: each request once more after 1 s, same id. */
+	cp_stun_tick(&d, t0 + 1100 * MS);
+	struct sent re = sent();
+	CHECK(re.n == 2 && !strcmp(ep_str(&re.to[0]), S1) && !strcmp(ep_str(&re.to[1]), S2) &&
+		  !memcmp(re.txid[0], r1.txid[1], MG_STUN_TXID_LEN) &&
+		  !memcmp(re.txid[1], r1.txid[2], MG_STUN_TXID_LEN),
+	      "S1 and S2 retransmitted after 1 s with their ids (%u)", re.n);
+	cp_stun_tick(&d, t0 + 2100 * MS);
+	CHECK(sent().n == 0, "only once");
+
+	rx(&d, S1, r1.txid[1], V4, t0 + 2200 * MS);
+	CHECK(d.stun_accepted == 2 && d.stun_endpoints == 1 && told.calls == 2,
+	      "S1 says the same: still one endpoint, nothing reported");
+	rx(&d, S2, r1.txid[2], V6, t0 + 2200 * MS);
+	CHECK(d.stun_accepted == 3 && d.stun_endpoints == 2 && told.calls == 3 && told.n == 2 &&
+		  !strcmp(ep_str(&told.eps[0]), V4) && !strcmp(ep_str(&told.eps[1]), V6),
+	      "S2 says %s: reported after %s", V6, V4);
+
+	/* Round 2 at 10 s: retransmitted at 11 s, given up at 15 s. */
+	cp_stun_tick(&d, t0 + 9 * S);
+	CHECK(sent().n == 0, "no round before the interval");
+	cp_stun_tick(&d, t0 + 10 * S);
+	struct sent r2 = sent();
+	CHECK(r2.n == 3 && memcmp(r2.txid[0], r1.txid[0], MG_STUN_TXID_LEN),
+	      "round 2 at 10 s, new ids");
+	cp_stun_tick(&d, t0 + 11 * S + 100 * MS);
+	CHECK(sent().n == 3, "all three retransmitted");
+	cp_stun_tick(&d, t0 + 15 * S + 100 * MS);
+	CHECK(sent().n == 0, "then given up");
+	rx(&d, S0, r2.txid[0], V4, t0 + 15 * S + 200 * MS);
+	CHECK(d.stun_refused == 6 && d.stun_accepted == 3, "an answer after that: refused");
+
+	/* Round 3 at 20 s, answered at 25.5 s with no tick between: too late. */
+	cp_stun_tick(&d, t0 + 20 * S);
+	struct sent r3 = sent();
+	rx(&d, S0, r3.txid[0], V4, t0 + 25 * S + 500 * MS);
+	CHECK(r3.n == 3 && d.stun_refused == 7, "an answer after 5 s: refused");
+
+	/* 3 silent intervals since S0's answer (t0): its address goes, but S1
+	 * (answered at 2.2 s) still says it. */
+	cp_stun_tick(&d, t0 + 30 * S + 500 * MS);
+	CHECK(d.stun_endpoints == 2 && told.calls == 3, "S0 forgotten, %s stays (S1)", V4);
+	cp_stun_tick(&d, t0 + 32 * S + 300 * MS);
+	CHECK(d.stun_endpoints == 0 && told.calls == 4 && told.n == 0,
+	      "S1 and S2 forgotten too: no endpoint, reported");
+	sent();
+
+	/* A new dataplane: a round at once, not at the next interval. */
+	d.shm_ino ^= 1;
+	cp_stun_tick(&d, t0 + 33 * S);
+	CHECK(sent().n == 3, "a new dataplane: a round at once");
+	d.resync = true;
+	d.shm_ino ^= 1;
+	cp_stun_tick(&d, t0 + 33 * S + 500 * MS);
+	CHECK(sent().n == 0, "but not while it is being programmed");
+	d.resync = false;
+
+	struct mg_sockaddr out[4];
+	CHECK(cp_stun_endpoints(&d, out, 4) == 0, "cp_stun_endpoints: none");
+	cp_device_fini(&d);
+	CHECK(!d.stun, "freed");
+	mg_config_free(&cfg);
+}
+
+static void test_off(void)
+{
+	struct mg_config cfg;
+	struct cp_device d;
+	uint8_t txid[MG_STUN_TXID_LEN] = {1};
+
+	printf("-- STUN off\n");
+	device(&d, &cfg, "");
+	CHECK(!d.stun, "no stun_servers: off");
+	attach(&d);
+	cp_stun_tick(&d, cp_now());
+	CHECK(sent().n == 0 && d.stun_sent == 0, "nothing sent");
+	struct mg_msg m = answer(S0, txid, V4);
+	mg_ring_send(shm.dp2cp, &m);
+	cp_dp_poll(&d);
+	CHECK(d.stun_refused == 1 && d.stun_accepted == 0 && d.handshakes_refused == 0,
+	      "a punted STUN message is refused by stun.c, not seen as a handshake");
+	cp_device_fini(&d);
+	mg_config_free(&cfg);
+}
+
+int main(void)
+{
+	if (sodium_init() < 0)
+		return 2;
+	snprintf(name, sizeof(name), "tstun%d", (int)getpid() % 100000);
+	if (mg_shm_create(&shm, name, 64, 2)) {
+		fprintf(stderr, "mg_shm_create failed\n");
+		return 2;
+	}
+	test_discovery();
+	test_off();
+	mg_shm_destroy(&shm);
+	return test_finish("test_cp_stun");
+}
