@@ -13,7 +13,9 @@
 #     the peer initiates and the gateway learns [fd18::2]:51820 from it;
 #  6. roaming: the peer moves to port 51999, then to IPv4 (198.18.0.2),
 #     then back to IPv6; the gateway follows each time;
-#  7. an off-link peer: a second wireguard-go in ns far (fd19::2/64) behind
+#  7. STUN over IPv6: meshgate-stund in ns peer on [fd18::2]:3478; the
+#     gateway learns [fd18::1]:51820 (no NAT here) through the dataplane;
+#  8. an off-link peer: a second wireguard-go in ns far (fd19::2/64) behind
 #     router ns rt (fe80::fe and fd18::fe on the WAN bridge, fd19::1 on
 #     far's link); the gateway reaches it through gateway6 = fe80::fe (a
 #     link-local next hop) and initiates to its endpoint [fd19::2]:51820.
@@ -29,7 +31,7 @@ set -u
 MG_UNDERLAY=6
 MG_WAN_EXTRA='gateway6 = "fe80::fe";'
 mg_test_init
-mg_topo_up
+mg_topo_up 'control: { stun_servers = ["[fd18::2]:3478"]; stun_interval = 5; };'
 
 gw_endpoint_is() { # ENDPOINT
 	wg show "$MGN" endpoints | awk -v k="$PEER_PUB" -v e="$1" '$1 == k && $2 == e { f = 1 } END { exit !f }'
@@ -130,7 +132,13 @@ mg_check "peer switches back to IPv6; the gateway follows to [fd18::2]:51999" \
 	switch_to "[fd18::1]:51820" fd88::1 "[fd18::2]:51999"
 mg_check "LAN -> peer over IPv6 again" mg_ping lan 10.99.0.2 3
 
-# 7. Off-link, through the link-local gateway6.
+# 7. STUN over the IPv6 underlay (the codec, the dataplane's v6 punt and
+# send paths, control's matching of the answer to the server asked).
+mg_bg stund peer "$MG_BUILD/stund/meshgate-stund" --listen "[fd18::2]:3478"
+stun_v6() { grep -Fq 'stun: public endpoint [fd18::1]:51820 (via [fd18::2]:3478)' "$MG_LOG_DIR/control.log"; }
+MG_WAIT=15 mg_check "STUN over IPv6: the gateway learns [fd18::1]:51820" mg_wait_for stun_v6
+
+# 8. Off-link, through the link-local gateway6.
 mg_ns_setup rt far
 mg_veth rt up0 sw prt
 mg_ip sw link set prt master br0
