@@ -381,7 +381,10 @@ static void print_status(json_t *st)
 	       JS(self, "public_key")[0] ? key : "-", JI(self, "node_id"), JI(st, "map_version"),
 	       exp);
 	if (json_array_size(json_object_get(self, "endpoints")))
-		printf("  endpoints %s\n", join(json_object_get(self, "endpoints"), a, sizeof(a)));
+		printf("  endpoints %s%s\n", join(json_object_get(self, "endpoints"), a, sizeof(a)),
+		       json_is_true(json_object_get(self, "behind_nat"))
+			   ? " (behind a NAT: keepalives every 25 s)"
+			   : "");
 	json_array_foreach(peers, i, p)
 	{
 		json_t *on = json_object_get(p, "online");

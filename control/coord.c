@@ -1112,6 +1112,7 @@ static json_t *peer_json(struct cp_coord *c, struct cp_peer *p)
 			    p->endpoint.family
 				? json_string(mg_sockaddr_fmt(&p->endpoint, ep, sizeof(ep)))
 				: json_null());
+	json_object_set_new(o, "persistent_keepalive", json_integer(p->persistent_keepalive));
 	json_object_set_new(o, "last_handshake",
 			    json_integer((json_int_t)(p->last_handshake_real_ns / 1000000000ull)));
 	cp_peer_refresh_stats(c->d, p);
@@ -1144,6 +1145,7 @@ static void cmd_status(struct cp_coord *c, int client)
 		json_array_append_new(eps, json_string(c->job.eps[i]));
 	json_object_set_new(self, "endpoints", eps);
 	pthread_mutex_unlock(&c->mu);
+	json_object_set_new(self, "behind_nat", json_boolean(c->d->behind_nat));
 	json_object_set_new(o, "interface", json_string(c->cfg->name));
 	json_object_set_new(o, "map_version", json_integer((json_int_t)c->version));
 	if (c->last_map)

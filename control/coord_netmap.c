@@ -160,6 +160,7 @@ static int apply_peer(struct cp_device *d, const struct cp_coord_peer *old,
 		if (!(p = cp_peer_create(d, np->node_key, &ret)))
 			return ret;
 		p->from_coord = true;
+		p->persistent_keepalive = cp_coord_peer_keepalive(d);
 		created = true;
 	}
 	snprintf(p->name, sizeof(p->name), "%s", np->name);

@@ -97,6 +97,10 @@ struct cp_device {
 	 * known now. Exported by metrics.c. */
 	uint64_t stun_sent, stun_accepted, stun_refused;
 	uint32_t stun_endpoints;
+	/* A STUN server sees us at an endpoint that is not one of our WAN
+	 * addresses with the listen port (stun.c): coordination peers then get
+	 * a persistent keepalive (cp_coord_peer_keepalive). */
+	bool behind_nat;
 };
 
 /* device.c: peers and their configuration */
@@ -162,6 +166,13 @@ typedef void cp_stun_notify_fn(void *arg, const struct mg_sockaddr *eps, unsigne
 void cp_stun_set_notify(struct cp_device *d, cp_stun_notify_fn *fn, void *arg);
 /* The public endpoints known now, deduplicated, in server order. */
 unsigned cp_stun_endpoints(const struct cp_device *d, struct mg_sockaddr *out, unsigned max);
+/* Persistent keepalive (s) for peers from the coordination server: behind a
+ * NAT, MG_NAT_KEEPALIVE, to keep both NATs' mappings open; else none. */
+#define MG_NAT_KEEPALIVE 25
+static inline uint16_t cp_coord_peer_keepalive(const struct cp_device *d)
+{
+	return d->behind_nat ? MG_NAT_KEEPALIVE : 0;
+}
 
 uint64_t cp_now(void);
 

@@ -50,6 +50,7 @@ struct snap {
 	uint64_t cookies_sent, cookies_rcvd, completed, rejected, cp2dp_full;
 	uint64_t stun_sent, stun_accepted, stun_refused;
 	uint32_t stun_endpoints;
+	bool behind_nat;
 };
 
 struct cp_metrics {
@@ -106,6 +107,7 @@ static void snap_fill(struct snap *s, const struct cp_device *d)
 	s->stun_accepted = d->stun_accepted;
 	s->stun_refused = d->stun_refused;
 	s->stun_endpoints = d->stun_endpoints;
+	s->behind_nat = d->behind_nat;
 }
 
 void cp_metrics_update(struct cp_metrics *m, const struct cp_device *d)
@@ -429,6 +431,10 @@ static void render_stun(struct out *o, const struct snap *s)
 	family(o, "meshgate_stun_endpoints", "gauge",
 	       "Public endpoints STUN servers see now (reported to the coordination server).");
 	put(o, "meshgate_stun_endpoints %" PRIu32 "\n", s->stun_endpoints);
+	family(o, "meshgate_behind_nat", "gauge",
+	       "1 if STUN sees us at an endpoint that is not our own (a NAT in between): "
+	       "peers from the coordination server then get 25 s keepalives.");
+	put(o, "meshgate_behind_nat %d\n", s->behind_nat ? 1 : 0);
 }
 
 int cp_metrics_render(struct cp_metrics *m, char **buf, size_t *len)

@@ -150,6 +150,60 @@ static bool in_set(const struct mg_sockaddr *set, unsigned n, const struct mg_so
 	return false;
 }
 
+/* One of our own WAN addresses with our listen port: what a peer would see
+ * without a NAT in between (the list coord.c job_endpoints() reports). */
+static bool own_endpoint(const struct cp_device *d, const struct mg_sockaddr *ep)
+{
+	int w = mg_config_port(d->cfg, MG_PORT_WAN);
+	const struct mg_port_conf *pc = w >= 0 ? &d->cfg->ports[w] : NULL;
+
+	for (int i = 0; pc && i < pc->n_addrs; i++) {
+		struct mg_sockaddr sa = {.family = pc->addrs[i].family, .port = d->listen_port};
+
+		memcpy(sa.addr, pc->addrs[i].addr, sa.family == AF_INET ? 4 : 16);
+		if (same_sockaddr(&sa, ep))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Behind a NAT: a STUN server sees us at an endpoint of someone else's (with
+ * no endpoint known, we do not know, and say no). Then every coordination
+ * peer gets a persistent keepalive of MG_NAT_KEEPALIVE s, as stock WireGuard
+ * users set by hand: both ends sending keeps each one's NAT mapping open for
+ * the other, which is all it takes through NATs that map per source port.
+ * Configured peers keep what their configuration says.
+ */
+static void nat_update(struct cp_device *d, const struct cp_stun *s)
+{
+	const struct mg_sockaddr *pub = NULL;
+	char a[MG_SOCKADDR_STRLEN];
+
+	for (unsigned i = 0; i < s->n_eps && !pub; i++)
+		if (!own_endpoint(d, &s->eps[i]))
+			pub = &s->eps[i];
+	if (!pub == !d->behind_nat)
+		return;
+	d->behind_nat = pub != NULL;
+	if (pub)
+		mg_log(LOG_INFO,
+		       "stun: behind a NAT (public %s): "
+		       "keepalives to coordination peers every %u s",
+		       mg_sockaddr_fmt(pub, a, sizeof(a)), MG_NAT_KEEPALIVE);
+	else
+		mg_log(LOG_INFO, "stun: not behind a NAT (%s): no keepalives to coordination peers",
+		       s->n_eps ? "the public endpoint is our own" : "no public endpoint known");
+	for (uint32_t i = 0; i < d->max_peers; i++) {
+		struct cp_peer *p = d->by_slot[i];
+
+		if (p && p->from_coord) {
+			p->persistent_keepalive = cp_coord_peer_keepalive(d);
+			cp_dp_peer_push(d, p);
+		}
+	}
+}
+
 /* The set from what the servers say now; logged and reported if it changed. */
 static void endpoints_update(struct cp_device *d, struct cp_stun *s)
 {
@@ -179,6 +233,7 @@ static void endpoints_update(struct cp_device *d, struct cp_stun *s)
 	memcpy(s->eps, eps, n * sizeof(eps[0]));
 	s->n_eps = n;
 	d->stun_endpoints = n;
+	nat_update(d, s);
 	if (s->notify)
 		s->notify(s->notify_arg, s->eps, s->n_eps);
 }

@@ -15,7 +15,10 @@
  *     on change only; forgotten after 3 silent intervals (an address another
  *     server still reports stays);
  *   - a STUN answer punted through the ring reaches stun.c, not the
- *     handshake code; with STUN off it is refused.
+ *     handshake code; with STUN off it is refused;
+ *   - behind a NAT (an endpoint that is not a WAN address with the listen
+ *     port): coordination peers, existing and new, get a 25 s persistent
+ *     keepalive, and lose it when that ends; a configured peer keeps its own.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +29,7 @@
 #include <sodium.h>
 
 #include "addr.h"
+#include "coord.h"
 #include "cp.h"
 #include "stun.h"
 #include "test_util.h"
@@ -264,6 +268,109 @@ static void test_discovery(void)
 	mg_config_free(&cfg);
 }
 
+/* A full netmap with one node (key byte k), applied to d. */
+static void netmap_one(struct cp_device *d, struct cp_coord_netmap *nm, uint8_t k, uint64_t ver)
+{
+	struct cp_coord_map m = {.version = ver, .full = true};
+
+	m.peers = calloc(1, sizeof(*m.peers));
+	m.n_peers = 1;
+	m.peers[0].node_id = k;
+	snprintf(m.peers[0].name, sizeof(m.peers[0].name), "node%u", k);
+	memset(m.peers[0].node_key, k, 32);
+	m.peers[0].eps[m.peers[0].n_eps++] = sa("203.0.113.50:51820");
+	if (cp_coord_netmap_apply(nm, d, &m))
+		abort();
+	free(m.peers);
+}
+
+static struct cp_peer *peer_key(struct cp_device *d, uint8_t k)
+{
+	uint8_t key[32];
+
+	memset(key, k, 32);
+	return cp_peer_find(d, key);
+}
+
+/* Each tick: a round; S0 answers saying mapped. */
+static void round_says(struct cp_device *d, uint64_t now, const char *mapped)
+{
+	cp_stun_tick(d, now);
+	struct sent r = sent();
+	if (r.n != 1)
+		abort();
+	rx(d, S0, r.txid[0], mapped, now + MS);
+}
+
+static void test_nat(void)
+{
+	struct mg_config cfg;
+	struct cp_device d;
+	struct cp_coord_netmap *nm = cp_coord_netmap_new();
+	uint64_t t0 = cp_now();
+	int err;
+
+	printf("-- behind a NAT: keepalives to coordination peers\n");
+	device(&d, &cfg, "control: { stun_servers = [\"" S0 "\"]; stun_interval = 10; };\n");
+	attach(&d);
+	/* A configured peer with its own keepalive, and a coordination peer. */
+	uint8_t ck[32];
+	memset(ck, 0xc1, 32);
+	struct cp_peer *conf = cp_peer_create(&d, ck, &err);
+	CHECK(conf && nm, "a configured peer");
+	conf->persistent_keepalive = 7;
+	netmap_one(&d, nm, 0x11, 1);
+	struct cp_peer *a = peer_key(&d, 0x11);
+	sent();
+	CHECK(a && a->from_coord && a->persistent_keepalive == 0 && !d.behind_nat,
+	      "a coordination peer: no keepalive before STUN says anything");
+
+	round_says(&d, t0, "198.18.0.1:51820");
+	CHECK(d.stun_endpoints == 1 && !d.behind_nat,
+	      "mapped endpoint = our WAN address and listen port: not behind a NAT");
+	CHECK(a->persistent_keepalive == 0 && conf->persistent_keepalive == 7, "nothing changed");
+
+	round_says(&d, t0 + 10 * S, "198.18.0.1:41641");
+	CHECK(d.behind_nat, "our address with another port: behind a NAT");
+	struct mg_msg m;
+	unsigned pushed = 0;
+	while (mg_ring_recv(shm.cp2dp, &m) == 0)
+		if (m.hdr.type == MG_MSG_PEER_SET && m.hdr.peer == a->slot &&
+		    ((struct mg_msg_peer *)m.data)->persistent_keepalive == MG_NAT_KEEPALIVE)
+			pushed++;
+	CHECK(pushed == 1, "and the dataplane is told (%u)", pushed);
+	round_says(&d, t0 + 20 * S, V4);
+	CHECK(d.behind_nat, "a foreign address: behind a NAT");
+	CHECK(a->persistent_keepalive == MG_NAT_KEEPALIVE, "coordination peer: keepalive %u s",
+	      a->persistent_keepalive);
+	CHECK(conf->persistent_keepalive == 7, "configured peer keeps its own (%u)",
+	      conf->persistent_keepalive);
+
+	netmap_one(&d, nm, 0x22, 2); /* node 0x11 goes, 0x22 comes */
+	struct cp_peer *b = peer_key(&d, 0x22);
+	CHECK(!peer_key(&d, 0x11) && b && b->persistent_keepalive == MG_NAT_KEEPALIVE,
+	      "a coordination peer made behind the NAT: keepalive %u s from the start",
+	      b ? b->persistent_keepalive : 0);
+	sent();
+
+	round_says(&d, t0 + 30 * S, "198.18.0.1:51820");
+	CHECK(!d.behind_nat && b->persistent_keepalive == 0 && conf->persistent_keepalive == 7,
+	      "back to our own endpoint: not behind a NAT, keepalive off; configured peer: %u",
+	      conf->persistent_keepalive);
+	round_says(&d, t0 + 40 * S, V4);
+	CHECK(d.behind_nat && b->persistent_keepalive == MG_NAT_KEEPALIVE, "behind it again");
+	/* S0 silent for 3 intervals: nothing known, nothing assumed. */
+	cp_stun_tick(&d, t0 + 50 * S);
+	cp_stun_tick(&d, t0 + 60 * S);
+	cp_stun_tick(&d, t0 + 70 * S + MS);
+	CHECK(d.stun_endpoints == 0 && !d.behind_nat && b->persistent_keepalive == 0,
+	      "no endpoint known: not behind a NAT");
+	sent();
+	cp_coord_netmap_free(nm);
+	cp_device_fini(&d);
+	mg_config_free(&cfg);
+}
+
 static void test_off(void)
 {
 	struct mg_config cfg;
@@ -295,6 +402,7 @@ int main(void)
 		return 2;
 	}
 	test_discovery();
+	test_nat();
 	test_off();
 	mg_shm_destroy(&shm);
 	return test_finish("test_cp_stun");

@@ -146,6 +146,7 @@ int main(void)
 	d.stun_accepted = 3;
 	d.stun_refused = 1;
 	d.stun_endpoints = 1;
+	d.behind_nat = true;
 	cp_metrics_update(m, &d);
 
 	page = render(m);
@@ -176,6 +177,8 @@ int main(void)
 	      "stun refused");
 	CHECK(has_line(page, "meshgate_stun_endpoints 1"), "stun endpoints");
 	CHECK(has_line(page, "# TYPE meshgate_stun_endpoints gauge"), "stun endpoints: a gauge");
+	CHECK(has_line(page, "meshgate_behind_nat 1"), "behind a NAT");
+	CHECK(has_line(page, "# TYPE meshgate_behind_nat gauge"), "behind a NAT: a gauge");
 	CHECK(has_line(page, "# TYPE meshgate_inbound_bytes_total counter"), "type");
 	CHECK(page[strlen(page) - 1] == '\n', "last line ends");
 	check_families(page);
