@@ -80,7 +80,8 @@ int cp_dp_aips_push(struct cp_device *d, struct cp_peer *p)
 		a->replace = first;
 		a->pad = 0;
 		a->count = (uint16_t)n;
-		memcpy(a->prefixes, p->aips + i, n * sizeof(struct mg_prefix));
+		if (n) /* a peer with no allowed IPs may have no array at all */
+			memcpy(a->prefixes, p->aips + i, n * sizeof(struct mg_prefix));
 		m.hdr.len = (uint16_t)(sizeof(*a) + n * sizeof(struct mg_prefix));
 		int rc = cp_dp_send(d, &m);
 		if (rc)
