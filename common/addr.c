@@ -215,3 +215,48 @@ bool mg_prefix_contains(const struct mg_prefix *p, const uint8_t *addr, int fami
 		return true;
 	return ((p->addr[full] ^ addr[full]) & (uint8_t)(0xff00 >> rest)) == 0;
 }
+
+socklen_t mg_sockaddr_to_sys(const struct mg_sockaddr *sa, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (sa->family == AF_INET) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(sa->port);
+		memcpy(&s4->sin_addr, sa->addr, 4);
+		return sizeof(*s4);
+	}
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+	s6->sin6_family = AF_INET6;
+	s6->sin6_port = htons(sa->port);
+	memcpy(&s6->sin6_addr, sa->addr, 16);
+	return sizeof(*s6);
+}
+
+bool mg_sockaddr_from_sys(const struct sockaddr_storage *ss, struct mg_sockaddr *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+
+		out->family = AF_INET;
+		out->port = ntohs(s4->sin_port);
+		memcpy(out->addr, &s4->sin_addr, 4);
+		return true;
+	}
+	if (ss->ss_family != AF_INET6)
+		return false;
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+
+	out->port = ntohs(s6->sin6_port);
+	if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+		out->family = AF_INET;
+		memcpy(out->addr, &s6->sin6_addr.s6_addr[12], 4);
+	} else {
+		out->family = AF_INET6;
+		memcpy(out->addr, &s6->sin6_addr, 16);
+	}
+	return true;
+}

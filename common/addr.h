@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "types.h"
 
@@ -42,5 +43,11 @@ char *mg_addr_fmt(const struct mg_sockaddr *sa, char *buf, size_t len);
 void mg_prefix_mask(struct mg_prefix *p);
 /* Whether addr (4 or 16 bytes, network order, of the given family) lies in p. */
 bool mg_prefix_contains(const struct mg_prefix *p, const uint8_t *addr, int family);
+
+/* To a socket address (AF_INET or AF_INET6 by sa->family); returns its length. */
+socklen_t mg_sockaddr_to_sys(const struct mg_sockaddr *sa, struct sockaddr_storage *ss);
+/* From a socket address; a v4-mapped IPv6 address becomes IPv4. False (and
+ * *out zeroed) for other families. */
+bool mg_sockaddr_from_sys(const struct sockaddr_storage *ss, struct mg_sockaddr *out);
 
 #endif /* MG_ADDR_H */

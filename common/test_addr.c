@@ -213,6 +213,35 @@ static void test_fmt_limits(void)
 	CHECK(!strcmp(mg_sockaddr_fmt(&sa, buf, sizeof(buf)), "(none)"), "family 0 sockaddr");
 }
 
+/* mg_sockaddr <-> struct sockaddr: both families round-trip, v4-mapped is v4. */
+static void test_sys(void)
+{
+	static const char *const eps[] = {"192.0.2.1:3478", "[2001:db8::7]:41641"};
+	struct sockaddr_storage ss;
+	struct mg_sockaddr a, b;
+	char buf[MG_SOCKADDR_STRLEN];
+
+	for (size_t i = 0; i < sizeof(eps) / sizeof(eps[0]); i++) {
+		mg_sockaddr_parse(eps[i], &a);
+		socklen_t len = mg_sockaddr_to_sys(&a, &ss);
+		CHECK(len == (a.family == AF_INET ? sizeof(struct sockaddr_in)
+						  : sizeof(struct sockaddr_in6)),
+		      "%s: length", eps[i]);
+		CHECK(mg_sockaddr_from_sys(&ss, &b) && !memcmp(&a, &b, sizeof(a)), "%s: round trip",
+		      eps[i]);
+	}
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+	memset(&ss, 0, sizeof(ss));
+	s6->sin6_family = AF_INET6;
+	s6->sin6_port = htons(51820);
+	inet_pton(AF_INET6, "::ffff:198.51.100.9", &s6->sin6_addr);
+	CHECK(mg_sockaddr_from_sys(&ss, &b) &&
+		  !strcmp(mg_sockaddr_fmt(&b, buf, sizeof(buf)), "198.51.100.9:51820"),
+	      "v4-mapped v6 is v4");
+	ss.ss_family = AF_UNIX;
+	CHECK(!mg_sockaddr_from_sys(&ss, &b) && b.family == 0, "other families refused");
+}
+
 int main(void)
 {
 	test_prefixes(prefix_cases, sizeof(prefix_cases) / sizeof(prefix_cases[0]), false);
@@ -222,6 +251,7 @@ int main(void)
 	test_contains();
 	test_contains_ifaddr();
 	test_fmt_limits();
+	test_sys();
 	printf("%d passed, %d failed\n", checks - failures, failures);
 	return failures ? 1 : 0;
 }

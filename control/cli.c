@@ -380,11 +380,13 @@ static void print_status(json_t *st)
 	       JS(self, "name")[0] ? JS(self, "name") : JS(self, "hostname"),
 	       JS(self, "public_key")[0] ? key : "-", JI(self, "node_id"), JI(st, "map_version"),
 	       exp);
-	if (json_array_size(json_object_get(self, "endpoints")))
-		printf("  endpoints %s%s\n", join(json_object_get(self, "endpoints"), a, sizeof(a)),
-		       json_is_true(json_object_get(self, "behind_nat"))
-			   ? " (behind a NAT: keepalives every 25 s)"
-			   : "");
+	if (json_array_size(json_object_get(self, "endpoints"))) {
+		printf("  endpoints %s", join(json_object_get(self, "endpoints"), a, sizeof(a)));
+		if (json_is_true(json_object_get(self, "behind_nat")))
+			printf(" (behind a NAT: keepalives every %" PRId64 " s)",
+			       JI(self, "nat_keepalive"));
+		putchar('\n');
+	}
 	json_array_foreach(peers, i, p)
 	{
 		json_t *on = json_object_get(p, "online");

@@ -1146,6 +1146,7 @@ static void cmd_status(struct cp_coord *c, int client)
 	json_object_set_new(self, "endpoints", eps);
 	pthread_mutex_unlock(&c->mu);
 	json_object_set_new(self, "behind_nat", json_boolean(c->d->behind_nat));
+	json_object_set_new(self, "nat_keepalive", json_integer(cp_coord_peer_keepalive(c->d)));
 	json_object_set_new(o, "interface", json_string(c->cfg->name));
 	json_object_set_new(o, "map_version", json_integer((json_int_t)c->version));
 	if (c->last_map)

@@ -164,8 +164,6 @@ void cp_stun_rx(struct cp_device *d, const struct mg_msg *m, uint64_t now);
 /* Called with the whole set each time it changes (and once now). */
 typedef void cp_stun_notify_fn(void *arg, const struct mg_sockaddr *eps, unsigned n);
 void cp_stun_set_notify(struct cp_device *d, cp_stun_notify_fn *fn, void *arg);
-/* The public endpoints known now, deduplicated, in server order. */
-unsigned cp_stun_endpoints(const struct cp_device *d, struct mg_sockaddr *out, unsigned max);
 /* Persistent keepalive (s) for peers from the coordination server: behind a
  * NAT, MG_NAT_KEEPALIVE, to keep both NATs' mappings open; else none. */
 #define MG_NAT_KEEPALIVE 25

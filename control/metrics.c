@@ -23,6 +23,7 @@
 #include <microhttpd.h>
 #include <rte_ring.h>
 
+#include "addr.h"
 #include "keys.h"
 #include "log.h"
 #include "metrics.h"
@@ -531,23 +532,6 @@ static void on_httpd_log(void *cls, const char *fmt, va_list ap)
 	       "metrics: %s", msg);
 }
 
-static socklen_t to_sockaddr(const struct mg_sockaddr *a, struct sockaddr_storage *ss)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (a->family == AF_INET) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(a->port);
-		memcpy(&sin->sin_addr, a->addr, 4);
-		return sizeof(*sin);
-	}
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-	sin6->sin6_family = AF_INET6;
-	sin6->sin6_port = htons(a->port);
-	memcpy(&sin6->sin6_addr, a->addr, 16);
-	return sizeof(*sin6);
-}
-
 struct cp_metrics *cp_metrics_start(const struct mg_config *cfg)
 {
 	const struct mg_sockaddr *a = &cfg->metrics_listen;
@@ -563,7 +547,7 @@ struct cp_metrics *cp_metrics_start(const struct mg_config *cfg)
 		return NULL;
 	snprintf(m->name, sizeof(m->name), "%s", cfg->name);
 	pthread_mutex_init(&m->lock, NULL);
-	to_sockaddr(a, &ss);
+	mg_sockaddr_to_sys(a, &ss);
 	if (a->family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	errno = 0;

@@ -108,16 +108,6 @@ void cp_stun_set_notify(struct cp_device *d, cp_stun_notify_fn *fn, void *arg)
 		fn(arg, s->eps, s->n_eps);
 }
 
-unsigned cp_stun_endpoints(const struct cp_device *d, struct mg_sockaddr *out, unsigned max)
-{
-	const struct cp_stun *s = d->stun;
-	unsigned n = 0;
-
-	for (; s && n < s->n_eps && n < max; n++)
-		out[n] = s->eps[n];
-	return n;
-}
-
 static void transmit(struct cp_device *d, const struct stun_server *sv)
 {
 	uint8_t req[MG_STUN_MAX_BUILT];

@@ -106,52 +106,6 @@ static void print_counters(const struct counters *c)
 	fflush(stderr);
 }
 
-static socklen_t to_sockaddr(const struct mg_sockaddr *a, struct sockaddr_storage *ss)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (a->family == AF_INET) {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons(a->port);
-		memcpy(&s4->sin_addr, a->addr, 4);
-		return sizeof(*s4);
-	}
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-
-	s6->sin6_family = AF_INET6;
-	s6->sin6_port = htons(a->port);
-	memcpy(&s6->sin6_addr, a->addr, 16);
-	return sizeof(*s6);
-}
-
-/* A datagram's source as the client's mapping; a v4-mapped v6 source is v4. */
-static bool from_sockaddr(const struct sockaddr_storage *ss, struct mg_sockaddr *a)
-{
-	memset(a, 0, sizeof(*a));
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
-
-		a->family = AF_INET;
-		a->port = ntohs(s4->sin_port);
-		memcpy(a->addr, &s4->sin_addr, 4);
-		return true;
-	}
-	if (ss->ss_family != AF_INET6)
-		return false;
-	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-
-	a->port = ntohs(s6->sin6_port);
-	if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
-		a->family = AF_INET;
-		memcpy(a->addr, &s6->sin6_addr.s6_addr[12], 4);
-	} else {
-		a->family = AF_INET6;
-		memcpy(a->addr, &s6->sin6_addr, 16);
-	}
-	return true;
-}
-
 static bool is_wildcard(const struct mg_sockaddr *a)
 {
 	static const uint8_t zero[16];
@@ -163,7 +117,7 @@ static bool is_wildcard(const struct mg_sockaddr *a)
 static int open_listener(const struct mg_sockaddr *a, bool pktinfo)
 {
 	struct sockaddr_storage ss;
-	socklen_t len = to_sockaddr(a, &ss);
+	socklen_t len = mg_sockaddr_to_sys(a, &ss);
 	int one = 1, fd, err;
 
 	fd = socket(a->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -291,7 +245,7 @@ static void answer(struct stund *s, struct batch *b, int i, int *ntx)
 	size_t n;
 	int t = *ntx;
 
-	if (!from_sockaddr(&b->src[i], &from))
+	if (!mg_sockaddr_from_sys(&b->src[i], &from))
 		return;
 	e = mg_stun_parse_request(b->rx_buf[i], b->rx[i].msg_len, txid);
 	if (e != MG_STUN_OK) {
