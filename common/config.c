@@ -1253,12 +1253,61 @@ static const struct field peer_fields[] = {
 static const struct group_desc peer_group = {peer_fields, NULL};
 static const struct list_desc peer_list = {&peer_group, sizeof(struct mg_peer_conf), NULL};
 
+static const struct field derp_region_fields[] = {
+    INT("id", struct mg_derp_region_conf, id, 1, 65535),
+    FIELD("server", p_sockaddr, struct mg_derp_region_conf, server, REQUIRED),
+    FIELD("public_key", p_key, struct mg_derp_region_conf, public_key),
+    END,
+};
+
+static int check_derp_region(struct ctx *c, const config_setting_t *g, void *base)
+{
+	struct mg_derp_region_conf *r = base;
+	static const uint8_t zero[32];
+
+	if (!config_setting_get_member(g, "id"))
+		return report(c, g, "a DERP region needs an id (1..65535)");
+	r->pinned = memcmp(r->public_key, zero, sizeof(zero)) != 0;
+	return 0;
+}
+
+static const struct group_desc derp_region_group = {derp_region_fields, check_derp_region};
+static const struct list_desc derp_region_list = {&derp_region_group,
+						  sizeof(struct mg_derp_region_conf), NULL};
+
+/* DERP region ids are unique, and the home region is one of them. */
+static int check_control(struct ctx *c, const config_setting_t *g, void *base)
+{
+	struct mg_config *cfg = base;
+	const config_setting_t *list = config_setting_get_member(g, "derp_regions");
+
+	for (int i = 0; i < cfg->n_derp_regions; i++)
+		for (int j = 0; j < i; j++)
+			if (cfg->derp_regions[i].id == cfg->derp_regions[j].id)
+				return report(c, config_setting_get_elem(list, (unsigned)i),
+					      "duplicate DERP region id %u",
+					      cfg->derp_regions[i].id);
+	if (!cfg->derp_home) {
+		if (cfg->n_derp_regions)
+			cfg->derp_home = cfg->derp_regions[0].id;
+		return 0;
+	}
+	for (int i = 0; i < cfg->n_derp_regions; i++)
+		if (cfg->derp_regions[i].id == cfg->derp_home)
+			return 0;
+	return report_member(c, g, "derp_home", "%u is not the id of one of derp_regions",
+			     cfg->derp_home);
+}
+
 static const struct field control_fields[] = {
     FIELD("metrics_listen", p_listen, struct mg_config, metrics_listen),
     STR("policy_file", p_string, struct mg_config, policy_file),
     LIST("stun_servers", p_sockaddrs, struct mg_config, stun_servers, n_stun_servers,
 	 MG_MAX_STUN_SERVERS),
     INT("stun_interval", struct mg_config, stun_interval, 5, 3600),
+    LIST("derp_regions", p_group_array, struct mg_config, derp_regions, n_derp_regions,
+	 MG_MAX_DERP_REGIONS, .arg = &derp_region_list),
+    INT("derp_home", struct mg_config, derp_home, 1, 65535),
     END,
 };
 
@@ -1284,7 +1333,7 @@ static const struct field testing_fields[] = {
 
 static const struct group_desc meshgate_group = {meshgate_fields, check_meshgate};
 static const struct group_desc dataplane_group = {dataplane_fields, check_dataplane};
-static const struct group_desc control_group = {control_fields, NULL};
+static const struct group_desc control_group = {control_fields, check_control};
 static const struct group_desc testing_group = {testing_fields, check_testing};
 static const struct group_desc coord_group = {coord_fields, check_coord};
 

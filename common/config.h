@@ -22,12 +22,21 @@
 
 #define MG_MAX_PORTS 8
 #define MG_MAX_STUN_SERVERS 8
+#define MG_MAX_DERP_REGIONS 8
 
 enum mg_port_role { MG_PORT_WAN, MG_PORT_LAN };
 
 struct mg_route_conf {
 	struct mg_prefix prefix; /* host bits masked off */
 	struct mg_sockaddr via;	 /* next hop, port 0; same family as prefix, on-link */
+};
+
+/* A DERP region: a relay this node may connect to (control.derp_regions). */
+struct mg_derp_region_conf {
+	uint32_t id;		   /* 1..65535, the port of its DERP endpoint 127.3.3.40:id */
+	struct mg_sockaddr server; /* the relay's TCP address (numeric) */
+	uint8_t public_key[32];	   /* the relay's key when pinned */
+	bool pinned;		   /* public_key was given: refuse a relay with another */
 };
 
 struct mg_port_conf {
@@ -127,6 +136,11 @@ struct mg_config {
 	struct mg_sockaddr stun_servers[MG_MAX_STUN_SERVERS];
 	int n_stun_servers;
 	uint32_t stun_interval; /* seconds between rounds */
+	/* DERP relays (control/derp.c), by region; the home region is the one
+	 * this node is reachable at and advertises. None: no relaying. */
+	struct mg_derp_region_conf derp_regions[MG_MAX_DERP_REGIONS];
+	int n_derp_regions;
+	uint32_t derp_home; /* a region id; 0 in the file: the first region */
 	struct mg_timers_conf timers;
 	bool allow_benchmark_no_replay; /* testing.*: peers may set benchmark_no_replay */
 	struct mg_coord_conf coord;

@@ -18,7 +18,7 @@
 #include "types.h"
 
 #define MG_SHM_MAGIC   0x4d475348u /* "MGSH" */
-#define MG_ABI_VERSION 4u
+#define MG_ABI_VERSION 5u
 
 #define MG_MSG_SIZE      2048u
 #define MG_MSG_HDR_SIZE  64u
@@ -98,6 +98,9 @@ enum mg_msg_type {
 	MG_MSG_ACL_RULES,         /* struct mg_msg_acl_chunk of struct mg_acl_rule */
 	MG_MSG_ACL_TESTS,         /* struct mg_msg_acl_chunk of struct mg_acl_test */
 	MG_MSG_ACL_COMMIT,        /* struct mg_msg_acl_begin again: build, test, swap */
+	MG_MSG_DERP_RX,           /* a WireGuard data message that came through the DERP
+	                           * relay of region hdr.ep.port (hdr.ep is its DERP endpoint):
+	                           * decrypt it as if it had arrived on the WAN from hdr.ep */
 	/* dataplane -> control */
 	MG_MSG_DP_HELLO = 64,     /* dataplane answers HELLO (or started) */
 	MG_MSG_RX_UDP,            /* punted UDP payload from hdr.ep (handshake, cookie, STUN) */
@@ -105,6 +108,8 @@ enum mg_msg_type {
 	MG_MSG_KEYPAIR_CONFIRMED, /* hdr.peer received data on its next keypair */
 	MG_MSG_ENDPOINT,          /* hdr.peer authenticated data from a new endpoint hdr.ep */
 	MG_MSG_ACL_RESULT,        /* struct mg_msg_acl_result: what became of a filter */
+	MG_MSG_DERP_TX,           /* a WireGuard message for hdr.peer, whose endpoint is the
+	                           * DERP endpoint hdr.ep: control relays it */
 };
 
 struct mg_msg_hdr {

@@ -304,7 +304,8 @@ static const struct bad_case bad_cases[] = {
     {MG DP "testing: {\n allow_benchmark_no_replay = \"yes\";\n};\n",
      "@:4: testing.allow_benchmark_no_replay: expected true or false, got a string"},
     /* snat 1 */
-    {MG "dataplane: {\n ports = ( " WAN " );\n snat = { port_min = 50000;\n port_max = 40000; };\n};\n",
+    {MG "dataplane: {\n ports = ( " WAN
+	" );\n snat = { port_min = 50000;\n port_max = 40000; };\n};\n",
      "@:4: dataplane.snat.port_min: 50000 is greater than port_max (40000)"},
     /* snat 2 */
     {MG "dataplane: {\n ports = ( " WAN " );\n snat = { enable = false; };\n};\n",
@@ -362,6 +363,36 @@ static const struct bad_case bad_cases[] = {
     /* stun 9 */
     {MG DP "control: {\n stun_interval = 3601;\n};\n",
      "@:4: control.stun_interval: expected an integer in 5..3600, got 3601"},
+    /* derp 1 */
+    {MG DP "control: {\n derp_regions = ( { server = \"198.51.100.9:3340\"; } );\n};\n",
+     "@:4: control.derp_regions.[0]: a DERP region needs an id (1..65535)"},
+    /* derp 2 */
+    {MG DP "control: {\n derp_regions = ( { id = 1; } );\n};\n",
+     "@:4: control.derp_regions.[0].server: required setting missing"},
+    /* derp 3 */
+    {MG DP "control: {\n derp_regions = ( { id = 0; server = \"198.51.100.9:3340\"; } );\n};\n",
+     "@:4: control.derp_regions.[0].id: expected an integer in 1..65535, got 0"},
+    /* derp 4: numeric addresses only */
+    {MG DP "control: {\n derp_regions = ( { id = 1; server = \"derp.example.com:443\"; } );\n};\n",
+     "@:4: control.derp_regions.[0].server: expected \"ipv4:port\" or \"[ipv6]:port\" (port "
+     "1..65535), got \"derp.example.com:443\""},
+    /* derp 5 */
+    {MG DP "control: {\n derp_regions = ( { id = 1; server = \"198.51.100.9:3340\"; },\n"
+	   "  { id = 1; server = \"198.51.100.10:3340\"; } );\n};\n",
+     "@:5: control.derp_regions.[1]: duplicate DERP region id 1"},
+    /* derp 6 */
+    {MG DP "control: {\n derp_regions = ( { id = 1; server = \"198.51.100.9:3340\"; } );\n"
+	   " derp_home = 2;\n};\n",
+     "@:5: control.derp_home: 2 is not the id of one of derp_regions"},
+    /* derp 7 */
+    {MG DP "control: {\n derp_regions = ( { id = 1; server = \"198.51.100.9:3340\";"
+	   " public_key = \"abc\"; } );\n};\n",
+     "@:4: control.derp_regions.[0].public_key: not a base64 key (44 characters, as printed by "
+     "wg pubkey)"},
+    /* derp 8 */
+    {MG DP "control: {\n derp_regions = ( { id = 1; server = \"198.51.100.9:3340\";"
+	   " region = 3; } );\n};\n",
+     "@:4: control.derp_regions.[0].region: unknown setting"},
     /* coord 1: plain http needs the testing switch */
     {MG DP "coordination: {\n server = \"http://coord.example\";\n};\n",
      "@:4: coordination.server: \"http://coord.example\": plain http:// only with "
@@ -582,7 +613,10 @@ static const char full_conf[] =
     "  { public_key = \"" KEY_B "\"; allowed_ips = []; }\n"
     ");\n"
     "control: { metrics_listen = \"127.0.0.1:9586\";\n"
-    "  stun_servers = [\"198.51.100.1:3478\", \"[2001:db8::1]:3478\"]; stun_interval = 60; };\n"
+    "  stun_servers = [\"198.51.100.1:3478\", \"[2001:db8::1]:3478\"]; stun_interval = 60;\n"
+    "  derp_regions = ( { id = 1; server = \"198.51.100.9:3340\"; },\n"
+    "    { id = 900; server = \"[2001:db8::9]:443\"; public_key = \"" KEY_A "\"; } );\n"
+    "  derp_home = 900; };\n"
     "testing: { rekey_after_time = 10; reject_after_time = 15; keepalive_timeout = 2;\n"
     "  rekey_timeout = 1; };\n";
 
@@ -637,6 +671,14 @@ static void check_full(const struct mg_config *c)
 		  !strcmp(sa_str(&c->stun_servers[1]), "[2001:db8::1]:3478") &&
 		  c->stun_interval == 60,
 	      "stun_servers, stun_interval");
+	CHECK(c->n_derp_regions == 2 && c->derp_regions[0].id == 1 &&
+		  !strcmp(sa_str(&c->derp_regions[0].server), "198.51.100.9:3340") &&
+		  !c->derp_regions[0].pinned && c->derp_regions[1].id == 900 &&
+		  !strcmp(sa_str(&c->derp_regions[1].server), "[2001:db8::9]:443") &&
+		  c->derp_regions[1].pinned && c->derp_home == 900,
+	      "derp_regions, derp_home");
+	mg_key_to_base64(c->derp_regions[1].public_key, b64);
+	CHECK(!strcmp(b64, KEY_A), "derp region 900's pinned key");
 	CHECK(!p->benchmark_no_replay && !c->allow_benchmark_no_replay, "replay window on");
 	CHECK(!c->snat.enabled && c->snat.port_min == 20000 && c->snat.port_max == 20999 &&
 		  c->snat.max_entries == 5000 && c->snat.tcp_established_timeout == 3600 &&

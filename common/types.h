@@ -7,7 +7,9 @@
 #ifndef MG_TYPES_H
 #define MG_TYPES_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 /* An IPv4 or IPv6 address with a UDP port. */
 struct mg_sockaddr {
@@ -26,6 +28,23 @@ struct mg_prefix {
 };
 
 _Static_assert(sizeof(struct mg_sockaddr) == 20, "mg_sockaddr is a ring ABI type");
+
+/*
+ * A DERP endpoint, Tailscale's convention: 127.3.3.40 with the DERP region
+ * as the port. A peer whose endpoint is one is reached through the control
+ * process's connection to that region's relay (control/derp.c), not over
+ * UDP; `wg show` prints it as 127.3.3.40:REGION, as Tailscale's does.
+ */
+static inline bool mg_sockaddr_is_derp(const struct mg_sockaddr *sa)
+{
+	return sa->family == AF_INET && sa->addr[0] == 127 && sa->addr[1] == 3 &&
+	       sa->addr[2] == 3 && sa->addr[3] == 40;
+}
+
+static inline struct mg_sockaddr mg_sockaddr_derp(uint16_t region)
+{
+	return (struct mg_sockaddr){.family = AF_INET, .port = region, .addr = {127, 3, 3, 40}};
+}
 _Static_assert(sizeof(struct mg_prefix) == 20, "mg_prefix is a ring ABI type");
 
 #endif /* MG_TYPES_H */

@@ -387,6 +387,11 @@ static void print_status(json_t *st)
 			       JI(self, "nat_keepalive"));
 		putchar('\n');
 	}
+	if (json_object_get(self, "derp_home"))
+		printf("  DERP home region %" PRId64 " (%s)\n", JI(self, "derp_home"),
+		       json_is_true(json_object_get(self, "derp_home_connected"))
+			   ? "connected"
+			   : "not connected");
 	json_array_foreach(peers, i, p)
 	{
 		json_t *on = json_object_get(p, "online");

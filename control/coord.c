@@ -599,6 +599,10 @@ static void job_endpoints(struct cp_coord *c, struct job *j)
 			continue; /* link-local: useless to others */
 		job_endpoint_add(j, &sa);
 	}
+	/* Last: where the relay reaches us (peers try direct ones first). */
+	struct mg_sockaddr derp = cp_derp_home_endpoint(c->cfg);
+	if (derp.family)
+		job_endpoint_add(j, &derp);
 }
 
 static void job_routes(struct job *j, const struct mg_prefix *r, size_t n)
@@ -1118,7 +1122,13 @@ static json_t *peer_json(struct cp_coord *c, struct cp_peer *p)
 	cp_peer_refresh_stats(c->d, p);
 	json_object_set_new(o, "rx_bytes", json_integer((json_int_t)p->rx_bytes));
 	json_object_set_new(o, "tx_bytes", json_integer((json_int_t)p->tx_bytes));
-	json_object_set_new(o, "path", json_string("direct"));
+	/* The path the dataplane uses now: a DERP endpoint is the relay. */
+	json_object_set_new(o, "path",
+			    json_string(!p->endpoint.family		    ? "none"
+					: mg_sockaddr_is_derp(&p->endpoint) ? "relay"
+									    : "direct"));
+	if (p->derp_region)
+		json_object_set_new(o, "derp_region", json_integer(p->derp_region));
 	return o;
 }
 
@@ -1147,6 +1157,10 @@ static void cmd_status(struct cp_coord *c, int client)
 	pthread_mutex_unlock(&c->mu);
 	json_object_set_new(self, "behind_nat", json_boolean(c->d->behind_nat));
 	json_object_set_new(self, "nat_keepalive", json_integer(cp_coord_peer_keepalive(c->d)));
+	if (c->cfg->n_derp_regions) {
+		json_object_set_new(self, "derp_home", json_integer(c->cfg->derp_home));
+		json_object_set_new(self, "derp_home_connected", json_boolean(c->d->derp_home_up));
+	}
 	json_object_set_new(o, "interface", json_string(c->cfg->name));
 	json_object_set_new(o, "map_version", json_integer((json_int_t)c->version));
 	if (c->last_map)

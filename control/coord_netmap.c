@@ -99,13 +99,23 @@ static void remove_dev(struct cp_device *d, const uint8_t key[32])
 		cp_peer_remove(d, p);
 }
 
-/* First IPv4 endpoint, for now (IPv6 underlay and DERP later). */
+/* First direct IPv4 endpoint, for now (the IPv6 underlay later). */
 static struct mg_sockaddr first_endpoint(const struct cp_coord_peer *np)
 {
 	for (uint32_t i = 0; i < np->n_eps; i++)
-		if (np->eps[i].family == AF_INET && np->eps[i].port)
+		if (np->eps[i].family == AF_INET && np->eps[i].port &&
+		    !mg_sockaddr_is_derp(&np->eps[i]))
 			return np->eps[i];
 	return (struct mg_sockaddr){0};
+}
+
+/* The node's home DERP region: its DERP endpoint's port (0: none). */
+static uint16_t derp_region(const struct cp_coord_peer *np)
+{
+	for (uint32_t i = 0; i < np->n_eps; i++)
+		if (mg_sockaddr_is_derp(&np->eps[i]))
+			return np->eps[i].port;
+	return 0;
 }
 
 static bool same_eps(const struct cp_coord_peer *a, const struct cp_coord_peer *b)
@@ -168,6 +178,11 @@ static int apply_peer(struct cp_device *d, const struct cp_coord_peer *old,
 	if (created || !old || !same_eps(old, np)) {
 		struct mg_sockaddr ep = first_endpoint(np);
 
+		/* Without a direct endpoint, the relay is the way. */
+		p->derp_region = derp_region(np);
+		p->direct = ep;
+		if (!ep.family && p->derp_region)
+			ep = mg_sockaddr_derp(p->derp_region);
 		if (ep.family && memcmp(&ep, &p->endpoint, sizeof(ep))) {
 			p->endpoint = ep;
 			push = true;

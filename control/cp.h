@@ -53,9 +53,33 @@ struct cp_peer {
 	uint64_t persistent_sent_ns;
 	uint64_t zeroed_at_ns;
 
+	/* Paths (handshake.c picks among them): the direct endpoint the
+	 * coordination server gave, and the peer's home DERP region (0: none). */
+	struct mg_sockaddr direct;
+	uint16_t derp_region;
+	uint32_t hs_attempts; /* initiations sent in the current series */
+
 	/* Latest totals from the dataplane's counters. */
 	uint64_t rx_bytes, tx_bytes, last_rx_ns, last_tx_ns, last_rx_data_ns, last_tx_data_ns;
 };
+
+/* Why a packet for or from a DERP relay was dropped (derp.c). */
+enum cp_derp_drop {
+	CP_DERP_DROP_NOT_READY,	   /* no connection to the region yet (one is being made) */
+	CP_DERP_DROP_QUEUE_FULL,   /* the relay's socket is not taking more */
+	CP_DERP_DROP_NO_REGION,	   /* a DERP endpoint of a region not in derp_regions */
+	CP_DERP_DROP_UNKNOWN_PEER, /* relayed from a key that is none of our peers */
+	CP_DERP_DROP_BAD_PACKET,   /* relayed bytes that are no WireGuard message */
+	CP_DERP_DROP_RING_FULL,	   /* the dataplane's command ring was full */
+	CP_DERP_DROP_PROTOCOL,	   /* a malformed frame from the relay */
+	CP_DERP_DROP_COUNT
+};
+extern const char *const cp_derp_drop_names[CP_DERP_DROP_COUNT];
+
+/* hdr.port of a handshake message that came through a DERP relay (derp.c
+ * builds it): hdr.ep is the region's DERP endpoint, and the sender's public
+ * key follows the message, at data[hdr.len], for the cookie reply. */
+#define CP_PORT_DERP 0xffffu
 
 struct cp_device {
 	struct mg_config *cfg;
@@ -101,6 +125,15 @@ struct cp_device {
 	 * addresses with the listen port (stun.c): coordination peers then get
 	 * a persistent keepalive (cp_coord_peer_keepalive). */
 	bool behind_nat;
+	struct cp_derp *derp; /* derp.c; NULL without control.derp_regions */
+	/* Packets relayed each way, drops by reason, relays connected now (the
+	 * home one among them or not), connections made, PeerGone notices.
+	 * Exported by metrics.c. */
+	uint64_t derp_tx, derp_rx, derp_tx_bytes, derp_rx_bytes;
+	uint64_t derp_drops[CP_DERP_DROP_COUNT];
+	uint32_t derp_connected;
+	bool derp_home_up;
+	uint64_t derp_connects, derp_peer_gone;
 };
 
 /* device.c: peers and their configuration */
@@ -122,6 +155,14 @@ struct cp_peer *cp_aip_owner(struct cp_device *d, const struct mg_prefix *pfx);
 uint32_t cp_index_alloc(struct cp_device *d, struct cp_peer *p);
 void cp_peer_refresh_stats(struct cp_device *d, struct cp_peer *p);
 void cp_peer_warn_no_replay(const struct cp_peer *p, const char *when);
+
+/* The endpoint changed: a direct one is remembered for when the peer is
+ * relayed (handshake.c tries it again). */
+static inline void cp_peer_note_direct(struct cp_peer *p)
+{
+	if (p->endpoint.family && !mg_sockaddr_is_derp(&p->endpoint))
+		p->direct = p->endpoint;
+}
 
 /* dplink.c: the dataplane link */
 int cp_dp_send(struct cp_device *d, struct mg_msg *m);
@@ -171,6 +212,28 @@ static inline uint16_t cp_coord_peer_keepalive(const struct cp_device *d)
 {
 	return d->behind_nat ? MG_NAT_KEEPALIVE : 0;
 }
+
+/* derp.c: DERP relays (control.derp_regions) */
+int cp_derp_init(struct cp_device *d); /* d->derp, if regions are configured; 0 or -ENOMEM */
+void cp_derp_fini(struct cp_device *d);
+/* Connects (home always, other regions while used), timeouts, idle closes. */
+void cp_derp_tick(struct cp_device *d, uint64_t now);
+struct pollfd;
+unsigned cp_derp_pollfds(struct cp_device *d, struct pollfd *pfd, unsigned max);
+void cp_derp_service(struct cp_device *d, const struct pollfd *pfd, unsigned n, uint64_t now);
+/* Relay pkt to the node with public key `key` through region's relay. 0 or -errno (counted). */
+int cp_derp_send(struct cp_device *d, uint16_t region, const uint8_t key[32], const void *pkt,
+		 size_t len);
+/* MG_MSG_DERP_TX from the dataplane. */
+void cp_derp_dp_tx(struct cp_device *d, const struct mg_msg *m);
+/* The DERP endpoint this node advertises (its home region), or family 0. */
+struct mg_sockaddr cp_derp_home_endpoint(const struct mg_config *cfg);
+bool cp_derp_region_up(const struct cp_device *d, uint16_t region);
+
+/* A datagram to `to`: through the dataplane, or a DERP relay when `to` is a
+ * DERP endpoint (then key, the receiver's public key, is required). */
+int cp_tx(struct cp_device *d, const struct mg_sockaddr *to, const uint8_t *key, const void *data,
+	  size_t len);
 
 uint64_t cp_now(void);
 

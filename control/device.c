@@ -526,6 +526,7 @@ void cp_device_fini(struct cp_device *d)
 {
 	cp_filter_fini(d);
 	cp_stun_fini(d);
+	cp_derp_fini(d);
 	for (uint32_t i = 0; d->by_slot && i < d->max_peers; i++)
 		if (d->by_slot[i])
 			free(d->by_slot[i]->aips);

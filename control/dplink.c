@@ -103,6 +103,14 @@ int cp_dp_tx_udp(struct cp_device *d, const struct mg_sockaddr *to, const void *
 	return cp_dp_send(d, &m);
 }
 
+int cp_tx(struct cp_device *d, const struct mg_sockaddr *to, const uint8_t *key, const void *data,
+	  size_t len)
+{
+	if (mg_sockaddr_is_derp(to))
+		return key ? cp_derp_send(d, to->port, key, data, len) : -EINVAL;
+	return cp_dp_tx_udp(d, to, data, len);
+}
+
 static void adopt_keypairs(struct cp_device *d, struct cp_peer *p, const struct mg_peer_export *e)
 {
 	p->kp_prev = e->kp_prev;
@@ -274,8 +282,10 @@ void cp_dp_maintain(struct cp_device *d)
 static void on_endpoint(struct cp_device *d, const struct mg_msg *m)
 {
 	struct cp_peer *p = m->hdr.peer < d->max_peers ? d->by_slot[m->hdr.peer] : NULL;
-	if (p)
+	if (p) {
 		p->endpoint = m->hdr.ep;
+		cp_peer_note_direct(p);
+	}
 }
 
 unsigned cp_dp_poll(struct cp_device *d)
@@ -314,6 +324,9 @@ unsigned cp_dp_poll(struct cp_device *d)
 			break;
 		case MG_MSG_ACL_RESULT:
 			cp_filter_result(d, m);
+			break;
+		case MG_MSG_DERP_TX:
+			cp_derp_dp_tx(d, m);
 			break;
 		case MG_MSG_DP_HELLO:
 			break;

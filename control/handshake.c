@@ -40,6 +40,7 @@ static void set_endpoint(struct cp_device *d, struct cp_peer *p, const struct mg
 	if (!memcmp(&p->endpoint, ep, sizeof(*ep)))
 		return;
 	p->endpoint = *ep;
+	cp_peer_note_direct(p);
 	cp_dp_peer_push(d, p);
 }
 
@@ -106,12 +107,52 @@ static void hs_wanted_set(struct cp_device *d, struct cp_peer *p)
 	d->hs_wanted[p->slot / 64] |= 1ull << (p->slot % 64);
 }
 
+/*
+ * Which paths an initiation takes, when the peer has both a direct endpoint
+ * and a DERP region ("DERP when UDP fails"). The responder answers the first
+ * copy to arrive (a second is a replay to it), on the path it came by.
+ *  - Direct now: the first attempt direct; then, in turn, both paths (the
+ *    relay saves a blocked direct path 5 s in) and the relay alone (saves a
+ *    direct path that carries our initiation but not the answer back).
+ *  - Relayed now: the first attempt on both, so that a direct path that
+ *    works again takes over at the next handshake; then the relay alone.
+ * With one path known, that one.
+ */
+static int hs_send(struct cp_device *d, struct cp_peer *p, const void *msg, size_t len)
+{
+	const uint8_t *key = p->noise.public_key;
+	bool relayed = mg_sockaddr_is_derp(&p->endpoint);
+	struct mg_sockaddr home = mg_sockaddr_derp(p->derp_region);
+	const struct mg_sockaddr *relay = relayed ? &p->endpoint : p->derp_region ? &home : NULL;
+	const struct mg_sockaddr *direct = relayed ? &p->direct : &p->endpoint;
+	bool use_direct, use_relay;
+	int sent = 0;
+
+	if (!direct->family)
+		direct = NULL;
+	if (!direct || !relay) {
+		use_direct = direct != NULL;
+		use_relay = relay != NULL;
+	} else if (relayed) {
+		use_relay = true;
+		use_direct = p->hs_attempts == 1;
+	} else { /* 1: direct; 2, 4, ...: both; 3, 5, ...: the relay */
+		use_direct = p->hs_attempts == 1 || p->hs_attempts % 2 == 0;
+		use_relay = p->hs_attempts >= 2;
+	}
+	if (use_direct && cp_tx(d, direct, key, msg, len) == 0)
+		sent++;
+	if (use_relay && cp_tx(d, relay, key, msg, len) == 0)
+		sent++;
+	return sent ? 0 : -EAGAIN;
+}
+
 void cp_hs_initiate(struct cp_device *d, struct cp_peer *p, bool retry)
 {
 	struct wg_message_initiation msg;
 	uint64_t now = cp_now();
 
-	if (!d->local.has_identity || !p->endpoint.family || !d->attached)
+	if (!d->local.has_identity || (!p->endpoint.family && !p->derp_region) || !d->attached)
 		return;
 	/* At most one initiation per REKEY_TIMEOUT unless the timer retries. */
 	if (!retry && p->hs_last_sent_ns && now - p->hs_last_sent_ns < d->t.rekey_timeout)
@@ -119,7 +160,9 @@ void cp_hs_initiate(struct cp_device *d, struct cp_peer *p, bool retry)
 	if (!p->hs_wanted) {
 		hs_wanted_set(d, p);
 		p->hs_first_ns = now;
+		p->hs_attempts = 0;
 	}
+	p->hs_attempts++;
 	uint32_t idx = cp_index_alloc(d, p);
 	if (wg_noise_create_initiation(&d->local, &p->noise, idx, mg_real_ns(), &msg)) {
 		mg_log(LOG_DEBUG, "peer %u: cannot create initiation", p->slot);
@@ -129,7 +172,7 @@ void cp_hs_initiate(struct cp_device *d, struct cp_peer *p, bool retry)
 	p->hs_local_index = idx;
 	p->hs_last_sent_ns = now;
 	p->hs_jitter_ns = (uint64_t)randombytes_uniform(WG_REKEY_TIMEOUT_JITTER_MAX_MS) * 1000000ull;
-	if (cp_dp_tx_udp(d, &p->endpoint, &msg, sizeof(msg)) == 0)
+	if (hs_send(d, p, &msg, sizeof(msg)) == 0)
 		d->initiations_sent++;
 	sodium_memzero(&msg, sizeof(msg));
 }
@@ -151,7 +194,10 @@ static bool check_macs(struct cp_device *d, const struct mg_msg *m, uint32_t sen
 		struct wg_message_cookie reply;
 		if (wg_cookie_create_reply(&d->checker, m->data, m->hdr.len, sender_index, src, n,
 					   now, &reply) == 0) {
-			cp_dp_tx_udp(d, &m->hdr.ep, &reply, sizeof(reply));
+			if (m->hdr.port == CP_PORT_DERP) /* the sender's key follows the message */
+				cp_tx(d, &m->hdr.ep, m->data + m->hdr.len, &reply, sizeof(reply));
+			else
+				cp_dp_tx_udp(d, &m->hdr.ep, &reply, sizeof(reply));
 			d->cookies_sent++;
 		}
 		return false;
@@ -213,7 +259,7 @@ static void rx_initiations(struct cp_device *d, const struct mg_msg *const *m, u
 		wg_cookie_add_macs(&p->cookie, &resp[i], sizeof(resp[i]), now);
 		install(d, p, &kp);
 		mirror_add(p, idx[i], false, now);
-		if (cp_dp_tx_udp(d, &p->endpoint, &resp[i], sizeof(resp[i])) == 0)
+		if (cp_tx(d, &p->endpoint, p->noise.public_key, &resp[i], sizeof(resp[i])) == 0)
 			d->responses_sent++;
 		mg_log(LOG_DEBUG, "peer %u: handshake as responder", p->slot);
 	}

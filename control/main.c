@@ -58,8 +58,9 @@ static int loop(struct cp_device *d, struct cp_uapi_server *uapi, struct cp_metr
 
 	while (!quit) {
 		/* The coordination fd: its thread's mailbox and the ctl socket. */
-		struct pollfd pfd[2] = {{.fd = cp_uapi_server_fd(uapi), .events = POLLIN},
-					{.fd = cp_coord_fd(coord), .events = POLLIN}};
+		struct pollfd pfd[2 + MG_MAX_DERP_REGIONS] = {
+		    {.fd = cp_uapi_server_fd(uapi), .events = POLLIN},
+		    {.fd = cp_coord_fd(coord), .events = POLLIN}};
 		unsigned work = cp_dp_poll(d);
 		uint64_t now = cp_now();
 
@@ -78,14 +79,20 @@ static int loop(struct cp_device *d, struct cp_uapi_server *uapi, struct cp_metr
 		if (now >= next_tick) {
 			cp_timers_tick(d);
 			cp_stun_tick(d, now);
+			cp_derp_tick(d, now);
 			next_tick = now + 50000000ull;
 		}
-		/* Rings are not file descriptors: poll briefly when idle. */
-		if (poll(pfd, coord ? 2 : 1, work ? 0 : 1) > 0) {
+		/* Rings are not file descriptors: poll briefly when idle. A
+		 * negative fd (no coordination) is skipped by poll(). */
+		unsigned n_derp = cp_derp_pollfds(d, pfd + 2, MG_MAX_DERP_REGIONS);
+		if (!coord)
+			pfd[1].fd = -1;
+		if (poll(pfd, 2 + n_derp, work ? 0 : 1) > 0) {
 			if (pfd[0].revents)
 				cp_uapi_server_service(uapi);
 			if (pfd[1].revents)
 				cp_coord_service(coord);
+			cp_derp_service(d, pfd + 2, n_derp, cp_now());
 		}
 	}
 	return 0;
@@ -152,8 +159,8 @@ int main(int argc, char **argv)
 		mg_config_free(&cfg);
 		return 1;
 	}
-	if (cp_stun_init(&dev)) {
-		mg_log(LOG_ERR, "cannot start STUN: out of memory");
+	if (cp_stun_init(&dev) || cp_derp_init(&dev)) {
+		mg_log(LOG_ERR, "cannot start STUN or DERP: out of memory");
 		cp_device_fini(&dev);
 		mg_config_free(&cfg);
 		return 1;

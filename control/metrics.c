@@ -52,6 +52,10 @@ struct snap {
 	uint64_t stun_sent, stun_accepted, stun_refused;
 	uint32_t stun_endpoints;
 	bool behind_nat;
+	uint64_t derp_tx, derp_rx, derp_tx_bytes, derp_rx_bytes, derp_connects, derp_peer_gone;
+	uint64_t derp_drops[CP_DERP_DROP_COUNT];
+	uint32_t derp_connected;
+	bool derp_configured, derp_home_up;
 };
 
 struct cp_metrics {
@@ -109,6 +113,16 @@ static void snap_fill(struct snap *s, const struct cp_device *d)
 	s->stun_refused = d->stun_refused;
 	s->stun_endpoints = d->stun_endpoints;
 	s->behind_nat = d->behind_nat;
+	s->derp_configured = d->derp != NULL;
+	s->derp_tx = d->derp_tx;
+	s->derp_rx = d->derp_rx;
+	s->derp_tx_bytes = d->derp_tx_bytes;
+	s->derp_rx_bytes = d->derp_rx_bytes;
+	s->derp_connects = d->derp_connects;
+	s->derp_peer_gone = d->derp_peer_gone;
+	memcpy(s->derp_drops, d->derp_drops, sizeof(s->derp_drops));
+	s->derp_connected = d->derp_connected;
+	s->derp_home_up = d->derp_home_up;
 }
 
 void cp_metrics_update(struct cp_metrics *m, const struct cp_device *d)
@@ -418,6 +432,42 @@ static void render_handshakes(struct out *o, const struct snap *s)
 		s->cookies_rcvd);
 }
 
+const char *const cp_derp_drop_names[CP_DERP_DROP_COUNT] = {
+    [CP_DERP_DROP_NOT_READY] = "not_ready",   [CP_DERP_DROP_QUEUE_FULL] = "queue_full",
+    [CP_DERP_DROP_NO_REGION] = "no_region",   [CP_DERP_DROP_UNKNOWN_PEER] = "unknown_peer",
+    [CP_DERP_DROP_BAD_PACKET] = "bad_packet", [CP_DERP_DROP_RING_FULL] = "ring_full",
+    [CP_DERP_DROP_PROTOCOL] = "protocol",
+};
+
+static void render_derp(struct out *o, const struct snap *s)
+{
+	if (!s->derp_configured)
+		return;
+	family(o, "meshgate_derp_home_connected", "gauge",
+	       "1 while the connection to the home DERP relay (where peers reach us) is up.");
+	put(o, "meshgate_derp_home_connected %d\n", s->derp_home_up ? 1 : 0);
+	family(o, "meshgate_derp_relays_connected", "gauge", "DERP relays connected now.");
+	put(o, "meshgate_derp_relays_connected %" PRIu32 "\n", s->derp_connected);
+	counter(o, "meshgate_derp_connects_total", "Connections to DERP relays established.",
+		s->derp_connects);
+	family(o, "meshgate_derp_packets_total", "counter",
+	       "WireGuard messages relayed through DERP, by direction.");
+	put(o, "meshgate_derp_packets_total{direction=\"tx\"} %" PRIu64 "\n", s->derp_tx);
+	put(o, "meshgate_derp_packets_total{direction=\"rx\"} %" PRIu64 "\n", s->derp_rx);
+	family(o, "meshgate_derp_bytes_total", "counter",
+	       "Bytes of WireGuard messages relayed through DERP, by direction.");
+	put(o, "meshgate_derp_bytes_total{direction=\"tx\"} %" PRIu64 "\n", s->derp_tx_bytes);
+	put(o, "meshgate_derp_bytes_total{direction=\"rx\"} %" PRIu64 "\n", s->derp_rx_bytes);
+	family(o, "meshgate_derp_drops_total", "counter",
+	       "Messages for or from DERP relays dropped, by reason.");
+	for (int i = 0; i < CP_DERP_DROP_COUNT; i++)
+		put(o, "meshgate_derp_drops_total{reason=\"%s\"} %" PRIu64 "\n",
+		    cp_derp_drop_names[i], s->derp_drops[i]);
+	counter(o, "meshgate_derp_peer_gone_total",
+		"Relays' notices that a peer we sent to is not connected there.",
+		s->derp_peer_gone);
+}
+
 static void render_stun(struct out *o, const struct snap *s)
 {
 	counter(o, "meshgate_stun_requests_total",
@@ -456,6 +506,7 @@ int cp_metrics_render(struct cp_metrics *m, char **buf, size_t *len)
 	render_rings(&o, up ? &s : NULL, &m->snap);
 	render_handshakes(&o, &m->snap);
 	render_stun(&o, &m->snap);
+	render_derp(&o, &m->snap);
 	pthread_mutex_unlock(&m->lock);
 	if (up)
 		mg_shm_detach(&s);

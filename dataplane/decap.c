@@ -473,27 +473,15 @@ static void replay_burst(struct dp_worker *w, const struct decap_item *it,
 	}
 }
 
-void dp_wan_input(struct dp_worker *w, struct dp_burst *b, int port, struct rte_mbuf **m,
-		  uint16_t n)
+/* Decrypt, check and forward classified data messages. */
+static inline void decap_items(struct dp_worker *w, struct dp_burst *b, struct decap_item *it,
+			       uint16_t n_it)
 {
-	struct decap_item it[DP_BURST_MAX];
 	struct dp_aead_op ops[DP_BURST_MAX];
 	struct rte_mbuf *lan[DP_BURST_MAX], *hair[DP_BURST_MAX];
 	uint32_t hair_peer[DP_BURST_MAX];
-	uint16_t n_it = 0, n_lan = 0, n_hair = 0;
+	uint16_t n_lan = 0, n_hair = 0;
 
-	dp_prefetch_burst(m, n);
-	prefetch_keypairs(w, m, n);
-	for (uint16_t i = 0; i < n; i++) {
-		if (m[i]->nb_segs > 1 && rte_pktmbuf_linearize(m[i]) < 0) {
-			dp_stage_drop(w, m[i], MG_DROP_RX_RUNT);
-			continue;
-		}
-		if (classify_wan(w, port, m[i], &it[n_it]))
-			n_it++;
-	}
-	if (!n_it)
-		return;
 	prefetch_peers(w, it, n_it);
 	for (uint16_t i = 0; i < n_it; i++) {
 		struct wg_message_data *h =
@@ -542,4 +530,65 @@ void dp_wan_input(struct dp_worker *w, struct dp_burst *b, int port, struct rte_
 		dp_lan_output(w, b, lan, n_lan);
 	if (n_hair)
 		dp_encap_burst(w, b, hair, hair_peer, n_hair);
+}
+
+void dp_wan_input(struct dp_worker *w, struct dp_burst *b, int port, struct rte_mbuf **m,
+		  uint16_t n)
+{
+	struct decap_item it[DP_BURST_MAX];
+	uint16_t n_it = 0;
+
+	dp_prefetch_burst(m, n);
+	prefetch_keypairs(w, m, n);
+	for (uint16_t i = 0; i < n; i++) {
+		if (m[i]->nb_segs > 1 && rte_pktmbuf_linearize(m[i]) < 0) {
+			dp_stage_drop(w, m[i], MG_DROP_RX_RUNT);
+			continue;
+		}
+		if (classify_wan(w, port, m[i], &it[n_it]))
+			n_it++;
+	}
+	if (n_it)
+		decap_items(w, b, it, n_it);
+}
+
+/*
+ * Data messages the control process received through a DERP relay: each
+ * mbuf holds the WireGuard message alone, its DERP region in dp_meta's peer
+ * field. They go through the same decryption, replay window and checks as
+ * the WAN's, with the region's DERP endpoint as their source, so a peer
+ * that talks to us through the relay roams to it like to any endpoint.
+ * Handshake messages never come here: control handles those itself.
+ */
+void dp_derp_input(struct dp_worker *w, struct dp_burst *b, struct rte_mbuf **m, uint16_t n)
+{
+	struct decap_item it[DP_BURST_MAX];
+	uint16_t n_it = 0;
+	enum mg_drop_reason why;
+
+	for (uint16_t i = 0; i < n; i++) {
+		const uint8_t *payload = rte_pktmbuf_mtod(m[i], const uint8_t *);
+		uint32_t plen = rte_pktmbuf_data_len(m[i]);
+
+		if (m[i]->nb_segs > 1 || plen < 4 || payload[0] != WG_MSG_DATA || payload[1] ||
+		    payload[2] || payload[3]) {
+			dp_stage_drop(w, m[i], MG_DROP_WG_BAD_TYPE);
+			continue;
+		}
+		if (plen > UINT16_MAX || !wg_size_ok(WG_MSG_DATA, (uint16_t)plen)) {
+			dp_stage_drop(w, m[i], MG_DROP_WG_BAD_SIZE);
+			continue;
+		}
+		it[n_it].kp = data_keypair(w, (const struct wg_message_data *)payload, &why);
+		if (!it[n_it].kp) {
+			dp_stage_drop(w, m[i], why);
+			continue;
+		}
+		it[n_it].src = mg_sockaddr_derp((uint16_t)dp_meta(m[i])->peer);
+		it[n_it].m = m[i];
+		it[n_it].offset = 0;
+		n_it++;
+	}
+	if (n_it)
+		decap_items(w, b, it, n_it);
 }

@@ -89,12 +89,13 @@ _Static_assert(offsetof(struct dp_peer, ep) + sizeof(((struct dp_peer *)0)->ep) 
 /* Metadata carried in an mbuf dynamic field between stages and lcores. */
 enum dp_meta_kind {
 	DP_META_NONE = 0,
-	DP_META_RAW_TX,   /* frame complete but for MACs: resolve nh, send on port */
-	DP_META_ENCAP,    /* plaintext IP (or empty: keepalive) for peer */
-	DP_META_STAGE,    /* plaintext waiting for a keypair of peer */
-	DP_META_SLOW,     /* ARP/ND or local traffic for the main lcore */
-	DP_META_TOO_BIG,  /* inner packet over the tunnel MTU, for peer: fragment or ICMP error */
-	DP_META_LAN_OUT,  /* inner IP packet (from the main lcore) to send out the LAN port */
+	DP_META_RAW_TX,	 /* frame complete but for MACs: resolve nh, send on port */
+	DP_META_ENCAP,	 /* plaintext IP (or empty: keepalive) for peer */
+	DP_META_STAGE,	 /* plaintext waiting for a keypair of peer */
+	DP_META_SLOW,	 /* ARP/ND or local traffic for the main lcore */
+	DP_META_TOO_BIG, /* inner packet over the tunnel MTU, for peer: fragment or ICMP error */
+	DP_META_LAN_OUT, /* inner IP packet (from the main lcore) to send out the LAN port */
+	DP_META_DERP_IN, /* WireGuard data message relayed by DERP; peer = its region */
 };
 
 struct dp_meta {

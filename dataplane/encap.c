@@ -4,7 +4,8 @@
  * destination), pad to 16, reserve a nonce, encrypt the whole sub-burst in
  * place with one crypto call, then write WireGuard, UDP, IPv4 or IPv6 (by
  * the endpoint's family) and Ethernet headers and send toward the peer's
- * current endpoint.
+ * current endpoint; a peer at a DERP endpoint gets the WireGuard message
+ * handed to the control process, which relays it.
  */
 #include <string.h>
 #include <sys/socket.h>
@@ -89,7 +90,7 @@ static bool admit(struct dp_worker *w, struct rte_mbuf *m, uint32_t peer_id,
 		stage(w, m, peer_id);
 		return false;
 	}
-	if (!dp_wan_can_reach(&dp->ports[dp->wan], &ep->addr)) {
+	if (!dp_wan_can_reach(&dp->ports[dp->wan], &ep->addr) && !mg_sockaddr_is_derp(&ep->addr)) {
 		dp_stage_drop(w, m, MG_DROP_NO_ENDPOINT);
 		return false;
 	}
@@ -156,7 +157,17 @@ static void finish(struct dp_worker *w, struct dp_burst *b, struct encap_item *i
 	uint16_t plen = (uint16_t)(sizeof(struct wg_message_data) + it->padded + WG_AUTHTAG_LEN);
 	uint16_t sport = __atomic_load_n(&dp->listen_port, __ATOMIC_RELAXED);
 	uint8_t *frame = rte_pktmbuf_mtod(it->m, uint8_t *);
+	struct mg_peer_stats *st = mg_shm_stats(&dp->shm, w->idx, it->kp->peer);
 
+	st->tx_packets++;
+	st->tx_bytes += plen;
+	st->last_tx_tsc = w->now_tsc;
+	if (it->padded)
+		st->last_tx_data_tsc = w->now_tsc;
+	if (unlikely(mg_sockaddr_is_derp(&it->ep))) {
+		dp_derp_out(w, it->m, frame + dp_outer_len(AF_INET), plen, it->kp->peer, &it->ep);
+		return;
+	}
 	if (it->ep.family == AF_INET6) {
 		/* admit() saw a source address (dp_wan_can_reach); the ciphertext is in
 		 * place, so the UDP checksum can cover it. */
@@ -167,12 +178,6 @@ static void finish(struct dp_worker *w, struct dp_burst *b, struct encap_item *i
 		dp_build_outer4(frame, &wan->mac, &wan->mac, wan->ifc.addr4[0], dst, sport,
 				it->ep.port, plen);
 	}
-	struct mg_peer_stats *st = mg_shm_stats(&dp->shm, w->idx, it->kp->peer);
-	st->tx_packets++;
-	st->tx_bytes += plen;
-	st->last_tx_tsc = w->now_tsc;
-	if (it->padded)
-		st->last_tx_data_tsc = w->now_tsc;
 	if (it->ep.family == AF_INET6)
 		dp_send_via(w, b, dp->wan, it->m, AF_INET6, dp_wan_next_hop6(wan, &it->ep));
 	else

@@ -472,6 +472,32 @@ static void tx_udp(struct dp_ctx *dp, const struct mg_msg *msg)
 	pending_add(dp, m);
 }
 
+/* A data message control received through a DERP relay: to a worker (the
+ * one the receiver index picks, so a tunnel's relayed packets keep their
+ * order), which decrypts it like a WAN one. */
+static void derp_rx(struct dp_ctx *dp, const struct mg_msg *msg)
+{
+	uint32_t idx;
+
+	if (msg->hdr.len < sizeof(struct wg_message_data) || msg->hdr.len > MG_MSG_MAX_DATA ||
+	    !mg_sockaddr_is_derp(&msg->hdr.ep)) {
+		dp->ms->drops[MG_DROP_CTL_BAD_MSG]++;
+		return;
+	}
+	struct rte_mbuf *m = rte_pktmbuf_alloc(dp->pool);
+	uint8_t *p = m ? (uint8_t *)rte_pktmbuf_append(m, msg->hdr.len) : NULL;
+	if (!p) {
+		if (m)
+			rte_pktmbuf_free(m);
+		dp->ms->drops[MG_DROP_NO_MBUF]++;
+		return;
+	}
+	memcpy(p, msg->data, msg->hdr.len);
+	*dp_meta(m) = (struct dp_meta){.kind = DP_META_DERP_IN, .peer = msg->hdr.ep.port};
+	memcpy(&idx, msg->data + offsetof(struct wg_message_data, key_idx), sizeof(idx));
+	inject(dp, rte_le_to_cpu_32(idx), m);
+}
+
 static void keepalive(struct dp_ctx *dp, uint32_t id)
 {
 	struct rte_mbuf *m = rte_pktmbuf_alloc(dp->pool);
@@ -544,6 +570,9 @@ void dp_service_handle(struct dp_ctx *dp, const struct mg_msg *msg)
 		break;
 	case MG_MSG_TX_UDP:
 		tx_udp(dp, msg);
+		break;
+	case MG_MSG_DERP_RX:
+		derp_rx(dp, msg);
 		break;
 	case MG_MSG_KEEPALIVE:
 		keepalive(dp, id);

@@ -41,6 +41,8 @@ static inline void dp_prefetch_burst(struct rte_mbuf **m, uint16_t n)
 /* WAN side: classify, punt handshakes, decrypt data (decap.c). */
 void dp_wan_input(struct dp_worker *w, struct dp_burst *b, int port, struct rte_mbuf **m,
 		  uint16_t n);
+/* WireGuard data messages that came through a DERP relay (DP_META_DERP_IN). */
+void dp_derp_input(struct dp_worker *w, struct dp_burst *b, struct rte_mbuf **m, uint16_t n);
 /* LAN side: classify, hand plaintext to encap (lan.c). */
 void dp_lan_input(struct dp_worker *w, struct dp_burst *b, int port, struct rte_mbuf **m,
 		  uint16_t n);
@@ -60,6 +62,9 @@ void dp_event(struct dp_worker *w, const struct dp_event *ev);
 void dp_punt(struct dp_worker *w, struct rte_mbuf *m, const uint8_t *payload, uint16_t len,
 	     const struct mg_sockaddr *src, int port);
 void dp_stage_drop(struct dp_worker *w, struct rte_mbuf *m, enum mg_drop_reason r);
+/* A sealed WireGuard message for a peer at a DERP endpoint, to control. */
+void dp_derp_out(struct dp_worker *w, struct rte_mbuf *m, const uint8_t *wg, uint16_t len,
+		 uint32_t peer, const struct mg_sockaddr *ep);
 
 /* Resolve the next hop's MAC for a frame whose Ethernet header is in place;
  * on a miss the frame goes to the main lcore, which resolves and sends it. */

@@ -93,12 +93,31 @@ void dp_punt(struct dp_worker *w, struct rte_mbuf *m, const uint8_t *payload, ui
 		w->drops[MG_DROP_PUNT_RING_FULL]++;
 }
 
+/* A sealed WireGuard message (len bytes at msg) for a peer whose endpoint is
+ * a DERP one: the control process relays it. Consumes m. */
+void dp_derp_out(struct dp_worker *w, struct rte_mbuf *m, const uint8_t *wg, uint16_t len,
+		 uint32_t peer, const struct mg_sockaddr *ep)
+{
+	struct mg_msg msg;
+
+	if (len > MG_MSG_MAX_DATA) {
+		drop(w, m, MG_DROP_TOO_BIG);
+		return;
+	}
+	msg.hdr = (struct mg_msg_hdr){
+	    .type = MG_MSG_DERP_TX, .len = len, .peer = peer, .tsc = w->now_tsc, .ep = *ep};
+	memcpy(msg.data, wg, len);
+	rte_pktmbuf_free(m);
+	if (rte_ring_enqueue_bulk_elem(w->dp->shm.dp2cp, &msg, MG_MSG_SIZE, 1, NULL) != 1)
+		w->drops[MG_DROP_PUNT_RING_FULL]++;
+}
+
 static void inject_poll(struct dp_worker *w, struct dp_burst *b)
 {
 	struct rte_mbuf *m[DP_BURST_MAX];
-	struct rte_mbuf *enc[DP_BURST_MAX];
+	struct rte_mbuf *enc[DP_BURST_MAX], *derp[DP_BURST_MAX];
 	uint32_t peers[DP_BURST_MAX];
-	unsigned n, n_enc = 0;
+	unsigned n, n_enc = 0, n_derp = 0;
 
 	n = rte_ring_dequeue_burst(w->inject, (void **)m, DP_BURST_MAX, NULL);
 	for (unsigned i = 0; i < n; i++) {
@@ -110,10 +129,14 @@ static void inject_poll(struct dp_worker *w, struct dp_burst *b)
 			dp_tx_add(w, b, meta->port, m[i]);
 		} else if (meta->kind == DP_META_LAN_OUT) {
 			dp_lan_output(w, b, &m[i], 1);
+		} else if (meta->kind == DP_META_DERP_IN) {
+			derp[n_derp++] = m[i];
 		} else {
 			drop(w, m[i], MG_DROP_CTL_BAD_MSG);
 		}
 	}
+	if (n_derp)
+		dp_derp_input(w, b, derp, (uint16_t)n_derp);
 	if (n_enc)
 		dp_encap_burst(w, b, enc, peers, n_enc);
 }

@@ -1,0 +1,656 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * DERP relays: when UDP between two nodes fails, WireGuard messages travel
+ * through a relay over TCP, addressed by the peer's public key (common/derp.h
+ * has the protocol).
+ *
+ * This node keeps a connection to its home region's relay (control.derp_home)
+ * at all times: that is where peers reach it, and it advertises the region to
+ * the coordination server as the DERP endpoint 127.3.3.40:REGION. To send to
+ * a peer homed elsewhere it connects to that region on demand and closes the
+ * connection after a minute without use.
+ *
+ * A peer whose endpoint is a DERP one has its data messages sealed by the
+ * dataplane as usual and handed here (MG_MSG_DERP_TX); relayed data
+ * messages go back to the dataplane (MG_MSG_DERP_RX), which decrypts them
+ * as if they had come from that endpoint, so a peer that talks to us
+ * through the relay roams to it. Handshake messages are control's own work
+ * either way. Which path a handshake tries is handshake.c's choice.
+ *
+ * Everything is non-blocking and runs in the control loop: poll() tells
+ * cp_derp_service what is ready, cp_derp_tick does connects, timeouts and
+ * idle closes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "addr.h"
+#include "cp.h"
+#include "derp.h"
+#include "keys.h"
+#include "log.h"
+#include "wg_messages.h"
+
+#define NS		  1000000000ull
+#define DERP_HANDSHAKE_NS (10 * NS)  /* connect through ServerInfo */
+#define DERP_DEAD_NS	  (150 * NS) /* the relay sends a keepalive every 60 s */
+#define DERP_IDLE_NS	  (60 * NS)  /* a region not our home, unused this long, is closed */
+#define DERP_BACKOFF_MIN  (1 * NS)
+#define DERP_BACKOFF_MAX  (30 * NS)
+#define DERP_OUT_MAX	  (256u * 1024) /* bytes waiting for the socket */
+#define DERP_IN_MAX	  (MG_DERP_HDR_LEN + MG_DERP_MAX_BODY)
+#define DERP_READS	  16 /* recv() calls per service, so one relay cannot hog the loop */
+
+enum conn_state {
+	C_IDLE,	       /* no socket */
+	C_CONNECTING,  /* TCP connect in progress */
+	C_HTTP,	       /* upgrade request sent, waiting for "101" */
+	C_SERVER_KEY,  /* waiting for ServerKey */
+	C_SERVER_INFO, /* ClientInfo sent, waiting for ServerInfo */
+	C_READY,
+};
+
+static const char *const state_names[] = {"idle",	"connecting",  "http",
+					  "server-key", "server-info", "ready"};
+
+struct derp_conn {
+	const struct mg_derp_region_conf *rc;
+	bool home;
+	int fd;
+	enum conn_state st;
+	uint8_t server_pub[32];
+	bool http_key;	     /* the 101 response named the server's key (server_pub) */
+	uint8_t our_pub[32]; /* the node key this connection proved */
+	uint8_t *in;
+	size_t in_len;
+	uint8_t *out;
+	size_t out_len, out_off;
+	uint64_t state_ns, last_rx_ns, last_used_ns, retry_ns, backoff_ns;
+	bool failed_logged;
+};
+
+struct cp_derp {
+	struct derp_conn c[MG_MAX_DERP_REGIONS];
+	int n;
+};
+
+/* How long ago t was; 0 if t is later than now (a send stamps times with
+ * cp_now(), and a tick may run with a now taken earlier in the loop). */
+static uint64_t age(uint64_t now, uint64_t t)
+{
+	return now > t ? now - t : 0;
+}
+
+static void set_state(struct derp_conn *c, enum conn_state st, uint64_t now)
+{
+	c->st = st;
+	c->state_ns = now;
+}
+
+static void conn_close(struct derp_conn *c, uint64_t now)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	c->in_len = c->out_len = c->out_off = 0;
+	c->http_key = false;
+	set_state(c, C_IDLE, now);
+}
+
+static void count_ready(struct cp_device *d)
+{
+	uint32_t n = 0;
+
+	d->derp_home_up = false;
+	for (int i = 0; i < d->derp->n; i++)
+		if (d->derp->c[i].st == C_READY) {
+			n++;
+			d->derp_home_up |= d->derp->c[i].home;
+		}
+	d->derp_connected = n;
+}
+
+/* Give up on the connection; try again after a back-off that doubles up to
+ * DERP_BACKOFF_MAX. */
+static void conn_fail(struct cp_device *d, struct derp_conn *c, uint64_t now, const char *why)
+{
+	char addr[MG_SOCKADDR_STRLEN];
+
+	if (!c->failed_logged || c->st == C_READY)
+		mg_log(LOG_WARNING, "DERP region %u (%s): %s in state %s; retrying in %llu s",
+		       c->rc->id, mg_sockaddr_fmt(&c->rc->server, addr, sizeof(addr)), why,
+		       state_names[c->st], (unsigned long long)(c->backoff_ns / NS));
+	c->failed_logged = true;
+	conn_close(c, now);
+	c->retry_ns = now + c->backoff_ns;
+	c->backoff_ns = c->backoff_ns * 2 > DERP_BACKOFF_MAX ? DERP_BACKOFF_MAX : c->backoff_ns * 2;
+	count_ready(d);
+}
+
+/* Queue bytes for the socket; false when they do not fit. */
+static bool out_put(struct derp_conn *c, const void *p, size_t n)
+{
+	if (c->out_off && c->out_len + n > DERP_OUT_MAX) {
+		memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+		c->out_len -= c->out_off;
+		c->out_off = 0;
+	}
+	if (c->out_len + n > DERP_OUT_MAX)
+		return false;
+	memcpy(c->out + c->out_len, p, n);
+	c->out_len += n;
+	return true;
+}
+
+/* Write what is queued, as far as the socket takes it. */
+static int out_flush(struct derp_conn *c)
+{
+	while (c->out_off < c->out_len) {
+		ssize_t k = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (k < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		c->out_off += (size_t)k;
+	}
+	c->out_off = c->out_len = 0;
+	return 0;
+}
+
+static void conn_start(struct cp_device *d, struct derp_conn *c, uint64_t now)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = mg_sockaddr_to_sys(&c->rc->server, &ss);
+	int one = 1;
+
+	c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+	if (c->fd < 0) {
+		conn_fail(d, c, now, strerror(errno));
+		return;
+	}
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	memcpy(c->our_pub, d->local.public_key, 32);
+	set_state(c, C_CONNECTING, now);
+	if (connect(c->fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS)
+		conn_fail(d, c, now, strerror(errno));
+}
+
+/* TCP is up: ask for the upgrade. */
+static void on_connected(struct cp_device *d, struct derp_conn *c, uint64_t now)
+{
+	char req[512], host[MG_SOCKADDR_STRLEN];
+	int err = 0;
+	socklen_t el = sizeof(err);
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+		err = errno;
+	if (err) {
+		conn_fail(d, c, now, strerror(err));
+		return;
+	}
+	size_t n = mg_derp_http_request(req, sizeof(req),
+					mg_sockaddr_fmt(&c->rc->server, host, sizeof(host)), false);
+	if (!n || !out_put(c, req, n)) {
+		conn_fail(d, c, now, "cannot build the upgrade request");
+		return;
+	}
+	set_state(c, C_HTTP, now);
+}
+
+static void send_frame_or_fail(struct cp_device *d, struct derp_conn *c, const uint8_t *f, size_t n,
+			       uint64_t now)
+{
+	if (!n || !out_put(c, f, n))
+		conn_fail(d, c, now, "output queue full");
+}
+
+/* The node key rotated while the connection was being set up: start over
+ * with the new one (not a failure: no back-off). */
+static bool key_changed(struct cp_device *d, struct derp_conn *c, uint64_t now)
+{
+	if (!memcmp(c->our_pub, d->local.public_key, 32))
+		return false;
+	conn_close(c, now);
+	conn_start(d, c, now);
+	return true;
+}
+
+/* ServerKey: check it against the 101's and the pinned key, then prove our
+ * key with ClientInfo. */
+static void on_server_key(struct cp_device *d, struct derp_conn *c, const uint8_t *body, size_t n,
+			  uint64_t now)
+{
+	uint8_t key[32], nonce[MG_DERP_NONCE_LEN];
+	uint8_t f[MG_DERP_HDR_LEN + MG_DERP_KEY_LEN + MG_DERP_NONCE_LEN + MG_DERP_BOX_MAC + 64];
+
+	if (key_changed(d, c, now))
+		return;
+	if (mg_derp_parse_server_key(body, n, key) != MG_DERP_OK) {
+		conn_fail(d, c, now, "bad ServerKey frame");
+		return;
+	}
+	if ((c->http_key && memcmp(key, c->server_pub, 32)) ||
+	    (c->rc->pinned && memcmp(key, c->rc->public_key, 32))) {
+		conn_fail(d, c, now, "relay key is not the configured public_key");
+		return;
+	}
+	memcpy(c->server_pub, key, 32);
+	randombytes_buf(nonce, sizeof(nonce));
+	size_t len = mg_derp_build_client_info(f, sizeof(f), d->local.public_key,
+					       d->local.private_key, key, nonce, "{\"version\":2}");
+	send_frame_or_fail(d, c, f, len, now);
+	if (c->st != C_IDLE)
+		set_state(c, C_SERVER_INFO, now);
+}
+
+static void on_server_info(struct cp_device *d, struct derp_conn *c, const uint8_t *body, size_t n,
+			   uint64_t now)
+{
+	char json[256], b64[MG_KEY_B64_LEN + 1];
+
+	if (key_changed(d, c, now))
+		return;
+	if (mg_derp_parse_server_info(body, n, d->local.private_key, c->server_pub, json,
+				      sizeof(json)) != MG_DERP_OK) {
+		conn_fail(d, c, now, "ServerInfo does not open with our key");
+		return;
+	}
+	set_state(c, C_READY, now);
+	c->backoff_ns = DERP_BACKOFF_MIN;
+	c->failed_logged = false;
+	if (c->home) {
+		uint8_t f[MG_DERP_HDR_LEN + 1];
+		send_frame_or_fail(d, c, f, mg_derp_build_note_preferred(f, sizeof(f), true), now);
+	}
+	mg_key_to_base64(c->server_pub, b64);
+	mg_log(LOG_INFO, "DERP region %u%s: connected (relay key %s)", c->rc->id,
+	       c->home ? " (home)" : "", b64);
+	d->derp_connects++;
+	count_ready(d);
+}
+
+static void drop(struct cp_device *d, enum cp_derp_drop why)
+{
+	d->derp_drops[why]++;
+}
+
+/*
+ * A packet the relay brought from src. Only from a peer of ours: data
+ * messages to the dataplane, handshake messages to handshake.c with
+ * CP_PORT_DERP and the source key after the data, so that a cookie reply
+ * finds its way back.
+ */
+static void on_packet(struct cp_device *d, struct derp_conn *c, const uint8_t src[32],
+		      const uint8_t *pkt, size_t len)
+{
+	static struct mg_msg m;
+	const struct mg_msg *mp = &m;
+
+	if (!cp_peer_find(d, src)) {
+		drop(d, CP_DERP_DROP_UNKNOWN_PEER);
+		return;
+	}
+	if (len < 4 || pkt[1] || pkt[2] || pkt[3]) {
+		drop(d, CP_DERP_DROP_BAD_PACKET);
+		return;
+	}
+	m.hdr = (struct mg_msg_hdr){.len = (uint16_t)len, .ep = mg_sockaddr_derp(c->rc->id)};
+	switch (pkt[0]) {
+	case WG_MSG_DATA:
+		if (len < WG_DATA_OVERHEAD || len > MG_MSG_MAX_DATA) {
+			drop(d, CP_DERP_DROP_BAD_PACKET);
+			return;
+		}
+		m.hdr.type = MG_MSG_DERP_RX;
+		memcpy(m.data, pkt, len);
+		if (cp_dp_send(d, &m)) {
+			drop(d, CP_DERP_DROP_RING_FULL);
+			return;
+		}
+		break;
+	case WG_MSG_HANDSHAKE_INITIATION:
+	case WG_MSG_HANDSHAKE_RESPONSE:
+	case WG_MSG_HANDSHAKE_COOKIE:
+		if (len !=
+		    (pkt[0] == WG_MSG_HANDSHAKE_INITIATION ? sizeof(struct wg_message_initiation)
+		     : pkt[0] == WG_MSG_HANDSHAKE_RESPONSE ? sizeof(struct wg_message_response)
+							   : sizeof(struct wg_message_cookie))) {
+			drop(d, CP_DERP_DROP_BAD_PACKET);
+			return;
+		}
+		m.hdr.type = MG_MSG_RX_UDP;
+		m.hdr.port = CP_PORT_DERP;
+		memcpy(m.data, pkt, len);
+		memcpy(m.data + len, src, 32);
+		cp_hs_rx_burst(d, &mp, 1);
+		break;
+	default:
+		drop(d, CP_DERP_DROP_BAD_PACKET);
+		return;
+	}
+	d->derp_rx++;
+	d->derp_rx_bytes += len;
+}
+
+static void on_frame(struct cp_device *d, struct derp_conn *c, uint8_t type, const uint8_t *body,
+		     size_t n, uint64_t now)
+{
+	uint8_t key[32], data[8], f[MG_DERP_HDR_LEN + 8];
+	const uint8_t *pkt;
+	size_t len;
+	uint8_t reason;
+
+	if (c->st == C_SERVER_KEY) {
+		if (type != MG_DERP_SERVER_KEY)
+			conn_fail(d, c, now, "first frame is not ServerKey");
+		else
+			on_server_key(d, c, body, n, now);
+		return;
+	}
+	if (c->st == C_SERVER_INFO) {
+		if (type == MG_DERP_SERVER_INFO)
+			on_server_info(d, c, body, n, now);
+		else if (type != MG_DERP_KEEP_ALIVE)
+			conn_fail(d, c, now, "ServerInfo expected");
+		return;
+	}
+	switch (type) {
+	case MG_DERP_RECV_PACKET:
+		if (mg_derp_parse_packet(body, n, key, &pkt, &len) == MG_DERP_OK)
+			on_packet(d, c, key, pkt, len);
+		else
+			drop(d, CP_DERP_DROP_PROTOCOL);
+		break;
+	case MG_DERP_PING:
+		if (mg_derp_parse_ping(body, n, data) == MG_DERP_OK)
+			send_frame_or_fail(
+			    d, c, f, mg_derp_build_ping(f, sizeof(f), MG_DERP_PONG, data), now);
+		break;
+	case MG_DERP_PEER_GONE:
+		if (mg_derp_parse_peer_gone(body, n, key, &reason) == MG_DERP_OK) {
+			char b64[MG_KEY_B64_LEN + 1];
+			mg_key_to_base64(key, b64);
+			mg_log(LOG_DEBUG, "DERP region %u: peer %.8s... %s", c->rc->id, b64,
+			       reason == MG_DERP_GONE_NOT_HERE ? "is not connected" : "left");
+			d->derp_peer_gone++;
+		}
+		break;
+	case MG_DERP_HEALTH:
+		mg_log(LOG_WARNING, "DERP region %u: relay health: %.*s", c->rc->id,
+		       (int)(n > 200 ? 200 : n), (const char *)body);
+		break;
+	case MG_DERP_RESTARTING:
+		mg_log(LOG_INFO, "DERP region %u: relay restarting", c->rc->id);
+		break;
+	default: /* KeepAlive, PeerPresent and what a newer relay may send */
+		break;
+	}
+}
+
+/* Parse what arrived: the HTTP head, then whole frames. */
+static void in_process(struct cp_device *d, struct derp_conn *c, uint64_t now)
+{
+	size_t off = 0;
+
+	if (c->st == C_HTTP) {
+		int status = 0;
+		long h = mg_derp_http_parse_response((const char *)c->in, c->in_len, &status,
+						     &c->http_key, c->server_pub);
+		if (h < 0 || (h > 0 && status != 101)) {
+			conn_fail(d, c, now,
+				  h < 0 ? "bad HTTP response" : "relay refused the upgrade");
+			return;
+		}
+		if (h == 0)
+			return;
+		off = (size_t)h;
+		set_state(c, C_SERVER_KEY, now);
+	}
+	while (c->st >= C_SERVER_KEY && off < c->in_len) {
+		uint8_t type;
+		uint32_t blen;
+		long fl =
+		    mg_derp_frame(c->in + off, c->in_len - off, MG_DERP_MAX_BODY, &type, &blen);
+		if (fl < 0) {
+			conn_fail(d, c, now, "frame too large");
+			return;
+		}
+		if (fl == 0)
+			break;
+		c->last_rx_ns = now;
+		on_frame(d, c, type, c->in + off + MG_DERP_HDR_LEN, blen, now);
+		off += (size_t)fl;
+	}
+	if (c->st < C_SERVER_KEY) /* failed, or started over: the buffer is gone */
+		return;
+	if (off) {
+		memmove(c->in, c->in + off, c->in_len - off);
+		c->in_len -= off;
+	}
+}
+
+static void conn_read(struct cp_device *d, struct derp_conn *c, uint64_t now)
+{
+	for (int i = 0; i < DERP_READS && c->st >= C_HTTP; i++) {
+		if (c->in_len == DERP_IN_MAX) {
+			conn_fail(d, c, now, "input buffer full");
+			return;
+		}
+		ssize_t k = recv(c->fd, c->in + c->in_len, DERP_IN_MAX - c->in_len, MSG_DONTWAIT);
+		if (k == 0) {
+			conn_fail(d, c, now, "relay closed the connection");
+			return;
+		}
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				conn_fail(d, c, now, strerror(errno));
+			return;
+		}
+		c->in_len += (size_t)k;
+		in_process(d, c, now);
+	}
+}
+
+static struct derp_conn *conn_of(struct cp_device *d, uint16_t region)
+{
+	for (int i = 0; d->derp && i < d->derp->n; i++)
+		if (d->derp->c[i].rc->id == region)
+			return &d->derp->c[i];
+	return NULL;
+}
+
+int cp_derp_send(struct cp_device *d, uint16_t region, const uint8_t key[32], const void *pkt,
+		 size_t len)
+{
+	uint8_t f[MG_DERP_HDR_LEN + MG_DERP_KEY_LEN + MG_MSG_MAX_DATA];
+	struct derp_conn *c = conn_of(d, region);
+	uint64_t now = cp_now();
+
+	if (!c) {
+		drop(d, CP_DERP_DROP_NO_REGION);
+		return -ENOENT;
+	}
+	c->last_used_ns = now;
+	if (c->st == C_IDLE && now >= c->retry_ns)
+		conn_start(d, c, now);
+	if (c->st != C_READY) {
+		drop(d, CP_DERP_DROP_NOT_READY);
+		return -EAGAIN;
+	}
+	size_t n = mg_derp_build_packet(f, sizeof(f), MG_DERP_SEND_PACKET, key, pkt, len);
+	if (!n || !out_put(c, f, n)) {
+		drop(d, CP_DERP_DROP_QUEUE_FULL);
+		return -ENOBUFS;
+	}
+	if (c->out_len - c->out_off == n) { /* nothing was waiting: try at once */
+		int ret = out_flush(c);
+		if (ret) {
+			conn_fail(d, c, now, strerror(-ret));
+			return ret;
+		}
+	}
+	d->derp_tx++;
+	d->derp_tx_bytes += len;
+	return 0;
+}
+
+void cp_derp_dp_tx(struct cp_device *d, const struct mg_msg *m)
+{
+	struct cp_peer *p = m->hdr.peer < d->max_peers ? d->by_slot[m->hdr.peer] : NULL;
+
+	if (!p || !mg_sockaddr_is_derp(&m->hdr.ep) || m->hdr.len > MG_MSG_MAX_DATA) {
+		drop(d, CP_DERP_DROP_BAD_PACKET);
+		return;
+	}
+	cp_derp_send(d, m->hdr.ep.port, p->noise.public_key, m->data, m->hdr.len);
+}
+
+struct mg_sockaddr cp_derp_home_endpoint(const struct mg_config *cfg)
+{
+	return cfg->n_derp_regions ? mg_sockaddr_derp((uint16_t)cfg->derp_home)
+				   : (struct mg_sockaddr){0};
+}
+
+int cp_derp_init(struct cp_device *d)
+{
+	const struct mg_config *cfg = d->cfg;
+	struct cp_derp *r;
+
+	if (!cfg->n_derp_regions)
+		return 0;
+	if (!(r = calloc(1, sizeof(*r))))
+		return -ENOMEM;
+	for (int i = 0; i < cfg->n_derp_regions; i++) {
+		struct derp_conn *c = &r->c[i];
+		*c = (struct derp_conn){.rc = &cfg->derp_regions[i],
+					.home = cfg->derp_regions[i].id == cfg->derp_home,
+					.fd = -1,
+					.backoff_ns = DERP_BACKOFF_MIN,
+					.in = malloc(DERP_IN_MAX),
+					.out = malloc(DERP_OUT_MAX)};
+		r->n++;
+		if (!c->in || !c->out) {
+			d->derp = r;
+			cp_derp_fini(d);
+			return -ENOMEM;
+		}
+	}
+	d->derp = r;
+	return 0;
+}
+
+void cp_derp_fini(struct cp_device *d)
+{
+	struct cp_derp *r = d->derp;
+
+	if (!r)
+		return;
+	for (int i = 0; i < r->n; i++) {
+		conn_close(&r->c[i], 0);
+		free(r->c[i].in);
+		free(r->c[i].out);
+	}
+	free(r);
+	d->derp = NULL;
+}
+
+void cp_derp_tick(struct cp_device *d, uint64_t now)
+{
+	for (int i = 0; d->derp && i < d->derp->n; i++) {
+		struct derp_conn *c = &d->derp->c[i];
+		bool wanted =
+		    c->home || (c->last_used_ns && age(now, c->last_used_ns) < DERP_IDLE_NS);
+
+		if (c->st == C_IDLE) {
+			if (wanted && d->local.has_identity && now >= c->retry_ns)
+				conn_start(d, c, now);
+			continue;
+		}
+		if (!wanted) {
+			mg_log(LOG_INFO, "DERP region %u: unused for %llu s, closing", c->rc->id,
+			       (unsigned long long)(DERP_IDLE_NS / NS));
+			conn_close(c, now);
+			count_ready(d);
+		} else if (c->st != C_READY && age(now, c->state_ns) > DERP_HANDSHAKE_NS) {
+			conn_fail(d, c, now, "timed out");
+		} else if (c->st == C_READY && age(now, c->last_rx_ns) > DERP_DEAD_NS) {
+			conn_fail(d, c, now, "nothing from the relay for 150 s");
+		} else if (memcmp(c->our_pub, d->local.public_key, 32)) {
+			/* A node-key rotation: peers now address the new key. */
+			mg_log(LOG_INFO, "DERP region %u: node key changed, reconnecting",
+			       c->rc->id);
+			conn_close(c, now);
+			count_ready(d);
+			conn_start(d, c, now);
+		}
+	}
+}
+
+unsigned cp_derp_pollfds(struct cp_device *d, struct pollfd *pfd, unsigned max)
+{
+	unsigned k = 0;
+
+	for (int i = 0; d->derp && i < d->derp->n && k < max; i++) {
+		const struct derp_conn *c = &d->derp->c[i];
+		short ev = 0;
+
+		if (c->fd < 0)
+			continue;
+		if (c->st == C_CONNECTING || c->out_len > c->out_off)
+			ev |= POLLOUT;
+		if (c->st != C_CONNECTING)
+			ev |= POLLIN;
+		pfd[k++] = (struct pollfd){.fd = c->fd, .events = ev};
+	}
+	return k;
+}
+
+void cp_derp_service(struct cp_device *d, const struct pollfd *pfd, unsigned n, uint64_t now)
+{
+	for (unsigned k = 0; k < n; k++) {
+		struct derp_conn *c = NULL;
+
+		if (!pfd[k].revents)
+			continue;
+		for (int i = 0; i < d->derp->n; i++)
+			if (d->derp->c[i].fd == pfd[k].fd)
+				c = &d->derp->c[i];
+		if (!c)
+			continue; /* closed while servicing another */
+		if (c->st == C_CONNECTING) {
+			if (pfd[k].revents & (POLLOUT | POLLERR | POLLHUP))
+				on_connected(d, c, now);
+		} else if (pfd[k].revents & (POLLIN | POLLERR | POLLHUP)) {
+			conn_read(d, c, now);
+		}
+		if (c->st != C_IDLE && c->out_len > c->out_off) {
+			int ret = out_flush(c);
+			if (ret)
+				conn_fail(d, c, now, strerror(-ret));
+		}
+	}
+}
+
+bool cp_derp_region_up(const struct cp_device *d, uint16_t region)
+{
+	for (int i = 0; d->derp && i < d->derp->n; i++)
+		if (d->derp->c[i].rc->id == region)
+			return d->derp->c[i].st == C_READY;
+	return false;
+}

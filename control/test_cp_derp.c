@@ -1,0 +1,1047 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The DERP relay client (derp.c) and the handshake path choice (hs_send in
+ * handshake.c) against fake relays this test plays with the codec of
+ * common/derp.h: listening TCP sockets on 127.0.0.1, driven inline between
+ * the client's steps (cp_derp_tick, cp_derp_pollfds + poll, cp_derp_service).
+ * The dataplane is a shared-memory region this test drains and feeds, as in
+ * test_cp_stun.c.
+ *
+ *   - connect and handshake: ClientInfo proves the device's key, ServerInfo
+ *     makes the home relay ready, NotePreferred(1) follows; a relay whose key
+ *     is not the pinned one is refused before ClientInfo;
+ *   - MG_MSG_DERP_TX -> SendPacket; RecvPacket -> MG_MSG_DERP_RX, or dropped
+ *     (unknown key, not a WireGuard message); Ping -> Pong;
+ *   - a whole handshake as responder through the relay, and which paths an
+ *     initiation takes by attempt number;
+ *   - a relay that closes: back-off and reconnect; a node-key rotation:
+ *     reconnect proving the new key;
+ *   - a region that is not home: connected on demand, closed after 60 s
+ *     unused; a region that is not configured.
+ */
+#include <arpa/inet.h>
+#include <endian.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "addr.h"
+#include "cookie.h"
+#include "cp.h"
+#include "derp.h"
+#include "keys.h"
+#include "noise.h"
+#include "test_util.h"
+#include "wg_messages.h"
+
+#define S  (1000000000ull)
+#define MS (1000000ull)
+
+static char name[32];
+static struct mg_shm shm;
+
+/* ---- the fake relay ---------------------------------------------------------- */
+
+struct frame {
+	uint8_t type;
+	uint32_t len;
+	uint8_t body[4096];
+};
+
+#define RELAY_Q 64
+
+struct relay {
+	int lfd, fd;
+	uint16_t port;
+	uint8_t priv[32], pub[32];
+	int st; /* 0: HTTP request, 1: ClientInfo, 2: frames */
+	uint8_t in[MG_DERP_HDR_LEN + MG_DERP_MAX_BODY];
+	size_t in_len;
+	unsigned accepts, closes, http_bad, client_infos, info_bad, overflow;
+	uint8_t client_pub[32];
+	int version;
+	struct frame q[RELAY_Q]; /* frames after the handshake, in order */
+	unsigned qn;
+};
+
+static struct relay relays[2];
+
+static void keypair(uint8_t priv[32], uint8_t pub[32])
+{
+	randombytes_buf(priv, 32);
+	priv[0] &= 248;
+	priv[31] = (priv[31] & 127) | 64;
+	if (crypto_scalarmult_base(pub, priv))
+		abort();
+}
+
+static void relay_open(struct relay *r)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(sin);
+
+	memset(r, 0, sizeof(*r));
+	r->fd = -1;
+	keypair(r->priv, r->pub);
+	r->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (r->lfd < 0 || bind(r->lfd, (struct sockaddr *)&sin, sizeof(sin)) || listen(r->lfd, 8) ||
+	    getsockname(r->lfd, (struct sockaddr *)&sin, &sl)) {
+		perror("relay");
+		exit(2);
+	}
+	r->port = ntohs(sin.sin_port);
+}
+
+/* Close the current connection (the relay hangs up, or saw the client go). */
+static void relay_hangup(struct relay *r)
+{
+	if (r->fd >= 0)
+		close(r->fd);
+	r->fd = -1;
+	r->st = 0;
+	r->in_len = 0;
+}
+
+/* Forget counters and frames, keep the listening socket and the keys. */
+static void relay_reset(struct relay *r)
+{
+	relay_hangup(r);
+	r->accepts = r->closes = r->http_bad = r->client_infos = r->info_bad = r->overflow = 0;
+	r->qn = 0;
+	memset(r->client_pub, 0, 32);
+	r->version = 0;
+}
+
+static void relay_close(struct relay *r)
+{
+	relay_hangup(r);
+	close(r->lfd);
+	r->lfd = -1;
+}
+
+static void relay_send(struct relay *r, const void *buf, size_t n)
+{
+	const uint8_t *p = buf;
+
+	while (r->fd >= 0 && n) {
+		ssize_t k = send(r->fd, p, n, MSG_NOSIGNAL);
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			return;
+		}
+		p += k;
+		n -= (size_t)k;
+	}
+}
+
+static void relay_process(struct relay *r)
+{
+	for (;;) {
+		size_t used;
+
+		if (r->st == 0) {
+			struct mg_derp_http_req req;
+			char resp[512];
+			uint8_t f[MG_DERP_HDR_LEN + 64];
+			long h = mg_derp_http_parse_request((const char *)r->in, r->in_len, &req);
+
+			if (h == 0)
+				return;
+			if (h < 0 || !req.upgrade_derp) {
+				r->http_bad++;
+				relay_hangup(r);
+				return;
+			}
+			relay_send(r, resp, mg_derp_http_response(resp, sizeof(resp), r->pub));
+			relay_send(r, f, mg_derp_build_server_key(f, sizeof(f), r->pub));
+			r->st = 1;
+			used = (size_t)h;
+		} else {
+			uint8_t type;
+			uint32_t blen;
+			long fl = mg_derp_frame(r->in, r->in_len, MG_DERP_MAX_BODY, &type, &blen);
+			const uint8_t *body = r->in + MG_DERP_HDR_LEN;
+
+			if (fl == 0)
+				return;
+			if (fl < 0) {
+				r->info_bad++;
+				relay_hangup(r);
+				return;
+			}
+			if (r->st == 1) {
+				char json[256];
+				uint8_t nonce[MG_DERP_NONCE_LEN], f[256];
+
+				if (type != MG_DERP_CLIENT_INFO ||
+				    mg_derp_parse_client_info(body, blen, r->priv, r->client_pub,
+							      &r->version, json,
+							      sizeof(json)) != MG_DERP_OK) {
+					r->info_bad++;
+					relay_hangup(r);
+					return;
+				}
+				r->client_infos++;
+				randombytes_buf(nonce, sizeof(nonce));
+				relay_send(r, f,
+					   mg_derp_build_server_info(f, sizeof(f), r->priv,
+								     r->client_pub, nonce,
+								     "{\"version\":2}"));
+				r->st = 2;
+			} else if (r->qn < RELAY_Q && blen <= sizeof(r->q[0].body)) {
+				r->q[r->qn].type = type;
+				r->q[r->qn].len = blen;
+				memcpy(r->q[r->qn].body, body, blen);
+				r->qn++;
+			} else {
+				r->overflow++;
+			}
+			used = (size_t)fl;
+		}
+		memmove(r->in, r->in + used, r->in_len - used);
+		r->in_len -= used;
+	}
+}
+
+static void relay_read(struct relay *r)
+{
+	ssize_t k = recv(r->fd, r->in + r->in_len, sizeof(r->in) - r->in_len, MSG_DONTWAIT);
+
+	if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (k <= 0) {
+		r->closes++;
+		relay_hangup(r);
+		return;
+	}
+	r->in_len += (size_t)k;
+	relay_process(r);
+}
+
+static void relay_accept(struct relay *r)
+{
+	int fd = accept4(r->lfd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (r->fd >= 0) { /* the client gave up on the old one */
+		r->closes++;
+		relay_hangup(r);
+	}
+	r->fd = fd;
+	r->accepts++;
+}
+
+/* The first frame of type in the queue (removed into *out), or false. */
+static bool relay_take(struct relay *r, uint8_t type, struct frame *out)
+{
+	for (unsigned i = 0; i < r->qn; i++) {
+		if (r->q[i].type != type)
+			continue;
+		if (out)
+			*out = r->q[i];
+		memmove(&r->q[i], &r->q[i + 1], (r->qn - i - 1) * sizeof(r->q[0]));
+		r->qn--;
+		return true;
+	}
+	return false;
+}
+
+static bool relay_has(const struct relay *r, uint8_t type)
+{
+	for (unsigned i = 0; i < r->qn; i++)
+		if (r->q[i].type == type)
+			return true;
+	return false;
+}
+
+static void relay_recv_packet(struct relay *r, const uint8_t src[32], const void *pkt, size_t len)
+{
+	static uint8_t f[MG_DERP_HDR_LEN + MG_DERP_KEY_LEN + 4096];
+
+	relay_send(r, f, mg_derp_build_packet(f, sizeof(f), MG_DERP_RECV_PACKET, src, pkt, len));
+}
+
+/* ---- driving the client -------------------------------------------------------- */
+
+/* Added to the clock cp_derp_tick sees (the 60 s idle close). */
+static uint64_t tick_offset;
+
+static void step(struct cp_device *d)
+{
+	struct pollfd pfd[MG_MAX_DERP_REGIONS + 4];
+	unsigned n, k;
+
+	n = 0;
+	if (d) { /* NULL: only the relays */
+		cp_derp_tick(d, cp_now() + tick_offset);
+		n = cp_derp_pollfds(d, pfd, MG_MAX_DERP_REGIONS);
+	}
+	k = n;
+	for (int i = 0; i < 2; i++) {
+		struct relay *r = &relays[i];
+		pfd[k++] = (struct pollfd){.fd = r->lfd, .events = POLLIN};
+		pfd[k++] = (struct pollfd){.fd = r->fd, .events = POLLIN};
+	}
+	if (poll(pfd, k, 5) <= 0)
+		return;
+	if (d)
+		cp_derp_service(d, pfd, n, cp_now());
+	for (int i = 0; i < 2; i++) {
+		struct relay *r = &relays[i];
+		if (r->fd >= 0 && pfd[n + 2 * i + 1].fd == r->fd && pfd[n + 2 * i + 1].revents)
+			relay_read(r);
+		if (r->lfd >= 0 && pfd[n + 2 * i].revents)
+			relay_accept(r);
+	}
+}
+
+/* Step until cond holds or ms pass. */
+#define WAIT_FOR(d, cond, ms)                                                                      \
+	do {                                                                                       \
+		uint64_t dl_ = cp_now() + (uint64_t)(ms)*MS;                                       \
+		while (!(cond) && cp_now() < dl_)                                                  \
+			step(d);                                                                   \
+	} while (0)
+
+/* Step for ms whatever happens. */
+static void run_for(struct cp_device *d, unsigned ms)
+{
+	uint64_t dl = cp_now() + (uint64_t)ms * MS;
+
+	while (cp_now() < dl)
+		step(d);
+}
+
+/* A Ping with fresh data, and its Pong back: everything the relay sent
+ * before has been handled by the client. */
+static bool relay_sync(struct cp_device *d, struct relay *r)
+{
+	static uint64_t ctr;
+	uint8_t data[8], f[MG_DERP_HDR_LEN + 8];
+	struct frame pong;
+	bool got = false;
+
+	ctr++;
+	memcpy(data, &ctr, 8);
+	relay_send(r, f, mg_derp_build_ping(f, sizeof(f), MG_DERP_PING, data));
+	WAIT_FOR(d, (got = relay_take(r, MG_DERP_PONG, &pong)), 2000);
+	return got && pong.len == 8 && !memcmp(pong.body, data, 8);
+}
+
+/* ---- the fake dataplane -------------------------------------------------------- */
+
+static void device(struct cp_device *d, struct mg_config *cfg, const char *control)
+{
+	char text[2048], err[512];
+
+	snprintf(text, sizeof(text),
+		 "meshgate: { name = \"%s\"; max_peers = 64; };\n"
+		 "dataplane: { ports = ( { name = \"wan0\"; device = \"net_null0\"; role = \"wan\";"
+		 " addresses = [\"198.18.0.1/24\"]; gateway = \"198.18.0.254\"; } ); };\n%s",
+		 name, control);
+	if (mg_config_load_string(text, "t", 0, cfg, err, sizeof(err)) || cp_device_init(d, cfg) ||
+	    cp_derp_init(d)) {
+		fprintf(stderr, "device: %s\n", err);
+		exit(2);
+	}
+}
+
+static void set_random_key(struct cp_device *d)
+{
+	uint8_t k[32];
+
+	randombytes_buf(k, sizeof(k));
+	cp_device_set_private_key(d, k);
+	sodium_memzero(k, sizeof(k));
+}
+
+/* Attach to the fake dataplane and drain the sync. */
+static void attach(struct cp_device *d)
+{
+	struct mg_msg m;
+
+	cp_dp_maintain(d);
+	do {
+		cp_dp_poll(d);
+		while (mg_ring_recv(shm.cp2dp, &m) == 0)
+			;
+	} while (d->syncing || d->resync);
+}
+
+static unsigned drain(void)
+{
+	struct mg_msg m;
+	unsigned n = 0;
+
+	while (mg_ring_recv(shm.cp2dp, &m) == 0)
+		n++;
+	return n;
+}
+
+static struct mg_sockaddr sa(const char *text)
+{
+	struct mg_sockaddr a;
+
+	if (mg_sockaddr_parse(text, &a))
+		abort();
+	return a;
+}
+
+static bool sa_eq(const struct mg_sockaddr *a, const struct mg_sockaddr *b)
+{
+	return !memcmp(a, b, sizeof(*a));
+}
+
+static const char *ep_str(const struct mg_sockaddr *a)
+{
+	static char buf[4][MG_SOCKADDR_STRLEN];
+	static int k;
+
+	return mg_sockaddr_fmt(a, buf[k++ % 4], MG_SOCKADDR_STRLEN);
+}
+
+/* What mg_log writes to stderr meanwhile, kept (and shown again after). */
+static int saved_stderr = -1;
+static FILE *captured;
+
+static void capture_begin(void)
+{
+	fflush(stderr);
+	captured = tmpfile();
+	saved_stderr = dup(2);
+	if (!captured || saved_stderr < 0 || dup2(fileno(captured), 2) < 0)
+		abort();
+}
+
+static char *capture_end(void)
+{
+	static char text[8192];
+	size_t n;
+
+	fflush(stderr);
+	dup2(saved_stderr, 2);
+	close(saved_stderr);
+	rewind(captured);
+	n = fread(text, 1, sizeof(text) - 1, captured);
+	text[n] = '\0';
+	fclose(captured);
+	fputs(text, stderr);
+	return text;
+}
+
+static const char *b64(const uint8_t key[32])
+{
+	static char buf[4][MG_KEY_B64_LEN + 1];
+	static int k;
+
+	mg_key_to_base64(key, buf[k % 4]);
+	return buf[k++ % 4];
+}
+
+static struct cp_peer *new_peer(struct cp_device *d, uint8_t pub[32])
+{
+	uint8_t priv[32];
+	int err;
+
+	keypair(priv, pub);
+	struct cp_peer *p = cp_peer_create(d, pub, &err);
+	if (!p) {
+		fprintf(stderr, "cp_peer_create: %s\n", strerror(-err));
+		exit(2);
+	}
+	return p;
+}
+
+/* A fake data message: the 4-byte header then len - 4 bytes of fill. */
+static void data_msg(uint8_t *pkt, size_t len, uint8_t type, uint8_t fill)
+{
+	for (size_t i = 0; i < len; i++)
+		pkt[i] = (uint8_t)(fill + i);
+	pkt[0] = type;
+	pkt[1] = pkt[2] = pkt[3] = 0;
+}
+
+/* ---- the tests ------------------------------------------------------------------- */
+
+static struct relay *const R0 = &relays[0], *const R1 = &relays[1];
+static const struct mg_sockaddr *derp1(void)
+{
+	static struct mg_sockaddr a;
+
+	a = mg_sockaddr_derp(1);
+	return &a;
+}
+
+static void test_connect(struct cp_device *d)
+{
+	struct frame f;
+
+	printf("-- connect and handshake with the home relay\n");
+	CHECK(d->derp && !d->derp_home_up && d->derp_connected == 0, "DERP on, nothing up yet");
+	WAIT_FOR(d, d->derp_home_up, 3000);
+	CHECK(R0->accepts == 1 && R0->http_bad == 0, "one connection, a DERP upgrade request");
+	CHECK(R0->client_infos == 1 && R0->info_bad == 0 &&
+		  !memcmp(R0->client_pub, d->local.public_key, 32),
+	      "ClientInfo opens with the relay's key and proves the device's key %s",
+	      b64(R0->client_pub));
+	CHECK(R0->version == 2, "ClientInfo says version 2 (%d)", R0->version);
+	CHECK(d->derp_home_up && d->derp_connected == 1 && d->derp_connects == 1 &&
+		  cp_derp_region_up(d, 1) && !cp_derp_region_up(d, 2),
+	      "after ServerInfo: home up, 1 connected, 1 connect");
+	WAIT_FOR(d, relay_has(R0, MG_DERP_NOTE_PREFERRED), 2000);
+	CHECK(relay_take(R0, MG_DERP_NOTE_PREFERRED, &f) && f.len == 1 && f.body[0] == 1,
+	      "NotePreferred(1) to the home relay");
+	struct mg_sockaddr home = cp_derp_home_endpoint(d->cfg);
+	CHECK(sa_eq(&home, derp1()), "advertised DERP endpoint %s", ep_str(&home));
+}
+
+static void test_dp_tx(struct cp_device *d, struct cp_peer *p)
+{
+	struct mg_msg m;
+	struct frame f;
+	uint8_t key[32] = {0};
+	const uint8_t *pkt = NULL;
+	size_t len = 0;
+
+	printf("-- MG_MSG_DERP_TX -> SendPacket\n");
+	memset(&m.hdr, 0, sizeof(m.hdr));
+	m.hdr.type = MG_MSG_DERP_TX;
+	m.hdr.peer = p->slot;
+	m.hdr.ep = mg_sockaddr_derp(1);
+	m.hdr.len = 64;
+	data_msg(m.data, 64, WG_MSG_DATA, 0x40);
+	CHECK(mg_ring_send(shm.dp2cp, &m) == 0, "DERP_TX for peer %u pushed", p->slot);
+	cp_dp_poll(d);
+	WAIT_FOR(d, relay_has(R0, MG_DERP_SEND_PACKET), 2000);
+	CHECK(relay_take(R0, MG_DERP_SEND_PACKET, &f) &&
+		  mg_derp_parse_packet(f.body, f.len, key, &pkt, &len) == MG_DERP_OK,
+	      "the relay got a SendPacket");
+	CHECK(!memcmp(key, p->noise.public_key, 32), "addressed to the peer's key");
+	CHECK(len == 64 && !memcmp(pkt, m.data, 64), "with the same 64 bytes (%zu)", len);
+	CHECK(d->derp_tx == 1 && d->derp_tx_bytes == 64, "derp_tx %llu, %llu bytes",
+	      (unsigned long long)d->derp_tx, (unsigned long long)d->derp_tx_bytes);
+
+	/* Not a DERP endpoint, no such slot, a region that is not configured. */
+	uint64_t bad = d->derp_drops[CP_DERP_DROP_BAD_PACKET];
+	m.hdr.ep = sa("198.18.0.9:51820");
+	mg_ring_send(shm.dp2cp, &m);
+	m.hdr.ep = mg_sockaddr_derp(1);
+	m.hdr.peer = 63;
+	mg_ring_send(shm.dp2cp, &m);
+	m.hdr.peer = p->slot;
+	m.hdr.ep = mg_sockaddr_derp(7);
+	mg_ring_send(shm.dp2cp, &m);
+	cp_dp_poll(d);
+	CHECK(relay_sync(d, R0) && R0->qn == 0, "nothing else reached the relay");
+	CHECK(d->derp_drops[CP_DERP_DROP_BAD_PACKET] == bad + 2 &&
+		  d->derp_drops[CP_DERP_DROP_NO_REGION] == 1 && d->derp_tx == 1,
+	      "to a UDP endpoint, from an empty slot: bad packet; region 7: no region");
+}
+
+static void test_rx(struct cp_device *d, struct cp_peer *p)
+{
+	uint8_t pkt[128], stranger[32], sk[32];
+	struct mg_msg m;
+	bool got = false;
+
+	printf("-- RecvPacket -> MG_MSG_DERP_RX, or dropped\n");
+	drain();
+	data_msg(pkt, 64, WG_MSG_DATA, 0x80);
+	relay_recv_packet(R0, p->noise.public_key, pkt, 64);
+	WAIT_FOR(d, (got = mg_ring_recv(shm.cp2dp, &m) == 0), 2000);
+	CHECK(got && m.hdr.type == MG_MSG_DERP_RX, "the dataplane ring got DERP_RX (type %u)",
+	      got ? m.hdr.type : 0);
+	CHECK(got && sa_eq(&m.hdr.ep, derp1()) && !strcmp(ep_str(&m.hdr.ep), "127.3.3.40:1"),
+	      "from %s", got ? ep_str(&m.hdr.ep) : "-");
+	CHECK(got && m.hdr.len == 64 && !memcmp(m.data, pkt, 64), "with the same 64 bytes");
+	CHECK(d->derp_rx == 1 && d->derp_rx_bytes == 64, "derp_rx %llu",
+	      (unsigned long long)d->derp_rx);
+
+	/* The smallest data message (a keepalive) goes through as well. */
+	data_msg(pkt, 32, WG_MSG_DATA, 0x11);
+	relay_recv_packet(R0, p->noise.public_key, pkt, 32);
+	CHECK(relay_sync(d, R0) && mg_ring_recv(shm.cp2dp, &m) == 0 &&
+		  m.hdr.type == MG_MSG_DERP_RX && m.hdr.len == 32,
+	      "a 32-byte data message too");
+
+	keypair(sk, stranger);
+	data_msg(pkt, 64, WG_MSG_DATA, 0x80);
+	relay_recv_packet(R0, stranger, pkt, 64);
+	CHECK(relay_sync(d, R0) && drain() == 0, "from a key that is no peer: nothing on the ring");
+	CHECK(d->derp_drops[CP_DERP_DROP_UNKNOWN_PEER] == 1, "counted as unknown peer (%llu)",
+	      (unsigned long long)d->derp_drops[CP_DERP_DROP_UNKNOWN_PEER]);
+
+	uint64_t bad = d->derp_drops[CP_DERP_DROP_BAD_PACKET];
+	data_msg(pkt, 64, 9, 0);
+	relay_recv_packet(R0, p->noise.public_key, pkt, 64);
+	data_msg(pkt, 100, WG_MSG_HANDSHAKE_INITIATION, 0);
+	relay_recv_packet(R0, p->noise.public_key, pkt, 100);
+	data_msg(pkt, 20, WG_MSG_DATA, 0); /* shorter than a keepalive */
+	relay_recv_packet(R0, p->noise.public_key, pkt, 20);
+	data_msg(pkt, 64, WG_MSG_DATA, 0);
+	pkt[2] = 1; /* reserved bytes not zero */
+	relay_recv_packet(R0, p->noise.public_key, pkt, 64);
+	relay_recv_packet(R0, p->noise.public_key, pkt, 2);
+	CHECK(relay_sync(d, R0) && drain() == 0, "not WireGuard messages: nothing on the ring");
+	CHECK(d->derp_drops[CP_DERP_DROP_BAD_PACKET] == bad + 5,
+	      "type 9, a 100-byte initiation, a 20-byte data message, reserved bytes set, 2 bytes:"
+	      " 5 bad packets (%llu)",
+	      (unsigned long long)(d->derp_drops[CP_DERP_DROP_BAD_PACKET] - bad));
+	CHECK(d->derp_rx == 2 && d->handshakes_refused == 0 && d->initiations_rcvd == 0,
+	      "not counted as received, not seen by the handshake code");
+
+	/* A RecvPacket too short to hold a key: a protocol error, the
+	 * connection stays. */
+	uint8_t f[MG_DERP_HDR_LEN + 8];
+	mg_derp_put_hdr(f, MG_DERP_RECV_PACKET, 8);
+	memset(f + MG_DERP_HDR_LEN, 0, 8);
+	relay_send(R0, f, sizeof(f));
+	CHECK(relay_sync(d, R0) && d->derp_drops[CP_DERP_DROP_PROTOCOL] == 1 && d->derp_home_up,
+	      "a RecvPacket without a key: protocol drop, still connected");
+}
+
+static void test_ping(struct cp_device *d)
+{
+	uint8_t data[8] = {0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4}, f[MG_DERP_HDR_LEN + 12];
+	struct frame pong;
+	bool got = false;
+
+	printf("-- Ping -> Pong\n");
+	relay_send(R0, f, mg_derp_build_ping(f, sizeof(f), MG_DERP_PING, data));
+	WAIT_FOR(d, (got = relay_take(R0, MG_DERP_PONG, &pong)), 2000);
+	CHECK(got && pong.len == 8 && !memcmp(pong.body, data, 8), "Pong with the same 8 bytes");
+	/* A Ping with 12 bytes: the first 8 come back. */
+	mg_derp_put_hdr(f, MG_DERP_PING, 12);
+	memcpy(f + MG_DERP_HDR_LEN, data, 8);
+	memset(f + MG_DERP_HDR_LEN + 8, 0x77, 4);
+	relay_send(R0, f, sizeof(f));
+	got = false;
+	WAIT_FOR(d, (got = relay_take(R0, MG_DERP_PONG, &pong)), 2000);
+	CHECK(got && pong.len == 8 && !memcmp(pong.body, data, 8),
+	      "a longer Ping: Pong of 8 bytes");
+	/* KeepAlive, PeerGone, Health, Restarting, an unknown type: nothing breaks. */
+	uint8_t g[MG_DERP_HDR_LEN + 40];
+	uint64_t gone = d->derp_peer_gone;
+	relay_send(R0, g, mg_derp_build_keepalive(g, sizeof(g)));
+	relay_send(R0, g, mg_derp_build_peer_gone(g, sizeof(g), R0->pub, 1));
+	mg_derp_put_hdr(g, MG_DERP_HEALTH, 4);
+	memcpy(g + MG_DERP_HDR_LEN, "bad!", 4);
+	relay_send(R0, g, MG_DERP_HDR_LEN + 4);
+	mg_derp_put_hdr(g, 0x7e, 3);
+	relay_send(R0, g, MG_DERP_HDR_LEN + 3);
+	CHECK(relay_sync(d, R0) && d->derp_home_up && d->derp_peer_gone == gone + 1 &&
+		  R0->accepts == 1,
+	      "KeepAlive, PeerGone (counted), Health, an unknown frame: still connected");
+}
+
+static void test_handshake(struct cp_device *d)
+{
+	struct wg_noise_local bl;
+	struct wg_noise_remote br;
+	struct wg_cookie_maker bm;
+	struct wg_message_initiation init;
+	uint8_t bpriv[32], bpub[32], key[32];
+	struct frame f;
+	const uint8_t *pkt;
+	size_t len = 0;
+	int err;
+
+	printf("-- a handshake through the relay\n");
+	keypair(bpriv, bpub);
+	struct cp_peer *p = cp_peer_create(d, bpub, &err);
+	CHECK(p && !p->endpoint.family, "peer B added, no endpoint");
+	wg_noise_local_init(&bl, bpriv);
+	CHECK(wg_noise_remote_init(&br, &bl, d->local.public_key, NULL) == 0 &&
+		  wg_noise_create_initiation(&bl, &br, 0x1234, mg_real_ns(), &init) == 0,
+	      "B makes an initiation to the device");
+	wg_cookie_maker_init(&bm, d->local.public_key);
+	wg_cookie_add_macs(&bm, &init, sizeof(init), cp_now());
+	drain();
+	uint64_t done = d->handshakes_done, sent = d->responses_sent, tx = d->derp_tx;
+
+	relay_recv_packet(R0, bpub, &init, sizeof(init));
+	WAIT_FOR(d, relay_has(R0, MG_DERP_SEND_PACKET), 2000);
+	CHECK(relay_take(R0, MG_DERP_SEND_PACKET, &f) &&
+		  mg_derp_parse_packet(f.body, f.len, key, &pkt, &len) == MG_DERP_OK &&
+		  !memcmp(key, bpub, 32),
+	      "a SendPacket back to B's key");
+	CHECK(len == sizeof(struct wg_message_response) && pkt[0] == WG_MSG_HANDSHAKE_RESPONSE,
+	      "a %zu-byte handshake response (type %u)", len, len ? pkt[0] : 0);
+	struct wg_message_response resp;
+	memcpy(&resp, pkt, sizeof(resp));
+	CHECK(len == sizeof(resp) && le32toh(resp.receiver_index) == 0x1234 &&
+		  wg_noise_consume_response(&bl, &br, &resp) == 0,
+	      "B accepts the response");
+	CHECK(sa_eq(&p->endpoint, derp1()), "peer B's endpoint is now %s", ep_str(&p->endpoint));
+	CHECK(!p->direct.family, "and no direct endpoint was noted");
+	CHECK(d->handshakes_done == done + 1 && d->responses_sent == sent + 1 &&
+		  d->initiations_rcvd == 1 && d->derp_tx == tx + 1,
+	      "one handshake done, one response sent, relayed");
+
+	struct mg_msg m;
+	unsigned peer_set = 0, keypair_add = 0, other = 0;
+	while (mg_ring_recv(shm.cp2dp, &m) == 0) {
+		const struct mg_msg_peer *pm = (const void *)m.data;
+		if (m.hdr.type == MG_MSG_PEER_SET && m.hdr.peer == p->slot &&
+		    (pm->flags & MG_PEER_F_ENDPOINT) && sa_eq(&pm->endpoint, derp1()) &&
+		    !memcmp(pm->public_key, bpub, 32))
+			peer_set++;
+		else if (m.hdr.type == MG_MSG_KEYPAIR_ADD && m.hdr.peer == p->slot &&
+			 m.hdr.len == sizeof(struct mg_msg_keypair) &&
+			 !((const struct mg_msg_keypair *)m.data)->initiator)
+			keypair_add++;
+		else
+			other++;
+	}
+	CHECK(peer_set == 1 && keypair_add == 1 && other == 0,
+	      "the dataplane got PEER_SET with endpoint %s and a responder keypair (%u, %u, %u)",
+	      ep_str(derp1()), peer_set, keypair_add, other);
+	wg_noise_local_clear(&bl);
+	wg_noise_remote_clear(&br);
+	sodium_memzero(bpriv, sizeof(bpriv));
+}
+
+/* What one initiation did: TX_UDP messages to `direct` and SendPackets to key. */
+struct paths {
+	unsigned udp, relay, other;
+};
+
+static struct paths paths_of(struct cp_device *d, const uint8_t key[32],
+			     const struct mg_sockaddr *direct)
+{
+	struct paths v = {0};
+	struct mg_msg m;
+
+	while (mg_ring_recv(shm.cp2dp, &m) == 0) {
+		if (m.hdr.type == MG_MSG_TX_UDP && sa_eq(&m.hdr.ep, direct) &&
+		    m.hdr.len == sizeof(struct wg_message_initiation) &&
+		    m.data[0] == WG_MSG_HANDSHAKE_INITIATION)
+			v.udp++;
+		else
+			v.other++;
+	}
+	if (!relay_sync(d, R0))
+		v.other++;
+	for (unsigned i = 0; i < R0->qn; i++) {
+		const struct frame *f = &R0->q[i];
+		if (f->type == MG_DERP_SEND_PACKET &&
+		    f->len == 32 + sizeof(struct wg_message_initiation) &&
+		    !memcmp(f->body, key, 32) && f->body[32] == WG_MSG_HANDSHAKE_INITIATION)
+			v.relay++;
+		else
+			v.other++;
+	}
+	R0->qn = 0;
+	return v;
+}
+
+#define PATHS(v, u, r) ((v).udp == (u) && (v).relay == (r) && (v).other == 0)
+
+static void test_paths(struct cp_device *d)
+{
+	uint8_t ck[32], ek[32], fk[32];
+	struct mg_sockaddr direct = sa("198.18.0.9:51820");
+	struct paths v;
+
+	printf("-- which paths an initiation takes\n");
+	drain();
+	uint64_t sent0 = d->initiations_sent;
+	struct cp_peer *c = new_peer(d, ck);
+	c->endpoint = direct;
+	cp_peer_note_direct(c);
+	c->derp_region = 1;
+
+	cp_hs_initiate(d, c, false);
+	v = paths_of(d, ck, &direct);
+	CHECK(c->hs_attempts == 1 && PATHS(v, 1, 0),
+	      "direct peer, attempt 1: direct only (udp %u, relay %u, other %u)", v.udp, v.relay,
+	      v.other);
+	cp_hs_initiate(d, c, true);
+	v = paths_of(d, ck, &direct);
+	CHECK(c->hs_attempts == 2 && PATHS(v, 1, 1),
+	      "attempt 2: direct and relay (udp %u, relay %u, other %u)", v.udp, v.relay, v.other);
+	cp_hs_initiate(d, c, true);
+	v = paths_of(d, ck, &direct);
+	CHECK(c->hs_attempts == 3 && PATHS(v, 0, 1),
+	      "attempt 3: relay only (udp %u, relay %u, other %u)", v.udp, v.relay, v.other);
+	cp_hs_initiate(d, c, true);
+	v = paths_of(d, ck, &direct);
+	CHECK(c->hs_attempts == 4 && PATHS(v, 1, 1), "attempt 4: both (udp %u, relay %u, other %u)",
+	      v.udp, v.relay, v.other);
+	cp_hs_initiate(d, c, true);
+	v = paths_of(d, ck, &direct);
+	CHECK(c->hs_attempts == 5 && PATHS(v, 0, 1),
+	      "attempt 5: relay only (udp %u, relay %u, other %u)", v.udp, v.relay, v.other);
+	cp_hs_initiate(d, c, false);
+	v = paths_of(d, ck, &direct);
+	CHECK(c->hs_attempts == 5 && PATHS(v, 0, 0),
+	      "not a retry within rekey_timeout: nothing sent");
+	CHECK(d->initiations_sent == sent0 + 5, "5 initiations counted (%llu)",
+	      (unsigned long long)(d->initiations_sent - sent0));
+
+	/* Now relayed (the peer's handshake came through the relay), a new series. */
+	c->endpoint = mg_sockaddr_derp(1);
+	c->hs_wanted = false;
+	cp_hs_initiate(d, c, true);
+	v = paths_of(d, ck, &direct);
+	CHECK(c->hs_attempts == 1 && PATHS(v, 1, 1),
+	      "the same peer relayed, new series, attempt 1: both (udp %u, relay %u, other %u)",
+	      v.udp, v.relay, v.other);
+
+	struct cp_peer *e = new_peer(d, ek);
+	e->endpoint = mg_sockaddr_derp(1);
+	e->direct = direct;
+	e->derp_region = 1;
+	e->hs_wanted = false;
+	cp_hs_initiate(d, e, false);
+	v = paths_of(d, ek, &direct);
+	CHECK(e->hs_attempts == 1 && PATHS(v, 1, 1),
+	      "relayed peer, attempt 1: both (udp %u, relay %u, other %u)", v.udp, v.relay,
+	      v.other);
+	cp_hs_initiate(d, e, true);
+	v = paths_of(d, ek, &direct);
+	CHECK(e->hs_attempts == 2 && PATHS(v, 0, 1),
+	      "attempt 2: relay only (udp %u, relay %u, other %u)", v.udp, v.relay, v.other);
+	cp_hs_initiate(d, e, true);
+	v = paths_of(d, ek, &direct);
+	CHECK(e->hs_attempts == 3 && PATHS(v, 0, 1),
+	      "attempt 3: relay only (udp %u, relay %u, other %u)", v.udp, v.relay, v.other);
+
+	struct cp_peer *f = new_peer(d, fk);
+	f->derp_region = 1;
+	cp_hs_initiate(d, f, false);
+	v = paths_of(d, fk, &direct);
+	CHECK(f->hs_attempts == 1 && PATHS(v, 0, 1),
+	      "DERP region only, no endpoint, attempt 1: relay (udp %u, relay %u, other %u)", v.udp,
+	      v.relay, v.other);
+	cp_hs_initiate(d, f, true);
+	v = paths_of(d, fk, &direct);
+	CHECK(f->hs_attempts == 2 && PATHS(v, 0, 1),
+	      "attempt 2: relay (udp %u, relay %u, other %u)", v.udp, v.relay, v.other);
+
+	/* A peer homed in a region that is not configured: nothing can go. */
+	uint64_t before = d->initiations_sent, nr = d->derp_drops[CP_DERP_DROP_NO_REGION];
+	f->derp_region = 9;
+	f->hs_wanted = false;
+	cp_hs_initiate(d, f, true);
+	v = paths_of(d, fk, &direct);
+	CHECK(PATHS(v, 0, 0) && d->initiations_sent == before &&
+		  d->derp_drops[CP_DERP_DROP_NO_REGION] == nr + 1,
+	      "region 9 (not configured): nothing sent, not counted as sent, a no-region drop");
+}
+
+static void test_reconnect(struct cp_device *d)
+{
+	struct frame f;
+
+	printf("-- the relay hangs up: back-off and reconnect\n");
+	capture_begin();
+	relay_hangup(R0);
+	WAIT_FOR(d, !d->derp_home_up, 2000);
+	uint64_t t0 = cp_now();
+	const char *log = capture_end();
+	CHECK(strstr(log, "DERP region 1") && strstr(log, "relay closed the connection") &&
+		  strstr(log, "retrying in 1 s"),
+	      "logged: relay closed the connection, retrying in 1 s");
+	CHECK(!d->derp_home_up && d->derp_connected == 0 && !cp_derp_region_up(d, 1),
+	      "the client saw it: home down");
+	WAIT_FOR(d, d->derp_home_up, 4000);
+	uint64_t dt = cp_now() - t0;
+	CHECK(d->derp_home_up && R0->accepts == 2 && R0->client_infos == 2,
+	      "reconnected: a second connection and handshake");
+	CHECK(dt >= 900 * MS && dt < 2500 * MS, "after the 1 s back-off (%llu ms)",
+	      (unsigned long long)(dt / MS));
+	CHECK(d->derp_connects == 2 && d->derp_connected == 1, "derp_connects %llu",
+	      (unsigned long long)d->derp_connects);
+	WAIT_FOR(d, relay_has(R0, MG_DERP_NOTE_PREFERRED), 2000);
+	CHECK(relay_take(R0, MG_DERP_NOTE_PREFERRED, &f) && f.body[0] == 1, "NotePreferred again");
+}
+
+static void test_rotate(struct cp_device *d)
+{
+	uint8_t k[32], old[32];
+	struct frame f;
+
+	printf("-- node-key rotation\n");
+	memcpy(old, d->local.public_key, 32);
+	randombytes_buf(k, sizeof(k));
+	CHECK(cp_device_rotate_private_key(d, k) == 0 && memcmp(old, d->local.public_key, 32),
+	      "rotated to %s", b64(d->local.public_key));
+	sodium_memzero(k, sizeof(k));
+	WAIT_FOR(d, R0->client_infos == 3 && d->derp_home_up, 3000);
+	CHECK(R0->accepts == 3 && R0->client_infos == 3 && R0->closes >= 1,
+	      "the client hung up and connected again at once");
+	CHECK(!memcmp(R0->client_pub, d->local.public_key, 32),
+	      "the new ClientInfo proves the NEW key");
+	CHECK(d->derp_home_up && d->derp_connects == 3, "ready again (%llu connects)",
+	      (unsigned long long)d->derp_connects);
+	WAIT_FOR(d, relay_has(R0, MG_DERP_NOTE_PREFERRED), 2000);
+	CHECK(relay_take(R0, MG_DERP_NOTE_PREFERRED, &f), "NotePreferred again");
+	run_for(d, 300);
+	CHECK(R0->accepts == 3, "and stays connected");
+}
+
+/* Test 1 and 3..9 on one device whose home relay R0 is pinned. */
+static void test_main(void)
+{
+	struct mg_config cfg;
+	struct cp_device d;
+	char control[512];
+	uint8_t pk[32];
+
+	snprintf(control, sizeof(control),
+		 "control: { derp_regions = ( { id = 1; server = \"127.0.0.1:%u\";"
+		 " public_key = \"%s\"; } ); derp_home = 1; };\n",
+		 R0->port, b64(R0->pub));
+	device(&d, &cfg, control);
+	CHECK(cfg.n_derp_regions == 1 && cfg.derp_regions[0].pinned,
+	      "region 1 pinned to the relay's key");
+	set_random_key(&d);
+	attach(&d);
+	test_connect(&d);
+	struct cp_peer *p = new_peer(&d, pk);
+	test_dp_tx(&d, p);
+	test_rx(&d, p);
+	test_ping(&d);
+	test_handshake(&d);
+	test_paths(&d);
+	test_reconnect(&d);
+	test_rotate(&d);
+	cp_device_fini(&d);
+	CHECK(!d.derp, "freed");
+	mg_config_free(&cfg);
+	WAIT_FOR(NULL, R0->fd < 0, 1000);
+	CHECK(R0->fd < 0 && R0->closes == 2, "the relay saw the connection close");
+	relay_reset(R0);
+}
+
+static void test_pin(void)
+{
+	struct mg_config cfg;
+	struct cp_device d;
+	char control[512];
+
+	printf("-- a relay whose key is not the pinned one\n");
+	/* Region 1 is R1, pinned to R0's key. */
+	snprintf(control, sizeof(control),
+		 "control: { derp_regions = ( { id = 1; server = \"127.0.0.1:%u\";"
+		 " public_key = \"%s\"; } ); };\n",
+		 R1->port, b64(R0->pub));
+	device(&d, &cfg, control);
+	set_random_key(&d);
+	WAIT_FOR(&d, R1->closes >= 1, 3000);
+	CHECK(R1->accepts == 1 && R1->closes == 1, "the client connected and hung up");
+	CHECK(R1->client_infos == 0 && R1->info_bad == 0, "without sending ClientInfo");
+	CHECK(!d.derp_home_up && d.derp_connected == 0 && d.derp_connects == 0,
+	      "never ready: home down, no connect counted");
+	WAIT_FOR(&d, R1->closes >= 2, 4000);
+	CHECK(R1->accepts == 2 && R1->closes == 2 && R1->client_infos == 0 && !d.derp_home_up,
+	      "tried again after the back-off, refused again");
+	cp_device_fini(&d);
+	mg_config_free(&cfg);
+	relay_reset(R1);
+}
+
+static void test_on_demand(void)
+{
+	struct mg_config cfg;
+	struct cp_device d;
+	char control[768];
+	uint8_t key[32], pkt[64], k2[32];
+	struct frame f;
+	const uint8_t *pp;
+	size_t len = 0;
+
+	printf("-- a region that is not home: on demand\n");
+	snprintf(control, sizeof(control),
+		 "control: { derp_regions = ( { id = 1; server = \"127.0.0.1:%u\";"
+		 " public_key = \"%s\"; }, { id = 2; server = \"127.0.0.1:%u\"; } );"
+		 " derp_home = 1; };\n",
+		 R0->port, b64(R0->pub), R1->port);
+	device(&d, &cfg, control);
+	CHECK(cfg.n_derp_regions == 2 && !cfg.derp_regions[1].pinned, "regions 1 (home) and 2");
+	set_random_key(&d);
+	attach(&d);
+	WAIT_FOR(&d, d.derp_home_up, 3000);
+	run_for(&d, 300);
+	CHECK(d.derp_home_up && d.derp_connected == 1 && R0->accepts == 1 && R1->accepts == 0 &&
+		  !cp_derp_region_up(&d, 2),
+	      "home up; nothing connects to region 2 at start");
+
+	keypair(k2, key);
+	data_msg(pkt, sizeof(pkt), WG_MSG_DATA, 0x33);
+	CHECK(cp_derp_send(&d, 2, key, pkt, sizeof(pkt)) == -EAGAIN &&
+		  d.derp_drops[CP_DERP_DROP_NOT_READY] == 1 && d.derp_tx == 0,
+	      "first send to region 2: -EAGAIN, counted as not ready");
+	WAIT_FOR(&d, cp_derp_region_up(&d, 2), 3000);
+	CHECK(R1->accepts == 1 && R1->client_infos == 1 &&
+		  !memcmp(R1->client_pub, d.local.public_key, 32),
+	      "it started a connection to region 2 (unpinned), which proved our key");
+	CHECK(cp_derp_region_up(&d, 2) && d.derp_connected == 2 && d.derp_connects == 2 &&
+		  d.derp_home_up,
+	      "region 2 ready: 2 connected");
+	CHECK(cp_derp_send(&d, 2, key, pkt, sizeof(pkt)) == 0 && d.derp_tx == 1,
+	      "once ready a send succeeds");
+	WAIT_FOR(&d, relay_has(R1, MG_DERP_SEND_PACKET), 2000);
+	CHECK(relay_take(R1, MG_DERP_SEND_PACKET, &f) &&
+		  mg_derp_parse_packet(f.body, f.len, k2, &pp, &len) == MG_DERP_OK &&
+		  !memcmp(k2, key, 32) && len == sizeof(pkt) && !memcmp(pp, pkt, len),
+	      "and arrives at relay 2 with the key and bytes");
+	CHECK(!relay_has(R1, MG_DERP_NOTE_PREFERRED) && R0->qn >= 1 &&
+		  relay_has(R0, MG_DERP_NOTE_PREFERRED),
+	      "NotePreferred only to the home relay");
+
+	/* Region 3 is not configured. */
+	CHECK(cp_derp_send(&d, 3, key, pkt, sizeof(pkt)) == -ENOENT &&
+		  d.derp_drops[CP_DERP_DROP_NO_REGION] == 1,
+	      "a send to region 3: -ENOENT, counted as no region");
+
+	/* 59 s later region 2 is still wanted; 61 s later it is closed. */
+	cp_derp_tick(&d, cp_now() + 59 * S);
+	CHECK(cp_derp_region_up(&d, 2), "59 s unused: region 2 stays");
+	cp_derp_tick(&d, cp_now() + 61 * S);
+	CHECK(!cp_derp_region_up(&d, 2) && d.derp_connected == 1 && d.derp_home_up &&
+		  cp_derp_region_up(&d, 1),
+	      "61 s unused: region 2 closed, home stays");
+	tick_offset = 61 * S;
+	WAIT_FOR(&d, R1->closes >= 1, 2000);
+	run_for(&d, 200);
+	CHECK(R1->closes == 1 && R1->accepts == 1 && R0->closes == 0 && R0->accepts == 1,
+	      "relay 2 saw the connection close; relay 1 kept its one");
+	tick_offset = 0;
+
+	cp_device_fini(&d);
+	mg_config_free(&cfg);
+	relay_reset(R0);
+	relay_reset(R1);
+}
+
+int main(void)
+{
+	alarm(50);
+	if (sodium_init() < 0)
+		return 2;
+	snprintf(name, sizeof(name), "tderp%d", (int)getpid() % 100000);
+	if (mg_shm_create(&shm, name, 64, 2)) {
+		fprintf(stderr, "mg_shm_create failed\n");
+		return 2;
+	}
+	relay_open(R0);
+	relay_open(R1);
+	test_main();
+	test_pin();
+	test_on_demand();
+	relay_close(R0);
+	relay_close(R1);
+	mg_shm_destroy(&shm);
+	return test_finish("test_cp_derp");
+}

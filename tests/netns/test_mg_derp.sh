@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# shellcheck disable=SC2317 # functions run through mg_check
+#
+# DERP when UDP fails: two gateways behind two NATs whose firewalls drop
+# every UDP datagram between the two sites (as networks that allow only
+# TCP out do, or where both NATs map per destination), so no direct path
+# exists; their tunnel runs through meshgate-derpd:
+#
+#  ns lanA 10.88.0.1 -- ns gwA: meshgate, wan 198.18.1.1 -- ns natA: in0 198.18.1.254
+#                                                                out0 203.0.113.7 --+
+#  ns lanB 10.77.0.1 -- ns gwB: meshgate, wan 198.18.2.1 -- ns natB: in0 198.18.2.254 |
+#                                                                out0 203.0.113.8 --+
+#  ns inet: br0 203.0.113.1/24 (the "internet"), meshgate-stund on :3478 -----------+
+#
+# The control processes, meshgate-coord and meshgate-derpd (region 1) run in
+# the root namespace: control reaches relays through the host's own stack
+# (its management network), not the DPDK ports.
+#  1. both gateways connect to their home relay (control log, /metrics
+#     meshgate_derp_home_connected 1) and advertise 127.3.3.40:1;
+#  2. each one's netmap has the other at its NAT's outside address, with
+#     home region 1;
+#  3. LAN traffic starts a handshake: the direct initiation is dropped by
+#     the firewall, the retry goes both ways and the relayed copy completes
+#     it; the LAN hosts ping each other both ways;
+#  4. relayed: each gateway's endpoint for the other is 127.3.3.40:1 (wg
+#     show), both count relayed packets, the firewalls dropped the direct
+#     attempts, and the relay's /metrics counts what it forwarded;
+#  5. 200 pings each way through the relay lose nothing;
+#  6. the relay restarts: both gateways reconnect and the tunnel carries
+#     traffic again.
+set -u
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/coord_topo.sh"
+
+STUND_BIN="$MG_BUILD/stund/meshgate-stund"
+DERPD_BIN="$MG_BUILD/derpd/meshgate-derpd"
+STUN_SRV=203.0.113.1
+OUT_A=203.0.113.7
+OUT_B=203.0.113.8
+MPORT_A=9593
+MPORT_B=9594
+
+mg_test_init
+mg_require nft curl
+[ -x "$STUND_BIN" ] || mg_fail "not built: $STUND_BIN"
+[ -x "$DERPD_BIN" ] || mg_fail "not built: $DERPD_BIN"
+T0=$SECONDS
+coord_up
+
+# ---- the relay, in the root namespace
+DERP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+derp_start() {
+	mg_bg derpd root "$DERPD_BIN" -l "127.0.0.1:$DERP_PORT" -k "$MG_TMP/derp.key"
+	DERP_PID=$MG_LAST_PID
+	mg_wait_for bash -c "ss -Hltn 'sport = :$DERP_PORT' | grep -q ." ||
+		mg_fail "meshgate-derpd did not start"
+}
+derp_start
+derp_metric() { # NAME{labels} : its value on the relay's /metrics
+	curl -sS -f --max-time 5 "http://127.0.0.1:$DERP_PORT/metrics" |
+		awk -v n="$1" '$1 == n { print $2 }'
+}
+
+# ---- the namespaces
+mg_ns_setup inet natA natB gwA gwB lanA lanB
+mg_ip inet link add br0 type bridge || mg_fail "bridge"
+mg_ip inet link set br0 up
+mg_addr inet br0 "$STUN_SRV/24"
+# nat_setup X OUT INSIDE_NET OTHER_OUT : NAT X between gwX's wan0 and the
+# internet; its firewall drops (and counts) UDP to the other site
+nat_setup() {
+	local x=$1 out=$2 net=$3 other=$4
+	mg_veth inet "n$x" "nat$x" out0
+	mg_ip inet link set "n$x" master br0
+	mg_veth "nat$x" in0 "gw$x" wan0
+	mg_addr "nat$x" out0 "$out/24"
+	mg_addr "nat$x" in0 "$net.254/24"
+	_coord_offl inet "n$x"
+	_coord_offl "nat$x" out0
+	_coord_offl "nat$x" in0
+	_coord_offl "gw$x" wan0
+	mg_exec "gw$x" sysctl -qw net.ipv6.conf.wan0.disable_ipv6=1
+	mg_exec "nat$x" sysctl -qw net.ipv4.ip_forward=1
+	mg_exec "nat$x" nft -f - <<NFT || mg_fail "nft nat$x"
+table ip nat {
+	chain postrouting {
+		type nat hook postrouting priority srcnat;
+		oifname "out0" ip saddr $net.0/24 masquerade
+	}
+}
+table ip filter {
+	chain input {
+		type filter hook input priority filter;
+		iifname "out0" meta l4proto udp drop
+	}
+	chain forward {
+		type filter hook forward priority filter;
+		oifname "out0" ip daddr $other meta l4proto udp counter name "blocked" drop
+	}
+	counter blocked { }
+}
+NFT
+}
+nat_setup A "$OUT_A" 198.18.1 "$OUT_B"
+nat_setup B "$OUT_B" 198.18.2 "$OUT_A"
+for x in A B; do
+	mg_veth "lan$x" veth0 "gw$x" lan0
+	_coord_offl "lan$x" veth0
+	_coord_offl "gw$x" lan0
+	mg_exec "gw$x" sysctl -qw net.ipv6.conf.lan0.disable_ipv6=1
+done
+mg_addr lanA veth0 10.88.0.1/24
+mg_ip lanA route add default via 10.88.0.254
+mg_addr lanB veth0 10.77.0.1/24
+mg_ip lanB route add default via 10.77.0.254
+
+mg_bg stund inet "$STUND_BIN" --listen "$STUN_SRV:3478"
+mg_wait_for bash -c "ip netns exec $(mg_ns inet) ss -Hlun 'sport = :3478' | grep -q ." ||
+	mg_fail "meshgate-stund did not start"
+
+# ---- the gateways: gw_conf's, with the NAT as next hop, STUN, DERP, /metrics
+NAME_A=$(mg_ifname a) && NAME_B=$(mg_ifname b) || mg_fail "names"
+MG_SOCKS+=("/var/run/wireguard/$NAME_A.sock" "/var/run/wireguard/$NAME_B.sock")
+# derp_gw_conf NAME WAN LAN ROUTE HOST MPORT
+derp_gw_conf() {
+	local name=$1 wan=$2
+	gw_conf "$name" "$wan" "$3" "$4" "$5" "$KEY"
+	sed -i "s|addresses = \\[\"$wan/24\"\\]; }|addresses = [\"$wan/24\"]; gateway = \"${wan%.*}.254\"; }|" \
+		"$MG_TMP/$name.conf"
+	grep -q "gateway = \"${wan%.*}.254\"" "$MG_TMP/$name.conf" || mg_fail "gateway in $name.conf"
+	cat >>"$MG_TMP/$name.conf" <<CONF
+control: {
+  metrics_listen = "127.0.0.1:$6";
+  stun_servers = ["$STUN_SRV:3478"];
+  stun_interval = 5;
+  derp_regions = ( { id = 1; server = "127.0.0.1:$DERP_PORT"; public_key = "$DERP_PUB"; } );
+};
+CONF
+}
+DERP_PUB=
+mg_wait_for test -s "$MG_TMP/derp.key" || mg_fail "meshgate-derpd wrote no key"
+DERP_PUB=$(wg pubkey <"$MG_TMP/derp.key") || mg_fail "relay public key"
+derp_gw_conf "$NAME_A" 198.18.1.1 10.88.0.254 '"10.88.0.0/24"' gwa "$MPORT_A"
+derp_gw_conf "$NAME_B" 198.18.2.1 10.77.0.254 '"10.77.0.0/24"' gwb "$MPORT_B"
+mg_bg dpA gwA "$DP_BIN" -c "$MG_TMP/$NAME_A.conf"
+mg_bg dpB gwB "$DP_BIN" -c "$MG_TMP/$NAME_B.conf"
+mg_bg cpA root "$CP_BIN" -c "$MG_TMP/$NAME_A.conf"
+mg_bg cpB root "$CP_BIN" -c "$MG_TMP/$NAME_B.conf"
+for f in dpA dpB; do
+	mg_wait_for grep -q "dataplane running" "$MG_LOG_DIR/$f.log" || mg_fail "$f did not come up"
+done
+
+# ---- 1. both on their home relay
+connected() { grep -q "DERP region 1 (home): connected (relay key $DERP_PUB)" "$MG_LOG_DIR/$1.log"; }
+MG_WAIT=20 mg_check "gwA connects to its home relay (key pinned)" mg_wait_for connected cpA
+MG_WAIT=20 mg_check "gwB connects to its home relay (key pinned)" mg_wait_for connected cpB
+home_up() { curl -sS -f --max-time 5 "http://127.0.0.1:$1/metrics" |
+	grep -qx "meshgate_derp_home_connected 1"; }
+mg_check "/metrics: gwA meshgate_derp_home_connected 1" mg_wait_for home_up "$MPORT_A"
+mg_check "/metrics: gwB meshgate_derp_home_connected 1" mg_wait_for home_up "$MPORT_B"
+mg_check "the relay has 2 clients" mg_wait_for test "$(derp_metric meshgate_derp_clients)" = 2
+
+# ---- 2. the netmaps: direct endpoints and the home region
+peer_field() { # NAME HOST FIELD : FIELD of NAME's peer HOST*
+	status "$1" | python3 -c 'import json,sys; print(" ".join(str(p.get(sys.argv[2])) for p in json.load(sys.stdin)["peers"] if p.get("name","").startswith(sys.argv[1])))' "$2" "$3"
+}
+has_at() { [ "$(peer_field "$1" "$2" endpoint)" = "$3" ]; }
+MG_WAIT=20 mg_check "gwA's netmap: gwB at $OUT_B:51820" mg_wait_for has_at "$NAME_A" gwb "$OUT_B:51820"
+MG_WAIT=20 mg_check "gwB's netmap: gwA at $OUT_A:51820" mg_wait_for has_at "$NAME_B" gwa "$OUT_A:51820"
+mg_check "gwA: gwB's home DERP region is 1" test "$(peer_field "$NAME_A" gwb derp_region)" = 1
+mg_check "gwB: gwA's home DERP region is 1" test "$(peer_field "$NAME_B" gwa derp_region)" = 1
+
+# ---- 3. LAN traffic through the relay
+ID_A=$(node_id gwa) ID_B=$(node_id gwb)
+[ -n "$ID_A" ] && [ -n "$ID_B" ] || mg_fail "node ids"
+mg_check "gwA's route approved" admin route approve "$ID_A" 10.88.0.0/24
+mg_check "gwB's route approved" admin route approve "$ID_B" 10.77.0.0/24
+mg_check "gwA routes 10.77.0.0/24 to gwB" mg_wait_for aips_have "$NAME_A" 10.77.0.0/24
+mg_check "gwB routes 10.88.0.0/24 to gwA" mg_wait_for aips_have "$NAME_B" 10.88.0.0/24
+t_hs=$SECONDS
+MG_WAIT=30 mg_check "lanA -> lanB: the tunnel comes up through the relay (30 s at most)" \
+	mg_wait_for mg_ping lanA 10.77.0.1 1
+echo "    first ping answered $((SECONDS - t_hs)) s after the routes were in place"
+mg_check "lanA -> lanB through the tunnel" mg_ping lanA 10.77.0.1 5
+mg_check "lanB -> lanA through the tunnel" mg_ping lanB 10.88.0.1 5
+
+# ---- 4. relayed: endpoints, counters
+wg_ep() { wg show "$1" endpoints | awk '{ print $2 }'; }
+mg_check "gwA's endpoint for gwB: 127.3.3.40:1 ($(wg_ep "$NAME_A"))" test "$(wg_ep "$NAME_A")" = "127.3.3.40:1"
+mg_check "gwB's endpoint for gwA: 127.3.3.40:1 ($(wg_ep "$NAME_B"))" test "$(wg_ep "$NAME_B")" = "127.3.3.40:1"
+wg show "$NAME_A" | sed 's/^/    /'
+blocked() { mg_exec "nat$1" nft list counter ip filter blocked | awk '/packets/ { print $2 }'; }
+echo "    firewall drops, UDP between the sites: A $(blocked A), B $(blocked B)"
+mg_check "NAT A's firewall dropped direct attempts" test "$(blocked A)" -gt 0
+relayed() { # MPORT DIRECTION
+	curl -sS -f --max-time 5 "http://127.0.0.1:$1/metrics" |
+		awk -v d="$2" '$1 == "meshgate_derp_packets_total{direction=\"" d "\"}" { print $2 }'
+}
+for g in "A $MPORT_A" "B $MPORT_B"; do
+	set -- $g
+	echo "    gw$1: relayed tx $(relayed "$2" tx), rx $(relayed "$2" rx)"
+	mg_check "gw$1 sent through the relay" test "$(relayed "$2" tx)" -gt 10
+	mg_check "gw$1 received through the relay" test "$(relayed "$2" rx)" -gt 10
+done
+fwd=$(derp_metric meshgate_derp_packets_forwarded_total)
+mg_check "the relay forwarded them ($fwd packets)" test "${fwd:-0}" -gt 20
+
+# ---- 5. nothing lost through the relay
+mg_check "200 pings lanA -> lanB, none lost" mg_exec lanA ping -q -n -c 200 -i 0.01 -W 2 10.77.0.1
+mg_check "200 pings lanB -> lanA, none lost" mg_exec lanB ping -q -n -c 200 -i 0.01 -W 2 10.88.0.1
+
+# ---- 6. the relay restarts
+kill "$DERP_PID"
+wait "$DERP_PID" 2>/dev/null
+derp_start
+reconnected() { [ "$(grep -c "DERP region 1 (home): connected" "$MG_LOG_DIR/$1.log")" -ge 2 ]; }
+MG_WAIT=40 mg_check "gwA reconnects after the relay restarts" mg_wait_for reconnected cpA
+MG_WAIT=40 mg_check "gwB reconnects after the relay restarts" mg_wait_for reconnected cpB
+MG_WAIT=20 mg_check "lanA -> lanB through the relay again" mg_wait_for mg_ping lanA 10.77.0.1 1
+mg_check "lanB -> lanA through the relay again" mg_ping lanB 10.88.0.1 3
+echo "    $((SECONDS - T0)) s in all"
+
+mg_pass "two gateways with no UDP path between them talk through a DERP relay"
