@@ -18,7 +18,7 @@
 #include "types.h"
 
 #define MG_SHM_MAGIC   0x4d475348u /* "MGSH" */
-#define MG_ABI_VERSION 5u
+#define MG_ABI_VERSION 6u
 
 #define MG_MSG_SIZE      2048u
 #define MG_MSG_HDR_SIZE  64u
@@ -68,7 +68,8 @@
 	X(SNAT_UNSUPPORTED, "snat_unsupported") /* not TCP, UDP or ICMP echo: SNAT cannot map it */ \
 	X(SNAT_FRAGMENT, "snat_fragment")       /* fragment of a packet SNAT must translate */     \
 	X(SNAT_NO_ADDRESS, "snat_no_address")   /* lan port has no address of the family */        \
-	X(STUN_RATELIMIT, "stun_ratelimit")     /* STUN message over the punt rate limit */
+	X(STUN_RATELIMIT, "stun_ratelimit")     /* STUN message over the punt rate limit */     \
+	X(DISCO_RATELIMIT, "disco_ratelimit")   /* disco message over the punt rate limit */
 
 enum mg_drop_reason {
 #define MG_DROP_ENUM(name, str) MG_DROP_##name,
@@ -103,7 +104,7 @@ enum mg_msg_type {
 	                           * decrypt it as if it had arrived on the WAN from hdr.ep */
 	/* dataplane -> control */
 	MG_MSG_DP_HELLO = 64,     /* dataplane answers HELLO (or started) */
-	MG_MSG_RX_UDP,            /* punted UDP payload from hdr.ep (handshake, cookie, STUN) */
+	MG_MSG_RX_UDP,            /* punted UDP payload from hdr.ep (handshake, cookie, STUN, disco) */
 	MG_MSG_NEED_HANDSHAKE,    /* hdr.peer has packets queued and no usable keypair */
 	MG_MSG_KEYPAIR_CONFIRMED, /* hdr.peer received data on its next keypair */
 	MG_MSG_ENDPOINT,          /* hdr.peer authenticated data from a new endpoint hdr.ep */

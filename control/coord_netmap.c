@@ -181,6 +181,10 @@ static int apply_peer(struct cp_device *d, const struct cp_coord_peer *old,
 		/* Without a direct endpoint, the relay is the way. */
 		p->derp_region = derp_region(np);
 		p->direct = ep;
+		if (!p->derp_region)
+			cp_disco_peer_free(p);
+		else if ((ret = cp_disco_set_candidates(d, p, np->eps, np->n_eps)))
+			return ret;
 		if (!ep.family && p->derp_region)
 			ep = mg_sockaddr_derp(p->derp_region);
 		if (ep.family && memcmp(&ep, &p->endpoint, sizeof(ep))) {

@@ -58,6 +58,7 @@ struct cp_peer {
 	struct mg_sockaddr direct;
 	uint16_t derp_region;
 	uint32_t hs_attempts; /* initiations sent in the current series */
+	struct cp_disco_peer *disco; /* disco.c; peers with a DERP region only */
 
 	/* Latest totals from the dataplane's counters. */
 	uint64_t rx_bytes, tx_bytes, last_rx_ns, last_tx_ns, last_rx_data_ns, last_tx_data_ns;
@@ -75,6 +76,21 @@ enum cp_derp_drop {
 	CP_DERP_DROP_COUNT
 };
 extern const char *const cp_derp_drop_names[CP_DERP_DROP_COUNT];
+
+/* Disco counters (disco.c), exported by metrics.c. */
+enum cp_disco_stat {
+	CP_DISCO_PINGS_SENT,
+	CP_DISCO_PINGS_RCVD,
+	CP_DISCO_PONGS_SENT,
+	CP_DISCO_PONGS_RCVD, /* answering a ping in flight, from where it went */
+	CP_DISCO_CMM_SENT,
+	CP_DISCO_CMM_RCVD,
+	CP_DISCO_DIRECT,  /* relayed peers moved to a direct path */
+	CP_DISCO_REFUSED, /* unknown sender, box, unasked or stale pong, ... */
+	CP_DISCO_STAT_COUNT
+};
+extern const char *const cp_disco_stat_names[CP_DISCO_STAT_COUNT];
+#define CP_DISCO_MAX_CAND 4 /* direct endpoints per peer disco pings */
 
 /* hdr.port of a handshake message that came through a DERP relay (derp.c
  * builds it): hdr.ep is the region's DERP endpoint, and the sender's public
@@ -134,6 +150,7 @@ struct cp_device {
 	uint32_t derp_connected;
 	bool derp_home_up;
 	uint64_t derp_connects, derp_peer_gone;
+	uint64_t disco[CP_DISCO_STAT_COUNT];
 };
 
 /* device.c: peers and their configuration */
@@ -229,6 +246,19 @@ void cp_derp_dp_tx(struct cp_device *d, const struct mg_msg *m);
 /* The DERP endpoint this node advertises (its home region), or family 0. */
 struct mg_sockaddr cp_derp_home_endpoint(const struct mg_config *cfg);
 bool cp_derp_region_up(const struct cp_device *d, uint16_t region);
+
+/* disco.c: a direct path again for relayed peers */
+/* The peer's direct endpoints (from the coordination server); makes its disco state. */
+int cp_disco_set_candidates(struct cp_device *d, struct cp_peer *p, const struct mg_sockaddr *eps,
+			    unsigned n);
+void cp_disco_peer_free(struct cp_peer *p);
+void cp_disco_tick(struct cp_device *d, uint64_t now); /* rounds for relayed peers */
+/* A disco datagram from `from` (UDP, or a DERP endpoint; then relay_src is the
+ * key the relay says sent it). */
+void cp_disco_rx(struct cp_device *d, const uint8_t *pkt, size_t len,
+		 const struct mg_sockaddr *from, const uint8_t *relay_src);
+/* stun.c: the public endpoints STUN sees now; returns how many. */
+unsigned cp_stun_public(const struct cp_device *d, const struct mg_sockaddr **eps);
 
 /* A datagram to `to`: through the dataplane, or a DERP relay when `to` is a
  * DERP endpoint (then key, the receiver's public key, is required). */

@@ -36,6 +36,7 @@
 #include "addr.h"
 #include "cp.h"
 #include "derp.h"
+#include "disco.h"
 #include "keys.h"
 #include "log.h"
 #include "wg_messages.h"
@@ -302,6 +303,13 @@ static void on_packet(struct cp_device *d, struct derp_conn *c, const uint8_t sr
 
 	if (!cp_peer_find(d, src)) {
 		drop(d, CP_DERP_DROP_UNKNOWN_PEER);
+		return;
+	}
+	if (mg_disco_is(pkt, len)) {
+		struct mg_sockaddr from = mg_sockaddr_derp(c->rc->id);
+		cp_disco_rx(d, pkt, len, &from, src);
+		d->derp_rx++;
+		d->derp_rx_bytes += len;
 		return;
 	}
 	if (len < 4 || pkt[1] || pkt[2] || pkt[3]) {

@@ -18,6 +18,7 @@
 #include <sodium.h>
 
 #include "cp.h"
+#include "disco.h"
 #include "log.h"
 #include "stun.h"
 
@@ -308,6 +309,8 @@ unsigned cp_dp_poll(struct cp_device *d)
 		case MG_MSG_RX_UDP:
 			if (mg_stun_is(m->data, m->hdr.len))
 				cp_stun_rx(d, m, cp_now());
+			else if (mg_disco_is(m->data, m->hdr.len))
+				cp_disco_rx(d, m->data, m->hdr.len, &m->hdr.ep, NULL);
 			else
 				udp[nudp++] = m;
 			break;

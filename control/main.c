@@ -80,6 +80,7 @@ static int loop(struct cp_device *d, struct cp_uapi_server *uapi, struct cp_metr
 			cp_timers_tick(d);
 			cp_stun_tick(d, now);
 			cp_derp_tick(d, now);
+			cp_disco_tick(d, now);
 			next_tick = now + 50000000ull;
 		}
 		/* Rings are not file descriptors: poll briefly when idle. A

@@ -56,6 +56,7 @@ struct snap {
 	uint64_t derp_drops[CP_DERP_DROP_COUNT];
 	uint32_t derp_connected;
 	bool derp_configured, derp_home_up;
+	uint64_t disco[CP_DISCO_STAT_COUNT];
 };
 
 struct cp_metrics {
@@ -123,6 +124,7 @@ static void snap_fill(struct snap *s, const struct cp_device *d)
 	memcpy(s->derp_drops, d->derp_drops, sizeof(s->derp_drops));
 	s->derp_connected = d->derp_connected;
 	s->derp_home_up = d->derp_home_up;
+	memcpy(s->disco, d->disco, sizeof(s->disco));
 }
 
 void cp_metrics_update(struct cp_metrics *m, const struct cp_device *d)
@@ -439,6 +441,13 @@ const char *const cp_derp_drop_names[CP_DERP_DROP_COUNT] = {
     [CP_DERP_DROP_PROTOCOL] = "protocol",
 };
 
+const char *const cp_disco_stat_names[CP_DISCO_STAT_COUNT] = {
+    [CP_DISCO_PINGS_SENT] = "ping_sent",	[CP_DISCO_PINGS_RCVD] = "ping_received",
+    [CP_DISCO_PONGS_SENT] = "pong_sent",	[CP_DISCO_PONGS_RCVD] = "pong_received",
+    [CP_DISCO_CMM_SENT] = "call_me_maybe_sent", [CP_DISCO_CMM_RCVD] = "call_me_maybe_received",
+    [CP_DISCO_DIRECT] = "direct_path_found",	[CP_DISCO_REFUSED] = "refused",
+};
+
 static void render_derp(struct out *o, const struct snap *s)
 {
 	if (!s->derp_configured)
@@ -466,6 +475,12 @@ static void render_derp(struct out *o, const struct snap *s)
 	counter(o, "meshgate_derp_peer_gone_total",
 		"Relays' notices that a peer we sent to is not connected there.",
 		s->derp_peer_gone);
+	family(o, "meshgate_disco_messages_total", "counter",
+	       "Disco path discovery: pings, pongs and call-me-maybes sent and received, relayed "
+	       "peers moved to a direct path, messages refused.");
+	for (int i = 0; i < CP_DISCO_STAT_COUNT; i++)
+		put(o, "meshgate_disco_messages_total{event=\"%s\"} %" PRIu64 "\n",
+		    cp_disco_stat_names[i], s->disco[i]);
 }
 
 static void render_stun(struct out *o, const struct snap *s)

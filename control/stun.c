@@ -309,3 +309,9 @@ void cp_stun_rx(struct cp_device *d, const struct mg_msg *m, uint64_t now)
 	sv->answered_ns = now;
 	endpoints_update(d, s);
 }
+
+unsigned cp_stun_public(const struct cp_device *d, const struct mg_sockaddr **eps)
+{
+	*eps = d->stun ? d->stun->eps : NULL;
+	return d->stun ? d->stun->n_eps : 0;
+}

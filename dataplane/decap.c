@@ -22,6 +22,7 @@
 #include "pkt.h"
 #include "route.h"
 #include "stage.h"
+#include "disco.h"
 #include "stun.h"
 #include "wg_messages.h"
 
@@ -203,43 +204,47 @@ static inline void udp_source(struct mg_sockaddr *src, const struct rte_ipv4_hdr
 }
 
 /*
- * STUN punts, per worker: control sends a Binding request per configured
- * server per interval (and one retransmission), so the answers are a
- * handful a minute. The limit keeps a flood of STUN-shaped datagrams from
- * filling the ring that handshakes share.
+ * STUN and disco punts, per worker, each with its own bucket: control sends
+ * a STUN Binding request per configured server per interval (and one
+ * retransmission), so the answers are a handful a minute; disco pings and
+ * pongs go to a relayed peer's few endpoints every few seconds. The limit
+ * keeps a flood of such datagrams from filling the ring that handshakes
+ * share.
  */
-#define STUN_PUNT_PER_SEC 100
-#define STUN_PUNT_BURST	  32
+#define NAT_PUNT_PER_SEC 100
+#define NAT_PUNT_BURST	 32
 
-static bool stun_punt_allowed(struct dp_worker *w)
+static bool punt_allowed(struct dp_worker *w, struct dp_punt_bucket *b)
 {
 	uint64_t hz = rte_get_tsc_hz();
-	uint64_t dt = w->now_tsc - w->stun_last_tsc;
-	uint64_t gain = dt >= hz ? STUN_PUNT_BURST : dt * STUN_PUNT_PER_SEC / hz;
+	uint64_t dt = w->now_tsc - b->last_tsc;
+	uint64_t gain = dt >= hz ? NAT_PUNT_BURST : dt * NAT_PUNT_PER_SEC / hz;
 
 	if (gain) {
-		w->stun_tokens = RTE_MIN(w->stun_tokens + gain, (uint64_t)STUN_PUNT_BURST);
-		w->stun_last_tsc = w->now_tsc;
+		b->tokens = RTE_MIN(b->tokens + gain, (uint64_t)NAT_PUNT_BURST);
+		b->last_tsc = w->now_tsc;
 	}
-	if (!w->stun_tokens)
+	if (!b->tokens)
 		return false;
-	w->stun_tokens--;
+	b->tokens--;
 	return true;
 }
 
-/* Not a WireGuard message: a STUN one (the answers to control's Binding
- * requests; control checks them) is punted, anything else is counted. Off
- * the fast path. */
+/* Not a WireGuard message: STUN (the answers to control's Binding requests)
+ * and disco messages (control checks them) are punted, anything else is
+ * counted. Off the fast path. */
 static __rte_cold void not_wireguard(struct dp_worker *w, int port, struct rte_mbuf *m,
 				     const struct rte_ipv4_hdr *ip, const struct rte_udp_hdr *udp,
 				     const uint8_t *payload, uint16_t plen, struct decap_item *it)
 {
-	if (!mg_stun_is(payload, plen) || plen > MG_MSG_MAX_DATA) {
+	bool stun = mg_stun_is(payload, plen);
+
+	if ((!stun && !mg_disco_is(payload, plen)) || plen > MG_MSG_MAX_DATA) {
 		dp_stage_drop(w, m, MG_DROP_WG_BAD_TYPE);
 		return;
 	}
-	if (!stun_punt_allowed(w)) {
-		dp_stage_drop(w, m, MG_DROP_STUN_RATELIMIT);
+	if (!punt_allowed(w, stun ? &w->stun_rl : &w->disco_rl)) {
+		dp_stage_drop(w, m, stun ? MG_DROP_STUN_RATELIMIT : MG_DROP_DISCO_RATELIMIT);
 		return;
 	}
 	udp_source(&it->src, ip, rte_pktmbuf_mtod(m, const uint8_t *), udp);

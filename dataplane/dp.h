@@ -156,7 +156,9 @@ struct dp_worker {
 	uint64_t now_tsc;
 	uint64_t busy_tsc, loops, rx_pkts, tx_pkts;
 	uint64_t crypto_tsc; /* the part of busy_tsc spent in crypto bursts */
-	uint64_t stun_tokens, stun_last_tsc; /* STUN punt rate limit (decap.c) */
+	struct dp_punt_bucket {
+		uint64_t tokens, last_tsc;
+	} stun_rl, disco_rl; /* STUN and disco punt rate limits (decap.c) */
 	/* The last next hop resolved, valid for one loop iteration only (so a
 	 * changed neighbour is seen at the next burst): a burst mostly goes to
 	 * one next hop, and this saves a hash lookup per packet. */

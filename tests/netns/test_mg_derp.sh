@@ -28,7 +28,11 @@
 #     attempts, and the relay's /metrics counts what it forwarded;
 #  5. 200 pings each way through the relay lose nothing;
 #  6. the relay restarts: both gateways reconnect and the tunnel carries
-#     traffic again.
+#     traffic again;
+#  7. the firewalls let UDP through again: disco pings (and the peer's
+#     call-me-maybe through the relay) find the direct path, both gateways
+#     switch to the other NAT's outside address, and traffic stops going
+#     through the relay.
 set -u
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/coord_topo.sh"
@@ -219,6 +223,33 @@ MG_WAIT=40 mg_check "gwA reconnects after the relay restarts" mg_wait_for reconn
 MG_WAIT=40 mg_check "gwB reconnects after the relay restarts" mg_wait_for reconnected cpB
 MG_WAIT=20 mg_check "lanA -> lanB through the relay again" mg_wait_for mg_ping lanA 10.77.0.1 1
 mg_check "lanB -> lanA through the relay again" mg_ping lanB 10.88.0.1 3
+# ---- 7. UDP opens between the sites: disco finds the direct path
+relayed_tx_a=$(relayed "$MPORT_A" tx)
+for x in A B; do
+	mg_exec "nat$x" nft flush chain ip filter forward || mg_fail "nft flush nat$x"
+done
+t_open=$SECONDS
+direct_now() { # NAME ENDPOINT : a ping through the tunnel, then the endpoint
+	mg_exec lanA ping -q -n -c 1 -W 1 10.77.0.1 >/dev/null 2>&1
+	[ "$(wg_ep "$1")" = "$2" ]
+}
+MG_WAIT=40 mg_check "gwA goes direct to gwB at $OUT_B:51820 (disco)" \
+	mg_wait_for direct_now "$NAME_A" "$OUT_B:51820"
+MG_WAIT=20 mg_check "gwB goes direct to gwA at $OUT_A:51820" \
+	mg_wait_for direct_now "$NAME_B" "$OUT_A:51820"
+echo "    both direct $((SECONDS - t_open)) s after UDP opened"
+grep -h "leaving the relay" "$MG_LOG_DIR/cpA.log" "$MG_LOG_DIR/cpB.log" | sed 's/^/    /'
+disco() { # MPORT EVENT
+	curl -sS -f --max-time 5 "http://127.0.0.1:$1/metrics" |
+		awk -v e="$2" '$1 == "meshgate_disco_messages_total{event=\"" e "\"}" { print $2 }'
+}
+found=$(( $(disco "$MPORT_A" direct_path_found) + $(disco "$MPORT_B" direct_path_found) ))
+mg_check "a gateway found the direct path by a disco pong ($found)" test "$found" -ge 1
+before=$(relayed "$MPORT_A" tx)
+mg_check "200 pings lanA -> lanB direct, none lost" mg_exec lanA ping -q -n -c 200 -i 0.01 -W 2 10.77.0.1
+after=$(relayed "$MPORT_A" tx)
+echo "    gwA relayed tx: $relayed_tx_a before UDP opened, $before at the switch, $after after 200 pings"
+mg_check "the pings did not go through the relay" test "$((after - before))" -lt 20
 echo "    $((SECONDS - T0)) s in all"
 
-mg_pass "two gateways with no UDP path between them talk through a DERP relay"
+mg_pass "two gateways with no UDP path between them talk through a DERP relay, and go direct when UDP opens"
