@@ -72,6 +72,8 @@ static void *exact_copy(const void *p, size_t n)
 		abort();
 	if (n)
 		memcpy(q, p, n);
+	else
+		*(uint8_t *)q = 0; /* never read: the parsers get n = 0 */
 	return q;
 }
 

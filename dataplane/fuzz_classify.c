@@ -12,14 +12,16 @@
  * IN_SEAL the harness encrypts the payload of a WAN data message itself
  * (under the receive key of the keypair it names, tag written over the last
  * 16 bytes): then the input holds the plaintext, and what the worker does
- * with a decrypted packet gets fuzzed too.
+ * with a decrypted packet gets fuzzed too. With both IN_LAN and IN_SEAL
+ * (IN_DERP) the rest is a bare WireGuard message as control hands over one
+ * a DERP relay brought (dp_derp_input), sealed the same way.
  *
  * Besides memory errors it aborts on broken contracts: an mbuf leaked or
  * freed twice (the pool's in-use count), a frame sent to the WAN that does
  * not decrypt under the send key of the peer its inner destination routes
  * to, a frame sent to the LAN that is not a whole IP packet from some peer's
  * allowed IPs, and malformed hand-offs to the main lcore or control (a
- * punt is a handshake message or a STUN one).
+ * punt is a handshake message, a STUN or a disco one).
  *
  * The seeds in dataplane/corpus/classify/ come from gen_classify_corpus.c,
  * which repeats the fixture: keep the two in step.
@@ -52,6 +54,7 @@
 #include "pkt.h"
 #include "route.h"
 #include "stage.h"
+#include "disco.h"
 #include "stun.h"
 #include "wg_messages.h"
 
@@ -66,6 +69,8 @@ int dp_meta_offset = -1;
 enum {
 	IN_LAN = 1u << 0,	 /* frame arrives on the LAN port, else the WAN port */
 	IN_SEAL = 1u << 1,	 /* WAN: the harness encrypts a data message's payload */
+	IN_DERP = IN_LAN | IN_SEAL, /* both: the rest is a WireGuard message relayed by
+				     * DERP (dp_derp_input), a data message sealed so */
 	IN_BURST = 1u << 2,	 /* four copies of the frame in one burst, else one */
 	IN_SPLIT = 1u << 3,	 /* each copy in two segments */
 	IN_KP_NEXT = 1u << 4,	 /* peer 0's keypair is next (unconfirmed), not current */
@@ -481,12 +486,12 @@ static const struct fx_peer *peer_by_local_index(uint32_t local_index)
  * data message for one of our keypairs, encrypt its payload in place as
  * that peer would have. Only as much parsing as it takes to find the
  * message: the worker does the rest. */
+static void seal_message(uint8_t *wg, size_t len);
+
 static void seal_data(uint8_t *f, size_t len)
 {
 	const size_t udp_len = sizeof(struct rte_udp_hdr);
-	uint8_t key[32], nonce[12];
-	unsigned long long tag_len;
-	size_t wg, ulen, plain_len;
+	size_t wg, ulen;
 
 	if (len >= DP_OUTER6_LEN && f[12] == 0x86 && f[13] == 0xdd && f[14 + 6] == IPPROTO_UDP)
 		wg = DP_OUTER6_LEN;
@@ -499,11 +504,23 @@ static void seal_data(uint8_t *f, size_t len)
 	ulen = (size_t)f[wg - 4] << 8 | f[wg - 3];
 	if (ulen < udp_len + WG_DATA_OVERHEAD)
 		return;
-	struct wg_message_data *h = (struct wg_message_data *)(f + wg);
+	seal_message(f + wg, RTE_MIN(ulen - udp_len, len - wg));
+}
+
+/* The same for a bare WireGuard message of len bytes (IN_DERP). */
+static void seal_message(uint8_t *wg, size_t len)
+{
+	uint8_t key[32], nonce[12];
+	unsigned long long tag_len;
+	size_t plain_len;
+
+	if (len < WG_DATA_OVERHEAD)
+		return;
+	struct wg_message_data *h = (struct wg_message_data *)wg;
 	const struct fx_peer *fp = peer_by_local_index(rte_le_to_cpu_32(h->key_idx));
 	if (h->header.type != WG_MSG_DATA || !fp)
 		return;
-	plain_len = RTE_MIN(ulen - udp_len, len - wg) - WG_DATA_OVERHEAD;
+	plain_len = len - WG_DATA_OVERHEAD;
 	memset(key, fp->recv_fill, sizeof(key));
 	dp_crypto_nonce(nonce, rte_le_to_cpu_64(h->counter));
 	crypto_aead_chacha20poly1305_ietf_encrypt_detached(
@@ -746,7 +763,7 @@ static void drain(struct dp_ctx *dp)
 			    (msg.hdr.ep.family == AF_INET || msg.hdr.ep.family == AF_INET6) &&
 			    ((msg.hdr.len >= 4 && msg.data[0] >= WG_MSG_HANDSHAKE_INITIATION &&
 			      msg.data[0] <= WG_MSG_HANDSHAKE_COOKIE) ||
-			     mg_stun_is(msg.data, msg.hdr.len)),
+			     mg_stun_is(msg.data, msg.hdr.len) || mg_disco_is(msg.data, msg.hdr.len)),
 			"bad punt");
 }
 
@@ -763,16 +780,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	uint8_t flags = data[0];
+	bool derp = (flags & IN_DERP) == IN_DERP;
 	size_t len = RTE_MIN(size - 1, sizeof(frame));
 	memcpy(frame, data + 1, len);
-	if ((flags & (IN_SEAL | IN_LAN)) == IN_SEAL)
+	if ((flags & IN_DERP) == IN_SEAL)
 		seal_data(frame, len);
+	else if (derp)
+		seal_message(frame, len);
 	state_reset(dp, flags);
 	n = flags & IN_BURST ? RTE_DIM(m) : 1;
-	for (uint16_t i = 0; i < n; i++)
+	for (uint16_t i = 0; i < n; i++) {
 		m[i] = frame_mbuf(frame, len, flags & IN_SPLIT);
+		if (derp) /* as the main lcore hands it over: region 1 */
+			*dp_meta(m[i]) = (struct dp_meta){.kind = DP_META_DERP_IN, .peer = 1};
+	}
 	w->now_tsc = rte_rdtsc();
-	if (flags & IN_LAN)
+	if (derp)
+		dp_derp_input(w, &fx.burst, m, n);
+	else if (flags & IN_LAN)
 		dp_lan_input(w, &fx.burst, dp->lan, m, n);
 	else
 		dp_wan_input(w, &fx.burst, dp->wan, m, n);

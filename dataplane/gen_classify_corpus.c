@@ -23,6 +23,7 @@
 enum {
 	IN_LAN = 1u << 0,
 	IN_SEAL = 1u << 1,
+	IN_DERP = IN_LAN | IN_SEAL,
 	IN_BURST = 1u << 2,
 	IN_SPLIT = 1u << 3,
 	IN_KP_NEXT = 1u << 4,
@@ -788,6 +789,29 @@ static void lan_outer6_seeds(void)
 	put("lan_v6_to_outer6_peer", IN_LAN, &f);
 }
 
+/* Through a DERP relay: bare WireGuard messages (IN_DERP; data left for the
+ * harness to seal), and a disco datagram on the WAN (punted to control). */
+static void derp_seeds(void)
+{
+	uint8_t in[2048] = {0};
+	struct frame f;
+
+	f.len = seal(IN_SEAL, f.b, PEER0_INDEX, PEER0_RECV, 4001, in,
+		     ping4(in, peer0_ip, host_ip, 64));
+	put("derp_plain_v4", IN_DERP, &f);
+	put("derp_plain_v4_burst", IN_DERP | IN_BURST, &f);
+	f.len = seal(IN_SEAL, f.b, PEER0_INDEX, PEER0_RECV, 4002, in, 0);
+	put("derp_plain_keepalive", IN_DERP, &f);
+
+	static const uint8_t magic[6] = {0x54, 0x53, 0xf0, 0x9f, 0x92, 0xac};
+	uint8_t msg[62 + 16 + 2 + 44];
+	for (size_t i = 0; i < sizeof(msg); i++)
+		msg[i] = (uint8_t)(0x3c ^ i);
+	memcpy(msg, magic, sizeof(magic));
+	wan_udp(&f, peer1_ep, LISTEN, msg, sizeof(msg));
+	put("wan_disco", 0, &f);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -799,6 +823,7 @@ int main(int argc, char **argv)
 	out_dir = argv[1];
 	wan_handshakes();
 	wan_stun();
+	derp_seeds();
 	wan_data_seeds(0);
 	wan_data_seeds(IN_SEAL);
 	wan_outer_seeds();
