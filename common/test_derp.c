@@ -17,21 +17,8 @@
 #include <sodium.h>
 
 #include "derp.h"
+#include "test_util.h"
 
-static int failures, checks;
-
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		checks++;                                                                          \
-		if (cond) {                                                                        \
-			printf("ok   ");                                                           \
-		} else {                                                                           \
-			failures++;                                                                \
-			printf("FAIL %s:%d: ", __FILE__, __LINE__);                                \
-		}                                                                                  \
-		printf(__VA_ARGS__);                                                               \
-		putchar('\n');                                                                     \
-	} while (0)
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -47,39 +34,18 @@ static const char server_json[] = "{\"version\":2}";
 /* Big enough for any frame. */
 static uint8_t big[MG_DERP_HDR_LEN + MG_DERP_MAX_BODY + 64];
 
-static void keypair(uint8_t priv[32], uint8_t pub[32], uint8_t fill)
-{
-	memset(priv, fill, 32);
-	if (crypto_scalarmult_base(pub, priv))
-		abort();
-}
-
 static void keys_init(void)
 {
-	keypair(server_priv, server_pub, 0x53);
-	keypair(client_priv, client_pub, 0x43);
-	keypair(other_priv, other_pub, 0x4f);
+	test_keypair(server_priv, server_pub, 0x53);
+	test_keypair(client_priv, client_pub, 0x43);
+	test_keypair(other_priv, other_pub, 0x4f);
 	for (int i = 0; i < 32; i++)
 		peer_key[i] = (uint8_t)(0xa0 + i);
 }
 
-/* A copy of p[0..n) in a heap block of exactly n bytes (at least 1). */
-static void *exact_copy(const void *p, size_t n)
-{
-	void *q = malloc(n ? n : 1);
-
-	if (!q)
-		abort();
-	if (n)
-		memcpy(q, p, n);
-	else
-		*(uint8_t *)q = 0; /* never read: the parsers get n = 0 */
-	return q;
-}
-
 static long frame_exact(const uint8_t *p, size_t n, uint32_t max, uint8_t *type, uint32_t *len)
 {
-	uint8_t *q = exact_copy(p, n);
+	uint8_t *q = test_exact_copy(p, n);
 	long r = mg_derp_frame(q, n, max, type, len);
 
 	free(q);
@@ -89,7 +55,7 @@ static long frame_exact(const uint8_t *p, size_t n, uint32_t max, uint8_t *type,
 static enum mg_derp_err client_info_exact(const uint8_t *p, size_t n, const uint8_t priv[32],
 					  uint8_t pub[32], int *version, char *json, size_t cap)
 {
-	uint8_t *q = exact_copy(p, n);
+	uint8_t *q = test_exact_copy(p, n);
 	enum mg_derp_err e = mg_derp_parse_client_info(q, n, priv, pub, version, json, cap);
 
 	free(q);
@@ -99,7 +65,7 @@ static enum mg_derp_err client_info_exact(const uint8_t *p, size_t n, const uint
 static enum mg_derp_err server_info_exact(const uint8_t *p, size_t n, const uint8_t priv[32],
 					  const uint8_t pub[32], char *json, size_t cap)
 {
-	uint8_t *q = exact_copy(p, n);
+	uint8_t *q = test_exact_copy(p, n);
 	enum mg_derp_err e = mg_derp_parse_server_info(q, n, priv, pub, json, cap);
 
 	free(q);
@@ -108,7 +74,7 @@ static enum mg_derp_err server_info_exact(const uint8_t *p, size_t n, const uint
 
 static long req_exact(const char *p, size_t n, struct mg_derp_http_req *r)
 {
-	char *q = exact_copy(p, n);
+	char *q = test_exact_copy(p, n);
 	long ret = mg_derp_http_parse_request(q, n, r);
 
 	free(q);
@@ -117,7 +83,7 @@ static long req_exact(const char *p, size_t n, struct mg_derp_http_req *r)
 
 static long resp_exact(const char *p, size_t n, int *status, bool *has_key, uint8_t key[32])
 {
-	char *q = exact_copy(p, n);
+	char *q = test_exact_copy(p, n);
 	long ret = mg_derp_http_parse_response(q, n, status, has_key, key);
 
 	free(q);
@@ -249,7 +215,7 @@ static const struct {
  */
 static bool body_parses(int which, const uint8_t *body, size_t n, bool full)
 {
-	uint8_t *q = exact_copy(body, n), key[32], data[8], reason;
+	uint8_t *q = test_exact_copy(body, n), key[32], data[8], reason;
 	char json[MG_DERP_MAX_JSON + 1];
 	const uint8_t *pkt;
 	size_t len;
@@ -1322,6 +1288,5 @@ int main(int argc, char **argv)
 	test_http_truncations();
 	test_http_response();
 	test_http_mutations();
-	printf("%d passed, %d failed\n", checks - failures, failures);
-	return failures ? 1 : 0;
+	return test_finish("test_derp");
 }

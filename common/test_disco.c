@@ -23,21 +23,8 @@
 
 #include "disco.h"
 #include "stun.h"
+#include "test_util.h"
 
-static int failures, checks;
-
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		checks++;                                                                          \
-		if (cond) {                                                                        \
-			printf("ok   ");                                                           \
-		} else {                                                                           \
-			failures++;                                                                \
-			printf("FAIL %s:%d: ", __FILE__, __LINE__);                                \
-		}                                                                                  \
-		printf(__VA_ARGS__);                                                               \
-		putchar('\n');                                                                     \
-	} while (0)
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -53,40 +40,19 @@ static const uint8_t txid1[MG_DISCO_TXID_LEN] = {0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0
 						 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xab};
 static uint8_t node_key1[32];
 
-static void keypair(uint8_t priv[32], uint8_t pub[32], uint8_t fill)
-{
-	memset(priv, fill, 32);
-	if (crypto_scalarmult_base(pub, priv))
-		abort();
-}
-
 static void keys_init(void)
 {
-	keypair(sender_priv, sender_pub, 0x41);
-	keypair(receiver_priv, receiver_pub, 0x42);
-	keypair(other_priv, other_pub, 0x4f);
+	test_keypair(sender_priv, sender_pub, 0x41);
+	test_keypair(receiver_priv, receiver_pub, 0x42);
+	test_keypair(other_priv, other_pub, 0x4f);
 	for (int i = 0; i < 32; i++)
 		node_key1[i] = (uint8_t)(0xc0 + i);
-}
-
-/* A copy of p[0..n) in a heap block of exactly n bytes (at least 1). */
-static void *exact_copy(const void *p, size_t n)
-{
-	void *q = malloc(n ? n : 1);
-
-	if (!q)
-		abort();
-	if (n)
-		memcpy(q, p, n);
-	else
-		*(uint8_t *)q = 0; /* never read: the parsers get n = 0 */
-	return q;
 }
 
 static enum mg_disco_err open_exact(const uint8_t *p, size_t n, const uint8_t priv[32],
 				    struct mg_disco_msg *m)
 {
-	uint8_t *q = exact_copy(p, n);
+	uint8_t *q = test_exact_copy(p, n);
 	enum mg_disco_err e = mg_disco_open(q, n, priv, m);
 
 	free(q);
@@ -95,7 +61,7 @@ static enum mg_disco_err open_exact(const uint8_t *p, size_t n, const uint8_t pr
 
 static bool is_exact(const uint8_t *p, size_t n)
 {
-	uint8_t *q = exact_copy(p, n);
+	uint8_t *q = test_exact_copy(p, n);
 	bool r = mg_disco_is(q, n);
 
 	free(q);
@@ -990,6 +956,5 @@ int main(int argc, char **argv)
 	test_seal_refusals();
 	test_classifier();
 	test_strerror();
-	printf("%d passed, %d failed\n", checks - failures, failures);
-	return failures ? 1 : 0;
+	return test_finish("test_disco");
 }

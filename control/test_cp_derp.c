@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * The DERP relay client (derp.c) and the handshake path choice (hs_send in
- * handshake.c) against fake relays this test plays with the codec of
- * common/derp.h: listening TCP sockets on 127.0.0.1, driven inline between
+ * handshake.c) against fake relays played with the codec of common/derp.h
+ * (test_relay.c): listening TCP sockets on 127.0.0.1, driven inline between
  * the client's steps (cp_derp_tick, cp_derp_pollfds + poll, cp_derp_service).
  * The dataplane is a shared-memory region this test drains and feeds, as in
  * test_cp_stun.c.
@@ -19,15 +19,11 @@
  *   - a region that is not home: connected on demand, closed after 60 s
  *     unused; a region that is not configured.
  */
-#include <arpa/inet.h>
 #include <endian.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -38,306 +34,15 @@
 #include "derp.h"
 #include "keys.h"
 #include "noise.h"
+#include "test_relay.h"
 #include "test_util.h"
 #include "wg_messages.h"
 
-#define S  (1000000000ull)
-#define MS (1000000ull)
-
 static char name[32];
-static struct mg_shm shm;
+static struct mg_shm shm;      /* the fake dataplane */
+static struct relay relays[2]; /* the fake relays */
 
-/* ---- the fake relay ---------------------------------------------------------- */
-
-struct frame {
-	uint8_t type;
-	uint32_t len;
-	uint8_t body[4096];
-};
-
-#define RELAY_Q 64
-
-struct relay {
-	int lfd, fd;
-	uint16_t port;
-	uint8_t priv[32], pub[32];
-	int st; /* 0: HTTP request, 1: ClientInfo, 2: frames */
-	uint8_t in[MG_DERP_HDR_LEN + MG_DERP_MAX_BODY];
-	size_t in_len;
-	unsigned accepts, closes, http_bad, client_infos, info_bad, overflow;
-	uint8_t client_pub[32];
-	int version;
-	struct frame q[RELAY_Q]; /* frames after the handshake, in order */
-	unsigned qn;
-};
-
-static struct relay relays[2];
-
-static void keypair(uint8_t priv[32], uint8_t pub[32])
-{
-	randombytes_buf(priv, 32);
-	priv[0] &= 248;
-	priv[31] = (priv[31] & 127) | 64;
-	if (crypto_scalarmult_base(pub, priv))
-		abort();
-}
-
-static void relay_open(struct relay *r)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t sl = sizeof(sin);
-
-	memset(r, 0, sizeof(*r));
-	r->fd = -1;
-	keypair(r->priv, r->pub);
-	r->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (r->lfd < 0 || bind(r->lfd, (struct sockaddr *)&sin, sizeof(sin)) || listen(r->lfd, 8) ||
-	    getsockname(r->lfd, (struct sockaddr *)&sin, &sl)) {
-		perror("relay");
-		exit(2);
-	}
-	r->port = ntohs(sin.sin_port);
-}
-
-/* Close the current connection (the relay hangs up, or saw the client go). */
-static void relay_hangup(struct relay *r)
-{
-	if (r->fd >= 0)
-		close(r->fd);
-	r->fd = -1;
-	r->st = 0;
-	r->in_len = 0;
-}
-
-/* Forget counters and frames, keep the listening socket and the keys. */
-static void relay_reset(struct relay *r)
-{
-	relay_hangup(r);
-	r->accepts = r->closes = r->http_bad = r->client_infos = r->info_bad = r->overflow = 0;
-	r->qn = 0;
-	memset(r->client_pub, 0, 32);
-	r->version = 0;
-}
-
-static void relay_close(struct relay *r)
-{
-	relay_hangup(r);
-	close(r->lfd);
-	r->lfd = -1;
-}
-
-static void relay_send(struct relay *r, const void *buf, size_t n)
-{
-	const uint8_t *p = buf;
-
-	while (r->fd >= 0 && n) {
-		ssize_t k = send(r->fd, p, n, MSG_NOSIGNAL);
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			return;
-		}
-		p += k;
-		n -= (size_t)k;
-	}
-}
-
-static void relay_process(struct relay *r)
-{
-	for (;;) {
-		size_t used;
-
-		if (r->st == 0) {
-			struct mg_derp_http_req req;
-			char resp[512];
-			uint8_t f[MG_DERP_HDR_LEN + 64];
-			long h = mg_derp_http_parse_request((const char *)r->in, r->in_len, &req);
-
-			if (h == 0)
-				return;
-			if (h < 0 || !req.upgrade_derp) {
-				r->http_bad++;
-				relay_hangup(r);
-				return;
-			}
-			relay_send(r, resp, mg_derp_http_response(resp, sizeof(resp), r->pub));
-			relay_send(r, f, mg_derp_build_server_key(f, sizeof(f), r->pub));
-			r->st = 1;
-			used = (size_t)h;
-		} else {
-			uint8_t type;
-			uint32_t blen;
-			long fl = mg_derp_frame(r->in, r->in_len, MG_DERP_MAX_BODY, &type, &blen);
-			const uint8_t *body = r->in + MG_DERP_HDR_LEN;
-
-			if (fl == 0)
-				return;
-			if (fl < 0) {
-				r->info_bad++;
-				relay_hangup(r);
-				return;
-			}
-			if (r->st == 1) {
-				char json[256];
-				uint8_t nonce[MG_DERP_NONCE_LEN], f[256];
-
-				if (type != MG_DERP_CLIENT_INFO ||
-				    mg_derp_parse_client_info(body, blen, r->priv, r->client_pub,
-							      &r->version, json,
-							      sizeof(json)) != MG_DERP_OK) {
-					r->info_bad++;
-					relay_hangup(r);
-					return;
-				}
-				r->client_infos++;
-				randombytes_buf(nonce, sizeof(nonce));
-				relay_send(r, f,
-					   mg_derp_build_server_info(f, sizeof(f), r->priv,
-								     r->client_pub, nonce,
-								     "{\"version\":2}"));
-				r->st = 2;
-			} else if (r->qn < RELAY_Q && blen <= sizeof(r->q[0].body)) {
-				r->q[r->qn].type = type;
-				r->q[r->qn].len = blen;
-				memcpy(r->q[r->qn].body, body, blen);
-				r->qn++;
-			} else {
-				r->overflow++;
-			}
-			used = (size_t)fl;
-		}
-		memmove(r->in, r->in + used, r->in_len - used);
-		r->in_len -= used;
-	}
-}
-
-static void relay_read(struct relay *r)
-{
-	ssize_t k = recv(r->fd, r->in + r->in_len, sizeof(r->in) - r->in_len, MSG_DONTWAIT);
-
-	if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-		return;
-	if (k <= 0) {
-		r->closes++;
-		relay_hangup(r);
-		return;
-	}
-	r->in_len += (size_t)k;
-	relay_process(r);
-}
-
-static void relay_accept(struct relay *r)
-{
-	int fd = accept4(r->lfd, NULL, NULL, SOCK_CLOEXEC);
-
-	if (fd < 0)
-		return;
-	if (r->fd >= 0) { /* the client gave up on the old one */
-		r->closes++;
-		relay_hangup(r);
-	}
-	r->fd = fd;
-	r->accepts++;
-}
-
-/* The first frame of type in the queue (removed into *out), or false. */
-static bool relay_take(struct relay *r, uint8_t type, struct frame *out)
-{
-	for (unsigned i = 0; i < r->qn; i++) {
-		if (r->q[i].type != type)
-			continue;
-		if (out)
-			*out = r->q[i];
-		memmove(&r->q[i], &r->q[i + 1], (r->qn - i - 1) * sizeof(r->q[0]));
-		r->qn--;
-		return true;
-	}
-	return false;
-}
-
-static bool relay_has(const struct relay *r, uint8_t type)
-{
-	for (unsigned i = 0; i < r->qn; i++)
-		if (r->q[i].type == type)
-			return true;
-	return false;
-}
-
-static void relay_recv_packet(struct relay *r, const uint8_t src[32], const void *pkt, size_t len)
-{
-	static uint8_t f[MG_DERP_HDR_LEN + MG_DERP_KEY_LEN + 4096];
-
-	relay_send(r, f, mg_derp_build_packet(f, sizeof(f), MG_DERP_RECV_PACKET, src, pkt, len));
-}
-
-/* ---- driving the client -------------------------------------------------------- */
-
-/* Added to the clock cp_derp_tick sees (the 60 s idle close). */
-static uint64_t tick_offset;
-
-static void step(struct cp_device *d)
-{
-	struct pollfd pfd[MG_MAX_DERP_REGIONS + 4];
-	unsigned n, k;
-
-	n = 0;
-	if (d) { /* NULL: only the relays */
-		cp_derp_tick(d, cp_now() + tick_offset);
-		n = cp_derp_pollfds(d, pfd, MG_MAX_DERP_REGIONS);
-	}
-	k = n;
-	for (int i = 0; i < 2; i++) {
-		struct relay *r = &relays[i];
-		pfd[k++] = (struct pollfd){.fd = r->lfd, .events = POLLIN};
-		pfd[k++] = (struct pollfd){.fd = r->fd, .events = POLLIN};
-	}
-	if (poll(pfd, k, 5) <= 0)
-		return;
-	if (d)
-		cp_derp_service(d, pfd, n, cp_now());
-	for (int i = 0; i < 2; i++) {
-		struct relay *r = &relays[i];
-		if (r->fd >= 0 && pfd[n + 2 * i + 1].fd == r->fd && pfd[n + 2 * i + 1].revents)
-			relay_read(r);
-		if (r->lfd >= 0 && pfd[n + 2 * i].revents)
-			relay_accept(r);
-	}
-}
-
-/* Step until cond holds or ms pass. */
-#define WAIT_FOR(d, cond, ms)                                                                      \
-	do {                                                                                       \
-		uint64_t dl_ = cp_now() + (uint64_t)(ms)*MS;                                       \
-		while (!(cond) && cp_now() < dl_)                                                  \
-			step(d);                                                                   \
-	} while (0)
-
-/* Step for ms whatever happens. */
-static void run_for(struct cp_device *d, unsigned ms)
-{
-	uint64_t dl = cp_now() + (uint64_t)ms * MS;
-
-	while (cp_now() < dl)
-		step(d);
-}
-
-/* A Ping with fresh data, and its Pong back: everything the relay sent
- * before has been handled by the client. */
-static bool relay_sync(struct cp_device *d, struct relay *r)
-{
-	static uint64_t ctr;
-	uint8_t data[8], f[MG_DERP_HDR_LEN + 8];
-	struct frame pong;
-	bool got = false;
-
-	ctr++;
-	memcpy(data, &ctr, 8);
-	relay_send(r, f, mg_derp_build_ping(f, sizeof(f), MG_DERP_PING, data));
-	WAIT_FOR(d, (got = relay_take(r, MG_DERP_PONG, &pong)), 2000);
-	return got && pong.len == 8 && !memcmp(pong.body, data, 8);
-}
-
-/* ---- the fake dataplane -------------------------------------------------------- */
+/* ---- the device and other helpers ---------------------------------------------- */
 
 static void device(struct cp_device *d, struct mg_config *cfg, const char *control)
 {
@@ -362,51 +67,6 @@ static void set_random_key(struct cp_device *d)
 	randombytes_buf(k, sizeof(k));
 	cp_device_set_private_key(d, k);
 	sodium_memzero(k, sizeof(k));
-}
-
-/* Attach to the fake dataplane and drain the sync. */
-static void attach(struct cp_device *d)
-{
-	struct mg_msg m;
-
-	cp_dp_maintain(d);
-	do {
-		cp_dp_poll(d);
-		while (mg_ring_recv(shm.cp2dp, &m) == 0)
-			;
-	} while (d->syncing || d->resync);
-}
-
-static unsigned drain(void)
-{
-	struct mg_msg m;
-	unsigned n = 0;
-
-	while (mg_ring_recv(shm.cp2dp, &m) == 0)
-		n++;
-	return n;
-}
-
-static struct mg_sockaddr sa(const char *text)
-{
-	struct mg_sockaddr a;
-
-	if (mg_sockaddr_parse(text, &a))
-		abort();
-	return a;
-}
-
-static bool sa_eq(const struct mg_sockaddr *a, const struct mg_sockaddr *b)
-{
-	return !memcmp(a, b, sizeof(*a));
-}
-
-static const char *ep_str(const struct mg_sockaddr *a)
-{
-	static char buf[4][MG_SOCKADDR_STRLEN];
-	static int k;
-
-	return mg_sockaddr_fmt(a, buf[k++ % 4], MG_SOCKADDR_STRLEN);
 }
 
 /* What mg_log writes to stderr meanwhile, kept (and shown again after). */
@@ -554,7 +214,7 @@ static void test_rx(struct cp_device *d, struct cp_peer *p)
 	bool got = false;
 
 	printf("-- RecvPacket -> MG_MSG_DERP_RX, or dropped\n");
-	drain();
+	drain(&shm);
 	data_msg(pkt, 64, WG_MSG_DATA, 0x80);
 	relay_recv_packet(R0, p->noise.public_key, pkt, 64);
 	WAIT_FOR(d, (got = mg_ring_recv(shm.cp2dp, &m) == 0), 2000);
@@ -576,7 +236,8 @@ static void test_rx(struct cp_device *d, struct cp_peer *p)
 	keypair(sk, stranger);
 	data_msg(pkt, 64, WG_MSG_DATA, 0x80);
 	relay_recv_packet(R0, stranger, pkt, 64);
-	CHECK(relay_sync(d, R0) && drain() == 0, "from a key that is no peer: nothing on the ring");
+	CHECK(relay_sync(d, R0) && drain(&shm) == 0,
+	      "from a key that is no peer: nothing on the ring");
 	CHECK(d->derp_drops[CP_DERP_DROP_UNKNOWN_PEER] == 1, "counted as unknown peer (%llu)",
 	      (unsigned long long)d->derp_drops[CP_DERP_DROP_UNKNOWN_PEER]);
 
@@ -591,7 +252,7 @@ static void test_rx(struct cp_device *d, struct cp_peer *p)
 	pkt[2] = 1; /* reserved bytes not zero */
 	relay_recv_packet(R0, p->noise.public_key, pkt, 64);
 	relay_recv_packet(R0, p->noise.public_key, pkt, 2);
-	CHECK(relay_sync(d, R0) && drain() == 0, "not WireGuard messages: nothing on the ring");
+	CHECK(relay_sync(d, R0) && drain(&shm) == 0, "not WireGuard messages: nothing on the ring");
 	CHECK(d->derp_drops[CP_DERP_DROP_BAD_PACKET] == bad + 5,
 	      "type 9, a 100-byte initiation, a 20-byte data message, reserved bytes set, 2 bytes:"
 	      " 5 bad packets (%llu)",
@@ -665,7 +326,7 @@ static void test_handshake(struct cp_device *d)
 	      "B makes an initiation to the device");
 	wg_cookie_maker_init(&bm, d->local.public_key);
 	wg_cookie_add_macs(&bm, &init, sizeof(init), cp_now());
-	drain();
+	drain(&shm);
 	uint64_t done = d->handshakes_done, sent = d->responses_sent, tx = d->derp_tx;
 
 	relay_recv_packet(R0, bpub, &init, sizeof(init));
@@ -753,7 +414,7 @@ static void test_paths(struct cp_device *d)
 	struct paths v;
 
 	printf("-- which paths an initiation takes\n");
-	drain();
+	drain(&shm);
 	uint64_t sent0 = d->initiations_sent;
 	struct cp_peer *c = new_peer(d, ck);
 	c->endpoint = direct;
@@ -906,7 +567,7 @@ static void test_main(void)
 	CHECK(cfg.n_derp_regions == 1 && cfg.derp_regions[0].pinned,
 	      "region 1 pinned to the relay's key");
 	set_random_key(&d);
-	attach(&d);
+	attach(&d, &shm);
 	test_connect(&d);
 	struct cp_peer *p = new_peer(&d, pk);
 	test_dp_tx(&d, p);
@@ -970,7 +631,7 @@ static void test_on_demand(void)
 	device(&d, &cfg, control);
 	CHECK(cfg.n_derp_regions == 2 && !cfg.derp_regions[1].pinned, "regions 1 (home) and 2");
 	set_random_key(&d);
-	attach(&d);
+	attach(&d, &shm);
 	WAIT_FOR(&d, d.derp_home_up, 3000);
 	run_for(&d, 300);
 	CHECK(d.derp_home_up && d.derp_connected == 1 && R0->accepts == 1 && R1->accepts == 0 &&

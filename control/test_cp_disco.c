@@ -5,7 +5,8 @@
  * (disco datagrams relayed from a peer). The test plays peer B with the codec
  * of common/disco.h, a fake DERP relay on 127.0.0.1 driven inline between
  * the client's steps, and a fake dataplane: a shared-memory region it drains
- * (cp2dp) and feeds (dp2cp), as test_cp_derp.c does.
+ * (cp2dp) and feeds (dp2cp), both from test_relay.c as test_cp_derp.c uses
+ * them.
  *
  *   - rounds: a Ping to each of B's direct endpoints (the DERP one and a
  *     port-0 one skipped) and a CallMeMaybe through the relay listing our
@@ -25,14 +26,9 @@
  *     once, at most every 2 s (one real 2.1 s wait), at most 4 endpoints;
  *   - a peer with disco state removed (leaks show under ASan).
  */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -42,274 +38,15 @@
 #include "derp.h"
 #include "disco.h"
 #include "keys.h"
+#include "test_relay.h"
 #include "test_util.h"
-
-#define S  (1000000000ull)
-#define MS (1000000ull)
 
 #define LISTEN_PORT 41234
 
 static char name[32];
-static struct mg_shm shm;
-
-/* ---- the fake relay (as in test_cp_derp.c) --------------------------------------- */
-
-struct frame {
-	uint8_t type;
-	uint32_t len;
-	uint8_t body[4096];
-};
-
-#define RELAY_Q 64
-
-struct relay {
-	int lfd, fd;
-	uint16_t port;
-	uint8_t priv[32], pub[32];
-	int st; /* 0: HTTP request, 1: ClientInfo, 2: frames */
-	uint8_t in[MG_DERP_HDR_LEN + MG_DERP_MAX_BODY];
-	size_t in_len;
-	unsigned accepts, closes, http_bad, client_infos, info_bad, overflow;
-	uint8_t client_pub[32];
-	int version;
-	struct frame q[RELAY_Q]; /* frames after the handshake, in order */
-	unsigned qn;
-};
-
-static struct relay relay;
+static struct mg_shm shm;  /* the fake dataplane */
+static struct relay relay; /* the fake relay */
 static struct relay *const R0 = &relay;
-
-static void keypair(uint8_t priv[32], uint8_t pub[32])
-{
-	randombytes_buf(priv, 32);
-	priv[0] &= 248;
-	priv[31] = (priv[31] & 127) | 64;
-	if (crypto_scalarmult_base(pub, priv))
-		abort();
-}
-
-static void relay_open(struct relay *r)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t sl = sizeof(sin);
-
-	memset(r, 0, sizeof(*r));
-	r->fd = -1;
-	keypair(r->priv, r->pub);
-	r->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (r->lfd < 0 || bind(r->lfd, (struct sockaddr *)&sin, sizeof(sin)) || listen(r->lfd, 8) ||
-	    getsockname(r->lfd, (struct sockaddr *)&sin, &sl)) {
-		perror("relay");
-		exit(2);
-	}
-	r->port = ntohs(sin.sin_port);
-}
-
-static void relay_hangup(struct relay *r)
-{
-	if (r->fd >= 0)
-		close(r->fd);
-	r->fd = -1;
-	r->st = 0;
-	r->in_len = 0;
-}
-
-static void relay_close(struct relay *r)
-{
-	relay_hangup(r);
-	close(r->lfd);
-	r->lfd = -1;
-}
-
-static void relay_send(struct relay *r, const void *buf, size_t n)
-{
-	const uint8_t *p = buf;
-
-	while (r->fd >= 0 && n) {
-		ssize_t k = send(r->fd, p, n, MSG_NOSIGNAL);
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			return;
-		}
-		p += k;
-		n -= (size_t)k;
-	}
-}
-
-static void relay_process(struct relay *r)
-{
-	for (;;) {
-		size_t used;
-
-		if (r->st == 0) {
-			struct mg_derp_http_req req;
-			char resp[512];
-			uint8_t f[MG_DERP_HDR_LEN + 64];
-			long h = mg_derp_http_parse_request((const char *)r->in, r->in_len, &req);
-
-			if (h == 0)
-				return;
-			if (h < 0 || !req.upgrade_derp) {
-				r->http_bad++;
-				relay_hangup(r);
-				return;
-			}
-			relay_send(r, resp, mg_derp_http_response(resp, sizeof(resp), r->pub));
-			relay_send(r, f, mg_derp_build_server_key(f, sizeof(f), r->pub));
-			r->st = 1;
-			used = (size_t)h;
-		} else {
-			uint8_t type;
-			uint32_t blen;
-			long fl = mg_derp_frame(r->in, r->in_len, MG_DERP_MAX_BODY, &type, &blen);
-			const uint8_t *body = r->in + MG_DERP_HDR_LEN;
-
-			if (fl == 0)
-				return;
-			if (fl < 0) {
-				r->info_bad++;
-				relay_hangup(r);
-				return;
-			}
-			if (r->st == 1) {
-				char json[256];
-				uint8_t nonce[MG_DERP_NONCE_LEN], f[256];
-
-				if (type != MG_DERP_CLIENT_INFO ||
-				    mg_derp_parse_client_info(body, blen, r->priv, r->client_pub,
-							      &r->version, json,
-							      sizeof(json)) != MG_DERP_OK) {
-					r->info_bad++;
-					relay_hangup(r);
-					return;
-				}
-				r->client_infos++;
-				randombytes_buf(nonce, sizeof(nonce));
-				relay_send(r, f,
-					   mg_derp_build_server_info(f, sizeof(f), r->priv,
-								     r->client_pub, nonce,
-								     "{\"version\":2}"));
-				r->st = 2;
-			} else if (r->qn < RELAY_Q && blen <= sizeof(r->q[0].body)) {
-				r->q[r->qn].type = type;
-				r->q[r->qn].len = blen;
-				memcpy(r->q[r->qn].body, body, blen);
-				r->qn++;
-			} else {
-				r->overflow++;
-			}
-			used = (size_t)fl;
-		}
-		memmove(r->in, r->in + used, r->in_len - used);
-		r->in_len -= used;
-	}
-}
-
-static void relay_read(struct relay *r)
-{
-	ssize_t k = recv(r->fd, r->in + r->in_len, sizeof(r->in) - r->in_len, MSG_DONTWAIT);
-
-	if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-		return;
-	if (k <= 0) {
-		r->closes++;
-		relay_hangup(r);
-		return;
-	}
-	r->in_len += (size_t)k;
-	relay_process(r);
-}
-
-static void relay_accept(struct relay *r)
-{
-	int fd = accept4(r->lfd, NULL, NULL, SOCK_CLOEXEC);
-
-	if (fd < 0)
-		return;
-	if (r->fd >= 0) {
-		r->closes++;
-		relay_hangup(r);
-	}
-	r->fd = fd;
-	r->accepts++;
-}
-
-static bool relay_take(struct relay *r, uint8_t type, struct frame *out)
-{
-	for (unsigned i = 0; i < r->qn; i++) {
-		if (r->q[i].type != type)
-			continue;
-		if (out)
-			*out = r->q[i];
-		memmove(&r->q[i], &r->q[i + 1], (r->qn - i - 1) * sizeof(r->q[0]));
-		r->qn--;
-		return true;
-	}
-	return false;
-}
-
-static void relay_recv_packet(struct relay *r, const uint8_t src[32], const void *pkt, size_t len)
-{
-	static uint8_t f[MG_DERP_HDR_LEN + MG_DERP_KEY_LEN + 4096];
-
-	relay_send(r, f, mg_derp_build_packet(f, sizeof(f), MG_DERP_RECV_PACKET, src, pkt, len));
-}
-
-/* ---- driving the client -------------------------------------------------------- */
-
-static void step(struct cp_device *d)
-{
-	struct pollfd pfd[MG_MAX_DERP_REGIONS + 4];
-	unsigned n = 0, k;
-
-	if (d) {
-		cp_derp_tick(d, cp_now());
-		n = cp_derp_pollfds(d, pfd, MG_MAX_DERP_REGIONS);
-	}
-	k = n;
-	pfd[k++] = (struct pollfd){.fd = R0->lfd, .events = POLLIN};
-	pfd[k++] = (struct pollfd){.fd = R0->fd, .events = POLLIN};
-	if (poll(pfd, k, 5) <= 0)
-		return;
-	if (d)
-		cp_derp_service(d, pfd, n, cp_now());
-	if (R0->fd >= 0 && pfd[n + 1].fd == R0->fd && pfd[n + 1].revents)
-		relay_read(R0);
-	if (R0->lfd >= 0 && pfd[n].revents)
-		relay_accept(R0);
-}
-
-#define WAIT_FOR(d, cond, ms)                                                                      \
-	do {                                                                                       \
-		uint64_t dl_ = cp_now() + (uint64_t)(ms)*MS;                                       \
-		while (!(cond) && cp_now() < dl_)                                                  \
-			step(d);                                                                   \
-	} while (0)
-
-static void run_for(struct cp_device *d, unsigned ms)
-{
-	uint64_t dl = cp_now() + (uint64_t)ms * MS;
-
-	while (cp_now() < dl)
-		step(d);
-}
-
-/* A relay Ping and its Pong back: everything sent before has been handled
- * both ways (the client's SendPackets are in the relay's queue). */
-static bool relay_sync(struct cp_device *d, struct relay *r)
-{
-	static uint64_t ctr;
-	uint8_t data[8], f[MG_DERP_HDR_LEN + 8];
-	struct frame pong;
-	bool got = false;
-
-	ctr++;
-	memcpy(data, &ctr, 8);
-	relay_send(r, f, mg_derp_build_ping(f, sizeof(f), MG_DERP_PING, data));
-	WAIT_FOR(d, (got = relay_take(r, MG_DERP_PONG, &pong)), 2000);
-	return got && pong.len == 8 && !memcmp(pong.body, data, 8);
-}
 
 /* ---- the device and the fake dataplane ------------------------------------------- */
 
@@ -330,51 +67,6 @@ static void device(struct cp_device *d, struct mg_config *cfg)
 		fprintf(stderr, "device: %s\n", err);
 		exit(2);
 	}
-}
-
-static void attach(struct cp_device *d)
-{
-	struct mg_msg m;
-	uint64_t dl = cp_now() + 5 * S;
-
-	cp_dp_maintain(d);
-	do {
-		cp_dp_poll(d);
-		while (mg_ring_recv(shm.cp2dp, &m) == 0)
-			;
-	} while ((d->syncing || d->resync) && cp_now() < dl);
-}
-
-static unsigned drain(void)
-{
-	struct mg_msg m;
-	unsigned n = 0;
-
-	while (mg_ring_recv(shm.cp2dp, &m) == 0)
-		n++;
-	return n;
-}
-
-static struct mg_sockaddr sa(const char *text)
-{
-	struct mg_sockaddr a;
-
-	if (mg_sockaddr_parse(text, &a))
-		abort();
-	return a;
-}
-
-static bool sa_eq(const struct mg_sockaddr *a, const struct mg_sockaddr *b)
-{
-	return !memcmp(a, b, sizeof(*a));
-}
-
-static const char *ep_str(const struct mg_sockaddr *a)
-{
-	static char buf[8][MG_SOCKADDR_STRLEN];
-	static int k;
-
-	return mg_sockaddr_fmt(a, buf[k++ % 8], MG_SOCKADDR_STRLEN);
 }
 
 /* The dataplane's counters say the peer's tunnel carried data at mono ns t
@@ -654,7 +346,7 @@ static void make_b(struct cp_device *d, struct cp_peer *p)
 	set_cands(d, p, "B");
 	p->endpoint = mg_sockaddr_derp(1);
 	p->kp_cur = 0x5a5a0001; /* a session, as a completed handshake leaves */
-	drain();
+	drain(&shm);
 }
 
 static bool has_ep(const struct mg_disco_msg *m, const char *addr)
@@ -674,7 +366,7 @@ static void test_rounds(struct cp_device *d, struct cp_peer *p)
 	char own[64];
 
 	printf("-- rounds for a relayed peer with a session\n");
-	drain();
+	drain(&shm);
 	R0->qn = 0;
 	mark(d);
 	uint64_t t0 = cp_now();
@@ -796,7 +488,7 @@ static void test_no_rounds(struct cp_device *d, struct cp_peer *p)
 	p->endpoint = sa("198.18.0.99:51820");
 	cp_disco_tick(d, t + 7 * S);
 	p->endpoint = mg_sockaddr_derp(1);
-	drain();
+	drain(&shm);
 }
 
 /* A refusal: only 'refused' moves, nothing goes anywhere, B stays relayed. */
@@ -1056,7 +748,7 @@ static void test_remove(struct cp_device *d, struct cp_peer *p, struct cp_peer *
 	cp_peer_remove(d, pc);
 	CHECK(d->n_peers == n - 2 && !cp_peer_find(d, B.pub) && !cp_peer_find(d, C.pub),
 	      "both removed (leaks show under ASan at exit)");
-	drain();
+	drain(&shm);
 	mark(d);
 	m = msg_ping(&B);
 	CHECK(udp_msg(d, &B, "203.0.113.8:41641", &m), "a Ping from B's key afterwards");
@@ -1095,7 +787,7 @@ int main(void)
 	randombytes_buf(k, sizeof(k));
 	cp_device_set_private_key(&d, k);
 	sodium_memzero(k, sizeof(k));
-	attach(&d);
+	attach(&d, &shm);
 	CHECK(d.attached && !d.syncing && !d.resync, "attached to the fake dataplane");
 	CHECK(d.derp && !d.stun, "DERP on, STUN off");
 	WAIT_FOR(&d, d.derp_home_up, 3000);

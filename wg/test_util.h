@@ -35,6 +35,29 @@ static inline int test_finish(const char *name)
 	return test_failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
+/* A copy of p[0..n) in a heap block of exactly n bytes (1 when n is 0), so
+ * that ASan catches a parser reading past the length it was given. */
+static inline void *test_exact_copy(const void *p, size_t n)
+{
+	void *q = malloc(n ? n : 1);
+
+	if (!q)
+		abort();
+	if (n)
+		memcpy(q, p, n);
+	else
+		*(uint8_t *)q = 0; /* never read: the parsers get n = 0 */
+	return q;
+}
+
+/* An X25519 key pair whose private key is 32 fill bytes. */
+static inline void test_keypair(uint8_t priv[32], uint8_t pub[32], uint8_t fill)
+{
+	memset(priv, fill, 32);
+	if (crypto_scalarmult_base(pub, priv))
+		abort();
+}
+
 /* 32-byte values (keys, points, scalars) as hex in test tables. */
 typedef uint8_t b32[32];
 

@@ -7,11 +7,8 @@
 # TCP out do, or where both NATs map per destination), so no direct path
 # exists; their tunnel runs through meshgate-derpd:
 #
-#  ns lanA 10.88.0.1 -- ns gwA: meshgate, wan 198.18.1.1 -- ns natA: in0 198.18.1.254
-#                                                                out0 203.0.113.7 --+
-#  ns lanB 10.77.0.1 -- ns gwB: meshgate, wan 198.18.2.1 -- ns natB: in0 198.18.2.254 |
-#                                                                out0 203.0.113.8 --+
-#  ns inet: br0 203.0.113.1/24 (the "internet"), meshgate-stund on :3478 -----------+
+#  the two-NAT topology of nat_topo.sh, the NATs' forward chains dropping
+#  (and counting) UDP to the other site.
 #
 # The control processes, meshgate-coord and meshgate-derpd (region 1) run in
 # the root namespace: control reaches relays through the host's own stack
@@ -36,18 +33,14 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/coord_topo.sh"
+. "$(dirname "$0")/nat_topo.sh"
 
-STUND_BIN="$MG_BUILD/stund/meshgate-stund"
 DERPD_BIN="$MG_BUILD/derpd/meshgate-derpd"
-STUN_SRV=203.0.113.1
-OUT_A=203.0.113.7
-OUT_B=203.0.113.8
 MPORT_A=9593
 MPORT_B=9594
 
 mg_test_init
 mg_require nft curl
-[ -x "$STUND_BIN" ] || mg_fail "not built: $STUND_BIN"
 [ -x "$DERPD_BIN" ] || mg_fail "not built: $DERPD_BIN"
 T0=$SECONDS
 coord_up
@@ -66,87 +59,26 @@ derp_metric() { # NAME{labels} : its value on the relay's /metrics
 		awk -v n="$1" '$1 == n { print $2 }'
 }
 
-# ---- the namespaces
-mg_ns_setup inet natA natB gwA gwB lanA lanB
-mg_ip inet link add br0 type bridge || mg_fail "bridge"
-mg_ip inet link set br0 up
-mg_addr inet br0 "$STUN_SRV/24"
-# nat_setup X OUT INSIDE_NET OTHER_OUT : NAT X between gwX's wan0 and the
-# internet; its firewall drops (and counts) UDP to the other site
-nat_setup() {
-	local x=$1 out=$2 net=$3 other=$4
-	mg_veth inet "n$x" "nat$x" out0
-	mg_ip inet link set "n$x" master br0
-	mg_veth "nat$x" in0 "gw$x" wan0
-	mg_addr "nat$x" out0 "$out/24"
-	mg_addr "nat$x" in0 "$net.254/24"
-	_coord_offl inet "n$x"
-	_coord_offl "nat$x" out0
-	_coord_offl "nat$x" in0
-	_coord_offl "gw$x" wan0
-	mg_exec "gw$x" sysctl -qw net.ipv6.conf.wan0.disable_ipv6=1
-	mg_exec "nat$x" sysctl -qw net.ipv4.ip_forward=1
-	mg_exec "nat$x" nft -f - <<NFT || mg_fail "nft nat$x"
-table ip nat {
-	chain postrouting {
-		type nat hook postrouting priority srcnat;
-		oifname "out0" ip saddr $net.0/24 masquerade
-	}
-}
-table ip filter {
-	chain input {
-		type filter hook input priority filter;
-		iifname "out0" meta l4proto udp drop
-	}
+# ---- the namespaces: each NAT's firewall drops UDP to the other site
+block_other() { # OTHER_OUT
+	cat <<NFT
 	chain forward {
 		type filter hook forward priority filter;
-		oifname "out0" ip daddr $other meta l4proto udp counter name "blocked" drop
+		oifname "out0" ip daddr $1 meta l4proto udp counter name "blocked" drop
 	}
 	counter blocked { }
-}
 NFT
 }
-nat_setup A "$OUT_A" 198.18.1 "$OUT_B"
-nat_setup B "$OUT_B" 198.18.2 "$OUT_A"
-for x in A B; do
-	mg_veth "lan$x" veth0 "gw$x" lan0
-	_coord_offl "lan$x" veth0
-	_coord_offl "gw$x" lan0
-	mg_exec "gw$x" sysctl -qw net.ipv6.conf.lan0.disable_ipv6=1
-done
-mg_addr lanA veth0 10.88.0.1/24
-mg_ip lanA route add default via 10.88.0.254
-mg_addr lanB veth0 10.77.0.1/24
-mg_ip lanB route add default via 10.77.0.254
+nat_topo_up block_other
 
-mg_bg stund inet "$STUND_BIN" --listen "$STUN_SRV:3478"
-mg_wait_for bash -c "ip netns exec $(mg_ns inet) ss -Hlun 'sport = :3478' | grep -q ." ||
-	mg_fail "meshgate-stund did not start"
-
-# ---- the gateways: gw_conf's, with the NAT as next hop, STUN, DERP, /metrics
+# ---- the gateways: nat_gw_conf's, with the relay as region 1 (its key pinned)
 NAME_A=$(mg_ifname a) && NAME_B=$(mg_ifname b) || mg_fail "names"
 MG_SOCKS+=("/var/run/wireguard/$NAME_A.sock" "/var/run/wireguard/$NAME_B.sock")
-# derp_gw_conf NAME WAN LAN ROUTE HOST MPORT
-derp_gw_conf() {
-	local name=$1 wan=$2
-	gw_conf "$name" "$wan" "$3" "$4" "$5" "$KEY"
-	sed -i "s|addresses = \\[\"$wan/24\"\\]; }|addresses = [\"$wan/24\"]; gateway = \"${wan%.*}.254\"; }|" \
-		"$MG_TMP/$name.conf"
-	grep -q "gateway = \"${wan%.*}.254\"" "$MG_TMP/$name.conf" || mg_fail "gateway in $name.conf"
-	cat >>"$MG_TMP/$name.conf" <<CONF
-control: {
-  metrics_listen = "127.0.0.1:$6";
-  stun_servers = ["$STUN_SRV:3478"];
-  stun_interval = 5;
-  derp_regions = ( { id = 1; server = "127.0.0.1:$DERP_PORT"; public_key = "$DERP_PUB"; } );
-};
-CONF
-}
-DERP_PUB=
 mg_wait_for test -s "$MG_TMP/derp.key" || mg_fail "meshgate-derpd wrote no key"
 DERP_PUB=$(wg pubkey <"$MG_TMP/derp.key") || mg_fail "relay public key"
-derp_gw_conf "$NAME_A" 198.18.1.1 10.88.0.254 '"10.88.0.0/24"' gwa "$MPORT_A"
-derp_gw_conf "$NAME_B" 198.18.2.1 10.77.0.254 '"10.77.0.0/24"' gwb "$MPORT_B"
+DERP_CONF="derp_regions = ( { id = 1; server = \"127.0.0.1:$DERP_PORT\"; public_key = \"$DERP_PUB\"; } );"
+nat_gw_conf "$NAME_A" 198.18.1.1 10.88.0.254 '"10.88.0.0/24"' gwa "$MPORT_A" "$DERP_CONF"
+nat_gw_conf "$NAME_B" 198.18.2.1 10.77.0.254 '"10.77.0.0/24"' gwb "$MPORT_B" "$DERP_CONF"
 mg_bg dpA gwA "$DP_BIN" -c "$MG_TMP/$NAME_A.conf"
 mg_bg dpB gwB "$DP_BIN" -c "$MG_TMP/$NAME_B.conf"
 mg_bg cpA root "$CP_BIN" -c "$MG_TMP/$NAME_A.conf"
@@ -163,7 +95,8 @@ home_up() { curl -sS -f --max-time 5 "http://127.0.0.1:$1/metrics" |
 	grep -qx "meshgate_derp_home_connected 1"; }
 mg_check "/metrics: gwA meshgate_derp_home_connected 1" mg_wait_for home_up "$MPORT_A"
 mg_check "/metrics: gwB meshgate_derp_home_connected 1" mg_wait_for home_up "$MPORT_B"
-mg_check "the relay has 2 clients" mg_wait_for test "$(derp_metric meshgate_derp_clients)" = 2
+two_clients() { [ "$(derp_metric meshgate_derp_clients)" = 2 ]; }
+mg_check "the relay has 2 clients" mg_wait_for two_clients
 
 # ---- 2. the netmaps: direct endpoints and the home region
 peer_field() { # NAME HOST FIELD : FIELD of NAME's peer HOST*
@@ -201,11 +134,11 @@ relayed() { # MPORT DIRECTION
 	curl -sS -f --max-time 5 "http://127.0.0.1:$1/metrics" |
 		awk -v d="$2" '$1 == "meshgate_derp_packets_total{direction=\"" d "\"}" { print $2 }'
 }
-for g in "A $MPORT_A" "B $MPORT_B"; do
-	set -- $g
-	echo "    gw$1: relayed tx $(relayed "$2" tx), rx $(relayed "$2" rx)"
-	mg_check "gw$1 sent through the relay" test "$(relayed "$2" tx)" -gt 10
-	mg_check "gw$1 received through the relay" test "$(relayed "$2" rx)" -gt 10
+for g in "A:$MPORT_A" "B:$MPORT_B"; do
+	x=${g%%:*} port=${g#*:}
+	echo "    gw$x: relayed tx $(relayed "$port" tx), rx $(relayed "$port" rx)"
+	mg_check "gw$x sent through the relay" test "$(relayed "$port" tx)" -gt 10
+	mg_check "gw$x received through the relay" test "$(relayed "$port" rx)" -gt 10
 done
 fwd=$(derp_metric meshgate_derp_packets_forwarded_total)
 mg_check "the relay forwarded them ($fwd packets)" test "${fwd:-0}" -gt 20
@@ -243,13 +176,22 @@ disco() { # MPORT EVENT
 	curl -sS -f --max-time 5 "http://127.0.0.1:$1/metrics" |
 		awk -v e="$2" '$1 == "meshgate_disco_messages_total{event=\"" e "\"}" { print $2 }'
 }
-found=$(( $(disco "$MPORT_A" direct_path_found) + $(disco "$MPORT_B" direct_path_found) ))
-mg_check "a gateway found the direct path by a disco pong ($found)" test "$found" -ge 1
+found() { [ "$(( $(disco "$MPORT_A" direct_path_found) + $(disco "$MPORT_B" direct_path_found) ))" -ge 1 ]; }
+mg_check "a gateway found the direct path by a disco pong (/metrics)" mg_wait_for found
+for g in "A:$MPORT_A" "B:$MPORT_B"; do
+	echo "    gw${g%%:*} disco: $(curl -sS -f --max-time 5 "http://127.0.0.1:${g#*:}/metrics" |
+		awk '/^meshgate_disco_messages_total/ { sub(/.*event="/, "", $1); sub(/"}/, "", $1); printf "%s %s, ", $1, $2 }')"
+done
 before=$(relayed "$MPORT_A" tx)
 mg_check "200 pings lanA -> lanB direct, none lost" mg_exec lanA ping -q -n -c 200 -i 0.01 -W 2 10.77.0.1
 after=$(relayed "$MPORT_A" tx)
 echo "    gwA relayed tx: $relayed_tx_a before UDP opened, $before at the switch, $after after 200 pings"
 mg_check "the pings did not go through the relay" test "$((after - before))" -lt 20
+if command -v promtool >/dev/null; then
+	lint() { curl -sS -f --max-time 5 "http://127.0.0.1:$1/metrics" | promtool check metrics; }
+	mg_check "gwA's /metrics with DERP and disco series pass promtool" lint "$MPORT_A"
+	mg_check "the relay's /metrics pass promtool" lint "$DERP_PORT"
+fi
 echo "    $((SECONDS - T0)) s in all"
 
 mg_pass "two gateways with no UDP path between them talk through a DERP relay, and go direct when UDP opens"

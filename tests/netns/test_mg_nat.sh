@@ -5,19 +5,9 @@
 # A direct tunnel between two gateways, each behind its own NAT (hole
 # punching by both sides sending, control/stun.c's behind-a-NAT keepalives):
 #
-#  ns lanA 10.88.0.1 -- ns gwA: meshgate, wan 198.18.1.1 -- ns natA: in0 198.18.1.254
-#                                                                out0 203.0.113.7 --+
-#  ns lanB 10.77.0.1 -- ns gwB: meshgate, wan 198.18.2.1 -- ns natB: in0 198.18.2.254 |
-#                                                                out0 203.0.113.8 --+
-#  ns inet: br0 203.0.113.1/24 (the "internet"), meshgate-stund on :3478 -----------+
-#
-# Each NAT masquerades its inside network (Linux keeps the source port when
-# it is free: an endpoint-independent, port-preserving mapping) and drops
-# what comes to itself unasked, as home routers do (else conntrack would
-# keep a local entry for the other side's first packet, and masquerade would
-# move our port to another to avoid it). Neither gateway can reach the
-# other's private address. Both join meshgate-coord (root namespace,
-# 127.0.0.1) and ask the STUN server every 5 s:
+#  the two-NAT topology of nat_topo.sh; the NATs count what goes to and
+#  comes from the other NAT's port 51820. Both gateways join meshgate-coord
+#  (root namespace, 127.0.0.1) and ask the STUN server every 5 s:
 #  1. each learns its NAT's outside address, says it is behind a NAT
 #     (control log, /metrics meshgate_behind_nat 1);
 #  2. each one's netmap has the other at the other NAT's outside address;
@@ -30,99 +20,35 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/coord_topo.sh"
+. "$(dirname "$0")/nat_topo.sh"
 
-STUND_BIN="$MG_BUILD/stund/meshgate-stund"
-STUN_SRV=203.0.113.1
-OUT_A=203.0.113.7
-OUT_B=203.0.113.8
 MPORT_A=9591
 MPORT_B=9592
 
 mg_test_init
 mg_require nft curl
-[ -x "$STUND_BIN" ] || mg_fail "not built: $STUND_BIN"
 T0=$SECONDS
 coord_up
 
-# ---- the namespaces
-mg_ns_setup inet natA natB gwA gwB lanA lanB
-mg_ip inet link add br0 type bridge || mg_fail "bridge"
-mg_ip inet link set br0 up
-mg_addr inet br0 "$STUN_SRV/24"
-# nat_setup X OUT INSIDE_NET OTHER_OUT : NAT X between gwX's wan0 and the
-# internet, counting what goes to and comes from the other NAT's port 51820
-nat_setup() {
-	local x=$1 out=$2 net=$3 other=$4
-	mg_veth inet "n$x" "nat$x" out0
-	mg_ip inet link set "n$x" master br0
-	mg_veth "nat$x" in0 "gw$x" wan0
-	mg_addr "nat$x" out0 "$out/24"
-	mg_addr "nat$x" in0 "$net.254/24"
-	_coord_offl inet "n$x"
-	_coord_offl "nat$x" out0
-	_coord_offl "nat$x" in0
-	_coord_offl "gw$x" wan0
-	mg_exec "gw$x" sysctl -qw net.ipv6.conf.wan0.disable_ipv6=1
-	mg_exec "nat$x" sysctl -qw net.ipv4.ip_forward=1
-	mg_exec "nat$x" nft -f - <<NFT || mg_fail "nft nat$x"
-table ip nat {
-	chain postrouting {
-		type nat hook postrouting priority srcnat;
-		oifname "out0" ip saddr $net.0/24 masquerade
-	}
-}
-table ip filter {
-	chain input {
-		type filter hook input priority filter;
-		iifname "out0" meta l4proto udp drop
-	}
+# ---- the namespaces: each NAT counts the other NAT's port-51820 traffic
+count_other() { # OTHER_OUT
+	cat <<NFT
 	chain forward {
 		type filter hook forward priority filter;
-		oifname "out0" ip daddr $other udp sport 51820 udp dport 51820 counter name "out"
-		iifname "out0" ip saddr $other udp sport 51820 udp dport 51820 counter name "in"
+		oifname "out0" ip daddr $1 udp sport 51820 udp dport 51820 counter name "out"
+		iifname "out0" ip saddr $1 udp sport 51820 udp dport 51820 counter name "in"
 	}
 	counter out { }
 	counter in { }
-}
 NFT
 }
-nat_setup A "$OUT_A" 198.18.1 "$OUT_B"
-nat_setup B "$OUT_B" 198.18.2 "$OUT_A"
+nat_topo_up count_other
 mg_check "NAT A has no route to gwB's private address" bash -c "! ip netns exec $(mg_ns natA) ip route get 198.18.2.1"
 mg_check "NAT B has no route to gwA's private address" bash -c "! ip netns exec $(mg_ns natB) ip route get 198.18.1.1"
-for x in A B; do
-	mg_veth "lan$x" veth0 "gw$x" lan0
-	_coord_offl "lan$x" veth0
-	_coord_offl "gw$x" lan0
-	mg_exec "gw$x" sysctl -qw net.ipv6.conf.lan0.disable_ipv6=1
-done
-mg_addr lanA veth0 10.88.0.1/24
-mg_ip lanA route add default via 10.88.0.254
-mg_addr lanB veth0 10.77.0.1/24
-mg_ip lanB route add default via 10.77.0.254
 
-mg_bg stund inet "$STUND_BIN" --listen "$STUN_SRV:3478"
-mg_wait_for bash -c "ip netns exec $(mg_ns inet) ss -Hlun 'sport = :3478' | grep -q ." ||
-	mg_fail "meshgate-stund did not start"
-
-# ---- the gateways: gw_conf's, with the NAT as next hop, STUN and /metrics
+# ---- the gateways: nat_gw_conf's
 NAME_A=$(mg_ifname a) && NAME_B=$(mg_ifname b) || mg_fail "names"
 MG_SOCKS+=("/var/run/wireguard/$NAME_A.sock" "/var/run/wireguard/$NAME_B.sock")
-# nat_gw_conf NAME WAN LAN ROUTE HOST MPORT
-nat_gw_conf() {
-	local name=$1 wan=$2
-	gw_conf "$name" "$wan" "$3" "$4" "$5" "$KEY"
-	sed -i "s|addresses = \\[\"$wan/24\"\\]; }|addresses = [\"$wan/24\"]; gateway = \"${wan%.*}.254\"; }|" \
-		"$MG_TMP/$name.conf"
-	grep -q "gateway = \"${wan%.*}.254\"" "$MG_TMP/$name.conf" || mg_fail "gateway in $name.conf"
-	cat >>"$MG_TMP/$name.conf" <<CONF
-control: {
-  metrics_listen = "127.0.0.1:$6";
-  stun_servers = ["$STUN_SRV:3478"];
-  stun_interval = 5;
-};
-CONF
-}
 nat_gw_conf "$NAME_A" 198.18.1.1 10.88.0.254 '"10.88.0.0/24"' gwa "$MPORT_A"
 nat_gw_conf "$NAME_B" 198.18.2.1 10.77.0.254 '"10.77.0.0/24"' gwb "$MPORT_B"
 mg_bg dpA gwA "$DP_BIN" -c "$MG_TMP/$NAME_A.conf"
