@@ -99,14 +99,18 @@ static void remove_dev(struct cp_device *d, const uint8_t key[32])
 		cp_peer_remove(d, p);
 }
 
-/* First direct IPv4 endpoint, for now (the IPv6 underlay later). */
+/* The first direct IPv4 endpoint, else the first IPv6 one (the node lists
+ * what STUN saw first); DERP endpoints are not direct. */
 static struct mg_sockaddr first_endpoint(const struct cp_coord_peer *np)
 {
-	for (uint32_t i = 0; i < np->n_eps; i++)
-		if (np->eps[i].family == AF_INET && np->eps[i].port &&
-		    !mg_sockaddr_is_derp(&np->eps[i]))
-			return np->eps[i];
-	return (struct mg_sockaddr){0};
+	for (int family = AF_INET;; family = AF_INET6) {
+		for (uint32_t i = 0; i < np->n_eps; i++)
+			if (np->eps[i].family == family && np->eps[i].port &&
+			    !mg_sockaddr_is_derp(&np->eps[i]))
+				return np->eps[i];
+		if (family == AF_INET6)
+			return (struct mg_sockaddr){0};
+	}
 }
 
 /* The node's home DERP region: its DERP endpoint's port (0: none). */

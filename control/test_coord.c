@@ -640,6 +640,45 @@ static void test_netmap(void)
 		  d.n_peers == 3,
 	      "rotated key");
 
+	/* Paths: a direct IPv4 endpoint before the DERP one; only a DERP one
+	 * (the relay is the way); only IPv6; none. */
+	cp_coord_node_key_new(sk, pk), mg_key_to_base64(pk, k1);
+	cp_coord_node_key_new(sk, pk), mg_key_to_base64(pk, k2);
+	cp_coord_node_key_new(sk, pk), mg_key_to_base64(pk, k3);
+	char k4[45];
+	cp_coord_node_key_new(sk, pk), mg_key_to_base64(pk, k4);
+	snprintf(text, sizeof(text),
+		 "{\"version\": 4, \"full\": true, " SELF ", \"peers\": ["
+		 "{\"node_id\": 21, \"name\": \"both\", \"node_key\": \"%s\", \"allowed_ips\":"
+		 " [\"100.64.0.21/32\"], \"endpoints\": [\"[2001:db8::21]:51820\","
+		 " \"198.51.100.21:51820\", \"127.3.3.40:1\"]},"
+		 "{\"node_id\": 22, \"name\": \"relay\", \"node_key\": \"%s\", \"allowed_ips\":"
+		 " [\"100.64.0.22/32\"], \"endpoints\": [\"127.3.3.40:2\"]},"
+		 "{\"node_id\": 23, \"name\": \"v6\", \"node_key\": \"%s\", \"allowed_ips\":"
+		 " [\"100.64.0.23/32\"], \"endpoints\": [\"[2001:db8::23]:51820\"]},"
+		 "{\"node_id\": 24, \"name\": \"none\", \"node_key\": \"%s\", \"allowed_ips\":"
+		 " [\"100.64.0.24/32\"]}], \"packet_filter\": []}",
+		 k1, k2, k3, k4);
+	m = map_of(text);
+	CHECK(cp_coord_netmap_apply(nm, &d, &m) == 0, "paths map applied");
+	cp_coord_map_free(&m);
+	struct cp_peer *pb = dev_peer(&d, k1), *pr = dev_peer(&d, k2), *p6 = dev_peer(&d, k3),
+		       *pn = dev_peer(&d, k4);
+	char e1[MG_SOCKADDR_STRLEN], e2[MG_SOCKADDR_STRLEN];
+	CHECK(pb &&
+		  !strcmp(mg_sockaddr_fmt(&pb->endpoint, e1, sizeof(e1)), "198.51.100.21:51820") &&
+		  !memcmp(&pb->direct, &pb->endpoint, sizeof(pb->endpoint)) &&
+		  pb->derp_region == 1 && pb->disco,
+	      "direct IPv4 first, home region 1, disco state: %s", e1);
+	CHECK(pr && !strcmp(mg_sockaddr_fmt(&pr->endpoint, e1, sizeof(e1)), "127.3.3.40:2") &&
+		  !pr->direct.family && pr->derp_region == 2 && pr->disco,
+	      "only a DERP endpoint: relayed through region 2 (%s)", e1);
+	CHECK(p6 &&
+		  !strcmp(mg_sockaddr_fmt(&p6->endpoint, e2, sizeof(e2)), "[2001:db8::23]:51820") &&
+		  !p6->derp_region && !p6->disco,
+	      "only IPv6: that one, no relay, no disco (%s)", e2);
+	CHECK(pn && !pn->endpoint.family && !pn->derp_region, "no endpoints: none");
+
 	/* A full map without anything: netmap peers go, the config peer stays. */
 	m = map_of("{\"version\": 9, \"full\": true, " SELF
 		   ", \"peers\": [], \"packet_filter\": []}");
