@@ -1253,10 +1253,28 @@ static const struct field peer_fields[] = {
 static const struct group_desc peer_group = {peer_fields, NULL};
 static const struct list_desc peer_list = {&peer_group, sizeof(struct mg_peer_conf), NULL};
 
+/* A DNS name for TLS: letters, digits, '-' and '.', at most 253 characters. */
+static int p_dns_name(struct ctx *c, const config_setting_t *s, void *dst, const struct field *f)
+{
+	const char *v = dst;
+	int ret = p_string(c, s, dst, f);
+
+	if (ret)
+		return ret;
+	if (!*v || strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") !=
+		       strlen(v))
+		return report(c, s, "%s: a DNS name (letters, digits, '-' and '.')",
+			      Q(config_setting_get_string(s)));
+	return 0;
+}
+
 static const struct field derp_region_fields[] = {
     INT("id", struct mg_derp_region_conf, id, 1, 65535),
     FIELD("server", p_sockaddr, struct mg_derp_region_conf, server, REQUIRED),
     FIELD("public_key", p_key, struct mg_derp_region_conf, public_key),
+    BOOL("tls", struct mg_derp_region_conf, tls),
+    STR("server_name", p_dns_name, struct mg_derp_region_conf, server_name),
+    STR("ca_file", p_path, struct mg_derp_region_conf, ca_file),
     END,
 };
 
@@ -1267,6 +1285,9 @@ static int check_derp_region(struct ctx *c, const config_setting_t *g, void *bas
 
 	if (!config_setting_get_member(g, "id"))
 		return report(c, g, "a DERP region needs an id (1..65535)");
+	if (!r->tls && (r->server_name[0] || r->ca_file[0]))
+		return report_member(c, g, r->server_name[0] ? "server_name" : "ca_file",
+				     "only with tls = true");
 	r->pinned = memcmp(r->public_key, zero, sizeof(zero)) != 0;
 	return 0;
 }

@@ -37,6 +37,10 @@ struct mg_derp_region_conf {
 	struct mg_sockaddr server; /* the relay's TCP address (numeric) */
 	uint8_t public_key[32];	   /* the relay's key when pinned */
 	bool pinned;		   /* public_key was given: refuse a relay with another */
+	bool tls;		   /* HTTPS: the relay's certificate is verified */
+	char server_name[254];	   /* TLS: SNI and the name the certificate must carry;
+				    * "": the certificate must carry the server's IP */
+	char ca_file[4096];	   /* TLS: "" = the system's CAs */
 };
 
 struct mg_port_conf {

@@ -393,6 +393,19 @@ static const struct bad_case bad_cases[] = {
     {MG DP "control: {\n derp_regions = ( { id = 1; server = \"198.51.100.9:3340\";"
 	   " region = 3; } );\n};\n",
      "@:4: control.derp_regions.[0].region: unknown setting"},
+    /* derp 9 */
+    {MG DP "control: {\n derp_regions = ( { id = 1; server = \"198.51.100.9:443\";"
+	   " server_name = \"derp.example.com\"; } );\n};\n",
+     "@:4: control.derp_regions.[0].server_name: only with tls = true"},
+    /* derp 10 */
+    {MG DP "control: {\n derp_regions = ( { id = 1; server = \"198.51.100.9:443\"; tls = true;"
+	   " server_name = \"derp example\"; } );\n};\n",
+     "@:4: control.derp_regions.[0].server_name: \"derp example\": a DNS name (letters, digits, "
+     "'-' and '.')"},
+    /* derp 11 */
+    {MG DP "control: {\n derp_regions = ( { id = 1; server = \"198.51.100.9:443\"; tls = true;"
+	   " ca_file = \"ca.pem\"; } );\n};\n",
+     "@:4: control.derp_regions.[0].ca_file: \"ca.pem\": must be an absolute path"},
     /* coord 1: plain http needs the testing switch */
     {MG DP "coordination: {\n server = \"http://coord.example\";\n};\n",
      "@:4: coordination.server: \"http://coord.example\": plain http:// only with "
@@ -615,7 +628,8 @@ static const char full_conf[] =
     "control: { metrics_listen = \"127.0.0.1:9586\";\n"
     "  stun_servers = [\"198.51.100.1:3478\", \"[2001:db8::1]:3478\"]; stun_interval = 60;\n"
     "  derp_regions = ( { id = 1; server = \"198.51.100.9:3340\"; },\n"
-    "    { id = 900; server = \"[2001:db8::9]:443\"; public_key = \"" KEY_A "\"; } );\n"
+    "    { id = 900; server = \"[2001:db8::9]:443\"; public_key = \"" KEY_A "\";\n"
+    "      tls = true; server_name = \"derp9.example.com\"; ca_file = \"/etc/ssl/derp.pem\"; } );\n"
     "  derp_home = 900; };\n"
     "testing: { rekey_after_time = 10; reject_after_time = 15; keepalive_timeout = 2;\n"
     "  rekey_timeout = 1; };\n";
@@ -677,6 +691,10 @@ static void check_full(const struct mg_config *c)
 		  !strcmp(sa_str(&c->derp_regions[1].server), "[2001:db8::9]:443") &&
 		  c->derp_regions[1].pinned && c->derp_home == 900,
 	      "derp_regions, derp_home");
+	CHECK(!c->derp_regions[0].tls && c->derp_regions[1].tls &&
+		  !strcmp(c->derp_regions[1].server_name, "derp9.example.com") &&
+		  !strcmp(c->derp_regions[1].ca_file, "/etc/ssl/derp.pem"),
+	      "derp region tls, server_name, ca_file");
 	mg_key_to_base64(c->derp_regions[1].public_key, b64);
 	CHECK(!strcmp(b64, KEY_A), "derp region 900's pinned key");
 	CHECK(!p->benchmark_no_replay && !c->allow_benchmark_no_replay, "replay window on");

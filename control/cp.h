@@ -231,7 +231,9 @@ static inline uint16_t cp_coord_peer_keepalive(const struct cp_device *d)
 }
 
 /* derp.c: DERP relays (control.derp_regions) */
-int cp_derp_init(struct cp_device *d); /* d->derp, if regions are configured; 0 or -ENOMEM */
+/* d->derp, if regions are configured; 0, -ENOMEM, or -EINVAL (an unusable
+ * TLS ca_file, logged) */
+int cp_derp_init(struct cp_device *d);
 void cp_derp_fini(struct cp_device *d);
 /* Connects (home always, other regions while used), timeouts, idle closes. */
 void cp_derp_tick(struct cp_device *d, uint64_t now);

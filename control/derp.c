@@ -17,20 +17,31 @@
  * through the relay roams to it. Handshake messages are control's own work
  * either way. Which path a handshake tries is handshake.c's choice.
  *
+ * A region with tls = true is reached over HTTPS, like Tailscale's derpers:
+ * a TLS handshake (1.2 at least, the certificate always verified against
+ * ca_file or the system's CAs, for server_name or else the server's IP)
+ * between TCP connect and the upgrade request, then every byte through
+ * SSL_read/SSL_write. A pinned public_key is checked on top of it.
+ *
  * Everything is non-blocking and runs in the control loop: poll() tells
  * cp_derp_service what is ready, cp_derp_tick does connects, timeouts and
  * idle closes.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <sodium.h>
 
 #include "addr.h"
@@ -54,13 +65,14 @@
 enum conn_state {
 	C_IDLE,	       /* no socket */
 	C_CONNECTING,  /* TCP connect in progress */
+	C_TLS,	       /* TLS handshake in progress (tls regions) */
 	C_HTTP,	       /* upgrade request sent, waiting for "101" */
 	C_SERVER_KEY,  /* waiting for ServerKey */
 	C_SERVER_INFO, /* ClientInfo sent, waiting for ServerInfo */
 	C_READY,
 };
 
-static const char *const state_names[] = {"idle",	"connecting",  "http",
+static const char *const state_names[] = {"idle",	"connecting",  "tls",  "http",
 					  "server-key", "server-info", "ready"};
 
 struct derp_conn {
@@ -77,6 +89,15 @@ struct derp_conn {
 	size_t out_len, out_off;
 	uint64_t state_ns, last_rx_ns, last_used_ns, retry_ns, backoff_ns;
 	bool failed_logged;
+	/* TLS (rc->tls): the region's context, the connection's session and
+	 * what the TLS layer waits for: the handshake (POLLIN or POLLOUT), a
+	 * read that has to write, a write that has to read. */
+	SSL_CTX *ctx;
+	SSL *ssl;
+	short hs_events;
+	bool read_wants_write, write_wants_read;
+	bool tls_fatal; /* no close_notify after a fatal TLS error */
+	char tls_why[192];
 };
 
 struct cp_derp {
@@ -99,6 +120,18 @@ static void set_state(struct derp_conn *c, enum conn_state st, uint64_t now)
 
 static void conn_close(struct derp_conn *c, uint64_t now)
 {
+	if (c->ssl) {
+		/* A close_notify, as far as the socket takes it at once. */
+		if (!c->tls_fatal && SSL_is_init_finished(c->ssl)) {
+			ERR_clear_error();
+			SSL_shutdown(c->ssl);
+		}
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+		ERR_clear_error();
+	}
+	c->hs_events = 0;
+	c->read_wants_write = c->write_wants_read = c->tls_fatal = false;
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
@@ -152,9 +185,89 @@ static bool out_put(struct derp_conn *c, const void *p, size_t n)
 	return true;
 }
 
+/* Before a TLS call: tls_error tells from errno and the error queue what
+ * went wrong, so neither may hold an earlier call's leftovers. */
+static void tls_clear(void)
+{
+	ERR_clear_error();
+	errno = 0;
+}
+
+/*
+ * Why a TLS call (SSL_connect/read/write returning ret) failed, in
+ * c->tls_why; -ECONNRESET when the relay closed, else -EPROTO. The
+ * connection can only be closed afterwards.
+ */
+static int tls_error(struct derp_conn *c, int ret)
+{
+	int sys = errno;
+	int e = SSL_get_error(c->ssl, ret);
+	unsigned long err = ERR_peek_last_error();
+	long vr = SSL_get_verify_result(c->ssl);
+
+	c->tls_fatal = e == SSL_ERROR_SSL || e == SSL_ERROR_SYSCALL;
+	if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && !err && !sys) ||
+	    (e == SSL_ERROR_SSL && ERR_GET_LIB(err) == ERR_LIB_SSL &&
+	     ERR_GET_REASON(err) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
+		snprintf(c->tls_why, sizeof(c->tls_why), "relay closed the connection");
+		ERR_clear_error();
+		return -ECONNRESET;
+	}
+	if (vr != X509_V_OK) {
+		snprintf(c->tls_why, sizeof(c->tls_why), "TLS certificate verification failed: %s",
+			 X509_verify_cert_error_string(vr));
+	} else if (e == SSL_ERROR_SYSCALL && !err) {
+		snprintf(c->tls_why, sizeof(c->tls_why), "TLS: %s", strerror(sys));
+	} else if (err) {
+		char buf[160];
+		ERR_error_string_n(err, buf, sizeof(buf));
+		snprintf(c->tls_why, sizeof(c->tls_why), "TLS: %s", buf);
+	} else {
+		snprintf(c->tls_why, sizeof(c->tls_why), "TLS error %d", e);
+	}
+	ERR_clear_error();
+	return -EPROTO;
+}
+
+/* The reason for conn_fail after out_flush returned ret < 0. */
+static const char *io_why(const struct derp_conn *c, int ret)
+{
+	return c->ssl && c->tls_why[0] ? c->tls_why : strerror(-ret);
+}
+
+/* out_flush on a TLS connection. */
+static int tls_flush(struct derp_conn *c)
+{
+	c->write_wants_read = false;
+	while (c->out_off < c->out_len) {
+		size_t n = c->out_len - c->out_off;
+		int k;
+
+		tls_clear();
+		k = SSL_write(c->ssl, c->out + c->out_off, n > INT_MAX ? INT_MAX : (int)n);
+		if (k > 0) {
+			c->out_off += (size_t)k;
+			continue;
+		}
+		switch (SSL_get_error(c->ssl, k)) {
+		case SSL_ERROR_WANT_WRITE:
+			return 0;
+		case SSL_ERROR_WANT_READ:
+			c->write_wants_read = true;
+			return 0;
+		default:
+			return tls_error(c, k);
+		}
+	}
+	c->out_off = c->out_len = 0;
+	return 0;
+}
+
 /* Write what is queued, as far as the socket takes it. */
 static int out_flush(struct derp_conn *c)
 {
+	if (c->ssl)
+		return tls_flush(c);
 	while (c->out_off < c->out_len) {
 		ssize_t k = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
 				 MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -185,15 +298,102 @@ static void conn_start(struct cp_device *d, struct derp_conn *c, uint64_t now)
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	memcpy(c->our_pub, d->local.public_key, 32);
+	c->tls_why[0] = '\0';
 	set_state(c, C_CONNECTING, now);
 	if (connect(c->fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS)
 		conn_fail(d, c, now, strerror(errno));
 }
 
-/* TCP is up: ask for the upgrade. */
+/* Queue the upgrade request. The Host header names server_name when set
+ * (with the port unless it is 443), else the server's address. */
+static void send_upgrade(struct cp_device *d, struct derp_conn *c, uint64_t now)
+{
+	char req[512], host[300];
+	const struct mg_derp_region_conf *rc = c->rc;
+	size_t n;
+
+	if (rc->server_name[0] && rc->server.port != 443)
+		snprintf(host, sizeof(host), "%s:%u", rc->server_name, rc->server.port);
+	else if (rc->server_name[0])
+		snprintf(host, sizeof(host), "%s", rc->server_name);
+	else
+		mg_sockaddr_fmt(&rc->server, host, sizeof(host));
+	n = mg_derp_http_request(req, sizeof(req), host, false);
+	if (!n && rc->server_name[0]) /* name and port over the 255 a Host may have */
+		n = mg_derp_http_request(req, sizeof(req), rc->server_name, false);
+	if (!n || !out_put(c, req, n)) {
+		conn_fail(d, c, now, "cannot build the upgrade request");
+		return;
+	}
+	set_state(c, C_HTTP, now);
+}
+
+/* Drive the TLS handshake; once done, ask for the upgrade. */
+static void tls_handshake(struct cp_device *d, struct derp_conn *c, uint64_t now)
+{
+	int ret;
+
+	tls_clear();
+	ret = SSL_connect(c->ssl);
+	if (ret == 1) {
+		char who[MG_ADDR_STRLEN];
+		c->hs_events = 0;
+		mg_log(LOG_INFO, "DERP region %u: TLS (%s, %s), certificate verified for %s",
+		       c->rc->id, SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl),
+		       c->rc->server_name[0] ? c->rc->server_name
+					     : mg_addr_fmt(&c->rc->server, who, sizeof(who)));
+		send_upgrade(d, c, now);
+		return;
+	}
+	switch (SSL_get_error(c->ssl, ret)) {
+	case SSL_ERROR_WANT_READ:
+		c->hs_events = POLLIN;
+		return;
+	case SSL_ERROR_WANT_WRITE:
+		c->hs_events = POLLOUT;
+		return;
+	default:
+		tls_error(c, ret);
+		conn_fail(d, c, now, c->tls_why);
+	}
+}
+
+/* The TLS session of a new connection: SNI and the name to check, or the
+ * server's IP; then the handshake starts. */
+static void tls_start(struct cp_device *d, struct derp_conn *c, uint64_t now)
+{
+	const struct mg_derp_region_conf *rc = c->rc;
+	char ip[MG_ADDR_STRLEN];
+	bool ok;
+
+	ERR_clear_error();
+	if (!(c->ssl = SSL_new(c->ctx)) || !SSL_set_fd(c->ssl, c->fd)) {
+		c->tls_fatal = true;
+		conn_fail(d, c, now, "cannot make a TLS session");
+		return;
+	}
+	SSL_set_connect_state(c->ssl);
+	if (rc->server_name[0]) {
+		ok = SSL_set_tlsext_host_name(c->ssl, rc->server_name) &&
+		     SSL_set1_host(c->ssl, rc->server_name);
+		/* A wildcard only as a whole leftmost label, as Go has it. */
+		SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	} else {
+		ok = mg_addr_fmt(&rc->server, ip, sizeof(ip)) &&
+		     X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), ip);
+	}
+	if (!ok) {
+		c->tls_fatal = true;
+		conn_fail(d, c, now, "cannot set the TLS name to verify");
+		return;
+	}
+	set_state(c, C_TLS, now);
+	tls_handshake(d, c, now);
+}
+
+/* TCP is up: TLS first for a tls region, then ask for the upgrade. */
 static void on_connected(struct cp_device *d, struct derp_conn *c, uint64_t now)
 {
-	char req[512], host[MG_SOCKADDR_STRLEN];
 	int err = 0;
 	socklen_t el = sizeof(err);
 
@@ -203,13 +403,10 @@ static void on_connected(struct cp_device *d, struct derp_conn *c, uint64_t now)
 		conn_fail(d, c, now, strerror(err));
 		return;
 	}
-	size_t n = mg_derp_http_request(req, sizeof(req),
-					mg_sockaddr_fmt(&c->rc->server, host, sizeof(host)), false);
-	if (!n || !out_put(c, req, n)) {
-		conn_fail(d, c, now, "cannot build the upgrade request");
-		return;
-	}
-	set_state(c, C_HTTP, now);
+	if (c->ctx)
+		tls_start(d, c, now);
+	else
+		send_upgrade(d, c, now);
 }
 
 static void send_frame_or_fail(struct cp_device *d, struct derp_conn *c, const uint8_t *f, size_t n,
@@ -451,8 +648,43 @@ static void in_process(struct cp_device *d, struct derp_conn *c, uint64_t now)
 	}
 }
 
+/*
+ * conn_read on a TLS connection. Past DERP_READS it goes on while the TLS
+ * layer holds bytes already taken from the socket (decrypted or not): poll
+ * would not report them.
+ */
+static void tls_read(struct cp_device *d, struct derp_conn *c, uint64_t now)
+{
+	for (int i = 0; c->st >= C_HTTP && (i < DERP_READS || SSL_has_pending(c->ssl)); i++) {
+		int k;
+
+		if (c->in_len == DERP_IN_MAX) {
+			conn_fail(d, c, now, "input buffer full");
+			return;
+		}
+		tls_clear();
+		k = SSL_read(c->ssl, c->in + c->in_len, (int)(DERP_IN_MAX - c->in_len));
+		if (k <= 0) {
+			int e = SSL_get_error(c->ssl, k);
+			c->read_wants_write = e == SSL_ERROR_WANT_WRITE;
+			if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+				tls_error(c, k);
+				conn_fail(d, c, now, c->tls_why);
+			}
+			return;
+		}
+		c->read_wants_write = false;
+		c->in_len += (size_t)k;
+		in_process(d, c, now);
+	}
+}
+
 static void conn_read(struct cp_device *d, struct derp_conn *c, uint64_t now)
 {
+	if (c->ssl) {
+		tls_read(d, c, now);
+		return;
+	}
 	for (int i = 0; i < DERP_READS && c->st >= C_HTTP; i++) {
 		if (c->in_len == DERP_IN_MAX) {
 			conn_fail(d, c, now, "input buffer full");
@@ -509,7 +741,7 @@ int cp_derp_send(struct cp_device *d, uint16_t region, const uint8_t key[32], co
 	if (c->out_len - c->out_off == n) { /* nothing was waiting: try at once */
 		int ret = out_flush(c);
 		if (ret) {
-			conn_fail(d, c, now, strerror(-ret));
+			conn_fail(d, c, now, io_why(c, ret));
 			return ret;
 		}
 	}
@@ -535,6 +767,64 @@ struct mg_sockaddr cp_derp_home_endpoint(const struct mg_config *cfg)
 				   : (struct mg_sockaddr){0};
 }
 
+/* The last OpenSSL error, for a log line. */
+static const char *ssl_err_str(char *buf, size_t len)
+{
+	unsigned long e = ERR_peek_last_error();
+
+	if (!e)
+		snprintf(buf, len, "unknown error");
+	else
+		ERR_error_string_n(e, buf, len);
+	ERR_clear_error();
+	return buf;
+}
+
+/*
+ * The TLS context of a tls region: TLS 1.2 at least, the peer always
+ * verified, against ca_file or the system's CAs. 0, -ENOMEM, or -EINVAL
+ * (logged: the caller's message does not say why).
+ */
+static int tls_ctx_make(struct derp_conn *c)
+{
+	const struct mg_derp_region_conf *rc = c->rc;
+	char why[160];
+
+	ERR_clear_error();
+	if (!(c->ctx = SSL_CTX_new(TLS_client_method())))
+		return -ENOMEM;
+	if (!SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION)) {
+		mg_log(LOG_ERR, "DERP region %u: cannot require TLS 1.2: %s", rc->id,
+		       ssl_err_str(why, sizeof(why)));
+		return -EINVAL;
+	}
+	SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+	SSL_CTX_set_mode(c->ctx,
+			 SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* As Go's crypto/tls client (Tailscale's) does: no renegotiation. */
+	SSL_CTX_set_options(c->ctx, SSL_OP_NO_RENEGOTIATION);
+	if (rc->ca_file[0]) {
+		FILE *f = fopen(rc->ca_file, "r");
+		if (!f) {
+			mg_log(LOG_ERR, "DERP region %u: cannot read ca_file %s: %s", rc->id,
+			       rc->ca_file, strerror(errno));
+			return -EINVAL;
+		}
+		fclose(f);
+		if (!SSL_CTX_load_verify_locations(c->ctx, rc->ca_file, NULL)) {
+			mg_log(LOG_ERR,
+			       "DERP region %u: ca_file %s holds no usable PEM certificate: %s",
+			       rc->id, rc->ca_file, ssl_err_str(why, sizeof(why)));
+			return -EINVAL;
+		}
+	} else if (!SSL_CTX_set_default_verify_paths(c->ctx)) {
+		mg_log(LOG_ERR, "DERP region %u: cannot load the system's CA certificates: %s",
+		       rc->id, ssl_err_str(why, sizeof(why)));
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int cp_derp_init(struct cp_device *d)
 {
 	const struct mg_config *cfg = d->cfg;
@@ -544,8 +834,11 @@ int cp_derp_init(struct cp_device *d)
 		return 0;
 	if (!(r = calloc(1, sizeof(*r))))
 		return -ENOMEM;
+	d->derp = r;
 	for (int i = 0; i < cfg->n_derp_regions; i++) {
 		struct derp_conn *c = &r->c[i];
+		int ret = 0;
+
 		*c = (struct derp_conn){.rc = &cfg->derp_regions[i],
 					.home = cfg->derp_regions[i].id == cfg->derp_home,
 					.fd = -1,
@@ -553,13 +846,17 @@ int cp_derp_init(struct cp_device *d)
 					.in = malloc(DERP_IN_MAX),
 					.out = malloc(DERP_OUT_MAX)};
 		r->n++;
-		if (!c->in || !c->out) {
-			d->derp = r;
+		if (!c->in || !c->out)
+			ret = -ENOMEM;
+		else if (c->rc->tls)
+			ret = tls_ctx_make(c);
+		if (ret) {
+			if (ret == -ENOMEM)
+				mg_log(LOG_ERR, "DERP region %u: out of memory", c->rc->id);
 			cp_derp_fini(d);
-			return -ENOMEM;
+			return ret;
 		}
 	}
-	d->derp = r;
 	return 0;
 }
 
@@ -571,6 +868,7 @@ void cp_derp_fini(struct cp_device *d)
 		return;
 	for (int i = 0; i < r->n; i++) {
 		conn_close(&r->c[i], 0);
+		SSL_CTX_free(r->c[i].ctx);
 		free(r->c[i].in);
 		free(r->c[i].out);
 	}
@@ -620,10 +918,22 @@ unsigned cp_derp_pollfds(struct cp_device *d, struct pollfd *pfd, unsigned max)
 
 		if (c->fd < 0)
 			continue;
-		if (c->st == C_CONNECTING || c->out_len > c->out_off)
-			ev |= POLLOUT;
-		if (c->st != C_CONNECTING)
-			ev |= POLLIN;
+		if (c->st == C_CONNECTING) {
+			ev = POLLOUT;
+		} else if (c->st == C_TLS) {
+			ev = c->hs_events;
+		} else if (c->ssl) {
+			/* A write waiting for the TLS layer to read waits on
+			 * POLLIN (asked anyway), not on a writable socket. */
+			ev = POLLIN;
+			if ((c->out_len > c->out_off && !c->write_wants_read) ||
+			    c->read_wants_write)
+				ev |= POLLOUT;
+		} else {
+			ev = POLLIN;
+			if (c->out_len > c->out_off)
+				ev |= POLLOUT;
+		}
 		pfd[k++] = (struct pollfd){.fd = c->fd, .events = ev};
 	}
 	return k;
@@ -644,13 +954,26 @@ void cp_derp_service(struct cp_device *d, const struct pollfd *pfd, unsigned n, 
 		if (c->st == C_CONNECTING) {
 			if (pfd[k].revents & (POLLOUT | POLLERR | POLLHUP))
 				on_connected(d, c, now);
-		} else if (pfd[k].revents & (POLLIN | POLLERR | POLLHUP)) {
+		} else if (c->st == C_TLS) {
+			tls_handshake(d, c, now);
+		} else if (pfd[k].revents & (POLLIN | POLLERR | POLLHUP) ||
+			   (c->read_wants_write && (pfd[k].revents & POLLOUT))) {
 			conn_read(d, c, now);
 		}
 		if (c->st != C_IDLE && c->out_len > c->out_off) {
 			int ret = out_flush(c);
 			if (ret)
-				conn_fail(d, c, now, strerror(-ret));
+				conn_fail(d, c, now, io_why(c, ret));
+		}
+		/* What the TLS layer took from the socket meanwhile (the end of
+		 * the handshake, a write that had to read) is not polled for. */
+		if (c->ssl && c->st >= C_HTTP && SSL_has_pending(c->ssl)) {
+			conn_read(d, c, now);
+			if (c->st != C_IDLE && c->out_len > c->out_off) {
+				int ret = out_flush(c);
+				if (ret)
+					conn_fail(d, c, now, io_why(c, ret));
+			}
 		}
 	}
 }

@@ -160,8 +160,10 @@ int main(int argc, char **argv)
 		mg_config_free(&cfg);
 		return 1;
 	}
-	if (cp_stun_init(&dev) || cp_derp_init(&dev)) {
-		mg_log(LOG_ERR, "cannot start STUN or DERP: out of memory");
+	int rc = 0;
+	if (cp_stun_init(&dev) || (rc = cp_derp_init(&dev))) {
+		mg_log(LOG_ERR, "cannot start STUN or DERP: %s",
+		       rc == -EINVAL ? "bad TLS settings (above)" : "out of memory");
 		cp_device_fini(&dev);
 		mg_config_free(&cfg);
 		return 1;

@@ -17,10 +17,18 @@
  *   - a relay that closes: back-off and reconnect; a node-key rotation:
  *     reconnect proving the new key;
  *   - a region that is not home: connected on demand, closed after 60 s
- *     unused; a region that is not configured.
+ *     unused; a region that is not configured;
+ *   - TLS (relays that speak it server-side, with self-signed certificates
+ *     made by openssl(1) in a temporary directory): the server's IP or
+ *     server_name (SNI) verified against ca_file, packets both ways, a
+ *     frame across TLS records; a certificate from another CA, or for
+ *     another name, or one the system does not trust: never ready, backed
+ *     off; plain against TLS and TLS against plain fail, not hang; a
+ *     ca_file that cannot be read or holds no certificate fails init.
  */
 #include <endian.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,18 +52,29 @@ static struct relay relays[2]; /* the fake relays */
 
 /* ---- the device and other helpers ---------------------------------------------- */
 
-static void device(struct cp_device *d, struct mg_config *cfg, const char *control)
+/* A device with the control section `control`; cp_derp_init's result. */
+static int device_try(struct cp_device *d, struct mg_config *cfg, const char *control)
 {
-	char text[2048], err[512];
+	char text[2048], err[512] = "";
 
 	snprintf(text, sizeof(text),
 		 "meshgate: { name = \"%s\"; max_peers = 64; };\n"
 		 "dataplane: { ports = ( { name = \"wan0\"; device = \"net_null0\"; role = \"wan\";"
 		 " addresses = [\"198.18.0.1/24\"]; gateway = \"198.18.0.254\"; } ); };\n%s",
 		 name, control);
-	if (mg_config_load_string(text, "t", 0, cfg, err, sizeof(err)) || cp_device_init(d, cfg) ||
-	    cp_derp_init(d)) {
+	if (mg_config_load_string(text, "t", 0, cfg, err, sizeof(err)) || cp_device_init(d, cfg)) {
 		fprintf(stderr, "device: %s\n", err);
+		exit(2);
+	}
+	return cp_derp_init(d);
+}
+
+static void device(struct cp_device *d, struct mg_config *cfg, const char *control)
+{
+	int ret = device_try(d, cfg, control);
+
+	if (ret) {
+		fprintf(stderr, "cp_derp_init: %s\n", strerror(-ret));
 		exit(2);
 	}
 }
@@ -686,6 +705,387 @@ static void test_on_demand(void)
 	relay_reset(R1);
 }
 
+/* ---- TLS ------------------------------------------------------------------------ */
+
+static char tls_dir[64];
+/* Self-signed: for IP 127.0.0.1, for DNS derp.test, another for 127.0.0.1. */
+static char cert_ip[128], key_ip[128], cert_dns[128], key_dns[128], cert_other[128], key_other[128];
+
+/* A self-signed P-256 certificate with subjectAltName san, by openssl(1). */
+static bool make_cert(const char *base, const char *san, char *cert, char *key)
+{
+	char cmd[1024], log[128];
+
+	snprintf(cert, 128, "%s/%s.crt", tls_dir, base);
+	snprintf(key, 128, "%s/%s.key", tls_dir, base);
+	snprintf(log, sizeof(log), "%s/%s.log", tls_dir, base);
+	snprintf(cmd, sizeof(cmd),
+		 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2"
+		 " -subj /CN=derp -addext subjectAltName=%s -keyout %s -out %s >%s 2>&1"
+		 " || { cat %s >&2; exit 1; }",
+		 san, key, cert, log, log);
+	return system(cmd) == 0 && access(cert, R_OK) == 0 && access(key, R_OK) == 0;
+}
+
+static bool tls_setup(void)
+{
+	snprintf(tls_dir, sizeof(tls_dir), "/tmp/tderp-tls.XXXXXX");
+	if (!mkdtemp(tls_dir))
+		return false;
+	return make_cert("ip", "IP:127.0.0.1", cert_ip, key_ip) &&
+	       make_cert("dns", "DNS:derp.test", cert_dns, key_dns) &&
+	       make_cert("other", "IP:127.0.0.1", cert_other, key_other);
+}
+
+static void tls_cleanup(void)
+{
+	static const char *const base[] = {"ip", "dns", "other"};
+	static const char *const ext[] = {"crt", "key", "log"};
+	char path[128];
+
+	if (!tls_dir[0] || tls_dir[strlen(tls_dir) - 1] == 'X')
+		return;
+	for (int i = 0; i < 3; i++)
+		for (int j = 0; j < 3; j++) {
+			snprintf(path, sizeof(path), "%s/%s.%s", tls_dir, base[i], ext[j]);
+			unlink(path);
+		}
+	rmdir(tls_dir);
+}
+
+/* The client's sockets open now (0: it closed the connection and waits). */
+static unsigned client_fds(struct cp_device *d)
+{
+	struct pollfd pfd[MG_MAX_DERP_REGIONS];
+
+	return cp_derp_pollfds(d, pfd, MG_MAX_DERP_REGIONS);
+}
+
+/* A region 1 (home) on relay r with tls = true and `extra` (ca_file, ...). */
+static void tls_control(char *buf, size_t cap, const struct relay *r, const char *extra)
+{
+	snprintf(buf, cap,
+		 "control: { derp_regions = ( { id = 1; server = \"127.0.0.1:%u\"; tls = true;"
+		 " %s } ); derp_home = 1; };\n",
+		 r->port, extra);
+}
+
+static void test_tls_ip(void)
+{
+	struct mg_config cfg;
+	struct cp_device d;
+	char control[1024], extra[512], line[256];
+	uint8_t pk[32], pkt[64], key[32];
+	const uint8_t *pp = NULL;
+	size_t len = 0;
+	struct frame f;
+	struct mg_msg m;
+	bool got = false;
+
+	printf("-- TLS: a certificate for 127.0.0.1 trusted through ca_file, key pinned\n");
+	relay_tls(R0, cert_ip, key_ip);
+	snprintf(extra, sizeof(extra), "ca_file = \"%s\"; public_key = \"%s\";", cert_ip,
+		 b64(R0->pub));
+	tls_control(control, sizeof(control), R0, extra);
+	device(&d, &cfg, control);
+	CHECK(cfg.derp_regions[0].tls && cfg.derp_regions[0].pinned, "region 1: tls, pinned");
+	set_random_key(&d);
+	attach(&d, &shm);
+	capture_begin();
+	WAIT_FOR(&d, d.derp_home_up, 3000);
+	const char *log = capture_end();
+	CHECK(d.derp_home_up && d.derp_connects == 1, "home up over TLS");
+	CHECK(R0->accepts == 1 && R0->tls_handshakes == 1 && R0->tls_fails == 0 &&
+		  R0->client_infos == 1 && R0->http_bad == 0,
+	      "one connection: TLS handshake, upgrade, ClientInfo");
+	CHECK(R0->sni[0] == '\0', "no SNI for an IP address (\"%s\")", R0->sni);
+	snprintf(line, sizeof(line), "127.0.0.1:%u", R0->port);
+	CHECK(!strcmp(R0->host, line), "Host: %s", R0->host);
+	snprintf(line, sizeof(line), "DERP region 1 (home): connected (relay key %s)\n",
+		 b64(R0->pub));
+	CHECK(strstr(log, line) != NULL, "logged, unchanged: %.*s", (int)strlen(line) - 1, line);
+	CHECK(strstr(log, "DERP region 1: TLS (TLSv1.") &&
+		  strstr(log, "certificate verified for 127.0.0.1\n"),
+	      "and a line of its own for TLS");
+	WAIT_FOR(&d, relay_has(R0, MG_DERP_NOTE_PREFERRED), 2000);
+	CHECK(relay_take(R0, MG_DERP_NOTE_PREFERRED, &f) && f.len == 1 && f.body[0] == 1,
+	      "NotePreferred(1)");
+
+	/* A packet each way. */
+	struct cp_peer *p = new_peer(&d, pk);
+	data_msg(pkt, sizeof(pkt), WG_MSG_DATA, 0x21);
+	CHECK(cp_derp_send(&d, 1, pk, pkt, sizeof(pkt)) == 0, "a send over TLS");
+	WAIT_FOR(&d, relay_has(R0, MG_DERP_SEND_PACKET), 2000);
+	CHECK(relay_take(R0, MG_DERP_SEND_PACKET, &f) &&
+		  mg_derp_parse_packet(f.body, f.len, key, &pp, &len) == MG_DERP_OK &&
+		  !memcmp(key, pk, 32) && len == sizeof(pkt) && !memcmp(pp, pkt, len),
+	      "the relay got the SendPacket: key and bytes");
+	drain(&shm);
+	data_msg(pkt, sizeof(pkt), WG_MSG_DATA, 0x52);
+	relay_recv_packet(R0, p->noise.public_key, pkt, sizeof(pkt));
+	WAIT_FOR(&d, (got = mg_ring_recv(shm.cp2dp, &m) == 0), 2000);
+	CHECK(got && m.hdr.type == MG_MSG_DERP_RX && sa_eq(&m.hdr.ep, derp1()) &&
+		  m.hdr.len == sizeof(pkt) && !memcmp(m.data, pkt, sizeof(pkt)),
+	      "a RecvPacket over TLS: DERP_RX on the ring with the same bytes");
+
+	/* A frame of the largest body and a Ping after it, in one write:
+	 * they span five TLS records, the last one shared. */
+	size_t big_len = MG_DERP_HDR_LEN + MG_DERP_MAX_BODY + MG_DERP_HDR_LEN + 8;
+	uint8_t *big = malloc(big_len), data[8] = {9, 8, 7, 6, 5, 4, 3, 2};
+	if (!big)
+		abort();
+	mg_derp_put_hdr(big, 0x7e, MG_DERP_MAX_BODY);
+	memset(big + MG_DERP_HDR_LEN, 0x5a, MG_DERP_MAX_BODY);
+	mg_derp_build_ping(big + MG_DERP_HDR_LEN + MG_DERP_MAX_BODY, MG_DERP_HDR_LEN + 8,
+			   MG_DERP_PING, data);
+	relay_send(R0, big, big_len);
+	free(big);
+	got = false;
+	WAIT_FOR(&d, (got = relay_take(R0, MG_DERP_PONG, &f)), 2000);
+	CHECK(got && f.len == 8 && !memcmp(f.body, data, 8) && d.derp_home_up,
+	      "a %u-byte frame then a Ping in one write: Pong, still up", MG_DERP_MAX_BODY);
+
+	/* A burst the other way. */
+	uint8_t burst[1200];
+	unsigned sent = 0, ok = 0;
+	for (unsigned i = 0; i < 40; i++) {
+		data_msg(burst, sizeof(burst), WG_MSG_DATA, (uint8_t)i);
+		sent += cp_derp_send(&d, 1, pk, burst, sizeof(burst)) == 0;
+	}
+	CHECK(relay_sync(&d, R0), "relay_sync after the burst");
+	for (unsigned i = 0; i < 40; i++) {
+		data_msg(burst, sizeof(burst), WG_MSG_DATA, (uint8_t)i);
+		if (relay_take(R0, MG_DERP_SEND_PACKET, &f) &&
+		    mg_derp_parse_packet(f.body, f.len, key, &pp, &len) == MG_DERP_OK &&
+		    len == sizeof(burst) && !memcmp(pp, burst, len))
+			ok++;
+	}
+	CHECK(sent == 40 && ok == 40 && R0->overflow == 0,
+	      "40 sends of 1200 bytes: all arrived, in order (%u sent, %u ok)", sent, ok);
+
+	/* The relay hangs up: the same back-off and reconnect as plain. */
+	capture_begin();
+	relay_hangup(R0);
+	WAIT_FOR(&d, !d.derp_home_up, 2000);
+	log = capture_end();
+	CHECK(!d.derp_home_up && strstr(log, "relay closed the connection in state ready") &&
+		  strstr(log, "retrying in 1 s"),
+	      "hung up: logged as the relay closing, retrying in 1 s");
+	WAIT_FOR(&d, d.derp_home_up, 4000);
+	CHECK(d.derp_home_up && R0->accepts == 2 && R0->tls_handshakes == 2 && d.derp_connects == 2,
+	      "reconnected over TLS");
+	CHECK(relay_sync(&d, R0), "and answers a Ping");
+
+	cp_device_fini(&d);
+	mg_config_free(&cfg);
+	WAIT_FOR(NULL, R0->fd < 0, 1000);
+	CHECK(R0->fd < 0 && R0->closes == 1,
+	      "fini: the relay saw the connection close (its own hang-up is not counted)");
+	relay_reset(R0);
+}
+
+static void test_tls_sni(void)
+{
+	struct mg_config cfg;
+	struct cp_device d;
+	char control[1024], extra[512], host[64];
+
+	printf("-- TLS: server_name = \"derp.test\", a certificate for that name\n");
+	relay_tls(R0, cert_dns, key_dns);
+	snprintf(extra, sizeof(extra), "server_name = \"derp.test\"; ca_file = \"%s\";", cert_dns);
+	tls_control(control, sizeof(control), R0, extra);
+	device(&d, &cfg, control);
+	set_random_key(&d);
+	capture_begin();
+	WAIT_FOR(&d, d.derp_home_up, 3000);
+	const char *log = capture_end();
+	CHECK(d.derp_home_up && R0->tls_handshakes == 1 && R0->client_infos == 1,
+	      "home up over TLS (relay not pinned)");
+	CHECK(!strcmp(R0->sni, "derp.test"), "the relay got SNI \"%s\"", R0->sni);
+	snprintf(host, sizeof(host), "derp.test:%u", R0->port);
+	CHECK(!strcmp(R0->host, host), "Host: %s", R0->host);
+	CHECK(strstr(log, "certificate verified for derp.test\n") != NULL,
+	      "logged: certificate verified for derp.test");
+	CHECK(relay_sync(&d, R0), "Ping -> Pong");
+	cp_device_fini(&d);
+	mg_config_free(&cfg);
+	relay_reset(R0);
+}
+
+/* A TLS client that must fail verification against r: the log says why, the
+ * connection never becomes ready, a second attempt comes after the back-off. */
+static void tls_refused(struct relay *r, const char *extra, const char *why, const char *sni)
+{
+	struct mg_config cfg;
+	struct cp_device d;
+	char control[1024];
+
+	tls_control(control, sizeof(control), r, extra);
+	device(&d, &cfg, control);
+	set_random_key(&d);
+	capture_begin();
+	WAIT_FOR(&d, r->tls_fails >= 1 && client_fds(&d) == 0, 3000);
+	uint64_t t0 = cp_now();
+	const char *log = capture_end();
+	CHECK(r->accepts == 1 && r->tls_fails == 1 && r->tls_handshakes == 0 && client_fds(&d) == 0,
+	      "the handshake failed, the client closed (relay: %s)", r->tls_err);
+	CHECK(strstr(log, why) && strstr(log, "in state tls; retrying in 1 s"),
+	      "logged: %s, in state tls, retrying in 1 s", why);
+	CHECK(!strcmp(r->sni, sni), "SNI \"%s\"", r->sni);
+	WAIT_FOR(&d, r->accepts >= 2, 4000);
+	uint64_t dt = cp_now() - t0;
+	WAIT_FOR(&d, r->tls_fails >= 2, 2000);
+	CHECK(r->accepts == 2 && r->tls_fails == 2 && dt >= 900 * MS && dt < 2500 * MS,
+	      "tried again after the 1 s back-off (%llu ms), refused again",
+	      (unsigned long long)(dt / MS));
+	CHECK(!d.derp_home_up && d.derp_connects == 0 && d.derp_connected == 0 &&
+		  r->client_infos == 0 && r->http_bad == 0,
+	      "never ready, no upgrade request was sent");
+	cp_device_fini(&d);
+	mg_config_free(&cfg);
+	relay_reset(r);
+}
+
+static void test_tls_refused(void)
+{
+	char extra[512];
+
+	printf("-- TLS: ca_file is another self-signed certificate\n");
+	relay_tls(R0, cert_ip, key_ip);
+	snprintf(extra, sizeof(extra), "ca_file = \"%s\";", cert_other);
+	tls_refused(R0, extra, "TLS certificate verification failed: self", "");
+
+	printf("-- TLS: no ca_file: the system's CAs do not know the relay\n");
+	tls_refused(R0, "", "TLS certificate verification failed: self", "");
+
+	printf("-- TLS: server_name = \"other.test\" against a certificate for derp.test\n");
+	relay_tls(R0, cert_dns, key_dns);
+	snprintf(extra, sizeof(extra), "server_name = \"other.test\"; ca_file = \"%s\";", cert_dns);
+	tls_refused(R0, extra, "TLS certificate verification failed: hostname mismatch",
+		    "other.test");
+
+	printf("-- TLS: a certificate for derp.test, no server_name (the IP is checked)\n");
+	snprintf(extra, sizeof(extra), "ca_file = \"%s\";", cert_dns);
+	tls_refused(R0, extra, "TLS certificate verification failed: IP address mismatch", "");
+}
+
+static void test_tls_mismatch(void)
+{
+	struct mg_config cfg;
+	struct cp_device d;
+	char control[1024], extra[512];
+
+	printf("-- a plain client against a TLS relay\n");
+	relay_tls(R0, cert_ip, key_ip);
+	snprintf(control, sizeof(control),
+		 "control: { derp_regions = ( { id = 1; server = \"127.0.0.1:%u\"; } );"
+		 " derp_home = 1; };\n",
+		 R0->port);
+	device(&d, &cfg, control);
+	set_random_key(&d);
+	capture_begin();
+	WAIT_FOR(&d, R0->tls_fails >= 1 && client_fds(&d) == 0, 3000);
+	const char *log = capture_end();
+	CHECK(R0->accepts == 1 && R0->tls_fails == 1 && client_fds(&d) == 0,
+	      "the relay refused the request as TLS (%s), the client closed", R0->tls_err);
+	CHECK(strstr(log, "in state http; retrying in 1 s") != NULL,
+	      "logged as a failure in state http (closed, reset or not HTTP)");
+	CHECK(!d.derp_home_up && d.derp_connects == 0 && R0->client_infos == 0, "never ready");
+	cp_device_fini(&d);
+	mg_config_free(&cfg);
+	relay_reset(R0);
+	relay_tls(R0, NULL, NULL);
+
+	printf("-- a TLS client against a plain relay\n");
+	snprintf(extra, sizeof(extra), "ca_file = \"%s\";", cert_ip);
+	tls_control(control, sizeof(control), R1, extra);
+	device(&d, &cfg, control);
+	set_random_key(&d);
+	/* A relay that hangs up on the ClientHello. */
+	capture_begin();
+	WAIT_FOR(&d, R1->accepts >= 1 && R1->in_len > 0, 2000);
+	CHECK(R1->accepts == 1 && R1->in_len > 0 && R1->http_bad == 0 && client_fds(&d) == 1,
+	      "the relay got %zu bytes that are no HTTP head yet; the client waits", R1->in_len);
+	relay_hangup(R1);
+	WAIT_FOR(&d, client_fds(&d) == 0, 2000);
+	const char *log2 = capture_end();
+	CHECK(client_fds(&d) == 0 &&
+		  strstr(log2, "relay closed the connection in state tls; retrying in 1 s"),
+	      "the relay hung up: the client closed, logged in state tls");
+	CHECK(!d.derp_home_up && d.derp_connects == 0 && R1->client_infos == 0, "never ready");
+	cp_device_fini(&d);
+	mg_config_free(&cfg);
+	relay_reset(R1);
+
+	/* A relay that waits for the rest of a request: the handshake times out
+	 * (a new device: only the first failure of a series is logged). */
+	device(&d, &cfg, control);
+	set_random_key(&d);
+	WAIT_FOR(&d, R1->accepts >= 1 && R1->in_len > 0, 2000);
+	run_for(&d, 200);
+	CHECK(R1->accepts == 1 && R1->in_len > 0 && client_fds(&d) == 1 && !d.derp_home_up,
+	      "waiting in the TLS handshake");
+	capture_begin();
+	tick_offset = 11 * S;
+	WAIT_FOR(&d, client_fds(&d) == 0, 1000);
+	tick_offset = 0;
+	log2 = capture_end();
+	CHECK(client_fds(&d) == 0 && strstr(log2, "timed out in state tls"),
+	      "10 s later: timed out in state tls, closed");
+	CHECK(!d.derp_home_up && d.derp_connects == 0 && R1->client_infos == 0, "never ready");
+	cp_device_fini(&d);
+	mg_config_free(&cfg);
+	relay_reset(R1);
+}
+
+static void test_tls_ca_file(void)
+{
+	struct mg_config cfg;
+	struct cp_device d;
+	char control[1024], extra[512];
+	const char *log;
+	int ret;
+
+	printf("-- TLS: a ca_file that cannot be used fails cp_derp_init\n");
+	snprintf(extra, sizeof(extra), "ca_file = \"%s/missing.crt\";", tls_dir);
+	tls_control(control, sizeof(control), R0, extra);
+	capture_begin();
+	ret = device_try(&d, &cfg, control);
+	log = capture_end();
+	CHECK(ret == -EINVAL && !d.derp, "a missing file: -EINVAL (%d), no DERP state", ret);
+	CHECK(strstr(log, "DERP region 1: cannot read ca_file ") && strstr(log, "/missing.crt: ") &&
+		  strstr(log, "No such file or directory"),
+	      "logged: cannot read ca_file ...: No such file or directory");
+	cp_device_fini(&d);
+	mg_config_free(&cfg);
+
+	snprintf(extra, sizeof(extra), "ca_file = \"%s\";", key_ip);
+	tls_control(control, sizeof(control), R0, extra);
+	capture_begin();
+	ret = device_try(&d, &cfg, control);
+	log = capture_end();
+	CHECK(ret == -EINVAL && !d.derp, "a private key, no certificate: -EINVAL (%d)", ret);
+	CHECK(strstr(log, "holds no usable PEM certificate") != NULL,
+	      "logged: holds no usable PEM certificate");
+	cp_device_fini(&d);
+	mg_config_free(&cfg);
+}
+
+static void test_tls(void)
+{
+	bool ok = tls_setup();
+
+	CHECK(ok, "self-signed certificates made with openssl(1) in %s", tls_dir);
+	if (ok) {
+		test_tls_ip();
+		test_tls_sni();
+		test_tls_refused();
+		test_tls_mismatch();
+		test_tls_ca_file();
+	}
+	tls_cleanup();
+}
+
 int main(void)
 {
 	alarm(50);
@@ -701,6 +1101,7 @@ int main(void)
 	test_main();
 	test_pin();
 	test_on_demand();
+	test_tls();
 	relay_close(R0);
 	relay_close(R1);
 	mg_shm_destroy(&shm);

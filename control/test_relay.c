@@ -7,12 +7,16 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sodium.h>
 
 #include "test_relay.h"
@@ -36,6 +40,8 @@ void relay_open(struct relay *r)
 	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t sl = sizeof(sin);
 
+	/* A TLS peer gone: OpenSSL writes with write(2), not MSG_NOSIGNAL. */
+	signal(SIGPIPE, SIG_IGN);
 	memset(r, 0, sizeof(*r));
 	r->fd = -1;
 	keypair(r->priv, r->pub);
@@ -60,6 +66,16 @@ void relay_open(struct relay *r)
 
 void relay_hangup(struct relay *r)
 {
+	if (r->ssl) {
+		if (r->tls_up && !r->tls_fatal) {
+			ERR_clear_error();
+			SSL_shutdown(r->ssl); /* close_notify, if the socket takes it */
+		}
+		SSL_free(r->ssl);
+		r->ssl = NULL;
+		ERR_clear_error();
+	}
+	r->tls_up = r->tls_fatal = false;
 	if (r->fd >= 0)
 		close(r->fd);
 	r->fd = -1;
@@ -74,11 +90,43 @@ void relay_reset(struct relay *r)
 	r->qn = 0;
 	memset(r->client_pub, 0, 32);
 	r->version = 0;
+	r->tls_handshakes = r->tls_fails = 0;
+	r->host[0] = r->sni[0] = r->tls_err[0] = '\0';
+}
+
+/* Records the name a client asks for (SNI). */
+static int relay_servername(SSL *ssl, int *alert, void *arg)
+{
+	struct relay *r = arg;
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+
+	(void)alert;
+	snprintf(r->sni, sizeof(r->sni), "%s", name ? name : "");
+	return SSL_TLSEXT_ERR_OK;
+}
+
+void relay_tls(struct relay *r, const char *cert, const char *key)
+{
+	relay_hangup(r);
+	SSL_CTX_free(r->tls_ctx);
+	r->tls_ctx = NULL;
+	if (!cert)
+		return;
+	r->tls_ctx = SSL_CTX_new(TLS_server_method());
+	if (!r->tls_ctx || !SSL_CTX_use_certificate_chain_file(r->tls_ctx, cert) ||
+	    !SSL_CTX_use_PrivateKey_file(r->tls_ctx, key, SSL_FILETYPE_PEM) ||
+	    !SSL_CTX_check_private_key(r->tls_ctx)) {
+		fprintf(stderr, "relay_tls %s: ", cert);
+		ERR_print_errors_fp(stderr);
+		exit(2);
+	}
+	SSL_CTX_set_tlsext_servername_callback(r->tls_ctx, relay_servername);
+	SSL_CTX_set_tlsext_servername_arg(r->tls_ctx, r);
 }
 
 void relay_close(struct relay *r)
 {
-	relay_hangup(r);
+	relay_tls(r, NULL, NULL);
 	close(r->lfd);
 	r->lfd = -1;
 	for (int i = 0; i < RELAY_MAX; i++)
@@ -86,10 +134,40 @@ void relay_close(struct relay *r)
 			open_relays[i] = NULL;
 }
 
+/* relay_send over TLS: waits for the socket up to 2 s in all. */
+static void relay_tls_send(struct relay *r, const uint8_t *p, size_t n)
+{
+	uint64_t dl = cp_now() + 2 * S;
+
+	while (r->ssl && r->tls_up && n) {
+		int k, e;
+
+		ERR_clear_error();
+		k = SSL_write(r->ssl, p, n > 1u << 30 ? 1 << 30 : (int)n);
+		if (k > 0) {
+			p += k;
+			n -= (size_t)k;
+			continue;
+		}
+		e = SSL_get_error(r->ssl, k);
+		if ((e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ) || cp_now() > dl) {
+			r->tls_fatal = e == SSL_ERROR_SSL || e == SSL_ERROR_SYSCALL;
+			return; /* the read side sees what happened */
+		}
+		struct pollfd pfd = {.fd = r->fd,
+				     .events = e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN};
+		poll(&pfd, 1, 10);
+	}
+}
+
 void relay_send(struct relay *r, const void *buf, size_t n)
 {
 	const uint8_t *p = buf;
 
+	if (r->ssl) {
+		relay_tls_send(r, p, n);
+		return;
+	}
 	while (r->fd >= 0 && n) {
 		ssize_t k = send(r->fd, p, n, MSG_NOSIGNAL);
 		if (k < 0) {
@@ -99,6 +177,31 @@ void relay_send(struct relay *r, const void *buf, size_t n)
 		}
 		p += k;
 		n -= (size_t)k;
+	}
+}
+
+/* The Host header of the request head in r->in[0..n), into r->host. */
+static void relay_note_host(struct relay *r, size_t n)
+{
+	const char *p = (const char *)r->in, *end = p + n;
+
+	r->host[0] = '\0';
+	while (p < end) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		size_t len = (size_t)((eol ? eol : end) - p);
+
+		if (len && p[len - 1] == '\r')
+			len--;
+		if (len > 5 && !strncasecmp(p, "Host:", 5)) {
+			const char *v = p + 5;
+			while (v < p + len && *v == ' ')
+				v++;
+			snprintf(r->host, sizeof(r->host), "%.*s", (int)(p + len - v), v);
+			return;
+		}
+		if (!eol)
+			return;
+		p = eol + 1;
 	}
 }
 
@@ -120,6 +223,7 @@ static void relay_process(struct relay *r)
 				relay_hangup(r);
 				return;
 			}
+			relay_note_host(r, (size_t)h);
 			relay_send(r, resp, mg_derp_http_response(resp, sizeof(resp), r->pub));
 			relay_send(r, f, mg_derp_build_server_key(f, sizeof(f), r->pub));
 			r->st = 1;
@@ -171,8 +275,65 @@ static void relay_process(struct relay *r)
 	}
 }
 
+/* The TLS handshake, then everything SSL_read has (to WANT_READ: what the
+ * TLS layer holds is not polled for). */
+static void relay_tls_read(struct relay *r)
+{
+	int k, e;
+
+	if (!r->tls_up) {
+		ERR_clear_error();
+		k = SSL_accept(r->ssl);
+		if (k != 1) {
+			e = SSL_get_error(r->ssl, k);
+			if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+				r->tls_events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+				return;
+			}
+			unsigned long err = ERR_peek_last_error();
+			if (err)
+				ERR_error_string_n(err, r->tls_err, sizeof(r->tls_err));
+			else
+				snprintf(r->tls_err, sizeof(r->tls_err), "TLS error %d", e);
+			r->tls_fails++;
+			r->tls_fatal = true;
+			r->closes++;
+			relay_hangup(r);
+			return;
+		}
+		r->tls_up = true;
+		r->tls_handshakes++;
+		r->tls_events = POLLIN;
+	}
+	while (r->ssl) {
+		if (r->in_len == sizeof(r->in)) {
+			r->overflow++;
+			r->closes++;
+			relay_hangup(r);
+			return;
+		}
+		ERR_clear_error();
+		k = SSL_read(r->ssl, r->in + r->in_len, (int)(sizeof(r->in) - r->in_len));
+		if (k <= 0) {
+			e = SSL_get_error(r->ssl, k);
+			if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+				return;
+			r->tls_fatal = e != SSL_ERROR_ZERO_RETURN;
+			r->closes++;
+			relay_hangup(r);
+			return;
+		}
+		r->in_len += (size_t)k;
+		relay_process(r);
+	}
+}
+
 static void relay_read(struct relay *r)
 {
+	if (r->ssl) {
+		relay_tls_read(r);
+		return;
+	}
 	ssize_t k = recv(r->fd, r->in + r->in_len, sizeof(r->in) - r->in_len, MSG_DONTWAIT);
 
 	if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -188,7 +349,9 @@ static void relay_read(struct relay *r)
 
 static void relay_accept(struct relay *r)
 {
-	int fd = accept4(r->lfd, NULL, NULL, SOCK_CLOEXEC);
+	/* Plain: a blocking socket (relay_send sends it all); TLS: non-blocking,
+	 * SSL_accept and relay_tls_send wait through poll. */
+	int fd = accept4(r->lfd, NULL, NULL, SOCK_CLOEXEC | (r->tls_ctx ? SOCK_NONBLOCK : 0));
 
 	if (fd < 0)
 		return;
@@ -198,6 +361,15 @@ static void relay_accept(struct relay *r)
 	}
 	r->fd = fd;
 	r->accepts++;
+	if (r->tls_ctx) {
+		r->sni[0] = '\0';
+		r->tls_events = POLLIN;
+		if (!(r->ssl = SSL_new(r->tls_ctx)) || !SSL_set_fd(r->ssl, fd)) {
+			fprintf(stderr, "relay: SSL_new failed\n");
+			exit(2);
+		}
+		SSL_set_accept_state(r->ssl);
+	}
 }
 
 bool relay_take(struct relay *r, uint8_t type, struct frame *out)
@@ -250,7 +422,9 @@ void step(struct cp_device *d)
 	k = n;
 	for (unsigned i = 0; i < nr; i++) {
 		pfd[k++] = (struct pollfd){.fd = rs[i]->lfd, .events = POLLIN};
-		pfd[k++] = (struct pollfd){.fd = rs[i]->fd, .events = POLLIN};
+		pfd[k++] = (struct pollfd){
+		    .fd = rs[i]->fd,
+		    .events = rs[i]->ssl && !rs[i]->tls_up ? rs[i]->tls_events : POLLIN};
 	}
 	if (poll(pfd, k, 5) <= 0)
 		return;

@@ -6,6 +6,9 @@
  * + poll, cp_derp_service), and a fake dataplane, a shared-memory region
  * the test drains (cp2dp) and feeds (dp2cp). Uses no CHECK: the counts
  * stay the test's own.
+ *
+ * A relay may speak TLS (relay_tls): each connection then starts with a
+ * non-blocking SSL_accept, driven by step() like the rest.
  */
 #ifndef MG_CONTROL_TEST_RELAY_H
 #define MG_CONTROL_TEST_RELAY_H
@@ -32,6 +35,9 @@ struct frame {
 #define RELAY_Q	  64
 #define RELAY_MAX 4 /* open at once */
 
+struct ssl_ctx_st;
+struct ssl_st;
+
 struct relay {
 	int lfd, fd;
 	uint16_t port;
@@ -44,6 +50,16 @@ struct relay {
 	int version;
 	struct frame q[RELAY_Q]; /* frames after the handshake, in order */
 	unsigned qn;
+	char host[256]; /* the Host header of the last upgrade request */
+	/* TLS (relay_tls): the context, the connection's session, whether its
+	 * handshake is done, what SSL_accept waits for (POLLIN/POLLOUT). */
+	struct ssl_ctx_st *tls_ctx;
+	struct ssl_st *ssl;
+	bool tls_up, tls_fatal;
+	short tls_events;
+	unsigned tls_handshakes, tls_fails; /* SSL_accept done, failed */
+	char sni[256];			    /* the server name the last client sent, or "" */
+	char tls_err[256];		    /* why the last SSL_accept failed */
 };
 
 /* A Curve25519 key pair (exits on failure). */
@@ -54,8 +70,11 @@ void keypair(uint8_t priv[32], uint8_t pub[32]);
 void relay_open(struct relay *r);
 /* Close the current connection (the relay hangs up, or saw the client go). */
 void relay_hangup(struct relay *r);
-/* Forget counters and frames, keep the listening socket and the keys. */
+/* Forget counters and frames, keep the listening socket, the keys and TLS. */
 void relay_reset(struct relay *r);
+/* New connections speak TLS with this certificate (PEM chain) and key, or
+ * plain again with NULL (exits on failure). The current one is hung up. */
+void relay_tls(struct relay *r, const char *cert, const char *key);
 void relay_close(struct relay *r);
 /* To the client, as far as the connection takes it. */
 void relay_send(struct relay *r, const void *buf, size_t n);

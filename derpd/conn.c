@@ -14,9 +14,16 @@
  * Two bounds keep a client that does not read from costing more than that:
  * DERPD_QUEUE_PACKETS packets (more are dropped: queue_full) and
  * DERPD_QUEUE_CTL_MAX bytes of control frames (more: the client is closed).
+ *
+ * With --tls-cert every connection starts with a TLS handshake (CONN_TLS),
+ * SSL_accept driven by the loop like any read, within the same deadline as
+ * the HTTP head; then reads and writes go through SSL_read and SSL_write
+ * (see "TLS" below). Without it, c->ssl is NULL and nothing here touches
+ * OpenSSL.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -26,6 +33,8 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
 
 #include "addr.h"
 #include "derpd.h"
@@ -82,14 +91,30 @@ static void new_conn(struct derpd *d, int fd, const struct sockaddr_storage *ss)
 	c->kind = EV_CONN;
 	c->fd = fd;
 	c->state = CONN_HTTP;
+	c->events = ev.events;
 	c->peer = peer;
 	c->since = d->now;
 	strcpy(c->name, "[-]");
 	dlist_init(&c->timer);
+	dlist_init(&c->tls_pend);
+	if (d->tls) {
+		/* The ClientHello is seldom in yet: SSL_accept on EPOLLIN. */
+		c->ssl = SSL_new(d->tls);
+		if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
+			SSL_free(c->ssl);
+			free(c);
+			refuse(d, fd, &peer, REJECT_NO_MEMORY);
+			return;
+		}
+		SSL_set_accept_state(c->ssl);
+		c->state = CONN_TLS;
+		c->tls_hs_events = EPOLLIN;
+	}
 	tune_socket(fd);
 	ev.data.ptr = c;
 	if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		mg_log(LOG_WARNING, "epoll_ctl: %s", strerror(errno));
+		SSL_free(c->ssl);
 		free(c);
 		refuse(d, fd, &peer, REJECT_NO_MEMORY);
 		return;
@@ -174,6 +199,7 @@ static void doom(struct derpd *d, struct conn *c, int reason, const char *why)
 }
 
 static int out_write(struct derpd *d, struct conn *c);
+static void set_events(struct derpd *d, struct conn *c);
 
 /* Write now what the socket takes, to make room in a full queue. */
 static void drain_now(struct derpd *d, struct conn *c)
@@ -287,9 +313,13 @@ static void out_advance(struct derpd *d, struct conn *c, size_t n)
 	}
 }
 
+static int tls_write(struct derpd *d, struct conn *c);
+
 /* Write until done or the socket is full: 0, or -errno when it failed. */
 static int out_write(struct derpd *d, struct conn *c)
 {
+	if (c->ssl)
+		return tls_write(d, c);
 	while (c->out_head) {
 		struct iovec iov[WRITE_IOV];
 		struct msghdr msg = {.msg_iov = iov};
@@ -327,15 +357,19 @@ static void out_free(struct derpd *d, struct conn *c)
 	c->out_ctl = 0;
 }
 
-/* EPOLLOUT only while output is pending. */
+static uint32_t tls_events(const struct conn *c);
+
+/* EPOLLOUT only while output is pending (TLS: see tls_events). */
 static void set_events(struct derpd *d, struct conn *c)
 {
-	bool want = c->out_head != NULL;
-	struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0u), .data.ptr = c};
+	uint32_t want = c->ssl ? tls_events(c) : EPOLLIN | (c->out_head ? EPOLLOUT : 0u);
+	struct epoll_event ev = {.events = want, .data.ptr = c};
 
-	if (want != c->want_out && epoll_ctl(d->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
-		c->want_out = want;
+	if (want != c->events && epoll_ctl(d->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+		c->events = want;
 }
+
+static void tls_shutdown(struct conn *c);
 
 static void flush_one(struct derpd *d, struct conn *c)
 {
@@ -349,6 +383,8 @@ static void flush_one(struct derpd *d, struct conn *c)
 	 * the lingering (closing with its request unread could reset the
 	 * connection before it reads the answer). */
 	if (c->state == CONN_LINGER && !c->out_head && !c->shut) {
+		if (c->ssl)
+			tls_shutdown(c); /* close_notify before the FIN */
 		shutdown(c->fd, SHUT_WR);
 		c->shut = true;
 	}
@@ -375,6 +411,12 @@ void derpd_flush(struct derpd *d)
 
 void derpd_conn_writable(struct derpd *d, struct conn *c)
 {
+	/* TLS: the handshake, or a read, may be waiting for room to write. */
+	if (c->ssl && (c->state == CONN_TLS || c->tls_read_wants_write)) {
+		derpd_conn_readable(d, c);
+		if (c->state == CONN_DEAD)
+			return;
+	}
 	mark_dirty(d, c);
 }
 
@@ -385,15 +427,28 @@ static bool in_frames(const struct conn *c)
 	return c->state == CONN_INFO || c->state == CONN_CLIENT;
 }
 
+static ssize_t tls_read(struct conn *c, void *buf, size_t len);
+static const char *tls_why(void);
+
+static ssize_t conn_read(struct conn *c, void *buf, size_t len)
+{
+	if (c->ssl)
+		return tls_read(c, buf, len);
+	return read(c->fd, buf, len);
+}
+
 static void read_failed(struct derpd *d, struct conn *c, ssize_t n)
 {
 	int err = n < 0 ? errno : 0;
+	const char *why;
 
 	if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)
 		return;
+	/* EPROTO from tls_read: OpenSSL says what. */
+	why = !err ? "closed by peer" : c->ssl && err == EPROTO ? tls_why() : strerror(err);
 	if (c->state == CONN_LINGER && !c->shut)
 		out_write(d, c); /* the answer, before the client's FIN closes us */
-	derpd_conn_close(d, c, DERPD_UNCOUNTED, err ? strerror(err) : "closed by peer");
+	derpd_conn_close(d, c, DERPD_UNCOUNTED, why);
 }
 
 /* Keep the incomplete rest p[0..len) of a read for the next one. */
@@ -433,45 +488,302 @@ static void keep_rest(struct derpd *d, struct conn *c, const uint8_t *p, size_t 
 }
 
 /* The rest of one frame whose header is in c->in. */
-static void read_frame_rest(struct derpd *d, struct conn *c)
+static ssize_t read_frame_rest(struct derpd *d, struct conn *c)
 {
-	ssize_t n = read(c->fd, c->in + c->in_len, c->in_need - c->in_len);
+	ssize_t n = conn_read(c, c->in + c->in_len, c->in_need - c->in_len);
 
 	if (n <= 0) {
 		read_failed(d, c, n);
-		return;
+		return n;
 	}
 	c->in_len += (uint32_t)n;
 	if (c->in_len < c->in_need)
-		return;
+		return n;
 	derpd_consume(d, c, c->in, c->in_len);
 	if (c->state != CONN_DEAD)
 		keep_rest(d, c, NULL, 0);
+	return n;
 }
 
-void derpd_conn_readable(struct derpd *d, struct conn *c)
+/* One read, acted on: the bytes read, or <= 0 when none were (c may be
+ * closed then, or by what the bytes said). */
+static ssize_t read_once(struct derpd *d, struct conn *c)
 {
 	size_t have = c->in_len, used;
 	ssize_t n;
 
-	if (c->doomed)
-		return;
-	if (c->in_need) {
-		read_frame_rest(d, c);
-		return;
-	}
+	if (c->in_need)
+		return read_frame_rest(d, c);
 	if (have)
 		memcpy(d->scratch, c->in, have);
-	n = read(c->fd, d->scratch + have, sizeof(d->scratch) - have);
+	n = conn_read(c, d->scratch + have, sizeof(d->scratch) - have);
 	if (n <= 0) {
 		read_failed(d, c, n);
-		return;
+		return n;
 	}
 	if (c->state == CONN_LINGER)
-		return; /* the request is answered: the rest is ignored */
+		return n; /* the request is answered: the rest is ignored */
 	used = derpd_consume(d, c, d->scratch, have + (size_t)n);
 	if (c->state != CONN_DEAD)
 		keep_rest(d, c, d->scratch + used, have + (size_t)n - used);
+	return n;
+}
+
+static void tls_readable(struct derpd *d, struct conn *c);
+
+void derpd_conn_readable(struct derpd *d, struct conn *c)
+{
+	if (c->doomed)
+		return;
+	if (c->ssl)
+		tls_readable(d, c);
+	else
+		read_once(d, c);
+}
+
+/*
+ * TLS.
+ *
+ * OpenSSL may need to write to read, or to read to write (seldom: for
+ * post-handshake messages; renegotiation is refused); the flags say so and
+ * tls_events turns them into the epoll interest: a read waiting for room to write waits for
+ * EPOLLOUT alone (the socket staying readable would spin the loop), a write waiting for input drops
+ * EPOLLOUT and is retried when input comes.
+ *
+ * Input OpenSSL has taken off the socket but not returned yet (the rest of
+ * a record, records read ahead) is invisible to epoll: it is read before
+ * the loop waits again, up to DERPD_SCRATCH_LEN bytes per connection and
+ * event as a plain read is; more waits on d->tls_pending for the next
+ * iteration, which then does not sleep.
+ */
+
+/* OpenSSL's reason for the failure at hand, for the log. */
+static const char *tls_why(void)
+{
+	const char *r = ERR_reason_error_string(ERR_peek_last_error());
+
+	return r ? r : "TLS error";
+}
+
+/* Whether the failure at hand is the peer closing TCP without close_notify. */
+static bool tls_eof(void)
+{
+	unsigned long e = ERR_peek_last_error();
+
+	return ERR_GET_LIB(e) == ERR_LIB_SSL &&
+	       ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
+}
+
+static uint32_t tls_events(const struct conn *c)
+{
+	if (c->state == CONN_TLS)
+		return c->tls_hs_events;
+	if (c->tls_read_wants_write)
+		return EPOLLOUT;
+	return EPOLLIN | (c->out_head && !c->tls_write_wants_read ? EPOLLOUT : 0u);
+}
+
+static void tls_handshake(struct derpd *d, struct conn *c)
+{
+	char why[160], addr[MG_SOCKADDR_STRLEN];
+	int r, e, sys;
+
+	ERR_clear_error();
+	errno = 0;
+	r = SSL_accept(c->ssl);
+	sys = errno;
+	if (r == 1) {
+		c->state = CONN_HTTP; /* with the same deadline */
+		mg_log(LOG_DEBUG, "TLS from %s: %s, %s",
+		       mg_sockaddr_fmt(&c->peer, addr, sizeof(addr)), SSL_get_version(c->ssl),
+		       SSL_get_cipher_name(c->ssl));
+		set_events(d, c);
+		/* The request may have come with the handshake's end. */
+		if (SSL_has_pending(c->ssl))
+			tls_readable(d, c);
+		return;
+	}
+	e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		c->tls_hs_events = e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT;
+		set_events(d, c);
+		return;
+	}
+	c->tls_fatal = true;
+	/* The peer leaving is no failure of the handshake (as a plain
+	 * connection closed before its request is no rejection). */
+	if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN || tls_eof()) {
+		derpd_conn_close(d, c, DERPD_UNCOUNTED,
+				 sys && e == SSL_ERROR_SYSCALL
+				     ? strerror(sys)
+				     : "closed by peer in the TLS handshake");
+		return;
+	}
+	snprintf(why, sizeof(why), "TLS handshake failed: %s", tls_why());
+	derpd_conn_close(d, c, REJECT_TLS_HANDSHAKE, why);
+}
+
+/* SSL_read, as read(2): -1 with EAGAIN while OpenSSL waits for the socket,
+ * EPROTO for a TLS error, 0 at the end (close_notify or not). */
+static ssize_t tls_read(struct conn *c, void *buf, size_t len)
+{
+	int r, e, sys;
+
+	ERR_clear_error();
+	errno = 0;
+	r = SSL_read(c->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+	if (r > 0)
+		return r;
+	sys = errno;
+	e = SSL_get_error(c->ssl, r);
+	switch (e) {
+	case SSL_ERROR_WANT_WRITE:
+		c->tls_read_wants_write = true;
+		/* fall through */
+	case SSL_ERROR_WANT_READ:
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_SYSCALL:
+		c->tls_fatal = true;
+		errno = sys;
+		return sys ? -1 : 0;
+	default:
+		c->tls_fatal = true;
+		if (tls_eof())
+			return 0;
+		errno = EPROTO;
+		return -1;
+	}
+}
+
+static void tls_readable(struct derpd *d, struct conn *c)
+{
+	bool wanted_write = c->tls_read_wants_write;
+	size_t budget = DERPD_SCRATCH_LEN;
+	ssize_t n;
+
+	if (c->state == CONN_TLS) {
+		tls_handshake(d, c);
+		return;
+	}
+	if (c->tls_write_wants_read)
+		mark_dirty(d, c); /* the flush retries the write */
+	c->tls_read_wants_write = false;
+	for (;;) {
+		n = read_once(d, c);
+		if (n <= 0 || c->state == CONN_DEAD || c->doomed)
+			break;
+		budget = (size_t)n < budget ? budget - (size_t)n : 0;
+		if (!SSL_has_pending(c->ssl))
+			break;
+		if (!budget) {
+			if (dlist_empty(&c->tls_pend))
+				dlist_add_tail(&d->tls_pending, &c->tls_pend);
+			break;
+		}
+	}
+	if (c->state != CONN_DEAD && c->tls_read_wants_write != wanted_write)
+		mark_dirty(d, c); /* the flush sets the epoll interest */
+}
+
+void derpd_tls_pending(struct derpd *d)
+{
+	struct dlist batch;
+
+	if (dlist_empty(&d->tls_pending))
+		return;
+	/* This batch only: who still has more goes back on the list. A
+	 * connection closed meanwhile leaves the batch (derpd_conn_close). */
+	batch = d->tls_pending;
+	batch.next->prev = &batch;
+	batch.prev->next = &batch;
+	dlist_init(&d->tls_pending);
+	while (!dlist_empty(&batch)) {
+		struct conn *c = dlist_entry(batch.next, struct conn, tls_pend);
+
+		dlist_del(&c->tls_pend);
+		derpd_conn_readable(d, c);
+	}
+}
+
+/* Up to a record's worth of the queue, from its head, into d->tls_out. */
+static size_t tls_gather(struct derpd *d, const struct conn *c)
+{
+	size_t n = 0, off = c->out_off;
+
+	for (const struct chunk *ch = c->out_head; ch && n < sizeof(d->tls_out);
+	     ch = ch->next, off = 0) {
+		size_t k = ch->len - off;
+
+		if (k > sizeof(d->tls_out) - n)
+			k = sizeof(d->tls_out) - n;
+		memcpy(d->tls_out + n, ch->data + off, k);
+		n += k;
+	}
+	return n;
+}
+
+/*
+ * out_write with SSL_write. A chunk of a record or more is written from
+ * where it is; smaller ones are gathered into one record (one system call
+ * for many small frames, as sendmsg does for the plain path).
+ *
+ * A write OpenSSL could not finish must be retried with the same bytes
+ * first and at least as many (it has them sealed in a record already; the
+ * buffer may move: SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER). It is: until a
+ * write succeeds the queue only grows, at its tail, and which way the head
+ * is written depends only on the head chunk (a chunk of a record or more
+ * never grows; a smaller one can only gain followers), so the retry starts
+ * with the same bytes and is no shorter.
+ */
+static int tls_write(struct derpd *d, struct conn *c)
+{
+	if (c->state == CONN_TLS)
+		return 0;
+	c->tls_write_wants_read = false;
+	while (c->out_head) {
+		const struct chunk *h = c->out_head;
+		const uint8_t *p = h->data + c->out_off;
+		size_t len = h->len - c->out_off;
+		int w, e, sys;
+
+		if (len < DERPD_TLS_RECORD && h->next) {
+			len = tls_gather(d, c);
+			p = d->tls_out;
+		}
+		ERR_clear_error();
+		errno = 0;
+		w = SSL_write(c->ssl, p, len > INT_MAX ? INT_MAX : (int)len);
+		if (w > 0) {
+			out_advance(d, c, (size_t)w);
+			continue;
+		}
+		sys = errno;
+		e = SSL_get_error(c->ssl, w);
+		if (e == SSL_ERROR_WANT_WRITE)
+			return 0;
+		if (e == SSL_ERROR_WANT_READ) {
+			c->tls_write_wants_read = true;
+			return 0;
+		}
+		c->tls_fatal = true;
+		if (e == SSL_ERROR_SYSCALL)
+			return sys ? -sys : -EPIPE;
+		return -EPROTO;
+	}
+	return 0;
+}
+
+/* close_notify, best effort: never waits. */
+static void tls_shutdown(struct conn *c)
+{
+	if (c->tls_fatal || SSL_in_init(c->ssl) || (SSL_get_shutdown(c->ssl) & SSL_SENT_SHUTDOWN))
+		return;
+	ERR_clear_error();
+	SSL_shutdown(c->ssl);
+	ERR_clear_error();
 }
 
 /* Closing. */
@@ -512,6 +824,12 @@ void derpd_conn_close(struct derpd *d, struct conn *c, int reason, const char *w
 			derpd_relay_gone(d, c);
 	}
 	dlist_del(&c->timer);
+	dlist_del(&c->tls_pend);
+	if (c->ssl) {
+		tls_shutdown(c);
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+	}
 	close(c->fd); /* also leaves the epoll set */
 	c->fd = -1;
 	out_free(d, c);

@@ -10,9 +10,13 @@
  * One thread, one epoll loop over non-blocking sockets: handle a batch of
  * events, then write what they queued (derpd_flush), then free what they
  * closed (derpd_reap). Two timer lists, each with a single timeout so that
- * appending keeps them sorted: handshakes (10 s for the HTTP head, 10 s for
- * ClientInfo) and clients (a KeepAlive every 60 s). Counters go to stderr on
- * SIGUSR1 and at exit (SIGTERM, SIGINT), and to GET /metrics.
+ * appending keeps them sorted: handshakes (10 s for the TLS handshake and
+ * the HTTP head, 10 s for ClientInfo) and clients (a KeepAlive every 60 s). Counters go to stderr
+ * on SIGUSR1 and at exit (SIGTERM, SIGINT), and to GET /metrics.
+ *
+ * With --tls-cert and --tls-key every listener speaks HTTPS only (as
+ * Tailscale's derper does on 443): the same protocol inside TLS 1.2 or
+ * later; without them, plain HTTP.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -215,8 +219,9 @@ static void run_timers(struct derpd *d)
 			derpd_conn_close(d, c, DERPD_UNCOUNTED, "answer not acknowledged");
 		else
 			derpd_conn_close(d, c, REJECT_TIMEOUT,
-					 c->state == CONN_HTTP ? "no request in time"
-							       : "no ClientInfo in time");
+					 c->state == CONN_TLS	 ? "no TLS handshake in time"
+					 : c->state == CONN_HTTP ? "no request in time"
+								 : "no ClientInfo in time");
 	}
 	while (!dlist_empty(&d->clients)) {
 		struct conn *c = dlist_entry(d->clients.next, struct conn, timer);
@@ -280,7 +285,9 @@ static int run(struct derpd *d, const sigset_t *wait_mask)
 		run_timers(d);
 		derpd_flush(d);
 		derpd_reap(d);
-		n = epoll_pwait(d->epfd, ev, EVENTS, next_timeout(d), wait_mask);
+		/* Input OpenSSL holds is read without waiting for more. */
+		n = epoll_pwait(d->epfd, ev, EVENTS,
+				dlist_empty(&d->tls_pending) ? next_timeout(d) : 0, wait_mask);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -290,6 +297,7 @@ static int run(struct derpd *d, const sigset_t *wait_mask)
 		d->now = now_ms();
 		for (int i = 0; i < n; i++)
 			on_event(d, &ev[i]);
+		derpd_tls_pending(d);
 	}
 	return 0;
 }
@@ -316,11 +324,19 @@ static void setup_signals(sigset_t *wait_mask)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: " PROG " -k KEYFILE [--listen ADDR:PORT]... [--max-clients N] [--verbose]\n"
+		"usage: " PROG
+		" -k KEYFILE [--listen ADDR:PORT]... [--tls-cert PEM --tls-key PEM]\n"
+		"       [--max-clients N] [--verbose]\n"
 		"  -k, --key-file PATH     the server's private key (base64, as wg genkey);\n"
 		"                          created (mode 0600) if missing; must be 0600 or 0400\n"
 		"  -l, --listen ADDR:PORT  TCP address to serve on, e.g. 0.0.0.0:3340 or\n"
 		"                          [::]:3340; repeatable (default 0.0.0.0:3340)\n"
+		"      --tls-cert PATH     serve HTTPS only (TLS 1.2 or later) on every\n"
+		"                          listener, with this PEM certificate (chain: the\n"
+		"                          server's first), e.g. on 0.0.0.0:443; needs --tls-key\n"
+		"      --tls-key PATH      its PEM private key, unencrypted; must not be\n"
+		"                          accessible by group or others (0600 or 0400)\n"
+		"                          (without these two: plain HTTP only)\n"
 		"      --max-clients N     clients connected at once (default %u)\n"
 		"  -v, --verbose           log every frame and every drop\n",
 		MAX_CLIENTS_DEFAULT);
@@ -330,6 +346,7 @@ struct options {
 	struct mg_sockaddr listen[DERPD_MAX_LISTEN];
 	int n_listen;
 	const char *key_file;
+	const char *tls_cert, *tls_key;
 	unsigned max_clients;
 	bool verbose;
 };
@@ -373,6 +390,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 	static const struct option opts[] = {{"listen", required_argument, NULL, 'l'},
 					     {"key-file", required_argument, NULL, 'k'},
 					     {"max-clients", required_argument, NULL, 'm'},
+					     {"tls-cert", required_argument, NULL, 'C'},
+					     {"tls-key", required_argument, NULL, 'K'},
 					     {"verbose", no_argument, NULL, 'v'},
 					     {"help", no_argument, NULL, 'h'},
 					     {0}};
@@ -391,6 +410,12 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'm':
 			if (parse_max_clients(optarg, &o->max_clients) < 0)
 				return 1;
+			break;
+		case 'C':
+			o->tls_cert = optarg;
+			break;
+		case 'K':
+			o->tls_key = optarg;
 			break;
 		case 'v':
 			o->verbose = true;
@@ -413,6 +438,13 @@ static int parse_options(int argc, char **argv, struct options *o)
 		usage(stderr);
 		return 1;
 	}
+	if (!o->tls_cert != !o->tls_key) {
+		fprintf(stderr, PROG ": --tls-cert and --tls-key go together (%s without %s)\n",
+			o->tls_cert ? "--tls-cert" : "--tls-key",
+			o->tls_cert ? "--tls-key" : "--tls-cert");
+		usage(stderr);
+		return 1;
+	}
 	if (o->n_listen == 0)
 		o->listen[o->n_listen++] =
 		    (struct mg_sockaddr){.family = AF_INET, .port = DERPD_PORT};
@@ -427,11 +459,19 @@ static int setup(struct derpd *d, const struct options *o)
 	d->reserve_fd = -1;
 	dlist_init(&d->handshakes);
 	dlist_init(&d->clients);
+	dlist_init(&d->tls_pending);
 	if (load_key(o->key_file, d->priv) < 0)
 		return -1;
 	crypto_scalarmult_base(d->pub, d->priv);
 	mg_key_to_base64(d->pub, b64);
 	mg_log(LOG_INFO, "server public key %s", b64);
+	if (o->tls_cert) {
+		d->tls = derpd_tls_ctx(o->tls_cert, o->tls_key);
+		if (!d->tls)
+			return -1;
+	} else {
+		mg_log(LOG_INFO, "TLS off: plain HTTP (no --tls-cert)");
+	}
 
 	d->max_clients = o->max_clients;
 	/* Room for handshakes beyond the clients, so that a client can
@@ -464,6 +504,8 @@ static void teardown(struct derpd *d)
 	if (d->epfd >= 0)
 		close(d->epfd);
 	derpd_registry_free(&d->reg);
+	SSL_CTX_free(d->tls); /* after the connections' SSL_free */
+	d->tls = NULL;
 	sodium_memzero(d->priv, sizeof(d->priv));
 }
 

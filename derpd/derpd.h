@@ -4,7 +4,9 @@
  * connections (struct conn) and the files that work on them:
  *
  *   derpd.c     options, key file, listeners, signals, the epoll loop, timers
- *   conn.c      accept, reads, the output queue, writes, closing
+ *   tls.c       the TLS context: certificate and key (--tls-cert, --tls-key)
+ *   conn.c      accept, the TLS handshake, reads, the output queue, writes,
+ *               closing
  *   relay.c     the protocol: HTTP head, ClientInfo, frames, forwarding
  *   registry.c  client public key -> connection
  *   counters.c  counter names, the stderr line, the /metrics page
@@ -21,14 +23,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/ssl.h>
+
 #include "derp.h"
 #include "types.h"
 
 #define DERPD_PORT 3340
 /* Tailscale's derper sends each client a KeepAlive this often. */
 #define DERPD_KEEPALIVE_MS 60000
-/* For the HTTP head, then again for ClientInfo, and for a plain HTTP
- * answer to be read and the connection closed by the client. */
+/* For the TLS handshake and the HTTP head together, then again for
+ * ClientInfo, and for a plain HTTP answer to be read and the connection
+ * closed by the client. */
 #define DERPD_HANDSHAKE_MS 10000
 /* Packets queued to one client and not yet written to its socket, as
  * Tailscale's per-client send queue; more are dropped (queue_full). */
@@ -45,6 +50,8 @@
 #define DERPD_NOT_HERE_SLOTS 4
 #define DERPD_NOT_HERE_MS    1000
 #define DERPD_MAX_LISTEN     16
+/* The largest TLS record's plaintext. */
+#define DERPD_TLS_RECORD 16384
 
 /* Why a packet was not delivered: meshgate_derp_drops_total{reason}. */
 #define DERPD_DROPS(X)                                                                             \
@@ -59,7 +66,8 @@
 	X(MAX_CLIENTS, "max_clients")	      /* --max-clients reached, at ClientInfo */           \
 	X(FD_LIMIT, "fd_limit")		      /* accept: out of file descriptors */                \
 	X(BAD_HTTP, "bad_http")		      /* malformed request head: 400 */                    \
-	X(TIMEOUT, "timeout")		      /* no head or ClientInfo in time */                  \
+	X(TIMEOUT, "timeout")		      /* no TLS handshake, head or ClientInfo in time */   \
+	X(TLS_HANDSHAKE, "tls_handshake")     /* TLS handshake failed (not: the peer left) */      \
 	X(NOT_CLIENT_INFO, "not_client_info") /* first frame of another type */                    \
 	X(CLIENT_INFO, "client_info")	      /* ClientInfo does not open or parse */              \
 	X(FRAME_TOO_BIG, "frame_too_big")     /* over MG_DERP_MAX_BODY (MAX_INFO first) */         \
@@ -136,6 +144,7 @@ struct listener {
 };
 
 enum conn_state {
+	CONN_TLS,    /* TLS handshake in progress (only with --tls-cert) */
 	CONN_HTTP,   /* reading the request head */
 	CONN_INFO,   /* upgraded, ServerKey sent; the next frame must be ClientInfo */
 	CONN_CLIENT, /* registered under its key: relaying */
@@ -162,7 +171,7 @@ struct conn {
 	int kind; /* EV_CONN */
 	int fd;
 	enum conn_state state;
-	bool want_out;	      /* EPOLLOUT requested */
+	uint32_t events;      /* the epoll events requested */
 	bool dirty;	      /* on derpd.dirty: has output to write, or is doomed */
 	bool preferred;	      /* NotePreferred(true): this relay is the client's home */
 	bool shut;	      /* LINGER: shutdown(SHUT_WR) done */
@@ -174,7 +183,7 @@ struct conn {
 	struct mg_sockaddr peer;
 	uint64_t since;	    /* ms: accepted */
 	uint64_t deadline;  /* ms: handshake/linger deadline, or the next KeepAlive */
-	struct dlist timer; /* on derpd.handshakes (HTTP, INFO, LINGER) or derpd.clients */
+	struct dlist timer; /* on derpd.handshakes (TLS, HTTP, INFO, LINGER) or derpd.clients */
 	struct conn *hnext; /* registry chain */
 	struct conn *next_dirty, *next_dead;
 
@@ -190,6 +199,15 @@ struct conn {
 	uint32_t out_off;
 	unsigned out_packets; /* packet chunks queued */
 	size_t out_ctl;	      /* control bytes queued */
+
+	/* TLS (with --tls-cert; NULL otherwise). OpenSSL may want the other
+	 * direction than the one asked of it: these say which to wait for. */
+	SSL *ssl;
+	uint32_t tls_hs_events; /* TLS: EPOLLIN or EPOLLOUT, as SSL_accept wants */
+	bool tls_read_wants_write;
+	bool tls_write_wants_read;
+	bool tls_fatal;	       /* a fatal TLS error: no SSL_shutdown */
+	struct dlist tls_pend; /* on derpd.tls_pending: OpenSSL holds unread input */
 
 	struct key_seen senders[DERPD_RECENT_SENDERS]; /* who sent to this client */
 	struct key_seen not_here[DERPD_NOT_HERE_SLOTS];
@@ -213,12 +231,18 @@ struct derpd {
 	uint64_t now;		 /* ms, CLOCK_MONOTONIC, as of the current loop iteration */
 	struct dlist handshakes; /* by deadline: every entry has the same timeout */
 	struct dlist clients;	 /* by next KeepAlive, likewise */
+	/* Connections with input OpenSSL has buffered, which epoll does not
+	 * see: read again before the loop waits. */
+	struct dlist tls_pending;
 	struct conn *dirty, *dead;
 	bool exiting;	    /* closing everything: no logs, no PeerGone */
 	uint64_t fd_warned; /* ms: last "out of file descriptors" warning */
 	struct registry reg;
 	struct derpd_counters c;
+	SSL_CTX *tls; /* --tls-cert: every connection speaks TLS; else NULL */
 	uint8_t scratch[DERPD_SCRATCH_LEN];
+	/* TLS: small queued chunks are copied here to be written as one record. */
+	uint8_t tls_out[DERPD_TLS_RECORD];
 };
 
 /* conn.c */
@@ -246,6 +270,14 @@ void derpd_flush(struct derpd *d);
 void derpd_reap(struct derpd *d);
 /* Close everything (at exit). */
 void derpd_close_all(struct derpd *d);
+/* Read what OpenSSL holds for the connections on d->tls_pending. */
+void derpd_tls_pending(struct derpd *d);
+
+/* tls.c */
+/* The server's TLS context from a PEM certificate (chain) and key file; the
+ * key file must not be accessible by group or others. NULL (logged) if they
+ * do not load. */
+SSL_CTX *derpd_tls_ctx(const char *cert_file, const char *key_file);
 
 /* relay.c */
 /* Act on buf[0..n) read from c; returns the bytes used (the rest is an

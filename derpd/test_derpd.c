@@ -5,7 +5,11 @@
  * on common/derp.h, and check the key file, the handshake, forwarding,
  * PeerGone, Ping, the HTTP side (probes, /metrics, 404, 400), every way a
  * connection gets refused, a client that never reads, a long ordered run,
- * --max-clients, and the counters on SIGUSR1 and SIGTERM.
+ * --max-clients, and the counters on SIGUSR1 and SIGTERM. Then the same
+ * over TLS (--tls-cert/--tls-key, a certificate made with `openssl req`,
+ * clients verifying it with OpenSSL): forwarding, Ping, HTTP, a reader that
+ * lets the server's writes block, stalled handshakes, refused handshakes,
+ * refused key files.
  *
  * Usage: test_derpd MESHGATE_DERPD. Prints one line per check and a count;
  * exits 1 if any failed (then also the server's log).
@@ -13,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -28,6 +33,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include "derp.h"
 #include "keys.h"
 
@@ -35,6 +44,7 @@
 #define IN_CAP	   (256 * 1024)
 
 static int passed, failed;
+static const char *check_prefix = ""; /* "TLS: " for shared checks run over TLS */
 static char tmpdir[] = "/tmp/test_derpd.XXXXXX";
 static const char *server_exe;
 
@@ -44,7 +54,7 @@ static bool check(bool cond, const char *fmt, ...)
 {
 	va_list ap;
 
-	printf(cond ? "ok   " : "FAIL ");
+	printf("%s%s", cond ? "ok   " : "FAIL ", check_prefix);
 	va_start(ap, fmt);
 	vprintf(fmt, ap);
 	va_end(ap);
@@ -237,9 +247,15 @@ static bool send_all(int fd, const void *buf, size_t len)
 	return true;
 }
 
+/* Clients speak TLS when this is set (the TLS part), verifying the server's
+ * certificate for tls_ip. */
+static SSL_CTX *tls_ctx;
+static const char *tls_ip = "127.0.0.1";
+
 /* A DERP client: keys, socket and what it has read but not used. */
 struct client {
 	int fd;
+	SSL *ssl; /* with tls_ctx */
 	uint8_t priv[32], pub[32];
 	uint8_t server_pub[32]; /* from ServerKey */
 	uint8_t http_key[32];	/* from the 101's Derp-Public-Key */
@@ -262,9 +278,99 @@ static void client_free(struct client *c)
 {
 	if (!c)
 		return;
+	SSL_free(c->ssl);
 	if (c->fd >= 0)
 		close(c->fd);
 	free(c);
+}
+
+/* TLS: wait until `end` for what OpenSSL wants (err from SSL_get_error). */
+static bool tls_wait(struct client *c, int err, uint64_t end)
+{
+	struct pollfd pfd = {.fd = c->fd, .events = err == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN};
+	int64_t left = (int64_t)end - (int64_t)now_ms();
+
+	if ((err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) || left <= 0)
+		return false;
+	return poll(&pfd, 1, (int)left) > 0;
+}
+
+/* The TLS handshake on c->fd (made non-blocking), the certificate verified. */
+static bool tls_connect(struct client *c, int ms)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+	int r;
+
+	if (fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK) < 0)
+		return false;
+	c->ssl = SSL_new(tls_ctx);
+	if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1 ||
+	    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), tls_ip) != 1)
+		return false;
+	for (;;) {
+		ERR_clear_error();
+		r = SSL_connect(c->ssl);
+		if (r == 1)
+			break;
+		if (!tls_wait(c, SSL_get_error(c->ssl, r), end))
+			return false;
+	}
+	return SSL_get_verify_result(c->ssl) == X509_V_OK;
+}
+
+/* Connect (and with tls_ctx, the TLS handshake). */
+static bool client_open(struct client *c, int port, int rcvbuf)
+{
+	c->fd = tcp_connect(port, rcvbuf);
+	if (c->fd < 0)
+		return false;
+	return !tls_ctx || tls_connect(c, TIMEOUT_MS);
+}
+
+/* Send all of buf, through TLS if c has it. */
+static bool client_send(struct client *c, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	uint64_t end = now_ms() + TIMEOUT_MS;
+
+	if (!c->ssl)
+		return send_all(c->fd, buf, len);
+	while (len) {
+		int w;
+
+		ERR_clear_error();
+		w = SSL_write(c->ssl, p, len > INT_MAX ? INT_MAX : (int)len);
+		if (w > 0) {
+			p += w;
+			len -= (size_t)w;
+			end = now_ms() + TIMEOUT_MS;
+		} else if (!tls_wait(c, SSL_get_error(c->ssl, w), end)) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* client_fill over TLS. */
+static int tls_fill(struct client *c, int ms)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+
+	for (;;) {
+		int r;
+
+		ERR_clear_error();
+		r = SSL_read(c->ssl, c->in + c->len, (int)(IN_CAP - c->len));
+		if (r > 0) {
+			c->len += (size_t)r;
+			return r;
+		}
+		r = SSL_get_error(c->ssl, r);
+		if (r != SSL_ERROR_WANT_READ && r != SSL_ERROR_WANT_WRITE)
+			return 0; /* close_notify, EOF, reset or a TLS error */
+		if (!tls_wait(c, r, end))
+			return -1;
+	}
 }
 
 /* Read more: bytes read, 0 at EOF (or reset), -1 on timeout. */
@@ -273,7 +379,11 @@ static int client_fill(struct client *c, int ms)
 	struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
 	ssize_t n;
 
-	if (c->len == IN_CAP || poll(&pfd, 1, ms) <= 0)
+	if (c->len == IN_CAP)
+		return -1;
+	if (c->ssl)
+		return tls_fill(c, ms);
+	if (poll(&pfd, 1, ms) <= 0)
 		return -1;
 	n = recv(c->fd, c->in + c->len, IN_CAP - c->len, 0);
 	if (n <= 0)
@@ -352,9 +462,8 @@ static bool client_upgrade(struct client *c, int port, bool fast, int rcvbuf)
 	size_t n;
 
 	snprintf(host, sizeof(host), "127.0.0.1:%d", port);
-	c->fd = tcp_connect(port, rcvbuf);
 	n = mg_derp_http_request(req, sizeof(req), host, fast);
-	if (c->fd < 0 || !n || !send_all(c->fd, req, n))
+	if (!client_open(c, port, rcvbuf) || !n || !client_send(c, req, n))
 		return false;
 	if (!fast) {
 		long r;
@@ -381,7 +490,7 @@ static bool client_send_info(struct client *c, const uint8_t box_key[32])
 	randombytes_buf(nonce, sizeof(nonce));
 	n = mg_derp_build_client_info(frame_buf, sizeof(frame_buf), c->pub, c->priv, box_key, nonce,
 				      "{\"version\":2}");
-	return n && send_all(c->fd, frame_buf, n);
+	return n && client_send(c, frame_buf, n);
 }
 
 /* ServerInfo opens and says version 2. */
@@ -421,7 +530,7 @@ static bool send_packet(struct client *c, const uint8_t dst[32], const uint8_t *
 	size_t n =
 	    mg_derp_build_packet(frame_buf, sizeof(frame_buf), MG_DERP_SEND_PACKET, dst, pkt, len);
 
-	return n && send_all(c->fd, frame_buf, n);
+	return n && client_send(c, frame_buf, n);
 }
 
 /* The next frame is RecvPacket from src with exactly pkt[0..len). */
@@ -446,7 +555,7 @@ static bool ping_pong(struct client *c, int ms)
 
 	randombytes_buf(data, sizeof(data));
 	n = mg_derp_build_ping(frame_buf, sizeof(frame_buf), MG_DERP_PING, data);
-	if (!send_all(c->fd, frame_buf, n))
+	if (!client_send(c, frame_buf, n))
 		return false;
 	if (next_frame(c, &type, body_buf, &len, ms) != 1)
 		return false;
@@ -460,8 +569,7 @@ static char *http_raw(int port, const char *raw, size_t len)
 	char *out = NULL;
 	int r;
 
-	c->fd = tcp_connect(port, 0);
-	if (c->fd >= 0 && send_all(c->fd, raw, len)) {
+	if (client_open(c, port, 0) && client_send(c, raw, len)) {
 		while ((r = client_fill(c, TIMEOUT_MS)) > 0)
 			;
 		if (r == 0) {
@@ -607,14 +715,14 @@ static void test_refused(int port)
 
 	c = client_new();
 	mg_derp_put_hdr(hdr, MG_DERP_CLIENT_INFO, MG_DERP_MAX_INFO + 1);
-	check(client_upgrade(c, port, false, 0) && send_all(c->fd, hdr, sizeof(hdr)) &&
+	check(client_upgrade(c, port, false, 0) && client_send(c, hdr, sizeof(hdr)) &&
 		  closed_by_server(c, TIMEOUT_MS),
 	      "ClientInfo frame over MG_DERP_MAX_INFO: closed");
 	client_free(c);
 
 	c = client_new();
 	mg_derp_put_hdr(hdr, MG_DERP_SEND_PACKET, MG_DERP_MAX_BODY + 1);
-	check(client_handshake(c, port, false, 0) && send_all(c->fd, hdr, sizeof(hdr)) &&
+	check(client_handshake(c, port, false, 0) && client_send(c, hdr, sizeof(hdr)) &&
 		  closed_by_server(c, TIMEOUT_MS),
 	      "frame over MG_DERP_MAX_BODY after the handshake: closed");
 	client_free(c);
@@ -752,7 +860,7 @@ static void test_burst(struct client *a, struct client *b, struct expect *e)
 	for (int i = 0; i < N; i++)
 		off += mg_derp_build_packet(frames + off, sizeof(frames) - off, MG_DERP_SEND_PACKET,
 					    b->pub, pkt, LEN);
-	if (send_all(a->fd, frames, off))
+	if (client_send(a, frames, off))
 		while (got < N && recv_packet(b, a->pub, pkt, LEN))
 			got++;
 	check(got == N, "%d packets of %d bytes in one write: %d arrive", N, LEN, got);
@@ -778,7 +886,7 @@ static void test_ping_flood(int port)
 		return;
 	}
 	/* 13 MB of Pings at most; the server gives up long before. */
-	while (sent < 1000 && send_all(c->fd, pings, sizeof(pings)))
+	while (sent < 1000 && client_send(c, pings, sizeof(pings)))
 		sent++;
 	check(sent < 1000 && closed_by_server(c, TIMEOUT_MS),
 	      "client flooding Pings without reading: closed after %d000 Pings", sent);
@@ -789,11 +897,11 @@ static void test_ping_flood(int port)
 	free(m);
 }
 
-/* 10,000 packets A->B, at most WINDOW unreceived (the server's queue is 32):
+/* N packets A->B, at most WINDOW unreceived (the server's queue is 32):
  * all arrive, in order, intact. */
-static void test_ordered_run(struct client *a, struct client *b)
+static void test_ordered_run(struct client *a, struct client *b, int N, const char *what)
 {
-	enum { N = 10000, WINDOW = 24 };
+	enum { WINDOW = 24 };
 	static uint8_t pkt[1500];
 	uint64_t start = now_ms();
 	int sent = 0, got = 0;
@@ -819,8 +927,8 @@ static void test_ordered_run(struct client *a, struct client *b)
 		}
 	}
 out:
-	check(got == N, "10000 packets A->B arrive in order, intact: %d in %" PRIu64 " ms", got,
-	      now_ms() - start);
+	check(got == N, "%s%d packets A->B arrive in order, intact: %d in %" PRIu64 " ms", what, N,
+	      got, now_ms() - start);
 }
 
 static void test_signals(struct server *s)
@@ -846,6 +954,7 @@ static void test_main_server(struct server *s, uint8_t pub[32])
 		return;
 	}
 	test_key_file(s, pub);
+	check(log_wait(s, "TLS off: plain HTTP", 1, 0), "log: TLS off, plain HTTP");
 	test_handshake(a, b, pub);
 	test_forward(a, b, &e);
 	test_absent_and_ping(a, &e);
@@ -858,7 +967,7 @@ static void test_main_server(struct server *s, uint8_t pub[32])
 	test_replace(s->port, &a, b);
 	test_slow_reader(s->port, a);
 	test_ping_flood(s->port);
-	test_ordered_run(a, b);
+	test_ordered_run(a, b, 10000, "");
 	client_free(a);
 	client_free(b);
 	test_signals(s);
@@ -931,6 +1040,19 @@ static int run_quick(const char *const *argv)
 	return server_wait(&s, TIMEOUT_MS);
 }
 
+/* Whether run_quick's output has what. */
+static bool quick_log_has(const char *what)
+{
+	char path[512], *text;
+	bool has;
+
+	snprintf(path, sizeof(path), "%s/quick.log", tmpdir);
+	text = slurp(path);
+	has = strstr(text, what) != NULL;
+	free(text);
+	return has;
+}
+
 static void test_bad_options(void)
 {
 	const char *no_key[] = {server_exe, "-l", "127.0.0.1:1", NULL};
@@ -942,10 +1064,468 @@ static void test_bad_options(void)
 	check(run_quick(bad_max) == 1, "--max-clients 0: exit 1");
 }
 
+/* TLS. */
+
+static char tls_cert[256], tls_key[256];
+
+/* A self-signed EC certificate for IP 127.0.0.1 and its key (0600). */
+static bool make_cert(void)
+{
+	struct server p = {0};
+
+	p.pid = fork();
+	if (p.pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		execlp("openssl", "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+		       "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=derp",
+		       "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", tls_key, "-out",
+		       tls_cert, (char *)NULL);
+		_exit(127);
+	}
+	return p.pid > 0 && server_wait(&p, 4 * TIMEOUT_MS) == 0 && chmod(tls_key, 0600) == 0;
+}
+
+/* Clients trusting tls_cert alone; max: the highest TLS version they offer
+ * (0: any). */
+static SSL_CTX *client_ctx(int max)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+	if (!ctx)
+		return NULL;
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if (max) {
+		/* Old versions need security level 0 to be offered at all. */
+		SSL_CTX_set_security_level(ctx, 0);
+		SSL_CTX_set_min_proto_version(ctx, 0);
+		SSL_CTX_set_max_proto_version(ctx, max);
+	}
+	if (SSL_CTX_load_verify_locations(ctx, tls_cert, NULL) != 1) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+/* A metric once it has the value wanted, asking again until ms pass; the
+ * last value seen. */
+static int64_t metric_wait(int port, const char *name, int64_t want, int ms)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+	int64_t v;
+
+	for (;;) {
+		char *m = metrics(port);
+
+		v = metric(m, name);
+		free(m);
+		if (v == want || now_ms() >= end)
+			return v;
+		usleep(50000);
+	}
+}
+
+static int ms_until(uint64_t end)
+{
+	uint64_t now = now_ms();
+
+	return end > now ? (int)(end - now) : 0;
+}
+
+/* Whether the server closes fd within ms, reading (and dropping) whatever
+ * comes first without TLS. */
+static bool raw_closed(int fd, int ms)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+	char buf[4096];
+
+	for (;;) {
+		int64_t left = (int64_t)end - (int64_t)now_ms();
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		ssize_t n;
+
+		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+			return false;
+		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+			return true;
+	}
+}
+
+/* Two connections that stall mid-handshake: a ClientHello record cut
+ * short, and a whole ClientHello (the server answers, then waits for the
+ * client's Finished, which never comes). */
+static void stall_open(int port, int fd[2], SSL **ssl)
+{
+	/* A handshake record of 512 bytes (a ClientHello of 508): its first 9. */
+	static const uint8_t part[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00,
+				       0x01, 0xfc, 0x03, 0x03, 0x00, 0x00, 0x00};
+	int r;
+
+	fd[0] = tcp_connect(port, 0);
+	if (fd[0] >= 0 && !send_all(fd[0], part, sizeof(part))) {
+		close(fd[0]);
+		fd[0] = -1;
+	}
+	fd[1] = tcp_connect(port, 0);
+	*ssl = NULL;
+	if (fd[1] < 0)
+		return;
+	fcntl(fd[1], F_SETFL, fcntl(fd[1], F_GETFL) | O_NONBLOCK);
+	*ssl = SSL_new(tls_ctx);
+	if (!*ssl)
+		return;
+	SSL_set_fd(*ssl, fd[1]);
+	ERR_clear_error();
+	r = SSL_connect(*ssl); /* sends the ClientHello; its answer is never read */
+	if (r == 1 || SSL_get_error(*ssl, r) != SSL_ERROR_WANT_READ) {
+		SSL_free(*ssl);
+		*ssl = NULL;
+	}
+}
+
+static void tls_forward(struct client *a, struct client *b, struct expect *e)
+{
+	static const size_t sizes[] = {0, 1, 1452, 65536};
+	static uint8_t pkt[65536];
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		randombytes_buf(pkt, sizes[i]);
+		check(send_packet(a, b->pub, pkt, sizes[i]) &&
+			  recv_packet(b, a->pub, pkt, sizes[i]),
+		      "TLS: A->B packet of %zu bytes arrives with A's key", sizes[i]);
+		randombytes_buf(pkt, sizes[i]);
+		check(send_packet(b, a->pub, pkt, sizes[i]) &&
+			  recv_packet(a, b->pub, pkt, sizes[i]),
+		      "TLS: B->A packet of %zu bytes arrives with B's key", sizes[i]);
+		e->forwarded += 2;
+		e->bytes += 2 * sizes[i];
+	}
+}
+
+/* TLS: the HTTP side, as over plain HTTP. */
+static void tls_http(int port)
+{
+	char *r = http_get(port, "/derp/probe");
+
+	check(starts_with(r, "HTTP/1.1 200 ") && strstr(r, "Content-Length: 0\r\n"),
+	      "TLS: /derp/probe: 200, empty, close");
+	free(r);
+	r = http_get(port, "/generate_204");
+	check(starts_with(r, "HTTP/1.1 204 "), "TLS: /generate_204: 204 and close");
+	free(r);
+	r = http_get(port, "/nothing/here");
+	check(starts_with(r, "HTTP/1.1 404 "), "TLS: other path: 404 and close");
+	free(r);
+}
+
+/* Handshakes the server must refuse (counted tls_handshake): plain HTTP, a
+ * client that rejects the certificate, TLS 1.1. */
+static void tls_refused(int port)
+{
+	SSL_CTX *ctx = tls_ctx, *old;
+	struct client *c;
+	char *r;
+
+	tls_ctx = NULL;
+	r = http_get(port, "/metrics");
+	check(r && !strstr(r, "HTTP/"), "TLS port: a plain HTTP request gets no answer, closed");
+	free(r);
+	tls_ctx = ctx;
+
+	tls_ip = "127.0.0.2";
+	c = client_new();
+	check(!client_open(c, port, 0),
+	      "TLS: a client verifying for 127.0.0.2 refuses the certificate");
+	client_free(c);
+	tls_ip = "127.0.0.1";
+
+	old = client_ctx(TLS1_1_VERSION);
+	tls_ctx = old;
+	c = client_new();
+	check(old && !client_open(c, port, 0), "TLS: a TLS 1.1 client is refused");
+	client_free(c);
+	SSL_CTX_free(old);
+	tls_ctx = ctx;
+	check(metric_wait(port, "meshgate_derp_rejected_total{reason=\"tls_handshake\"}", 3,
+			  TIMEOUT_MS) == 3,
+	      "TLS: /metrics: the 3 refused handshakes counted as tls_handshake");
+}
+
+/* B never reads, with a small receive buffer, while A sends it packets of
+ * three sizes: the server's SSL_write blocks and is retried as the queue
+ * grows (gathered, or whole chunks). B sends a KeyUpdate and a Ping, then
+ * reads: what arrives is intact, in order, the stream still decrypts, and
+ * the Pong comes. */
+static void tls_slow_reader(int port, struct client *a)
+{
+	static const size_t sizes[] = {16000, 100, 40000};
+	enum { N = 300 };
+	static uint8_t pkt[40000];
+	struct client *slow = client_new();
+	int sent = 0, got = 0, bad = 0, last = -1, r = 0;
+	uint8_t type, key[32], reason = 0xff, data[8];
+	uint32_t blen;
+	bool pong = false;
+
+	if (!check(client_handshake(slow, port, false, 4096), "TLS: slow reader up")) {
+		client_free(slow);
+		return;
+	}
+	for (; sent < N; sent++) {
+		size_t len = sizes[sent % 3];
+
+		for (size_t i = 0; i < len; i++)
+			pkt[i] = (uint8_t)(sent * 7 + (int)i);
+		memcpy(pkt, &sent, sizeof(sent));
+		if (!send_packet(a, slow->pub, pkt, len))
+			break;
+	}
+	check(sent == N && ping_pong(a, TIMEOUT_MS),
+	      "TLS: A sent %d packets to a client that does not read, and is still served", sent);
+	/* A KeyUpdate asking for the server's too, while the server's write
+	 * to us is blocked: OpenSSL sends its own after that write. */
+	randombytes_buf(data, sizeof(data));
+	mg_derp_build_ping(frame_buf, sizeof(frame_buf), MG_DERP_PING, data);
+	check(SSL_key_update(slow->ssl, SSL_KEY_UPDATE_REQUESTED) == 1 &&
+		  client_send(slow, frame_buf, MG_DERP_HDR_LEN + 8),
+	      "TLS: the slow reader sends a KeyUpdate (update requested) and a Ping");
+	while ((r = read_frame(slow, &type, body_buf, &blen, 1000)) == 1) {
+		const uint8_t *p;
+		size_t plen;
+		int idx;
+		bool ok;
+
+		if (type == MG_DERP_KEEP_ALIVE)
+			continue;
+		if (type == MG_DERP_PONG && !pong) {
+			pong = blen == 8 && !memcmp(body_buf, data, 8);
+			continue;
+		}
+		ok = type == MG_DERP_RECV_PACKET &&
+		     mg_derp_parse_packet(body_buf, blen, key, &p, &plen) == MG_DERP_OK &&
+		     !memcmp(key, a->pub, 32) && plen >= sizeof(idx);
+		if (ok) {
+			memcpy(&idx, p, sizeof(idx));
+			ok = idx > last && idx < N && plen == sizes[idx % 3];
+			for (size_t i = sizeof(idx); ok && i < plen; i++)
+				ok = p[i] == (uint8_t)(idx * 7 + (int)i);
+			last = idx;
+		}
+		if (ok)
+			got++;
+		else
+			bad++;
+	}
+	check(r == -1 && bad == 0 && got >= 32,
+	      "TLS: the slow reader then reads %d packets, intact and in order (%d bad, %s)", got,
+	      bad, r == -1 ? "stream still open" : "stream broken");
+	check(pong, "TLS: and the Pong, after the KeyUpdate was answered");
+	client_free(slow);
+	check(next_frame(a, &type, body_buf, &blen, TIMEOUT_MS) == 1 && type == MG_DERP_PEER_GONE &&
+		  mg_derp_parse_peer_gone(body_buf, blen, key, &reason) == MG_DERP_OK &&
+		  reason == MG_DERP_GONE_DISCONNECTED,
+	      "TLS: slow reader leaves: its sender gets PeerGone DISCONNECTED");
+}
+
+/* 1 MiB of packets to an absent key and a Ping, most of it written while
+ * the server is stopped: it then reads more than a read's worth at once
+ * while OpenSSL still holds input (d->tls_pending). One PeerGone, then the
+ * Pong. */
+static void tls_big_write(struct server *s, struct client *a, struct expect *e)
+{
+	enum { N = 800, LEN = 1300 };
+	static uint8_t frames[N * (MG_DERP_HDR_LEN + 32 + LEN) + MG_DERP_HDR_LEN + 8], pkt[LEN];
+	uint8_t absent[32], data[8] = {1, 2, 3, 4, 5, 6, 7, 8}, type, key[32], reason = 0xff;
+	int sndbuf = 4 << 20, w = 1;
+	uint32_t len;
+	size_t off = 0, done = 0;
+
+	randombytes_buf(absent, sizeof(absent));
+	memset(pkt, 0x3c, sizeof(pkt));
+	for (int i = 0; i < N; i++)
+		off += mg_derp_build_packet(frames + off, sizeof(frames) - off, MG_DERP_SEND_PACKET,
+					    absent, pkt, LEN);
+	off += mg_derp_build_ping(frames + off, sizeof(frames) - off, MG_DERP_PING, data);
+	setsockopt(a->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	kill(s->pid, SIGSTOP);
+	while (done < off && w > 0) {
+		ERR_clear_error();
+		w = SSL_write(a->ssl, frames + done, (int)(off - done));
+		if (w > 0)
+			done += (size_t)w;
+	}
+	kill(s->pid, SIGCONT);
+	check(client_send(a, frames + done, off - done) &&
+		  next_frame(a, &type, body_buf, &len, TIMEOUT_MS) == 1 &&
+		  type == MG_DERP_PEER_GONE &&
+		  mg_derp_parse_peer_gone(body_buf, len, key, &reason) == MG_DERP_OK &&
+		  !memcmp(key, absent, 32) && reason == MG_DERP_GONE_NOT_HERE &&
+		  next_frame(a, &type, body_buf, &len, TIMEOUT_MS) == 1 && type == MG_DERP_PONG &&
+		  len == 8 && !memcmp(body_buf, data, 8),
+	      "TLS: %d packets to an absent key and a Ping, %zu KiB of them written to a "
+	      "stopped server: one PeerGone, the Pong",
+	      N, done / 1024);
+	e->no_peer += N;
+}
+
+static void tls_metrics(int port, const struct expect *e)
+{
+	char *m = metrics(port);
+
+	check(starts_with(m, "HTTP/1.1 200 ") && strstr(m, "text/plain"),
+	      "TLS: /metrics: 200 text/plain");
+	check(metric(m, "meshgate_derp_packets_forwarded_total") == (int64_t)e->forwarded &&
+		  metric(m, "meshgate_derp_bytes_forwarded_total") == (int64_t)e->bytes,
+	      "TLS: /metrics: packets forwarded %" PRId64 " (sent %" PRIu64 "), bytes %" PRId64
+	      " (sent %" PRIu64 ")",
+	      metric(m, "meshgate_derp_packets_forwarded_total"), e->forwarded,
+	      metric(m, "meshgate_derp_bytes_forwarded_total"), e->bytes);
+	check(metric(m, "meshgate_derp_drops_total{reason=\"no_peer\"}") == (int64_t)e->no_peer,
+	      "TLS: /metrics: no_peer drops %" PRIu64, e->no_peer);
+	check(metric(m, "meshgate_derp_clients") == 3, "TLS: /metrics: 3 clients (%" PRId64 ")",
+	      metric(m, "meshgate_derp_clients"));
+	free(m);
+}
+
+/* The TLS server: everything over TLS, while two handshakes stall. */
+static void test_tls_server(struct server *s)
+{
+	const char *const extra[] = {"--tls-cert", tls_cert, "--tls-key", tls_key, NULL};
+	struct client *a = NULL, *b = NULL, *c = NULL;
+	struct expect e = {0};
+	uint64_t stalled_at;
+	int stall[2] = {-1, -1};
+	SSL *stall_ssl = NULL;
+
+	if (!check(server_start(s, "tls", extra), "TLS server up with --tls-cert/--tls-key"))
+		return;
+	check(log_wait(s, "TLS on", 1, 0) && log_wait(s, "certificate subject CN=derp", 1, 0),
+	      "log: TLS on, with the certificate's subject");
+	stall_open(s->port, stall, &stall_ssl);
+	stalled_at = now_ms();
+	check(stall[0] >= 0 && stall[1] >= 0 && stall_ssl,
+	      "two TLS handshakes stall: a cut ClientHello, no client Finished");
+
+	c = client_connect(s->port);
+	check(c && ping_pong(c, 2000),
+	      "TLS: a third client completes its handshakes and gets a Pong meanwhile (%" PRIu64
+	      " ms)",
+	      now_ms() - stalled_at);
+	a = client_connect(s->port);
+	b = client_connect(s->port);
+	if (!check(a && b, "TLS: two clients verify the certificate (for IP 127.0.0.1), upgrade, "
+			   "ServerInfo opens")) {
+		client_free(a);
+		client_free(b);
+		client_free(c);
+		goto out;
+	}
+	check(SSL_version(a->ssl) >= TLS1_2_VERSION, "TLS: negotiated %s (1.2 or later)",
+	      SSL_get_version(a->ssl));
+	check(a->http_has_key && !memcmp(a->http_key, a->server_pub, 32) &&
+		  !memcmp(a->server_pub, b->server_pub, 32),
+	      "TLS: ServerKey matches the 101 response's Derp-Public-Key");
+	tls_forward(a, b, &e);
+	check_prefix = "TLS: ";
+	test_burst(a, b, &e);
+	test_fast_start(s->port);
+	check_prefix = "";
+	check(ping_pong(a, TIMEOUT_MS), "TLS: Ping: Pong with the same 8 bytes");
+	tls_big_write(s, a, &e);
+	tls_http(s->port);
+	tls_metrics(s->port, &e);
+	tls_refused(s->port);
+	tls_slow_reader(s->port, a);
+	test_ordered_run(a, b, 3000, "TLS: ");
+
+	/* The stalled handshakes meet the deadline (DERPD_HANDSHAKE_MS). */
+	{
+		uint64_t end = stalled_at + 10000 + TIMEOUT_MS, after;
+		bool closed =
+		    raw_closed(stall[0], ms_until(end)) && raw_closed(stall[1], ms_until(end));
+
+		after = now_ms() - stalled_at;
+
+		check(closed && after >= 9500,
+		      "stalled TLS handshakes closed at the 10 s deadline (after %" PRIu64 " ms)",
+		      after);
+		check(metric_wait(s->port, "meshgate_derp_rejected_total{reason=\"timeout\"}", 2,
+				  TIMEOUT_MS) == 2,
+		      "TLS: /metrics: the stalled handshakes counted as timeout");
+	}
+	client_free(c);
+	/* A and B still connected: the exit closes their TLS. */
+	kill(s->pid, SIGTERM);
+	check(server_wait(s, TIMEOUT_MS) == 0,
+	      "TLS server: SIGTERM with clients connected: exit 0");
+	client_free(a);
+	client_free(b);
+out:
+	SSL_free(stall_ssl);
+	for (int i = 0; i < 2; i++)
+		if (stall[i] >= 0)
+			close(stall[i]);
+}
+
+/* Refused at start: the key file group-readable, not a PEM key, the
+ * options alone. */
+static void test_tls_options(struct server *s)
+{
+	const char *const extra[] = {"--tls-cert", tls_cert, "--tls-key", tls_key, NULL};
+	const char *const not_pem[] = {"--tls-cert", tls_cert, "--tls-key", s->key, NULL};
+	const char *cert_only[] = {server_exe, "-k", s->key, "--tls-cert", tls_cert, NULL};
+	const char *key_only[] = {server_exe, "-k", s->key, "--tls-key", tls_key, NULL};
+	const char *no_cert[] = {
+	    server_exe,		 "-k",	      s->key,  "-l", "127.0.0.1:1", "--tls-cert",
+	    "/nonexistent/cert", "--tls-key", tls_key, NULL};
+
+	chmod(tls_key, 0640);
+	s->port = free_port();
+	server_spawn(s, "tls-bad-key", extra);
+	check(server_wait(s, TIMEOUT_MS) == 1, "group-readable TLS key file: exit 1");
+	check(log_wait(s, "insecure mode 0640", 1, 0), "group-readable TLS key file: says why");
+	chmod(tls_key, 0600);
+	s->port = free_port();
+	server_spawn(s, "tls-not-pem", not_pem);
+	check(server_wait(s, TIMEOUT_MS) == 1 &&
+		  log_wait(s, "no unencrypted PEM private key", 1, 0),
+	      "TLS key file without a PEM key: exit 1, says why");
+	check(run_quick(cert_only) == 1 && quick_log_has("--tls-cert without --tls-key"),
+	      "--tls-cert without --tls-key: exit 1, says why");
+	check(run_quick(key_only) == 1 && quick_log_has("--tls-key without --tls-cert"),
+	      "--tls-key without --tls-cert: exit 1, says why");
+	check(run_quick(no_cert) == 1 && quick_log_has("TLS certificate file /nonexistent/cert"),
+	      "--tls-cert of a missing file: exit 1, says why");
+}
+
+static void test_tls(struct server *s)
+{
+	snprintf(tls_cert, sizeof(tls_cert), "%s/tls.crt", tmpdir);
+	snprintf(tls_key, sizeof(tls_key), "%s/tls.key", tmpdir);
+	if (!check(make_cert(), "openssl req: a self-signed EC certificate for IP 127.0.0.1"))
+		return;
+	tls_ctx = client_ctx(0);
+	if (!check(tls_ctx != NULL, "TLS client context trusting that certificate alone"))
+		return;
+	test_tls_server(s);
+	if (failed)
+		server_dump_log(s);
+	SSL_CTX_free(tls_ctx);
+	tls_ctx = NULL;
+	test_tls_options(s);
+}
+
 static void cleanup(void)
 {
-	static const char *const names[] = {"key",	   "main.log",	"restart.log",
-					    "bad-key.log", "quick.log", "max-clients.log"};
+	static const char *const names[] = {
+	    "key",	 "main.log",	    "restart.log",    "bad-key.log",
+	    "quick.log", "max-clients.log", "tls.crt",	      "tls.key",
+	    "tls.log",	 "tls-bad-key.log", "tls-not-pem.log"};
 	char path[512];
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -984,6 +1564,7 @@ int main(int argc, char **argv)
 	test_bad_key_file(&s);
 	if (failed)
 		server_dump_log(&s);
+	test_tls(&s);
 	printf("%d passed, %d failed\n", passed, failed);
 	cleanup();
 	return failed ? 1 : 0;

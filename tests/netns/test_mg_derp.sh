@@ -10,9 +10,10 @@
 #  the two-NAT topology of nat_topo.sh, the NATs' forward chains dropping
 #  (and counting) UDP to the other site.
 #
-# The control processes, meshgate-coord and meshgate-derpd (region 1) run in
-# the root namespace: control reaches relays through the host's own stack
-# (its management network), not the DPDK ports.
+# The control processes, meshgate-coord and meshgate-derpd (region 1, over
+# TLS with a throwaway certificate the gateways trust through ca_file, its
+# DERP key pinned too) run in the root namespace: control reaches relays
+# through the host's own stack (its management network), not the DPDK ports.
 #  1. both gateways connect to their home relay (control log, /metrics
 #     meshgate_derp_home_connected 1) and advertise 127.3.3.40:1;
 #  2. each one's netmap has the other at its NAT's outside address, with
@@ -40,22 +41,29 @@ MPORT_A=9593
 MPORT_B=9594
 
 mg_test_init
-mg_require nft curl
+mg_require nft curl openssl
 [ -x "$DERPD_BIN" ] || mg_fail "not built: $DERPD_BIN"
 T0=$SECONDS
 coord_up
 
-# ---- the relay, in the root namespace
+# ---- the relay, in the root namespace, over TLS (a throwaway certificate for
+# 127.0.0.1 that the gateways trust through ca_file)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=derp \
+	-addext subjectAltName=IP:127.0.0.1 -keyout "$MG_TMP/derp-tls.key" \
+	-out "$MG_TMP/derp-tls.crt" >/dev/null 2>&1 || mg_fail "openssl: cannot make a certificate"
+chmod 600 "$MG_TMP/derp-tls.key"
 DERP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 derp_start() {
-	mg_bg derpd root "$DERPD_BIN" -l "127.0.0.1:$DERP_PORT" -k "$MG_TMP/derp.key"
+	mg_bg derpd root "$DERPD_BIN" -l "127.0.0.1:$DERP_PORT" -k "$MG_TMP/derp.key" \
+		--tls-cert "$MG_TMP/derp-tls.crt" --tls-key "$MG_TMP/derp-tls.key"
 	DERP_PID=$MG_LAST_PID
 	mg_wait_for bash -c "ss -Hltn 'sport = :$DERP_PORT' | grep -q ." ||
 		mg_fail "meshgate-derpd did not start"
 }
 derp_start
+derp_metrics() { curl -sS -f --max-time 5 --cacert "$MG_TMP/derp-tls.crt" "https://127.0.0.1:$DERP_PORT/metrics"; }
 derp_metric() { # NAME{labels} : its value on the relay's /metrics
-	curl -sS -f --max-time 5 "http://127.0.0.1:$DERP_PORT/metrics" |
+	derp_metrics |
 		awk -v n="$1" '$1 == n { print $2 }'
 }
 
@@ -76,7 +84,8 @@ NAME_A=$(mg_ifname a) && NAME_B=$(mg_ifname b) || mg_fail "names"
 MG_SOCKS+=("/var/run/wireguard/$NAME_A.sock" "/var/run/wireguard/$NAME_B.sock")
 mg_wait_for test -s "$MG_TMP/derp.key" || mg_fail "meshgate-derpd wrote no key"
 DERP_PUB=$(wg pubkey <"$MG_TMP/derp.key") || mg_fail "relay public key"
-DERP_CONF="derp_regions = ( { id = 1; server = \"127.0.0.1:$DERP_PORT\"; public_key = \"$DERP_PUB\"; } );"
+DERP_CONF="derp_regions = ( { id = 1; server = \"127.0.0.1:$DERP_PORT\"; public_key = \"$DERP_PUB\";
+    tls = true; ca_file = \"$MG_TMP/derp-tls.crt\"; } );"
 nat_gw_conf "$NAME_A" 198.18.1.1 10.88.0.254 '"10.88.0.0/24"' gwa "$MPORT_A" "$DERP_CONF"
 nat_gw_conf "$NAME_B" 198.18.2.1 10.77.0.254 '"10.77.0.0/24"' gwb "$MPORT_B" "$DERP_CONF"
 mg_bg dpA gwA "$DP_BIN" -c "$MG_TMP/$NAME_A.conf"
@@ -91,6 +100,10 @@ done
 connected() { grep -q "DERP region 1 (home): connected (relay key $DERP_PUB)" "$MG_LOG_DIR/$1.log"; }
 MG_WAIT=20 mg_check "gwA connects to its home relay (key pinned)" mg_wait_for connected cpA
 MG_WAIT=20 mg_check "gwB connects to its home relay (key pinned)" mg_wait_for connected cpB
+tls_ok() { grep -q "DERP region 1: TLS (TLSv1\.[23], .*), certificate verified for 127\.0\.0\.1" "$MG_LOG_DIR/$1.log"; }
+mg_check "gwA's relay connection is TLS, the certificate verified" mg_wait_for tls_ok cpA
+mg_check "gwB's too" mg_wait_for tls_ok cpB
+grep -h "DERP region 1: TLS" "$MG_LOG_DIR/cpA.log" | head -1 | sed 's/^/    /'
 home_up() { curl -sS -f --max-time 5 "http://127.0.0.1:$1/metrics" |
 	grep -qx "meshgate_derp_home_connected 1"; }
 mg_check "/metrics: gwA meshgate_derp_home_connected 1" mg_wait_for home_up "$MPORT_A"
@@ -190,7 +203,8 @@ mg_check "the pings did not go through the relay" test "$((after - before))" -lt
 if command -v promtool >/dev/null; then
 	lint() { curl -sS -f --max-time 5 "http://127.0.0.1:$1/metrics" | promtool check metrics; }
 	mg_check "gwA's /metrics with DERP and disco series pass promtool" lint "$MPORT_A"
-	mg_check "the relay's /metrics pass promtool" lint "$DERP_PORT"
+	lint_relay() { derp_metrics | promtool check metrics; }
+	mg_check "the relay's /metrics (over TLS) pass promtool" lint_relay
 fi
 echo "    $((SECONDS - T0)) s in all"
 
