@@ -348,6 +348,8 @@ mg_check "decrypt: warm-up frames decrypted" \
 	wait_at_least 10 peer_stat rx_packets $((1 + N_WARM)) # (1: the keepalive)
 mg_check "decrypt: warm-up frames on the LAN (next hop resolved)" \
 	wait_at_least 10 tp_rx lan-tx 0 "$N_WARM"
+# (Progress lines: CI once saw this phase time out with no clue where.)
+echo "    stopping the warm-up replay"
 tp_cmd lan-tx stop
 tp_stop replay
 
@@ -355,7 +357,9 @@ main=$((N_FRAMES - N_WARM))
 r1=$(peer_stat rx_packets)
 l1=$(tp_rx lan-tx 0)
 tp_cmd lan-tx start
+echo "    replaying $main frames once"
 replay_start "$MG_TMP/main.pcap"
+echo "    replay running"
 wait_at_least 15 tp_rx lan-tx 0 $((l1 + main))
 sleep 0.5
 dec=$(( $(peer_stat rx_packets) - r1 ))
