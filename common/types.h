@@ -41,6 +41,17 @@ static inline bool mg_sockaddr_is_derp(const struct mg_sockaddr *sa)
 	       sa->addr[2] == 3 && sa->addr[3] == 40;
 }
 
+/* Same family, port and address (the bytes past an IPv4 address ignored). */
+static inline bool mg_sockaddr_same(const struct mg_sockaddr *a, const struct mg_sockaddr *b)
+{
+	if (a->family != b->family || a->port != b->port)
+		return false;
+	for (int i = 0; i < (a->family == AF_INET ? 4 : 16); i++)
+		if (a->addr[i] != b->addr[i])
+			return false;
+	return true;
+}
+
 static inline struct mg_sockaddr mg_sockaddr_derp(uint16_t region)
 {
 	return (struct mg_sockaddr){.family = AF_INET, .port = region, .addr = {127, 3, 3, 40}};

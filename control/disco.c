@@ -193,12 +193,6 @@ void cp_disco_tick(struct cp_device *d, uint64_t now)
 	}
 }
 
-static bool same_ep(const struct mg_sockaddr *a, const struct mg_sockaddr *b)
-{
-	return a->family == b->family && a->port == b->port &&
-	       !memcmp(a->addr, b->addr, a->family == AF_INET ? 4 : 16);
-}
-
 /* A Pong for a ping in flight, from where that ping went: the path works. */
 static void on_pong(struct cp_device *d, struct cp_peer *p, const struct mg_disco_msg *m,
 		    const struct mg_sockaddr *from)
@@ -211,7 +205,7 @@ static void on_pong(struct cp_device *d, struct cp_peer *p, const struct mg_disc
 
 		if (!pg->sent_ns || sodium_memcmp(pg->txid, m->txid, sizeof(m->txid)))
 			continue;
-		if (!same_ep(&pg->to, from)) { /* answered from elsewhere: not this path */
+		if (!mg_sockaddr_same(&pg->to, from)) { /* answered from elsewhere: not this path */
 			count(d, CP_DISCO_REFUSED);
 			return;
 		}

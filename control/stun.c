@@ -57,12 +57,6 @@ struct cp_stun {
 	void *notify_arg;
 };
 
-static bool same_sockaddr(const struct mg_sockaddr *a, const struct mg_sockaddr *b)
-{
-	return a->family == b->family && a->port == b->port &&
-	       !memcmp(a->addr, b->addr, a->family == AF_INET ? 4 : 16);
-}
-
 /* Zeroed past the address, so copies compare (and dedupe) by value. */
 static struct mg_sockaddr clean_sockaddr(const struct mg_sockaddr *sa)
 {
@@ -135,7 +129,7 @@ static void round_start(struct cp_device *d, struct cp_stun *s, uint64_t now)
 static bool in_set(const struct mg_sockaddr *set, unsigned n, const struct mg_sockaddr *ep)
 {
 	for (unsigned i = 0; i < n; i++)
-		if (same_sockaddr(&set[i], ep))
+		if (mg_sockaddr_same(&set[i], ep))
 			return true;
 	return false;
 }
@@ -151,7 +145,7 @@ static bool own_endpoint(const struct cp_device *d, const struct mg_sockaddr *ep
 		struct mg_sockaddr sa = {.family = pc->addrs[i].family, .port = d->listen_port};
 
 		memcpy(sa.addr, pc->addrs[i].addr, sa.family == AF_INET ? 4 : 16);
-		if (same_sockaddr(&sa, ep))
+		if (mg_sockaddr_same(&sa, ep))
 			return true;
 	}
 	return false;
@@ -273,7 +267,7 @@ void cp_stun_tick(struct cp_device *d, uint64_t now)
 static struct stun_server *server_by_addr(struct cp_stun *s, const struct mg_sockaddr *ep)
 {
 	for (unsigned i = 0; i < s->n_servers; i++)
-		if (same_sockaddr(&s->servers[i].addr, ep))
+		if (mg_sockaddr_same(&s->servers[i].addr, ep))
 			return &s->servers[i];
 	return NULL;
 }

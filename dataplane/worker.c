@@ -74,29 +74,9 @@ void dp_event(struct dp_worker *w, const struct dp_event *ev)
 	rte_ring_enqueue_elem(w->dp->events, (void *)(uintptr_t)ev, sizeof(*ev));
 }
 
-/* Punt a UDP payload on the WireGuard port to the control process. */
-void dp_punt(struct dp_worker *w, struct rte_mbuf *m, const uint8_t *payload, uint16_t len,
-	     const struct mg_sockaddr *src, int port)
-{
-	struct mg_msg msg;
-
-	msg.hdr = (struct mg_msg_hdr){
-		.type = MG_MSG_RX_UDP,
-		.len = len,
-		.tsc = w->now_tsc,
-		.ep = *src,
-		.port = (uint16_t)port,
-	};
-	memcpy(msg.data, payload, len);
-	rte_pktmbuf_free(m);
-	if (rte_ring_enqueue_bulk_elem(w->dp->shm.dp2cp, &msg, MG_MSG_SIZE, 1, NULL) != 1)
-		w->drops[MG_DROP_PUNT_RING_FULL]++;
-}
-
-/* A sealed WireGuard message (len bytes at msg) for a peer whose endpoint is
- * a DERP one: the control process relays it. Consumes m. */
-void dp_derp_out(struct dp_worker *w, struct rte_mbuf *m, const uint8_t *wg, uint16_t len,
-		 uint32_t peer, const struct mg_sockaddr *ep)
+/* A message with data[len] to the control process; consumes m. */
+static void to_control(struct dp_worker *w, struct rte_mbuf *m, struct mg_msg_hdr hdr,
+		       const uint8_t *data, uint16_t len)
 {
 	struct mg_msg msg;
 
@@ -104,12 +84,31 @@ void dp_derp_out(struct dp_worker *w, struct rte_mbuf *m, const uint8_t *wg, uin
 		drop(w, m, MG_DROP_TOO_BIG);
 		return;
 	}
-	msg.hdr = (struct mg_msg_hdr){
-	    .type = MG_MSG_DERP_TX, .len = len, .peer = peer, .tsc = w->now_tsc, .ep = *ep};
-	memcpy(msg.data, wg, len);
+	hdr.len = len;
+	hdr.tsc = w->now_tsc;
+	msg.hdr = hdr;
+	memcpy(msg.data, data, len);
 	rte_pktmbuf_free(m);
 	if (rte_ring_enqueue_bulk_elem(w->dp->shm.dp2cp, &msg, MG_MSG_SIZE, 1, NULL) != 1)
 		w->drops[MG_DROP_PUNT_RING_FULL]++;
+}
+
+/* Punt a UDP payload on the WireGuard port to the control process. */
+void dp_punt(struct dp_worker *w, struct rte_mbuf *m, const uint8_t *payload, uint16_t len,
+	     const struct mg_sockaddr *src, int port)
+{
+	to_control(w, m,
+		   (struct mg_msg_hdr){.type = MG_MSG_RX_UDP, .ep = *src, .port = (uint16_t)port},
+		   payload, len);
+}
+
+/* A sealed WireGuard message (len bytes at wg) for a peer whose endpoint is
+ * a DERP one: the control process relays it. Consumes m. */
+void dp_derp_out(struct dp_worker *w, struct rte_mbuf *m, const uint8_t *wg, uint16_t len,
+		 uint32_t peer, const struct mg_sockaddr *ep)
+{
+	to_control(w, m, (struct mg_msg_hdr){.type = MG_MSG_DERP_TX, .peer = peer, .ep = *ep}, wg,
+		   len);
 }
 
 static void inject_poll(struct dp_worker *w, struct dp_burst *b)

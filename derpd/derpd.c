@@ -38,6 +38,7 @@
 #include "derpd.h"
 #include "keys.h"
 #include "log.h"
+#include "signals.h"
 
 #define PROG		    "meshgate-derpd"
 #define EVENTS		    256
@@ -302,25 +303,6 @@ static int run(struct derpd *d, const sigset_t *wait_mask)
 	return 0;
 }
 
-static void setup_signals(sigset_t *wait_mask)
-{
-	struct sigaction sa = {.sa_handler = on_signal};
-	sigset_t block;
-
-	sigemptyset(&sa.sa_mask);
-	sigemptyset(&block);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &block, wait_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-	sigdelset(wait_mask, SIGTERM);
-	sigdelset(wait_mask, SIGINT);
-	sigdelset(wait_mask, SIGUSR1);
-}
-
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -525,7 +507,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	setup_signals(&wait_mask);
+	mg_signals_setup(on_signal, &wait_mask);
 	if (setup(&srv, &o) < 0) {
 		teardown(&srv);
 		return 1;

@@ -25,6 +25,7 @@
 
 #include "addr.h"
 #include "log.h"
+#include "signals.h"
 #include "stun.h"
 
 #define PROG	   "meshgate-stund"
@@ -333,25 +334,6 @@ static int run(struct stund *s, const sigset_t *wait_mask)
 	return 0;
 }
 
-static void setup_signals(sigset_t *wait_mask)
-{
-	struct sigaction sa = {.sa_handler = on_signal};
-	sigset_t block;
-
-	sigemptyset(&sa.sa_mask);
-	sigemptyset(&block);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &block, wait_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-	sigdelset(wait_mask, SIGTERM);
-	sigdelset(wait_mask, SIGINT);
-	sigdelset(wait_mask, SIGUSR1);
-}
-
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: " PROG " [--listen ADDR:PORT]... [--verbose]\n"
@@ -420,7 +402,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	setup_signals(&wait_mask);
+	mg_signals_setup(on_signal, &wait_mask);
 	ret = run(&srv, &wait_mask);
 	print_counters(&srv.c);
 	for (int i = 0; i < srv.n_ls; i++)
