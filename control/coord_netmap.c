@@ -186,7 +186,7 @@ static int apply_peer(struct cp_device *d, const struct cp_coord_peer *old,
 		p->derp_region = derp_region(np);
 		p->direct = ep;
 		if (!p->derp_region)
-			cp_disco_peer_free(p);
+			cp_disco_peer_free(d, p);
 		else if ((ret = cp_disco_set_candidates(d, p, np->eps, np->n_eps)))
 			return ret;
 		if (!ep.family && p->derp_region)

@@ -151,6 +151,10 @@ struct cp_device {
 	bool derp_home_up;
 	uint64_t derp_connects, derp_peer_gone;
 	uint64_t disco[CP_DISCO_STAT_COUNT];
+	/* The peers that have disco state (disco.c), densely: the tick walks
+	 * these, not every peer slot of a hub. */
+	struct cp_peer **disco_peers;
+	uint32_t n_disco, cap_disco;
 };
 
 /* device.c: peers and their configuration */
@@ -253,7 +257,7 @@ bool cp_derp_region_up(const struct cp_device *d, uint16_t region);
 /* The peer's direct endpoints (from the coordination server); makes its disco state. */
 int cp_disco_set_candidates(struct cp_device *d, struct cp_peer *p, const struct mg_sockaddr *eps,
 			    unsigned n);
-void cp_disco_peer_free(struct cp_peer *p);
+void cp_disco_peer_free(struct cp_device *d, struct cp_peer *p);
 void cp_disco_tick(struct cp_device *d, uint64_t now); /* rounds for relayed peers */
 /* A disco datagram from `from` (UDP, or a DERP endpoint; then relay_src is the
  * key the relay says sent it). */

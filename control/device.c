@@ -397,7 +397,7 @@ void cp_peer_remove(struct cp_device *d, struct cp_peer *p)
 	index_del(d->by_key, p);
 	d->n_peers--;
 	free(p->aips);
-	cp_disco_peer_free(p);
+	cp_disco_peer_free(d, p);
 	wg_noise_remote_clear(&p->noise);
 	peer_free(d, p); /* zeroes */
 }
@@ -531,10 +531,11 @@ void cp_device_fini(struct cp_device *d)
 	for (uint32_t i = 0; d->by_slot && i < d->max_peers; i++)
 		if (d->by_slot[i]) {
 			free(d->by_slot[i]->aips);
-			cp_disco_peer_free(d->by_slot[i]);
+			cp_disco_peer_free(d, d->by_slot[i]);
 		}
 	pool_destroy(d->pool); /* zeroes every peer */
 	free(d->by_slot);
+	free(d->disco_peers);
 	free(d->hs_wanted);
 	index_destroy(d->by_key);
 	aip_destroy(d->aip);

@@ -58,6 +58,7 @@ struct cp_disco_peer {
 	uint64_t next_round_ns;
 	uint64_t cmm_ns; /* last CallMeMaybe acted on */
 	bool active;	 /* rounds running (relayed with a session) */
+	uint32_t list_idx; /* in d->disco_peers */
 };
 
 static void count(struct cp_device *d, enum cp_disco_stat s)
@@ -70,11 +71,21 @@ int cp_disco_set_candidates(struct cp_device *d, struct cp_peer *p, const struct
 {
 	struct cp_disco_peer *dp = p->disco;
 
-	(void)d;
 	if (!dp) {
+		if (d->n_disco == d->cap_disco) {
+			uint32_t cap = d->cap_disco ? d->cap_disco * 2 : 64;
+			struct cp_peer **l = realloc(d->disco_peers, cap * sizeof(*l));
+
+			if (!l)
+				return -ENOMEM;
+			d->disco_peers = l;
+			d->cap_disco = cap;
+		}
 		if (!(dp = calloc(1, sizeof(*dp))))
 			return -ENOMEM;
 		p->disco = dp;
+		dp->list_idx = d->n_disco;
+		d->disco_peers[d->n_disco++] = p;
 	}
 	dp->n_cand = 0;
 	for (unsigned i = 0; i < n && dp->n_cand < CP_DISCO_MAX_CAND; i++)
@@ -84,9 +95,18 @@ int cp_disco_set_candidates(struct cp_device *d, struct cp_peer *p, const struct
 	return 0;
 }
 
-void cp_disco_peer_free(struct cp_peer *p)
+void cp_disco_peer_free(struct cp_device *d, struct cp_peer *p)
 {
-	free(p->disco);
+	struct cp_disco_peer *dp = p->disco;
+
+	if (!dp)
+		return;
+	/* The last one takes its place in the list. */
+	struct cp_peer *last = d->disco_peers[--d->n_disco];
+
+	d->disco_peers[dp->list_idx] = last;
+	last->disco->list_idx = dp->list_idx;
+	free(dp);
 	p->disco = NULL;
 }
 
@@ -167,12 +187,9 @@ void cp_disco_tick(struct cp_device *d, uint64_t now)
 {
 	if (!d->derp || !d->attached || !d->local.has_identity)
 		return;
-	for (uint32_t i = 0; i < d->max_peers; i++) {
-		struct cp_peer *p = d->by_slot[i];
-		struct cp_disco_peer *dp = p ? p->disco : NULL;
-
-		if (!dp)
-			continue;
+	for (uint32_t i = 0; i < d->n_disco; i++) {
+		struct cp_peer *p = d->disco_peers[i];
+		struct cp_disco_peer *dp = p->disco;
 		bool want = mg_sockaddr_is_derp(&p->endpoint) && p->kp_cur && dp->n_cand;
 		if (!want) {
 			dp->active = false;

@@ -593,7 +593,7 @@ static void test_pong(struct cp_device *d, struct cp_peer *p, struct cp_peer *pc
 	CHECK(DELTAS(0, 0, 0, 0, 0, 0, 0, 0) && quiet(d) &&
 		  d->derp_drops[CP_DERP_DROP_UNKNOWN_PEER] == unknown + 1,
 	      "dropped by derp.c as an unknown peer before disco sees it (%s)", dstr(d));
-	cp_disco_peer_free(pc);
+	cp_disco_peer_free(d, pc);
 
 	/* The one that works. */
 	mark(d);
@@ -758,6 +758,64 @@ static void test_remove(struct cp_device *d, struct cp_peer *p, struct cp_peer *
 	CHECK(DELTAS(0, 0, 0, 0, 0, 0, 0, 0) && nothing_to_dp(d, &B), "a tick: nothing");
 }
 
+/* The tick walks d->disco_peers, which must hold exactly the peers with
+ * disco state through any order of removals (a stale entry would be a
+ * freed peer: ASan). */
+static bool list_ok(const struct cp_device *d)
+{
+	uint32_t with = 0;
+
+	for (uint32_t i = 0; i < d->max_peers; i++)
+		with += d->by_slot[i] && d->by_slot[i]->disco;
+	if (with != d->n_disco)
+		return false;
+	for (uint32_t i = 0; i < d->n_disco; i++)
+		for (uint32_t j = 0; j < i; j++)
+			if (!d->disco_peers[i]->disco || d->disco_peers[i] == d->disco_peers[j])
+				return false;
+	return true;
+}
+
+static void test_list(struct cp_device *d)
+{
+	struct cp_peer *q[6];
+	int err;
+
+	printf("-- the list of peers with disco state\n");
+	for (int i = 0; i < 6; i++) {
+		struct node n;
+
+		keypair(n.priv, n.pub);
+		q[i] = cp_peer_create(d, n.pub, &err);
+		CHECK(q[i] != NULL, "peer %d created", i);
+		if (!q[i])
+			return;
+		q[i]->derp_region = 1;
+		q[i]->endpoint = mg_sockaddr_derp(1);
+		set_cands(d, q[i], "a peer");
+	}
+	set_cands(d, q[3], "peer 3 again");
+	CHECK(d->n_disco == 6 && list_ok(d), "6 in the list (%u), candidates set twice count once",
+	      d->n_disco);
+	cp_peer_remove(d, q[2]);
+	cp_peer_remove(d, q[0]);
+	cp_peer_remove(d, q[5]);
+	CHECK(d->n_disco == 3 && list_ok(d), "a middle, the first and the last removed: %u left",
+	      d->n_disco);
+	cp_disco_peer_free(d, q[3]);
+	cp_disco_peer_free(d, q[3]);
+	CHECK(d->n_disco == 2 && list_ok(d) && !q[3]->disco,
+	      "disco state dropped (twice) while the peer stays: %u left", d->n_disco);
+	cp_disco_tick(d, cp_now());
+	drain(&shm);
+	cp_peer_remove(d, q[4]);
+	cp_peer_remove(d, q[1]);
+	cp_peer_remove(d, q[3]);
+	CHECK(d->n_disco == 0 && list_ok(d), "all removed: the list is empty");
+	cp_disco_tick(d, cp_now());
+	drain(&shm);
+}
+
 int main(void)
 {
 	struct mg_config cfg;
@@ -820,6 +878,7 @@ int main(void)
 	test_ping(&d, p);
 	test_cmm(&d, p);
 	test_remove(&d, p, pc);
+	test_list(&d);
 
 	cp_device_fini(&d);
 	mg_config_free(&cfg);
