@@ -260,3 +260,30 @@ bool mg_sockaddr_from_sys(const struct sockaddr_storage *ss, struct mg_sockaddr 
 	}
 	return true;
 }
+
+bool mg_dns_name_valid(const char *s)
+{
+	size_t len = strlen(s), label = 0;
+	bool alpha = false;
+
+	if (len == 0 || len > 253)
+		return false;
+	for (size_t i = 0; i <= len; i++) {
+		char ch = s[i];
+
+		if (ch == '.' || ch == '\0') {
+			if (label == 0 || label > 63 || s[i - 1] == '-')
+				return false;
+			label = 0;
+			continue;
+		}
+		if (label == 0 && ch == '-')
+			return false;
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '-')
+			alpha = true;
+		else if (ch < '0' || ch > '9')
+			return false;
+		label++;
+	}
+	return alpha;
+}

@@ -50,4 +50,9 @@ socklen_t mg_sockaddr_to_sys(const struct mg_sockaddr *sa, struct sockaddr_stora
  * *out zeroed) for other families. */
 bool mg_sockaddr_from_sys(const struct sockaddr_storage *ss, struct mg_sockaddr *out);
 
+/* A DNS host name (a TLS server name): 1..253 characters in labels of 1..63
+ * letters, digits and '-', no label starting or ending with '-', no empty
+ * label (a final '.' is refused too), not all digits and dots (an address). */
+bool mg_dns_name_valid(const char *s);
+
 #endif /* MG_ADDR_H */

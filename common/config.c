@@ -1253,7 +1253,7 @@ static const struct field peer_fields[] = {
 static const struct group_desc peer_group = {peer_fields, NULL};
 static const struct list_desc peer_list = {&peer_group, sizeof(struct mg_peer_conf), NULL};
 
-/* A DNS name for TLS: letters, digits, '-' and '.', at most 253 characters. */
+/* A DNS name for TLS (mg_dns_name_valid). */
 static int p_dns_name(struct ctx *c, const config_setting_t *s, void *dst, const struct field *f)
 {
 	const char *v = dst;
@@ -1261,9 +1261,8 @@ static int p_dns_name(struct ctx *c, const config_setting_t *s, void *dst, const
 
 	if (ret)
 		return ret;
-	if (!*v || strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") !=
-		       strlen(v))
-		return report(c, s, "%s: a DNS name (letters, digits, '-' and '.')",
+	if (!mg_dns_name_valid(v))
+		return report(c, s, "%s: not a DNS name (labels of letters, digits and '-')",
 			      Q(config_setting_get_string(s)));
 	return 0;
 }
@@ -1313,6 +1312,8 @@ static int check_control(struct ctx *c, const config_setting_t *g, void *base)
 			cfg->derp_home = cfg->derp_regions[0].id;
 		return 0;
 	}
+	if (!cfg->n_derp_regions) /* the preferred one of the coordination server's map */
+		return 0;
 	for (int i = 0; i < cfg->n_derp_regions; i++)
 		if (cfg->derp_regions[i].id == cfg->derp_home)
 			return 0;
@@ -1329,6 +1330,7 @@ static const struct field control_fields[] = {
     LIST("derp_regions", p_group_array, struct mg_config, derp_regions, n_derp_regions,
 	 MG_MAX_DERP_REGIONS, .arg = &derp_region_list),
     INT("derp_home", struct mg_config, derp_home, 1, 65535),
+    STR("derp_ca_file", p_path, struct mg_config, derp_ca_file),
     END,
 };
 

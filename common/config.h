@@ -22,7 +22,7 @@
 
 #define MG_MAX_PORTS 8
 #define MG_MAX_STUN_SERVERS 8
-#define MG_MAX_DERP_REGIONS 8
+#define MG_MAX_DERP_REGIONS 16
 
 enum mg_port_role { MG_PORT_WAN, MG_PORT_LAN };
 
@@ -145,6 +145,9 @@ struct mg_config {
 	struct mg_derp_region_conf derp_regions[MG_MAX_DERP_REGIONS];
 	int n_derp_regions;
 	uint32_t derp_home; /* a region id; 0 in the file: the first region */
+	/* TLS regions from the coordination server's map: verified against this
+	 * file's CAs ("": the system's). */
+	char derp_ca_file[4096];
 	struct mg_timers_conf timers;
 	bool allow_benchmark_no_replay; /* testing.*: peers may set benchmark_no_replay */
 	struct mg_coord_conf coord;

@@ -242,6 +242,46 @@ static void test_sys(void)
 	CHECK(!mg_sockaddr_from_sys(&ss, &b) && b.family == 0, "other families refused");
 }
 
+static void test_dns_names(void)
+{
+	static const struct {
+		const char *in;
+		bool ok;
+	} t[] = {
+	    {"derp1.example.com", true},
+	    {"localhost", true},
+	    {"a", true},
+	    {"x-1.example", true},
+	    {"1.example", true},
+	    {"A.B-C.D", true},
+	    {"", false},
+	    {".", false},
+	    {"example.com.", false},
+	    {".example.com", false},
+	    {"a..b", false},
+	    {"-a.example", false},
+	    {"a-.example", false},
+	    {"a_b.example", false},
+	    {"a b", false},
+	    {"192.0.2.1", false},
+	    {"2001:db8::1", false},
+	    {"caf\xc3\xa9.example", false},
+	    {"0123456789012345678901234567890123456789012345678901234567890123.x", false},
+	    {"01234567890123456789012345678901234567890123456789012345678901a.x", true},
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		CHECK(mg_dns_name_valid(t[i].in) == t[i].ok, "dns name \"%s\": want %s", t[i].in,
+		      t[i].ok ? "valid" : "refused");
+	char longname[300];
+	for (int i = 0; i < 299; i++)
+		longname[i] = i % 2 ? '.' : 'a';
+	longname[299] = '\0'; /* 150 labels, 299 characters */
+	CHECK(!mg_dns_name_valid(longname), "a 299-character name refused");
+	longname[253] = '\0';
+	CHECK(mg_dns_name_valid(longname), "a 253-character name accepted");
+}
+
 int main(void)
 {
 	test_prefixes(prefix_cases, sizeof(prefix_cases) / sizeof(prefix_cases[0]), false);
@@ -252,6 +292,7 @@ int main(void)
 	test_contains_ifaddr();
 	test_fmt_limits();
 	test_sys();
+	test_dns_names();
 	printf("%d passed, %d failed\n", checks - failures, failures);
 	return failures ? 1 : 0;
 }

@@ -400,8 +400,11 @@ static const struct bad_case bad_cases[] = {
     /* derp 10 */
     {MG DP "control: {\n derp_regions = ( { id = 1; server = \"198.51.100.9:443\"; tls = true;"
 	   " server_name = \"derp example\"; } );\n};\n",
-     "@:4: control.derp_regions.[0].server_name: \"derp example\": a DNS name (letters, digits, "
-     "'-' and '.')"},
+     "@:4: control.derp_regions.[0].server_name: \"derp example\": not a DNS name (labels of "
+     "letters, digits and '-')"},
+    /* derp 10b */
+    {MG DP "control: {\n derp_ca_file = \"derp-ca.pem\";\n};\n",
+     "@:4: control.derp_ca_file: \"derp-ca.pem\": must be an absolute path"},
     /* derp 11 */
     {MG DP "control: {\n derp_regions = ( { id = 1; server = \"198.51.100.9:443\"; tls = true;"
 	   " ca_file = \"ca.pem\"; } );\n};\n",
@@ -630,7 +633,7 @@ static const char full_conf[] =
     "  derp_regions = ( { id = 1; server = \"198.51.100.9:3340\"; },\n"
     "    { id = 900; server = \"[2001:db8::9]:443\"; public_key = \"" KEY_A "\";\n"
     "      tls = true; server_name = \"derp9.example.com\"; ca_file = \"/etc/ssl/derp.pem\"; } );\n"
-    "  derp_home = 900; };\n"
+    "  derp_home = 900; derp_ca_file = \"/etc/meshgate/derp-ca.pem\"; };\n"
     "testing: { rekey_after_time = 10; reject_after_time = 15; keepalive_timeout = 2;\n"
     "  rekey_timeout = 1; };\n";
 
@@ -695,6 +698,7 @@ static void check_full(const struct mg_config *c)
 		  !strcmp(c->derp_regions[1].server_name, "derp9.example.com") &&
 		  !strcmp(c->derp_regions[1].ca_file, "/etc/ssl/derp.pem"),
 	      "derp region tls, server_name, ca_file");
+	CHECK(!strcmp(c->derp_ca_file, "/etc/meshgate/derp-ca.pem"), "derp_ca_file");
 	mg_key_to_base64(c->derp_regions[1].public_key, b64);
 	CHECK(!strcmp(b64, KEY_A), "derp region 900's pinned key");
 	CHECK(!p->benchmark_no_replay && !c->allow_benchmark_no_replay, "replay window on");
@@ -745,6 +749,21 @@ static void test_stun_empty(void)
 
 	CHECK(ret == 0 && c.n_stun_servers == 0 && c.stun_interval == 25, "stun_servers = []: %s",
 	      ret ? err : "servers set");
+	if (!ret)
+		mg_config_free(&c);
+}
+
+/* derp_home without derp_regions: the preferred region of the coordination
+ * server's map. */
+static void test_derp_home_alone(void)
+{
+	char err[512];
+	struct mg_config c;
+	int ret = mg_config_load_string(MG DP "control: { derp_home = 2; };\n", "inline", 0, &c,
+					err, sizeof(err));
+
+	CHECK(ret == 0 && c.n_derp_regions == 0 && c.derp_home == 2,
+	      "derp_home = 2 without derp_regions: %s", ret ? err : "accepted");
 	if (!ret)
 		mg_config_free(&c);
 }
@@ -1119,6 +1138,7 @@ int main(int argc, char **argv)
 	test_full();
 	test_include();
 	test_stun_empty();
+	test_derp_home_alone();
 	test_benchmark_no_replay();
 	test_key_files();
 	test_coord();

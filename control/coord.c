@@ -135,6 +135,9 @@ struct cp_coord {
 	int64_t rot_retry_at;
 	bool cache_dirty;
 	int64_t cache_next;
+	struct cp_coord_derp_region *derp; /* the server's DERP map, last received */
+	size_t n_derp;
+	bool derp_warned;
 };
 
 static int64_t now_s(void)
@@ -600,7 +603,7 @@ static void job_endpoints(struct cp_coord *c, struct job *j)
 		job_endpoint_add(j, &sa);
 	}
 	/* Last: where the relay reaches us (peers try direct ones first). */
-	struct mg_sockaddr derp = cp_derp_home_endpoint(c->cfg);
+	struct mg_sockaddr derp = cp_derp_home_endpoint(c->d);
 	if (derp.family)
 		job_endpoint_add(j, &derp);
 }
@@ -625,19 +628,12 @@ static void job_restart(struct cp_coord *c, bool active)
 	c->rot_pending = false;
 }
 
-void cp_coord_set_stun_endpoints(struct cp_coord *c, const struct mg_sockaddr *eps, unsigned n)
+/* Under mu: the endpoint list anew; a change cuts the poll in flight short. */
+static void endpoints_refresh(struct cp_coord *c)
 {
 	char old[CP_COORD_MAX_ENDPOINTS][MG_SOCKADDR_STRLEN];
-	size_t n_old;
+	size_t n_old = c->job.n_eps;
 
-	if (!c)
-		return;
-	if (n > MAX_STUN_EPS)
-		n = MAX_STUN_EPS;
-	pthread_mutex_lock(&c->mu);
-	memcpy(c->stun_eps, eps, n * sizeof(*eps));
-	c->n_stun_eps = n;
-	n_old = c->job.n_eps;
 	memcpy(old, c->job.eps, sizeof(old));
 	job_endpoints(c, &c->job);
 	bool changed = c->job.n_eps != n_old;
@@ -649,6 +645,18 @@ void cp_coord_set_stun_endpoints(struct cp_coord *c, const struct mg_sockaddr *e
 		atomic_fetch_add(&c->interrupt, 1);
 		pthread_cond_signal(&c->cv);
 	}
+}
+
+void cp_coord_set_stun_endpoints(struct cp_coord *c, const struct mg_sockaddr *eps, unsigned n)
+{
+	if (!c)
+		return;
+	if (n > MAX_STUN_EPS)
+		n = MAX_STUN_EPS;
+	pthread_mutex_lock(&c->mu);
+	memcpy(c->stun_eps, eps, n * sizeof(*eps));
+	c->n_stun_eps = n;
+	endpoints_refresh(c);
 	pthread_mutex_unlock(&c->mu);
 }
 
@@ -778,6 +786,58 @@ static void on_self(struct cp_coord *c, const struct cp_coord_self *self)
 	save(c);
 }
 
+/*
+ * The server's DERP map (every full map has one; none = no relays), unless
+ * control.derp_regions is set. A new home region changes the endpoint we
+ * advertise.
+ */
+static void apply_derp(struct cp_coord *c, struct cp_coord_map *m)
+{
+	struct mg_derp_region_conf *regs = NULL;
+	size_t n = m->n_derp;
+
+	if (!m->full && !m->has_derp)
+		return;
+	free(c->derp); /* kept for the netmap cache */
+	c->derp = m->derp;
+	c->n_derp = n;
+	m->derp = NULL;
+	m->n_derp = 0;
+	if (c->cfg->n_derp_regions) {
+		if (n && !c->derp_warned)
+			mg_log(LOG_WARNING, "coordination: control.derp_regions is set: it stays, "
+					    "and the server's DERP map is not used");
+		c->derp_warned = n > 0;
+		return;
+	}
+	if (n && !(regs = calloc(n, sizeof(*regs)))) {
+		mg_log(LOG_ERR, "coordination: DERP map: out of memory");
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct cp_coord_derp_region *s = &c->derp[i];
+		struct mg_derp_region_conf *r = &regs[i];
+
+		r->id = s->id;
+		r->server = s->server;
+		memcpy(r->public_key, s->public_key, 32);
+		r->pinned = s->pinned;
+		r->tls = s->tls;
+		snprintf(r->server_name, sizeof(r->server_name), "%s", s->server_name);
+		if (s->tls)
+			snprintf(r->ca_file, sizeof(r->ca_file), "%s", c->cfg->derp_ca_file);
+	}
+	struct mg_sockaddr before = cp_derp_home_endpoint(c->d);
+	cp_derp_set_regions(c->d, regs, (int)n);
+	free(regs);
+	struct mg_sockaddr after = cp_derp_home_endpoint(c->d);
+	if (!mg_sockaddr_same(&before, &after)) {
+		pthread_mutex_lock(&c->mu);
+		endpoints_refresh(c);
+		pthread_mutex_unlock(&c->mu);
+	}
+}
+
 static void on_map(struct cp_coord *c, struct ev *e)
 {
 	struct cp_coord_map *m = &e->map;
@@ -791,6 +851,7 @@ static void on_map(struct cp_coord *c, struct ev *e)
 	}
 	if (m->has_filter)
 		install_filter(c, m);
+	apply_derp(c, m);
 	if (c->version == 0 || m->full)
 		mg_log(LOG_INFO, "coordination: netmap %" PRIu64 " (%s): %zu peer(s)", m->version,
 		       m->full ? "full" : "delta", cp_coord_netmap_count(c->nm));
@@ -905,7 +966,8 @@ static void cache_write(struct cp_coord *c)
 	memcpy(self.addrs, c->st->addrs, sizeof(self.addrs));
 	snprintf(self.name, sizeof(self.name), "%s", c->st->name[0] ? c->st->name : "self");
 	peers = cp_coord_netmap_peers(c->nm, &n);
-	text = cp_coord_map_dump(&self, peers, n, c->rules, c->n_rules, c->version);
+	text = cp_coord_map_dump(&self, peers, n, c->rules, c->n_rules, c->derp, c->n_derp,
+				 c->version);
 	if (!text || cp_coord_file_write(c->cache_path, text, strlen(text), err, sizeof(err)))
 		mg_log(LOG_WARNING, "coordination: netmap cache not written: %s",
 		       text ? err : "out of memory");
@@ -937,6 +999,7 @@ static void cache_load(struct cp_coord *c)
 	free(text);
 	cp_coord_netmap_apply(c->nm, c->d, &m);
 	install_filter(c, &m);
+	apply_derp(c, &m);
 	mg_log(LOG_INFO, "coordination: %zu peer(s) from the netmap cache until the server answers",
 	       cp_coord_netmap_count(c->nm));
 	cp_coord_map_free(&m);
@@ -1060,6 +1123,7 @@ static void drop_netmap(struct cp_coord *c)
 	struct cp_coord_map empty = {.full = true};
 
 	cp_coord_netmap_apply(c->nm, c->d, &empty);
+	apply_derp(c, &empty);
 	c->version = 0;
 	c->has_self = false;
 }
@@ -1157,8 +1221,9 @@ static void cmd_status(struct cp_coord *c, int client)
 	pthread_mutex_unlock(&c->mu);
 	json_object_set_new(self, "behind_nat", json_boolean(c->d->behind_nat));
 	json_object_set_new(self, "nat_keepalive", json_integer(cp_coord_peer_keepalive(c->d)));
-	if (c->cfg->n_derp_regions) {
-		json_object_set_new(self, "derp_home", json_integer(c->cfg->derp_home));
+	if (c->d->derp) {
+		json_object_set_new(self, "derp_home",
+				    json_integer(cp_derp_home_endpoint(c->d).port));
 		json_object_set_new(self, "derp_home_connected", json_boolean(c->d->derp_home_up));
 	}
 	json_object_set_new(o, "interface", json_string(c->cfg->name));
@@ -1408,6 +1473,7 @@ void cp_coord_stop(struct cp_coord *c)
 	if (c->sec)
 		sodium_free(c->sec);
 	free(c->rules);
+	free(c->derp);
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cv);
 	free(c);

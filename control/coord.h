@@ -30,6 +30,7 @@
 #define CP_COORD_MAX_BODY      (64u << 20) /* bytes of one answer we read at most */
 #define CP_COORD_NAME_LEN      64
 #define CP_COORD_MAX_ROUTES    256 /* advertised by this node */
+#define CP_COORD_MAX_DERP      64  /* regions of a derp_map (a node uses MG_MAX_DERP_REGIONS) */
 
 /* ---- the wire model (coord_json.c) ---------------------------------------- */
 
@@ -57,6 +58,16 @@ struct cp_coord_self {
 	int64_t key_expiry;
 };
 
+/* A DERP region of the server's derp_map. */
+struct cp_coord_derp_region {
+	uint16_t id;		   /* 1..65535, unique in the map */
+	struct mg_sockaddr server; /* numeric */
+	uint8_t public_key[32];
+	bool pinned; /* public_key given */
+	bool tls;
+	char server_name[254]; /* tls only; "" = check the certificate for the IP */
+};
+
 /* One answer to POST /machine/map. */
 struct cp_coord_map {
 	uint64_t version;
@@ -71,6 +82,9 @@ struct cp_coord_map {
 	bool has_filter; /* packet_filter present (always in a full map) */
 	struct mg_acl_rule *rules;
 	size_t n_rules;
+	bool has_derp; /* derp_map present (a full map from a server that has one) */
+	struct cp_coord_derp_region *derp;
+	size_t n_derp;
 };
 
 /* The answer to POST /machine/register. */
@@ -122,7 +136,7 @@ char *cp_coord_req_body(const struct cp_coord_req *r);
  */
 char *cp_coord_map_dump(const struct cp_coord_self *self, const struct cp_coord_peer *peers,
 			size_t n_peers, const struct mg_acl_rule *rules, size_t n_rules,
-			uint64_t version);
+			const struct cp_coord_derp_region *derp, size_t n_derp, uint64_t version);
 
 /* ---- signed requests (coord_sign.c) --------------------------------------- */
 

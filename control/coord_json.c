@@ -639,6 +639,80 @@ static int parse_self(struct jctx *c, json_t *o, bool required, struct cp_coord_
 	return ret;
 }
 
+/* "derp_map": {"regions": [{"id", "server", "public_key"?, "tls"?, "server_name"?}]} */
+static int parse_derp_region(struct jctx *c, json_t *o, struct cp_coord_derp_region *r)
+{
+	uint64_t id = 0;
+	int ret = expect_object(c, o);
+
+	if (!ret)
+		ret = get_uint(c, o, "id", true, 65535, &id);
+	if (!ret && id == 0)
+		ret = fail(c, "id 0: region ids are 1..65535");
+	r->id = (uint16_t)id;
+	if (!ret) {
+		char s[MG_SOCKADDR_STRLEN + 8];
+
+		ret = get_name(c, o, "server", true, s, sizeof(s));
+		size_t n = push(c, ".server");
+		if (!ret && (mg_sockaddr_parse(s, &r->server) < 0 || !r->server.port))
+			ret = fail(c, "%s: not a numeric ip:port", s);
+		pop(c, n);
+	}
+	if (!ret && json_object_get(o, "public_key")) {
+		static const uint8_t zero[32];
+
+		ret = get_key(c, o, "public_key", r->public_key);
+		size_t n = push(c, ".public_key");
+		if (!ret && !memcmp(r->public_key, zero, 32))
+			ret = fail(c, "the all-zero key");
+		pop(c, n);
+		r->pinned = ret == 0;
+	}
+	if (!ret)
+		ret = get_bool(c, o, "tls", false, &r->tls);
+	if (!ret && json_object_get(o, "server_name")) {
+		ret = get_name(c, o, "server_name", true, r->server_name, sizeof(r->server_name));
+		size_t n = push(c, ".server_name");
+		if (!ret && !mg_dns_name_valid(r->server_name))
+			ret = fail(c, "not a DNS name");
+		else if (!ret && !r->tls)
+			ret = fail(c, "only with \"tls\": true");
+		pop(c, n);
+	}
+	return ret;
+}
+
+static int parse_derp(struct jctx *c, json_t *o, struct cp_coord_map *m)
+{
+	int ret;
+	json_t *dm = member(c, o, "derp_map", false, &ret), *a, *v;
+	size_t n, i;
+
+	if (!dm)
+		return ret;
+	n = push(c, "derp_map");
+	ret = expect_object(c, dm);
+	a = ret ? NULL : get_array(c, dm, "regions", false, CP_COORD_MAX_DERP, &ret);
+	if (a && json_array_size(a) && !(m->derp = calloc(json_array_size(a), sizeof(*m->derp))))
+		ret = fail(c, "out of memory");
+	for (i = 0; !ret && a && i < json_array_size(a); i++) {
+		size_t k = push(c, ".regions[%zu]", i);
+
+		v = json_array_get(a, i);
+		ret = parse_derp_region(c, v, &m->derp[i]);
+		for (size_t j = 0; !ret && j < i; j++)
+			if (m->derp[j].id == m->derp[i].id)
+				ret = fail(c, "id %u: a duplicate", m->derp[i].id);
+		pop(c, k);
+		if (!ret)
+			m->n_derp++;
+	}
+	pop(c, n);
+	m->has_derp = ret == 0;
+	return ret;
+}
+
 static json_t *load(struct jctx *c, const char *text, size_t len)
 {
 	json_error_t e;
@@ -666,6 +740,7 @@ void cp_coord_map_free(struct cp_coord_map *m)
 	free(m->peers);
 	free(m->removed);
 	free(m->rules);
+	free(m->derp);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -695,6 +770,8 @@ int cp_coord_map_parse(const char *text, size_t len, struct cp_coord_map *out, c
 		ret = parse_removed(&c, root, out);
 	if (!ret && !out->keepalive)
 		ret = parse_filter(&c, root, out->full, out);
+	if (!ret && !out->keepalive)
+		ret = parse_derp(&c, root, out);
 	json_decref(root);
 	if (ret)
 		cp_coord_map_free(out);
@@ -857,11 +934,29 @@ static json_t *rule_obj(const struct mg_acl_rule *r)
 			 mg_prefix_fmt(&dst, b, sizeof(b)), "ports", r->dport_lo, r->dport_hi);
 }
 
+static json_t *derp_obj(const struct cp_coord_derp_region *r)
+{
+	json_t *o = json_object();
+	char s[MG_SOCKADDR_STRLEN], key[45];
+
+	json_object_set_new(o, "id", json_integer(r->id));
+	json_object_set_new(o, "server", json_string(mg_sockaddr_fmt(&r->server, s, sizeof(s))));
+	if (r->pinned) {
+		mg_key_to_base64(r->public_key, key);
+		json_object_set_new(o, "public_key", json_string(key));
+	}
+	json_object_set_new(o, "tls", json_boolean(r->tls));
+	if (r->server_name[0])
+		json_object_set_new(o, "server_name", json_string(r->server_name));
+	return o;
+}
+
 char *cp_coord_map_dump(const struct cp_coord_self *self, const struct cp_coord_peer *peers,
 			size_t n_peers, const struct mg_acl_rule *rules, size_t n_rules,
-			uint64_t version)
+			const struct cp_coord_derp_region *derp, size_t n_derp, uint64_t version)
 {
 	json_t *o = json_object(), *ps = json_array(), *rs = json_array();
+	json_t *dm = json_object(), *ds = json_array();
 	struct cp_coord_peer me = {.node_id = self->node_id, .n_addrs = self->n_addrs};
 	json_t *so;
 	char *text;
@@ -875,11 +970,15 @@ char *cp_coord_map_dump(const struct cp_coord_self *self, const struct cp_coord_
 		json_array_append_new(ps, peer_obj(&peers[i]));
 	for (size_t i = 0; i < n_rules; i++)
 		json_array_append_new(rs, rule_obj(&rules[i]));
+	for (size_t i = 0; i < n_derp; i++)
+		json_array_append_new(ds, derp_obj(&derp[i]));
+	json_object_set_new(dm, "regions", ds);
 	json_object_set_new(o, "version", json_integer((json_int_t)version));
 	json_object_set_new(o, "full", json_true());
 	json_object_set_new(o, "self", so);
 	json_object_set_new(o, "peers", ps);
 	json_object_set_new(o, "packet_filter", rs);
+	json_object_set_new(o, "derp_map", dm);
 	text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	return text;

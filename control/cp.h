@@ -141,7 +141,7 @@ struct cp_device {
 	 * addresses with the listen port (stun.c): coordination peers then get
 	 * a persistent keepalive (cp_coord_peer_keepalive). */
 	bool behind_nat;
-	struct cp_derp *derp; /* derp.c; NULL without control.derp_regions */
+	struct cp_derp *derp; /* derp.c; NULL without regions (config or map) */
 	/* Packets relayed each way, drops by reason, relays connected now (the
 	 * home one among them or not), connections made, PeerGone notices.
 	 * Exported by metrics.c. */
@@ -249,8 +249,18 @@ int cp_derp_send(struct cp_device *d, uint16_t region, const uint8_t key[32], co
 		 size_t len);
 /* MG_MSG_DERP_TX from the dataplane. */
 void cp_derp_dp_tx(struct cp_device *d, const struct mg_msg *m);
+/*
+ * The regions of the coordination server's map (regs[i].ca_file filled in by
+ * the caller), when control.derp_regions is not set (-EEXIST then, nothing
+ * done): connections to regions that did not change stay, others are closed
+ * or made; the home region is control.derp_home if the map has it, else its
+ * first. No regions: relaying off. 0, or -EINVAL/-ENOMEM (logged) with the
+ * regions as they were.
+ */
+int cp_derp_set_regions(struct cp_device *d, const struct mg_derp_region_conf *regs, int n);
+bool cp_derp_region_same(const struct mg_derp_region_conf *a, const struct mg_derp_region_conf *b);
 /* The DERP endpoint this node advertises (its home region), or family 0. */
-struct mg_sockaddr cp_derp_home_endpoint(const struct mg_config *cfg);
+struct mg_sockaddr cp_derp_home_endpoint(const struct cp_device *d);
 bool cp_derp_region_up(const struct cp_device *d, uint16_t region);
 
 /* disco.c: a direct path again for relayed peers */

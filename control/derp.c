@@ -10,6 +10,10 @@
  * a peer homed elsewhere it connects to that region on demand and closes the
  * connection after a minute without use.
  *
+ * The regions are control.derp_regions, or else those of the coordination
+ * server's DERP map (cp_derp_set_regions, on every full map): a new map
+ * keeps the connections of regions that did not change.
+ *
  * A peer whose endpoint is a DERP one has its data messages sealed by the
  * dataplane as usual and handed here (MG_MSG_DERP_TX); relayed data
  * messages go back to the dataplane (MG_MSG_DERP_RX), which decrypts them
@@ -100,9 +104,13 @@ struct derp_conn {
 	char tls_why[192];
 };
 
+/* The regions: control.derp_regions, or else the coordination server's
+ * map (cp_derp_set_regions), copied here; c[i].rc is &rc[i]. */
 struct cp_derp {
 	struct derp_conn c[MG_MAX_DERP_REGIONS];
+	struct mg_derp_region_conf rc[MG_MAX_DERP_REGIONS];
 	int n;
+	uint16_t home; /* the home region's id */
 };
 
 /* How long ago t was; 0 if t is later than now (a send stamps times with
@@ -761,10 +769,9 @@ void cp_derp_dp_tx(struct cp_device *d, const struct mg_msg *m)
 	cp_derp_send(d, m->hdr.ep.port, p->noise.public_key, m->data, m->hdr.len);
 }
 
-struct mg_sockaddr cp_derp_home_endpoint(const struct mg_config *cfg)
+struct mg_sockaddr cp_derp_home_endpoint(const struct cp_device *d)
 {
-	return cfg->n_derp_regions ? mg_sockaddr_derp((uint16_t)cfg->derp_home)
-				   : (struct mg_sockaddr){0};
+	return d->derp ? mg_sockaddr_derp(d->derp->home) : (struct mg_sockaddr){0};
 }
 
 /* The last OpenSSL error, for a log line. */
@@ -825,54 +832,178 @@ static int tls_ctx_make(struct derp_conn *c)
 	return 0;
 }
 
+/* A connection (not yet made) for region r->rc[i]. 0, -ENOMEM or -EINVAL
+ * (an unusable ca_file, logged). */
+static int conn_init(struct cp_derp *r, int i)
+{
+	struct derp_conn *c = &r->c[i];
+	int ret = 0;
+
+	*c = (struct derp_conn){.rc = &r->rc[i],
+				.home = r->rc[i].id == r->home,
+				.fd = -1,
+				.backoff_ns = DERP_BACKOFF_MIN,
+				.in = malloc(DERP_IN_MAX),
+				.out = malloc(DERP_OUT_MAX)};
+	if (!c->in || !c->out)
+		ret = -ENOMEM;
+	else if (c->rc->tls)
+		ret = tls_ctx_make(c);
+	if (ret == -ENOMEM)
+		mg_log(LOG_ERR, "DERP region %u: out of memory", c->rc->id);
+	return ret;
+}
+
+static void conn_free(struct derp_conn *c)
+{
+	conn_close(c, 0);
+	SSL_CTX_free(c->ctx);
+	free(c->in);
+	free(c->out);
+	memset(c, 0, sizeof(*c));
+	c->fd = -1;
+}
+
+static void derp_free(struct cp_derp *r)
+{
+	for (int i = 0; r && i < r->n; i++)
+		conn_free(&r->c[i]);
+	free(r);
+}
+
+/* The home region: `want` if it is one of them, else the first. */
+static uint16_t home_of(const struct mg_derp_region_conf *regs, int n, uint32_t want)
+{
+	for (int i = 0; i < n; i++)
+		if (regs[i].id == want)
+			return (uint16_t)want;
+	return n ? (uint16_t)regs[0].id : 0;
+}
+
+/* A new set of regions, connections to unchanged regions carried over
+ * from old (which then has rc NULL there). NULL on failure (logged), with
+ * old as it was. */
+static struct cp_derp *derp_make(struct cp_derp *old, const struct mg_derp_region_conf *regs, int n,
+				 uint32_t want_home)
+{
+	struct cp_derp *r = calloc(1, sizeof(*r));
+	int keep[MG_MAX_DERP_REGIONS];
+
+	if (!r) {
+		mg_log(LOG_ERR, "DERP: out of memory");
+		return NULL;
+	}
+	r->home = home_of(regs, n, want_home);
+	/* New connections first: a failure leaves old untouched. */
+	for (int i = 0; i < n; i++) {
+		r->rc[i] = regs[i];
+		keep[i] = -1;
+		for (int j = 0; old && j < old->n; j++)
+			if (cp_derp_region_same(&old->rc[j], &regs[i]))
+				keep[i] = j;
+		int ret = keep[i] < 0 ? conn_init(r, i) : 0;
+		r->n = i + 1;
+		if (ret) {
+			for (int k = 0; k <= i; k++)
+				if (keep[k] >= 0)
+					r->c[k] = (struct derp_conn){.fd = -1};
+			derp_free(r);
+			return NULL;
+		}
+	}
+	for (int i = 0; i < n; i++) {
+		if (keep[i] < 0)
+			continue;
+		struct derp_conn *c = &old->c[keep[i]];
+
+		r->c[i] = *c;
+		r->c[i].rc = &r->rc[i];
+		r->c[i].home = regs[i].id == r->home;
+		/* Peers reach us at the old home until they learn the new one:
+		 * it stays up as a region in use would. */
+		if (c->home && !r->c[i].home)
+			r->c[i].last_used_ns = cp_now();
+		*c = (struct derp_conn){.fd = -1}; /* now r's */
+	}
+	return r;
+}
+
+bool cp_derp_region_same(const struct mg_derp_region_conf *a, const struct mg_derp_region_conf *b)
+{
+	return a->id == b->id && mg_sockaddr_same(&a->server, &b->server) &&
+	       a->pinned == b->pinned && !memcmp(a->public_key, b->public_key, 32) &&
+	       a->tls == b->tls && !strcmp(a->server_name, b->server_name) &&
+	       !strcmp(a->ca_file, b->ca_file);
+}
+
 int cp_derp_init(struct cp_device *d)
 {
 	const struct mg_config *cfg = d->cfg;
-	struct cp_derp *r;
 
 	if (!cfg->n_derp_regions)
 		return 0;
-	if (!(r = calloc(1, sizeof(*r))))
-		return -ENOMEM;
-	d->derp = r;
-	for (int i = 0; i < cfg->n_derp_regions; i++) {
-		struct derp_conn *c = &r->c[i];
-		int ret = 0;
+	d->derp = derp_make(NULL, cfg->derp_regions, cfg->n_derp_regions, cfg->derp_home);
+	return d->derp ? 0 : -EINVAL;
+}
 
-		*c = (struct derp_conn){.rc = &cfg->derp_regions[i],
-					.home = cfg->derp_regions[i].id == cfg->derp_home,
-					.fd = -1,
-					.backoff_ns = DERP_BACKOFF_MIN,
-					.in = malloc(DERP_IN_MAX),
-					.out = malloc(DERP_OUT_MAX)};
-		r->n++;
-		if (!c->in || !c->out)
-			ret = -ENOMEM;
-		else if (c->rc->tls)
-			ret = tls_ctx_make(c);
-		if (ret) {
-			if (ret == -ENOMEM)
-				mg_log(LOG_ERR, "DERP region %u: out of memory", c->rc->id);
-			cp_derp_fini(d);
-			return ret;
+int cp_derp_set_regions(struct cp_device *d, const struct mg_derp_region_conf *regs, int n)
+{
+	struct cp_derp *old = d->derp, *r;
+	char a[MG_SOCKADDR_STRLEN];
+
+	if (d->cfg->n_derp_regions)
+		return -EEXIST; /* control.derp_regions rule */
+	if (n > MG_MAX_DERP_REGIONS) {
+		mg_log(LOG_WARNING, "DERP: the map has %d regions; using the first %d", n,
+		       MG_MAX_DERP_REGIONS);
+		n = MG_MAX_DERP_REGIONS;
+	}
+	bool same = old && old->n == n && old->home == home_of(regs, n, d->cfg->derp_home);
+	for (int i = 0; same && i < n; i++)
+		same = cp_derp_region_same(old->c[i].rc, &regs[i]);
+	if (same || (!old && !n))
+		return 0;
+	if (!n) {
+		mg_log(LOG_INFO, "DERP: no regions in the map any more; relaying off");
+		cp_derp_fini(d);
+		d->derp_connected = 0;
+		d->derp_home_up = false;
+		return 0;
+	}
+	if (!(r = derp_make(old, regs, n, d->cfg->derp_home)))
+		return -EINVAL;
+	for (int j = 0; old && j < old->n; j++)
+		if (old->c[j].rc) {
+			mg_log(LOG_INFO, "DERP region %u (%s): %s", old->rc[j].id,
+			       mg_sockaddr_fmt(&old->rc[j].server, a, sizeof(a)),
+			       home_of(regs, n, old->rc[j].id) == old->rc[j].id
+				   ? "changed in the map, reconnecting"
+				   : "not in the map any more, closed");
+			conn_free(&old->c[j]);
+		}
+	free(old);
+	d->derp = r;
+	for (int i = 0; i < r->n; i++) {
+		struct derp_conn *c = &r->c[i];
+
+		mg_log(LOG_DEBUG, "DERP region %u (%s)%s", c->rc->id,
+		       mg_sockaddr_fmt(&c->rc->server, a, sizeof(a)), c->home ? ": home" : "");
+		if (c->st == C_READY) { /* the relay's note of whether we are home here */
+			uint8_t f[MG_DERP_HDR_LEN + 1];
+			send_frame_or_fail(d, c, f,
+					   mg_derp_build_note_preferred(f, sizeof(f), c->home),
+					   cp_now());
 		}
 	}
+	mg_log(LOG_INFO, "DERP: %d region(s) from the coordination server, home region %u", r->n,
+	       r->home);
+	count_ready(d);
 	return 0;
 }
 
 void cp_derp_fini(struct cp_device *d)
 {
-	struct cp_derp *r = d->derp;
-
-	if (!r)
-		return;
-	for (int i = 0; i < r->n; i++) {
-		conn_close(&r->c[i], 0);
-		SSL_CTX_free(r->c[i].ctx);
-		free(r->c[i].in);
-		free(r->c[i].out);
-	}
-	free(r);
+	derp_free(d->derp);
 	d->derp = NULL;
 }
 

@@ -148,6 +148,10 @@ struct bad_map {
 	"{\"version\": 5, \"full\": true, " SELF ", \"peers\": [" peers                            \
 	"], \"packet_filter\": [" rules "]}"
 #define P(fields) "{\"node_id\": 7, \"name\": \"gw2\", \"node_key\": \"" KEY_A "\", " fields "}"
+#define DERP(dm)                                                                                   \
+	"{\"version\": 5, \"full\": true, " SELF ", \"peers\": [], \"packet_filter\": [], "        \
+	"\"derp_map\": " dm "}"
+#define REGIONS(r) "{\"regions\": [" r "]}"
 
 static const struct bad_map bad_maps[] = {
     /* 1 */ {"", "bad JSON at byte 0: '[' or '{' expected near end of file"},
@@ -249,6 +253,47 @@ static const struct bad_map bad_maps[] = {
     /* 38 */
     {FULL("", "{\"family\": 4, \"proto\": \"tcp\", \"src\": \"1.2.3.4\", \"dst\": \"1.2.3.4\"}"),
      "packet_filter[0].proto: expected an integer, got a string"},
+    /* 39 */ {DERP("5"), "derp_map: expected an object, got an integer"},
+    /* 40 */ {DERP("{\"regions\": {}}"), "derp_map.regions: expected an array, got an object"},
+    /* 41 */ {DERP(REGIONS("{}")), "derp_map.regions[0].id: missing"},
+    /* 42 */
+    {DERP(REGIONS("{\"id\": 0, \"server\": \"192.0.2.1:443\"}")),
+     "derp_map.regions[0]: id 0: region ids are 1..65535"},
+    /* 43 */
+    {DERP(REGIONS("{\"id\": 65536, \"server\": \"192.0.2.1:443\"}")),
+     "derp_map.regions[0].id: 65536 out of range 0..65535"},
+    /* 44 */ {DERP(REGIONS("{\"id\": 1}")), "derp_map.regions[0].server: missing"},
+    /* 45 */
+    {DERP(REGIONS("{\"id\": 1, \"server\": \"derp.example:443\"}")),
+     "derp_map.regions[0].server: derp.example:443: not a numeric ip:port"},
+    /* 46 */
+    {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1\"}")),
+     "derp_map.regions[0].server: 192.0.2.1: not a numeric ip:port"},
+    /* 47 */
+    {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1:443\", \"public_key\": \"abc\"}")),
+     "derp_map.regions[0].public_key: not a base64 key (44 characters)"},
+    /* 48 */
+    {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1:443\", \"tls\": 1}")),
+     "derp_map.regions[0].tls: expected true or false, got an integer"},
+    /* 49 */
+    {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1:443\", \"server_name\": \"d.example\"}")),
+     "derp_map.regions[0].server_name: only with \"tls\": true"},
+    /* 50 */
+    {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1:443\", \"tls\": true, "
+		  "\"server_name\": \"d_1.example\"}")),
+     "derp_map.regions[0].server_name: not a DNS name"},
+    /* 51 */
+    {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1:443\"}, "
+		  "{\"id\": 1, \"server\": \"192.0.2.2:443\"}")),
+     "derp_map.regions[1]: id 1: a duplicate"},
+    /* 52 */
+    {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1:0\"}")),
+     "derp_map.regions[0].server: 192.0.2.1:0: not a numeric ip:port"},
+    /* 53 */ {DERP(REGIONS("[]")), "derp_map.regions[0]: expected an object, got an array"},
+    /* 54 */
+    {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1:443\", \"public_key\": "
+		  "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"}")),
+     "derp_map.regions[0].public_key: the all-zero key"},
 };
 
 static void test_bad_maps(void)
@@ -264,6 +309,63 @@ static void test_bad_maps(void)
 		      err, bad_maps[i].want);
 		CHECK(zeroed(&m, sizeof(m)), "bad map %zu: output not zeroed", i + 1);
 	}
+}
+
+/* The server's DERP map: regions in order, optional members, and a delta
+ * without one. */
+#define DERP_GOOD                                                                                  \
+	REGIONS("{\"id\": 2, \"server\": \"198.51.100.10:3340\", \"public_key\": \"" KEY_A "\", "  \
+		"\"tls\": false}, {\"id\": 1, \"server\": \"[2001:db8::20]:443\", \"tls\": true, " \
+		"\"server_name\": \"derp1.example.com\", \"future\": 1}")
+
+static void test_derp_map(void)
+{
+	static const char good[] = DERP(DERP_GOOD);
+	static const char empty[] = DERP("{}");
+	static const char none[] = FULL("", "");
+	static const char delta[] = "{\"version\": 6, \"full\": false}";
+	struct cp_coord_map m;
+	char err[256], s[MG_SOCKADDR_STRLEN];
+	uint8_t key[32];
+
+	CHECK(cp_coord_map_parse(good, strlen(good), &m, err, sizeof(err)) == 0, "derp map: %s",
+	      err);
+	mg_key_from_base64(KEY_A, key);
+	CHECK(m.has_derp && m.n_derp == 2 && m.derp[0].id == 2 && m.derp[1].id == 1,
+	      "two regions, in the map's order");
+	CHECK(!strcmp(mg_sockaddr_fmt(&m.derp[0].server, s, sizeof(s)), "198.51.100.10:3340") &&
+		  m.derp[0].pinned && !memcmp(m.derp[0].public_key, key, 32) && !m.derp[0].tls &&
+		  !m.derp[0].server_name[0],
+	      "region 2: plain, key pinned");
+	CHECK(!strcmp(mg_sockaddr_fmt(&m.derp[1].server, s, sizeof(s)), "[2001:db8::20]:443") &&
+		  !m.derp[1].pinned && m.derp[1].tls &&
+		  !strcmp(m.derp[1].server_name, "derp1.example.com"),
+	      "region 1: TLS with a server name, no key, an unknown member ignored");
+	cp_coord_map_free(&m);
+	CHECK(cp_coord_map_parse(empty, strlen(empty), &m, err, sizeof(err)) == 0 && m.has_derp &&
+		  m.n_derp == 0 && !m.derp,
+	      "an empty derp_map: no regions");
+	cp_coord_map_free(&m);
+	CHECK(cp_coord_map_parse(none, strlen(none), &m, err, sizeof(err)) == 0 && !m.has_derp &&
+		  m.n_derp == 0,
+	      "a full map without derp_map");
+	cp_coord_map_free(&m);
+	CHECK(cp_coord_map_parse(delta, strlen(delta), &m, err, sizeof(err)) == 0 && !m.has_derp,
+	      "a delta without derp_map");
+	cp_coord_map_free(&m);
+
+	/* At most CP_COORD_MAX_DERP regions. */
+	char *big = malloc(64 * 1024), *w = big;
+	w += sprintf(w, "{\"version\": 5, \"full\": true, " SELF
+			", \"peers\": [], \"packet_filter\": [], \"derp_map\": {\"regions\": [");
+	for (int i = 1; i <= CP_COORD_MAX_DERP + 1; i++)
+		w += sprintf(w, "%s{\"id\": %d, \"server\": \"192.0.2.1:%d\"}", i > 1 ? ", " : "",
+			     i, i);
+	sprintf(w, "]}}");
+	CHECK(cp_coord_map_parse(big, strlen(big), &m, err, sizeof(err)) == -EINVAL &&
+		  !strcmp(err, "derp_map.regions: 65 entries, at most 64"),
+	      "%d regions refused: %s", CP_COORD_MAX_DERP + 1, err);
+	free(big);
 }
 
 /* "src" and "proto" lists stand for a rule per (proto, src) pair, bounded in all. */
@@ -374,7 +476,12 @@ static void test_dump(void)
 
 	if (cp_coord_map_parse(full_map, strlen(full_map), &m, err, sizeof(err)))
 		return;
-	text = cp_coord_map_dump(&m.self, m.peers, m.n_peers, m.rules, m.n_rules, m.version);
+	static const char with_derp[] = DERP(DERP_GOOD);
+	struct cp_coord_map md;
+	if (cp_coord_map_parse(with_derp, strlen(with_derp), &md, err, sizeof(err)))
+		return;
+	text = cp_coord_map_dump(&m.self, m.peers, m.n_peers, m.rules, m.n_rules, md.derp,
+				 md.n_derp, m.version);
 	CHECK(text && cp_coord_map_parse(text, strlen(text), &m2, err, sizeof(err)) == 0,
 	      "dump parses: %s", err);
 	if (text && m2.full) {
@@ -394,10 +501,14 @@ static void test_dump(void)
 				  a->plain_wireguard == b->plain_wireguard,
 			      "dump: peer %zu", i);
 		}
+		CHECK(m2.has_derp && m2.n_derp == 2 &&
+			  !memcmp(m2.derp, md.derp, 2 * sizeof(*md.derp)),
+		      "dump: the DERP map");
 		cp_coord_map_free(&m2);
 	}
 	free(text);
 	cp_coord_map_free(&m);
+	cp_coord_map_free(&md);
 }
 
 /* ---- signer ------------------------------------------------------------------ */
@@ -708,6 +819,7 @@ int main(void)
 	test_delta_map();
 	test_bad_maps();
 	test_grouped_rules();
+	test_derp_map();
 	test_other_answers();
 	test_bodies();
 	test_dump();

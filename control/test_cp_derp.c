@@ -179,7 +179,7 @@ static void test_connect(struct cp_device *d)
 	WAIT_FOR(d, relay_has(R0, MG_DERP_NOTE_PREFERRED), 2000);
 	CHECK(relay_take(R0, MG_DERP_NOTE_PREFERRED, &f) && f.len == 1 && f.body[0] == 1,
 	      "NotePreferred(1) to the home relay");
-	struct mg_sockaddr home = cp_derp_home_endpoint(d->cfg);
+	struct mg_sockaddr home = cp_derp_home_endpoint(d);
 	CHECK(sa_eq(&home, derp1()), "advertised DERP endpoint %s", ep_str(&home));
 }
 
@@ -1086,6 +1086,112 @@ static void test_tls(void)
 	tls_cleanup();
 }
 
+/* A region of a coordination server's map: plain, on 127.0.0.1. */
+static struct mg_derp_region_conf map_region(uint32_t id, const struct relay *r)
+{
+	struct mg_derp_region_conf c;
+
+	memset(&c, 0, sizeof(c));
+	c.id = id;
+	c.server = sa("127.0.0.1:1");
+	c.server.port = r->port;
+	return c;
+}
+
+static void test_map(void)
+{
+	struct mg_config cfg;
+	struct cp_device d;
+	struct mg_derp_region_conf regs[3];
+	struct frame f;
+
+	printf("-- regions from the coordination server's map\n");
+	device(&d, &cfg, "control: { derp_home = 2; };\n");
+	set_random_key(&d);
+	CHECK(!d.derp && !cp_derp_home_endpoint(&d).family, "no regions configured: DERP off");
+	CHECK(cp_derp_set_regions(&d, NULL, 0) == 0 && !d.derp, "an empty map: still off");
+
+	regs[0] = map_region(1, R0);
+	regs[1] = map_region(2, R1);
+	CHECK(cp_derp_set_regions(&d, regs, 2) == 0 && d.derp, "a map of regions 1 and 2");
+	struct mg_sockaddr home = cp_derp_home_endpoint(&d);
+	CHECK(sa_eq(&home, &(struct mg_sockaddr){0}) == false && home.port == 2,
+	      "home region 2 (control.derp_home), advertised as %s", ep_str(&home));
+	WAIT_FOR(&d, d.derp_home_up, 3000);
+	CHECK(d.derp_home_up && R1->client_infos == 1 && R0->accepts == 0,
+	      "connected to region 2's relay only (region 1 on demand)");
+	unsigned connects = (unsigned)d.derp_connects;
+	relay_sync(&d, R1);
+	CHECK(cp_derp_set_regions(&d, regs, 2) == 0 && d.derp_connects == connects,
+	      "the same map again: nothing changes");
+	run_for(&d, 50);
+	CHECK(R1->closes == 0 && d.derp_home_up, "region 2's connection stays");
+
+	printf("-- a map without our home region: its first one is home\n");
+	regs[0] = map_region(3, R0);
+	CHECK(cp_derp_set_regions(&d, regs, 1) == 0 && cp_derp_home_endpoint(&d).port == 3,
+	      "a map of region 3 alone: home region 3");
+	WAIT_FOR(&d, R1->closes >= 1 && d.derp_home_up, 3000);
+	CHECK(R1->closes == 1 && R0->client_infos == 1 && d.derp_home_up && d.derp_connected == 1,
+	      "region 2's connection closed, region 3's made");
+
+	printf("-- a new region before it: home moves, region 3's connection stays\n");
+	relay_sync(&d, R0);
+	R0->qn = 0;
+	regs[0] = map_region(4, R1);
+	regs[1] = map_region(3, R0);
+	CHECK(cp_derp_set_regions(&d, regs, 2) == 0 && cp_derp_home_endpoint(&d).port == 4,
+	      "regions 4 and 3: home region 4");
+	WAIT_FOR(&d, relay_has(R0, MG_DERP_NOTE_PREFERRED), 2000);
+	CHECK(relay_take(R0, MG_DERP_NOTE_PREFERRED, &f) && f.len == 1 && f.body[0] == 0,
+	      "region 3's relay told it is no longer our home (NotePreferred 0)");
+	WAIT_FOR(&d, R1->client_infos >= 2 && d.derp_home_up, 3000);
+	CHECK(R1->client_infos == 2 && R0->closes == 0 && d.derp_connected == 2,
+	      "region 4 connected, region 3's connection the same one");
+
+	printf("-- a changed region reconnects; a bad one changes nothing\n");
+	memcpy(regs[1].public_key, R0->pub, 32);
+	regs[1].pinned = true;
+	CHECK(cp_derp_set_regions(&d, regs, 2) == 0, "region 3 now pins its key");
+	WAIT_FOR(&d, R0->closes >= 1, 2000);
+	CHECK(R0->closes == 1, "region 3's old connection closed");
+	regs[2] = map_region(5, R0);
+	regs[2].tls = true;
+	snprintf(regs[2].ca_file, sizeof(regs[2].ca_file), "/nonexistent/ca.pem");
+	capture_begin();
+	int ret = cp_derp_set_regions(&d, regs, 3);
+	char *log = capture_end();
+	CHECK(ret == -EINVAL && strstr(log, "cannot read ca_file"),
+	      "a region with an unusable CA file: refused (%d)", ret);
+	CHECK(cp_derp_home_endpoint(&d).port == 4 && d.derp_home_up,
+	      "the regions stay as they were");
+
+	printf("-- an empty map: relaying off\n");
+	unsigned c0 = R0->closes, c1 = R1->closes;
+	CHECK(cp_derp_set_regions(&d, NULL, 0) == 0 && !d.derp && !d.derp_home_up &&
+		  !d.derp_connected && !cp_derp_home_endpoint(&d).family,
+	      "no regions, nothing connected, no DERP endpoint");
+	WAIT_FOR(NULL, R1->closes > c1, 1000);
+	CHECK(R1->closes == c1 + 1 && (R0->fd < 0 || R0->closes > c0),
+	      "the relays saw the connections close");
+	cp_device_fini(&d);
+	mg_config_free(&cfg);
+	relay_reset(R0);
+	relay_reset(R1);
+
+	printf("-- control.derp_regions rule over the map\n");
+	char control[256];
+	snprintf(control, sizeof(control),
+		 "control: { derp_regions = ( { id = 1; server = \"127.0.0.1:%u\"; } ); };\n",
+		 R0->port);
+	device(&d, &cfg, control);
+	regs[0] = map_region(7, R1);
+	CHECK(cp_derp_set_regions(&d, regs, 1) == -EEXIST && cp_derp_home_endpoint(&d).port == 1,
+	      "the map is not used: region 1 stays home");
+	cp_device_fini(&d);
+	mg_config_free(&cfg);
+}
+
 int main(void)
 {
 	alarm(50);
@@ -1101,6 +1207,7 @@ int main(void)
 	test_main();
 	test_pin();
 	test_on_demand();
+	test_map();
 	test_tls();
 	relay_close(R0);
 	relay_close(R1);

@@ -9,6 +9,21 @@
 
 #include "types.h"
 
+#define COORD_MAX_DERP_REGIONS 16
+/* Room for the derp_map JSON of COORD_MAX_DERP_REGIONS regions with the
+ * longest members (conf.c checks it at compile time). */
+#define COORD_DERP_JSON_MAX 8192
+
+/* A DERP relay the server hands to every node (derp_regions in the file). */
+struct coord_derp_region {
+	unsigned id;		   /* 1..65535 */
+	struct mg_sockaddr server; /* numeric */
+	uint8_t public_key[32];	   /* when pinned */
+	bool pinned;		   /* public_key was given */
+	bool tls;
+	char server_name[254]; /* TLS only; "": the certificate carries the server's IP */
+};
+
 struct coord_conf {
 	struct mg_sockaddr listen;
 	char tls_cert_file[256], tls_key_file[256];
@@ -26,6 +41,12 @@ struct coord_conf {
 	unsigned offline_seconds;
 	unsigned ephemeral_seconds;
 	unsigned clock_skew;
+	/* DERP relays, in the file's order (the first is the nodes' default home) */
+	struct coord_derp_region derp_regions[COORD_MAX_DERP_REGIONS];
+	unsigned n_derp_regions;
+	/* the full map's "derp_map" object for them, built at load:
+	 * {"regions":[...]} (an empty array without regions) */
+	char derp_json[COORD_DERP_JSON_MAX];
 };
 
 /* Load and check path; 0, or -errno with one line ("path:line: ...") in err. */

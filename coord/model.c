@@ -1593,7 +1593,9 @@ char *cm_map(struct coord_model *m, struct cm_node *n, int64_t version, size_t *
 			}
 		strbuf_add(&sb, "],\"packet_filter\":");
 		strbuf_add(&sb, n->filter_json);
-		strbuf_add(&sb, ",\"derp_map\":{}}");
+		strbuf_add(&sb, ",\"derp_map\":");
+		strbuf_add(&sb, m->derp_json ? m->derp_json : "{\"regions\":[]}");
+		strbuf_add(&sb, "}");
 	} else {
 		strbuf_add(&sb, ",\"peers_changed\":[");
 		for (uint32_t w = 0; w < n->cur_words; w++)

@@ -121,6 +121,9 @@ struct coord_model {
 	uint64_t seq;	      /* bumped by every cm_recompute */
 	int64_t next_version; /* map versions handed out */
 	unsigned offline_seconds;
+	/* every full map's "derp_map" (the config's, coord_conf.derp_json; not
+	 * owned, lives as long as the model); NULL: {"regions":[]} */
+	const char *derp_json;
 };
 
 struct coord_model *cm_new(int64_t first_version, unsigned offline_seconds);

@@ -1318,6 +1318,7 @@ int main(int argc, char **argv)
 		mg_log(LOG_ERR, "out of memory");
 		return 1;
 	}
+	s->m->derp_json = s->conf.derp_json; /* s->conf outlives s->m */
 	coord_db_listen(store_db(s->st));
 	if ((s->hup_fd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
 		mg_log(LOG_ERR, "epoll_create1: %s", strerror(errno));

@@ -119,7 +119,10 @@ def main():
     with open(os.path.join(tmp, "coord.conf"), "w") as f:
         f.write('listen = "127.0.0.1:%d";\ndatabase = "%s";\nadmin_token_file = "%s/token";\n'
                 'testing = { insecure_http = true; };\nlimits = { rate_per_machine = 1000.0; burst_per_machine = 1000.0;'
-                ' rate_per_ip = 10000.0; burst_per_ip = 10000.0; long_poll_seconds = 3; };\n' % (port, dburl, tmp))
+                ' rate_per_ip = 10000.0; burst_per_ip = 10000.0; long_poll_seconds = 3; };\n'
+                'derp_regions = ( { id = 1; server = "198.51.100.10:3340"; public_key = "%s"; },\n'
+                '  { id = 2; server = "[2001:DB8::20]:443"; tls = true; server_name = "derp2.example.com"; } );\n'
+                % (port, dburl, tmp, DERP_KEY))
     log = open(os.path.join(tmp, "log"), "w")
     srv = subprocess.Popen([binary, "-c", os.path.join(tmp, "coord.conf")], stdout=log, stderr=log)
     try:
@@ -142,6 +145,12 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
     print("%d failure(s)" % len(FAILS))
     return 1 if FAILS else 0
+
+# the main server's derp_regions, and the derp_map every full map must carry
+DERP_KEY = base64.b64encode(bytes(range(32))).decode()
+DERP_MAP = {"regions": [
+    {"id": 1, "server": "198.51.100.10:3340", "public_key": DERP_KEY, "tls": False},
+    {"id": 2, "server": "[2001:db8::20]:443", "tls": True, "server_name": "derp2.example.com"}]}
 
 def peer_of(peers, node_id):
     for p in peers:
@@ -242,6 +251,8 @@ def run(port, tok):
     check(st == 200 and full1["full"] and full1["self"]["node_id"] == n1["node_id"], "map: full map for node 1")
     check([p["node_id"] for p in full1["peers"]] == [n2["node_id"]], "map: node 1 sees node 2 (no policy: allow all)")
     check(any(rule["family"] == 4 for rule in full1["packet_filter"]), "map: packet filter present")
+    check(full1.get("derp_map") == DERP_MAP, "map: the configured DERP regions in the full map: %s"
+          % json.dumps(full1.get("derp_map")))
     # long poll: node 3 (a gateway) registers while node 1 waits
     res = {}
     def poll():
@@ -257,6 +268,7 @@ def run(port, tok):
     st, d = res["r"]
     check(st == 200 and not d["full"] and [p["node_id"] for p in d["peers_changed"]] == [n3["node_id"]]
           and time.time() - t0 < 2.5, "map: long poll woken with a delta adding node 3")
+    check(st == 200 and "derp_map" not in d, "map: no derp_map in a delta")
     st, k = node(m1, "map", {"version": d["version"]})
     check(st == 200 and k.get("keepalive") and k["version"] == d["version"], "map: keepalive after the poll timeout")
     # routes: approve, primary

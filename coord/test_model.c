@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "addr.h"
+#include "conf.h"
 #include "model.h"
 
 #define NOW 1800000000
@@ -540,6 +541,85 @@ static void test_filter_groups(void)
 	m = saved;
 }
 
+/*
+ * The derp_map: the configured regions (conf.c's derp_json) verbatim in every
+ * full map, never in a delta; {"regions":[]} when none are configured.
+ */
+static void test_derp_map(void)
+{
+	static const char text[] =
+	    "testing = { insecure_http = true; };\n"
+	    "derp_regions = ( { id = 1; server = \"198.51.100.10:3340\";\n"
+	    "    public_key = \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"; },\n"
+	    "  { id = 2; server = \"[2001:db8::20]:443\"; tls = true;\n"
+	    "    server_name = \"derp2.example.com\"; } );\n";
+	static const char want[] =
+	    "{\"regions\":[{\"id\":1,\"server\":\"198.51.100.10:3340\","
+	    "\"public_key\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\",\"tls\":false},"
+	    "{\"id\":2,\"server\":\"[2001:db8::20]:443\",\"tls\":true,"
+	    "\"server_name\":\"derp2.example.com\"}]}";
+	static struct coord_conf conf;
+	struct coord_model *saved = m;
+	char err[256], *s, *dm;
+	size_t len;
+	int64_t v;
+
+	m = cm_new(1000, 60);
+	cm_tailnet_set(m, 7, "derp", 0, "fd7a:115c:a1e0:7::/64", "tag:gw");
+	cm_user_set(m, 70, 7, "d@x");
+	struct cm_node *a = add(70, 7, 70, "da", "", "", "", false, 0);
+	add(71, 7, 70, "db", "", "", "", false, 0);
+	cm_recompute(m, NOW, wake, NULL);
+
+	/* none configured (the model's default) */
+	json_t *j = map(a, 0);
+	CHECK(json_is_true(json_object_get(j, "full")));
+	dm = json_dumps(json_object_get(j, "derp_map"), JSON_COMPACT);
+	CHECK(dm && !strcmp(dm, "{\"regions\":[]}"));
+	free(dm);
+	json_decref(j);
+
+	/* configured: the map text carries the config's JSON as it is */
+	CHECK(coord_conf_parse(text, "t.conf", &conf, err, sizeof(err)) == 0);
+	CHECK(!strcmp(conf.derp_json, want));
+	m->derp_json = conf.derp_json;
+	s = cm_map(m, a, 0, &len);
+	CHECK(s && strstr(s, ",\"derp_map\":") && strstr(s, want));
+	j = s ? json_loadb(s, len, 0, NULL) : NULL;
+	CHECK(j != NULL);
+	free(s);
+	json_t *r = json_object_get(json_object_get(j, "derp_map"), "regions");
+	CHECK(json_array_size(r) == 2);
+	CHECK(json_integer_value(json_object_get(json_array_get(r, 0), "id")) == 1);
+	CHECK(json_is_false(json_object_get(json_array_get(r, 0), "tls")));
+	CHECK(!json_object_get(json_array_get(r, 0), "server_name"));
+	CHECK(!strcmp(json_string_value(json_object_get(json_array_get(r, 1), "server")),
+		      "[2001:db8::20]:443"));
+	CHECK(!json_object_get(json_array_get(r, 1), "public_key"));
+	CHECK(json_is_true(json_object_get(json_array_get(r, 1), "tls")));
+	v = json_integer_value(json_object_get(j, "version"));
+	json_decref(j);
+
+	/* a delta (a peer changed) has none */
+	add(72, 7, 70, "dc", "", "", "", false, 0);
+	cm_recompute(m, NOW, wake, NULL);
+	s = cm_map(m, a, v, &len);
+	CHECK(s && strstr(s, "\"full\":false") && strstr(s, "\"dc\"") && !strstr(s, "derp"));
+	j = s ? json_loadb(s, len, 0, NULL) : NULL;
+	CHECK(j && !json_object_get(j, "derp_map"));
+	v = json_integer_value(json_object_get(j, "version"));
+	json_decref(j);
+	free(s);
+	/* the next full map (an unknown version) has it again */
+	j = map(a, v - 12345);
+	CHECK(json_is_true(json_object_get(j, "full")) &&
+	      json_array_size(json_object_get(json_object_get(j, "derp_map"), "regions")) == 2);
+	json_decref(j);
+
+	cm_free(m);
+	m = saved;
+}
+
 int main(void)
 {
 	m = cm_new(1000, 60);
@@ -549,6 +629,7 @@ int main(void)
 	test_expiry_and_plain_wireguard();
 	test_node_index();
 	test_filter_groups();
+	test_derp_map();
 	cm_free(m);
 	printf("model: %d failure(s)\n", fails);
 	return fails != 0;

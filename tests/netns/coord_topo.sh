@@ -17,7 +17,8 @@
 #                 COORD_REPLICAS=2 a second replica on the same database
 #                 serves URL2, and gw2 joins through it. COORD_KEY_SECONDS:
 #                 untagged node keys expire that soon (testing.*); GW2_KEY:
-#                 the pre-auth key gw2 joins with (default KEY)
+#                 the pre-auth key gw2 joins with (default KEY); COORD_EXTRA:
+#                 more lines for the server's config (e.g. derp_regions)
 # coord_mesh_up   namespaces and both gateways joined (NAME1, NAME2)
 # coord_client_up the client enrolled by its public key and configured from
 #                 the wg-quick config the server printed ($MG_TMP/$CLIF.printed)
@@ -71,6 +72,7 @@ database = "${COORD_DB:-sqlite:$MG_TMP/coord.db}";
 admin_token_file = "$MG_TMP/admin.token";
 limits = { offline_seconds = 4; ephemeral_seconds = 4; };
 $tls
+${COORD_EXTRA:-}
 CONF
 		mg_bg "coord$r" root "$COORD_BIN" -c "$MG_TMP/coord$r.conf"
 		if [ "$r" = 1 ]; then URL="$scheme://127.0.0.1:$port"; else URL2="$scheme://127.0.0.1:$port"; fi

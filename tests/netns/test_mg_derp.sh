@@ -11,11 +11,15 @@
 #  (and counting) UDP to the other site.
 #
 # The control processes, meshgate-coord and meshgate-derpd (region 1, over
-# TLS with a throwaway certificate the gateways trust through ca_file, its
-# DERP key pinned too) run in the root namespace: control reaches relays
-# through the host's own stack (its management network), not the DPDK ports.
+# TLS with a throwaway certificate the gateways trust, its DERP key pinned
+# too) run in the root namespace: control reaches relays through the host's
+# own stack (its management network), not the DPDK ports. gwA has the
+# region in its own config (control.derp_regions, ca_file); gwB has none
+# and takes it from the coordination server's DERP map (the server's
+# derp_regions), trusting the certificate through control.derp_ca_file.
 #  1. both gateways connect to their home relay (control log, /metrics
-#     meshgate_derp_home_connected 1) and advertise 127.3.3.40:1;
+#     meshgate_derp_home_connected 1) and advertise 127.3.3.40:1; gwB
+#     logs the region as the server's;
 #  2. each one's netmap has the other at its NAT's outside address, with
 #     home region 1;
 #  3. LAN traffic starts a handshake: the direct initiation is dropped by
@@ -44,7 +48,6 @@ mg_test_init
 mg_require nft curl openssl
 [ -x "$DERPD_BIN" ] || mg_fail "not built: $DERPD_BIN"
 T0=$SECONDS
-coord_up
 
 # ---- the relay, in the root namespace, over TLS (a throwaway certificate for
 # 127.0.0.1 that the gateways trust through ca_file)
@@ -61,6 +64,11 @@ derp_start() {
 		mg_fail "meshgate-derpd did not start"
 }
 derp_start
+mg_wait_for test -s "$MG_TMP/derp.key" || mg_fail "meshgate-derpd wrote no key"
+DERP_PUB=$(wg pubkey <"$MG_TMP/derp.key") || mg_fail "relay public key"
+# The server's DERP map: the same region, for gateways without their own.
+COORD_EXTRA="derp_regions = ( { id = 1; server = \"127.0.0.1:$DERP_PORT\"; public_key = \"$DERP_PUB\"; tls = true; } );"
+coord_up
 derp_metrics() { curl -sS -f --max-time 5 --cacert "$MG_TMP/derp-tls.crt" "https://127.0.0.1:$DERP_PORT/metrics"; }
 derp_metric() { # NAME{labels} : its value on the relay's /metrics
 	derp_metrics |
@@ -82,12 +90,11 @@ nat_topo_up block_other
 # ---- the gateways: nat_gw_conf's, with the relay as region 1 (its key pinned)
 NAME_A=$(mg_ifname a) && NAME_B=$(mg_ifname b) || mg_fail "names"
 MG_SOCKS+=("/var/run/wireguard/$NAME_A.sock" "/var/run/wireguard/$NAME_B.sock")
-mg_wait_for test -s "$MG_TMP/derp.key" || mg_fail "meshgate-derpd wrote no key"
-DERP_PUB=$(wg pubkey <"$MG_TMP/derp.key") || mg_fail "relay public key"
 DERP_CONF="derp_regions = ( { id = 1; server = \"127.0.0.1:$DERP_PORT\"; public_key = \"$DERP_PUB\";
     tls = true; ca_file = \"$MG_TMP/derp-tls.crt\"; } );"
 nat_gw_conf "$NAME_A" 198.18.1.1 10.88.0.254 '"10.88.0.0/24"' gwa "$MPORT_A" "$DERP_CONF"
-nat_gw_conf "$NAME_B" 198.18.2.1 10.77.0.254 '"10.77.0.0/24"' gwb "$MPORT_B" "$DERP_CONF"
+nat_gw_conf "$NAME_B" 198.18.2.1 10.77.0.254 '"10.77.0.0/24"' gwb "$MPORT_B" \
+	"derp_ca_file = \"$MG_TMP/derp-tls.crt\";"
 mg_bg dpA gwA "$DP_BIN" -c "$MG_TMP/$NAME_A.conf"
 mg_bg dpB gwB "$DP_BIN" -c "$MG_TMP/$NAME_B.conf"
 mg_bg cpA root "$CP_BIN" -c "$MG_TMP/$NAME_A.conf"
@@ -100,6 +107,10 @@ done
 connected() { grep -q "DERP region 1 (home): connected (relay key $DERP_PUB)" "$MG_LOG_DIR/$1.log"; }
 MG_WAIT=20 mg_check "gwA connects to its home relay (key pinned)" mg_wait_for connected cpA
 MG_WAIT=20 mg_check "gwB connects to its home relay (key pinned)" mg_wait_for connected cpB
+from_map() { grep -q "DERP: 1 region(s) from the coordination server, home region 1" "$MG_LOG_DIR/$1.log"; }
+mg_check "gwB has the region from the coordination server's DERP map" from_map cpB
+own_rules() { grep -q "control.derp_regions is set: it stays, and the server's DERP map is not used" "$MG_LOG_DIR/$1.log"; }
+mg_check "gwA keeps its own regions (control.derp_regions rules over the map)" mg_wait_for own_rules cpA
 tls_ok() { grep -q "DERP region 1: TLS (TLSv1\.[23], .*), certificate verified for 127\.0\.0\.1" "$MG_LOG_DIR/$1.log"; }
 mg_check "gwA's relay connection is TLS, the certificate verified" mg_wait_for tls_ok cpA
 mg_check "gwB's too" mg_wait_for tls_ok cpB
