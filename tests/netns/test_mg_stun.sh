@@ -124,13 +124,23 @@ for _ in range(int(sys.argv[1])):
              ("198.18.0.1", 51820))
 EOF
 }
+t0=$(date +%s%N)
 mg_check "1000 unasked STUN answers sent" flood 1000
-limited=$(mg_drops stun_ratelimit)
-mg_check "most dropped by the dataplane's punt limit ($limited)" test "$limited" -ge 500
+ms=$((($(date +%s%N) - t0) / 1000000))
 refused() { fetch "$M" && value "$M" 'meshgate_stun_responses_total{result="refused"}'; }
 some_refused() { [ "$(refused)" -gt "$ref0" ]; }
-mg_check "the rest punted, refused by control" mg_wait_for some_refused
+mg_check "some punted, refused by control" mg_wait_for some_refused
+sleep 1 # the last punts reach control
+limited=$(mg_drops stun_ratelimit)
 punted=$(($(refused) - ref0))
+# One worker's bucket: 32 at once, then 100/s; how many it let through
+# depends on how long the sender took (slower on a loaded host), not on a
+# share of the 1,000.
+allowed=$((32 + 100 * (ms + 1000) / 1000))
+mg_check "punted no more than the limit allows over the flood's $ms ms ($punted <= $allowed)" \
+	test "$punted" -le "$allowed"
+mg_check "the dataplane's punt limit dropped others ($limited)" \
+	test "$limited" -gt 0 -o "$allowed" -ge 1000
 mg_check "no more punted than sent ($punted + $limited <= 1000)" test $((punted + limited)) -le 1000
 mg_check "the endpoint stays" test "$(value "$M" meshgate_stun_endpoints)" = 1
 mg_check "LAN host -> peer, IPv4" mg_ping lan 10.99.0.2 5
