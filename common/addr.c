@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -286,4 +287,31 @@ bool mg_dns_name_valid(const char *s)
 		label++;
 	}
 	return alpha;
+}
+
+int mg_hostport_parse(const char *s, struct mg_sockaddr *sa, char *host, size_t hostlen)
+{
+	const char *colon = strrchr(s, ':');
+	char *end;
+
+	memset(sa, 0, sizeof(*sa));
+	if (hostlen)
+		host[0] = '\0';
+	if (mg_sockaddr_parse(s, sa) == 0)
+		return sa->port ? 0 : (memset(sa, 0, sizeof(*sa)), -EINVAL);
+	memset(sa, 0, sizeof(*sa));
+	if (!colon || (size_t)(colon - s) >= hostlen || colon[1] < '0' || colon[1] > '9')
+		return -EINVAL;
+	errno = 0;
+	unsigned long port = strtoul(colon + 1, &end, 10);
+	if (*end || errno || port == 0 || port > 65535)
+		return -EINVAL;
+	memcpy(host, s, (size_t)(colon - s));
+	host[colon - s] = '\0';
+	if (!mg_dns_name_valid(host)) {
+		host[0] = '\0';
+		return -EINVAL;
+	}
+	sa->port = (uint16_t)port;
+	return 0;
 }

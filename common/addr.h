@@ -50,6 +50,14 @@ socklen_t mg_sockaddr_to_sys(const struct mg_sockaddr *sa, struct sockaddr_stora
  * *out zeroed) for other families. */
 bool mg_sockaddr_from_sys(const struct sockaddr_storage *ss, struct mg_sockaddr *out);
 
+/*
+ * A server: numeric "ipv4:port" / "[ipv6]:port" (into *sa, host ""), or
+ * "name:port" with a DNS name (mg_dns_name_valid) into host (hostlen at
+ * least 254) and the port alone into sa (family 0), to be resolved when
+ * used. Port 1..65535. 0 or -EINVAL (outputs zeroed).
+ */
+int mg_hostport_parse(const char *s, struct mg_sockaddr *sa, char *host, size_t hostlen);
+
 /* A DNS host name (a TLS server name): 1..253 characters in labels of 1..63
  * letters, digits and '-', no label starting or ending with '-', no empty
  * label (a final '.' is refused too), not all digits and dots (an address). */

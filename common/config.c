@@ -1267,9 +1267,27 @@ static int p_dns_name(struct ctx *c, const config_setting_t *s, void *dst, const
 	return 0;
 }
 
+/* "ipv4:port", "[ipv6]:port" or "name:port" (gets the whole region). */
+static int p_derp_server(struct ctx *c, const config_setting_t *s, void *dst, const struct field *f)
+{
+	struct mg_derp_region_conf *r = dst;
+	const char *v;
+	int ret = get_string(c, s, &v);
+
+	(void)f;
+	if (ret)
+		return ret;
+	if (mg_hostport_parse(v, &r->server, r->host, sizeof(r->host)) < 0)
+		return report(c, s,
+			      "expected \"ipv4:port\", \"[ipv6]:port\" or \"name:port\" (port "
+			      "1..65535), got %s",
+			      Q(v));
+	return 0;
+}
+
 static const struct field derp_region_fields[] = {
     INT("id", struct mg_derp_region_conf, id, 1, 65535),
-    FIELD("server", p_sockaddr, struct mg_derp_region_conf, server, REQUIRED),
+    {.name = "server", .parse = p_derp_server, .required = true}, /* gets the whole region */
     FIELD("public_key", p_key, struct mg_derp_region_conf, public_key),
     BOOL("tls", struct mg_derp_region_conf, tls),
     STR("server_name", p_dns_name, struct mg_derp_region_conf, server_name),

@@ -34,12 +34,13 @@ struct mg_route_conf {
 /* A DERP region: a relay this node may connect to (control.derp_regions). */
 struct mg_derp_region_conf {
 	uint32_t id;		   /* 1..65535, the port of its DERP endpoint 127.3.3.40:id */
-	struct mg_sockaddr server; /* the relay's TCP address (numeric) */
+	struct mg_sockaddr server; /* the relay's TCP address; only its port with a host */
+	char host[254];		   /* the relay's DNS name, resolved at each connect; "" numeric */
 	uint8_t public_key[32];	   /* the relay's key when pinned */
 	bool pinned;		   /* public_key was given: refuse a relay with another */
 	bool tls;		   /* HTTPS: the relay's certificate is verified */
 	char server_name[254];	   /* TLS: SNI and the name the certificate must carry;
-				    * "": the certificate must carry the server's IP */
+				    * "": host, or without one the server's IP */
 	char ca_file[4096];	   /* TLS: "" = the system's CAs */
 };
 

@@ -4,6 +4,7 @@
  * canonical text each good input formats back to, plus prefix containment.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -242,6 +243,49 @@ static void test_sys(void)
 	CHECK(!mg_sockaddr_from_sys(&ss, &b) && b.family == 0, "other families refused");
 }
 
+static void test_hostports(void)
+{
+	static const struct {
+		const char *in;
+		const char *host; /* NULL: refused */
+		int port;
+		int family;
+	} t[] = {
+	    {"192.0.2.1:443", "", 443, AF_INET},
+	    {"[2001:db8::1]:3340", "", 3340, AF_INET6},
+	    {"derp1.example.com:443", "derp1.example.com", 443, 0},
+	    {"localhost:1", "localhost", 1, 0},
+	    {"derp1.example.com", NULL, 0, 0},
+	    {"derp1.example.com:", NULL, 0, 0},
+	    {"derp1.example.com:0", NULL, 0, 0},
+	    {"derp1.example.com:65536", NULL, 0, 0},
+	    {"derp1.example.com: 443", NULL, 0, 0},
+	    {"derp1.example.com:+443", NULL, 0, 0},
+	    {"derp1.example.com:443x", NULL, 0, 0},
+	    {"derp_1.example.com:443", NULL, 0, 0},
+	    {":443", NULL, 0, 0},
+	    {"192.0.2.1:0", NULL, 0, 0},
+	    {"2001:db8::1:443", NULL, 0, 0},
+	    {"", NULL, 0, 0},
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct mg_sockaddr sa;
+		char host[254];
+		int ret = mg_hostport_parse(t[i].in, &sa, host, sizeof(host));
+
+		if (!t[i].host) {
+			CHECK(ret == -EINVAL && !host[0] && is_zero(&sa, sizeof(sa)),
+			      "hostport \"%s\" refused, outputs zeroed", t[i].in);
+			continue;
+		}
+		CHECK(ret == 0 && !strcmp(host, t[i].host) && sa.port == t[i].port &&
+			  sa.family == t[i].family,
+		      "hostport \"%s\": host \"%s\" port %u family %d", t[i].in, host, sa.port,
+		      sa.family);
+	}
+}
+
 static void test_dns_names(void)
 {
 	static const struct {
@@ -293,6 +337,7 @@ int main(void)
 	test_fmt_limits();
 	test_sys();
 	test_dns_names();
+	test_hostports();
 	printf("%d passed, %d failed\n", checks - failures, failures);
 	return failures ? 1 : 0;
 }

@@ -372,10 +372,15 @@ static const struct bad_case bad_cases[] = {
     /* derp 3 */
     {MG DP "control: {\n derp_regions = ( { id = 0; server = \"198.51.100.9:3340\"; } );\n};\n",
      "@:4: control.derp_regions.[0].id: expected an integer in 1..65535, got 0"},
-    /* derp 4: numeric addresses only */
-    {MG DP "control: {\n derp_regions = ( { id = 1; server = \"derp.example.com:443\"; } );\n};\n",
-     "@:4: control.derp_regions.[0].server: expected \"ipv4:port\" or \"[ipv6]:port\" (port "
-     "1..65535), got \"derp.example.com:443\""},
+    /* derp 4: a name needs a port */
+    {MG DP "control: {\n derp_regions = ( { id = 1; server = \"derp.example.com\"; } );\n};\n",
+     "@:4: control.derp_regions.[0].server: expected \"ipv4:port\", \"[ipv6]:port\" or "
+     "\"name:port\" (port 1..65535), got \"derp.example.com\""},
+    /* derp 4b */
+    {MG DP
+     "control: {\n derp_regions = ( { id = 1; server = \"derp_1.example.com:443\"; } );\n};\n",
+     "@:4: control.derp_regions.[0].server: expected \"ipv4:port\", \"[ipv6]:port\" or "
+     "\"name:port\" (port 1..65535), got \"derp_1.example.com:443\""},
     /* derp 5 */
     {MG DP "control: {\n derp_regions = ( { id = 1; server = \"198.51.100.9:3340\"; },\n"
 	   "  { id = 1; server = \"198.51.100.10:3340\"; } );\n};\n",
@@ -632,7 +637,8 @@ static const char full_conf[] =
     "  stun_servers = [\"198.51.100.1:3478\", \"[2001:db8::1]:3478\"]; stun_interval = 60;\n"
     "  derp_regions = ( { id = 1; server = \"198.51.100.9:3340\"; },\n"
     "    { id = 900; server = \"[2001:db8::9]:443\"; public_key = \"" KEY_A "\";\n"
-    "      tls = true; server_name = \"derp9.example.com\"; ca_file = \"/etc/ssl/derp.pem\"; } );\n"
+    "      tls = true; server_name = \"derp9.example.com\"; ca_file = \"/etc/ssl/derp.pem\"; },\n"
+    "    { id = 7; server = \"derp7.example.com:443\"; tls = true; } );\n"
     "  derp_home = 900; derp_ca_file = \"/etc/meshgate/derp-ca.pem\"; };\n"
     "testing: { rekey_after_time = 10; reject_after_time = 15; keepalive_timeout = 2;\n"
     "  rekey_timeout = 1; };\n";
@@ -688,7 +694,7 @@ static void check_full(const struct mg_config *c)
 		  !strcmp(sa_str(&c->stun_servers[1]), "[2001:db8::1]:3478") &&
 		  c->stun_interval == 60,
 	      "stun_servers, stun_interval");
-	CHECK(c->n_derp_regions == 2 && c->derp_regions[0].id == 1 &&
+	CHECK(c->n_derp_regions == 3 && c->derp_regions[0].id == 1 &&
 		  !strcmp(sa_str(&c->derp_regions[0].server), "198.51.100.9:3340") &&
 		  !c->derp_regions[0].pinned && c->derp_regions[1].id == 900 &&
 		  !strcmp(sa_str(&c->derp_regions[1].server), "[2001:db8::9]:443") &&
@@ -699,6 +705,11 @@ static void check_full(const struct mg_config *c)
 		  !strcmp(c->derp_regions[1].ca_file, "/etc/ssl/derp.pem"),
 	      "derp region tls, server_name, ca_file");
 	CHECK(!strcmp(c->derp_ca_file, "/etc/meshgate/derp-ca.pem"), "derp_ca_file");
+	CHECK(!c->derp_regions[0].host[0] &&
+		  !strcmp(c->derp_regions[2].host, "derp7.example.com") &&
+		  c->derp_regions[2].server.family == 0 && c->derp_regions[2].server.port == 443 &&
+		  !c->derp_regions[2].server_name[0],
+	      "derp region by name: host and port (derp.c checks TLS for the host)");
 	mg_key_to_base64(c->derp_regions[1].public_key, b64);
 	CHECK(!strcmp(b64, KEY_A), "derp region 900's pinned key");
 	CHECK(!p->benchmark_no_replay && !c->allow_benchmark_no_replay, "replay window on");

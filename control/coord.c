@@ -820,6 +820,7 @@ static void apply_derp(struct cp_coord *c, struct cp_coord_map *m)
 
 		r->id = s->id;
 		r->server = s->server;
+		snprintf(r->host, sizeof(r->host), "%s", s->host);
 		memcpy(r->public_key, s->public_key, 32);
 		r->pinned = s->pinned;
 		r->tls = s->tls;

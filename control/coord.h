@@ -61,7 +61,8 @@ struct cp_coord_self {
 /* A DERP region of the server's derp_map. */
 struct cp_coord_derp_region {
 	uint16_t id;		   /* 1..65535, unique in the map */
-	struct mg_sockaddr server; /* numeric */
+	struct mg_sockaddr server; /* numeric, or only the port with host */
+	char host[254];		   /* given as "name:port": the name; "" numeric */
 	uint8_t public_key[32];
 	bool pinned; /* public_key given */
 	bool tls;

@@ -651,12 +651,12 @@ static int parse_derp_region(struct jctx *c, json_t *o, struct cp_coord_derp_reg
 		ret = fail(c, "id 0: region ids are 1..65535");
 	r->id = (uint16_t)id;
 	if (!ret) {
-		char s[MG_SOCKADDR_STRLEN + 8];
+		char s[300];
 
 		ret = get_name(c, o, "server", true, s, sizeof(s));
 		size_t n = push(c, ".server");
-		if (!ret && (mg_sockaddr_parse(s, &r->server) < 0 || !r->server.port))
-			ret = fail(c, "%s: not a numeric ip:port", s);
+		if (!ret && mg_hostport_parse(s, &r->server, r->host, sizeof(r->host)) < 0)
+			ret = fail(c, "%s: not ip:port or name:port", s);
 		pop(c, n);
 	}
 	if (!ret && json_object_get(o, "public_key")) {
@@ -937,10 +937,14 @@ static json_t *rule_obj(const struct mg_acl_rule *r)
 static json_t *derp_obj(const struct cp_coord_derp_region *r)
 {
 	json_t *o = json_object();
-	char s[MG_SOCKADDR_STRLEN], key[45];
+	char s[300], key[45];
 
+	if (r->host[0])
+		snprintf(s, sizeof(s), "%s:%u", r->host, r->server.port);
+	else
+		mg_sockaddr_fmt(&r->server, s, sizeof(s));
 	json_object_set_new(o, "id", json_integer(r->id));
-	json_object_set_new(o, "server", json_string(mg_sockaddr_fmt(&r->server, s, sizeof(s))));
+	json_object_set_new(o, "server", json_string(s));
 	if (r->pinned) {
 		mg_key_to_base64(r->public_key, key);
 		json_object_set_new(o, "public_key", json_string(key));

@@ -33,6 +33,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -65,9 +66,11 @@
 #define DERP_OUT_MAX	  (256u * 1024) /* bytes waiting for the socket */
 #define DERP_IN_MAX	  (MG_DERP_HDR_LEN + MG_DERP_MAX_BODY)
 #define DERP_READS	  16 /* recv() calls per service, so one relay cannot hog the loop */
+#define DERP_ADDRS	  4  /* addresses of a region's host name tried per connection */
 
 enum conn_state {
 	C_IDLE,	       /* no socket */
+	C_RESOLVING,   /* the host name being resolved (regions given by name) */
 	C_CONNECTING,  /* TCP connect in progress */
 	C_TLS,	       /* TLS handshake in progress (tls regions) */
 	C_HTTP,	       /* upgrade request sent, waiting for "101" */
@@ -76,13 +79,28 @@ enum conn_state {
 	C_READY,
 };
 
-static const char *const state_names[] = {"idle",	"connecting",  "tls",  "http",
-					  "server-key", "server-info", "ready"};
+static const char *const state_names[] = {"idle", "resolving",	"connecting",  "tls",
+					  "http", "server-key", "server-info", "ready"};
+
+/* An asynchronous getaddrinfo (glibc's getaddrinfo_a) for a region given by
+ * name: the request must outlive a connection given up while it runs, so
+ * such ones wait on a list until glibc is done with them. */
+struct derp_dns {
+	struct gaicb cb;
+	struct addrinfo hints;
+	char host[254];
+	struct derp_dns *next; /* on the orphans list */
+};
+static struct derp_dns *orphans;
 
 struct derp_conn {
 	const struct mg_derp_region_conf *rc;
 	bool home;
 	int fd;
+	struct derp_dns *dns;	 /* C_RESOLVING */
+	struct mg_sockaddr addr; /* connected to: rc->server, or what rc->host resolved to */
+	struct mg_sockaddr alt[DERP_ADDRS]; /* rc->host's other addresses, tried in turn */
+	unsigned n_alt;
 	enum conn_state st;
 	uint8_t server_pub[32];
 	bool http_key;	     /* the 101 response named the server's key (server_pub) */
@@ -126,8 +144,68 @@ static void set_state(struct derp_conn *c, enum conn_state st, uint64_t now)
 	c->state_ns = now;
 }
 
+static void dns_free(struct derp_dns *q)
+{
+	if (q->cb.ar_result)
+		freeaddrinfo(q->cb.ar_result);
+	free(q);
+}
+
+/* Orphaned requests glibc has finished with; with wait, all of them (at
+ * most a second each: exit). */
+static void dns_reap(bool wait)
+{
+	for (struct derp_dns **pp = &orphans; *pp;) {
+		struct derp_dns *q = *pp;
+
+		if (wait && gai_error(&q->cb) == EAI_INPROGRESS) {
+			const struct gaicb *l[1] = {&q->cb};
+			gai_suspend(l, 1, &(struct timespec){.tv_sec = 1});
+		}
+		if (gai_error(&q->cb) == EAI_INPROGRESS) {
+			pp = &q->next;
+			continue;
+		}
+		*pp = q->next;
+		dns_free(q);
+	}
+}
+
+static void dns_abandon(struct derp_conn *c)
+{
+	struct derp_dns *q = c->dns;
+
+	c->dns = NULL;
+	if (!q)
+		return;
+	if (gai_cancel(&q->cb) == EAI_NOTCANCELED) {
+		q->next = orphans;
+		orphans = q;
+		return;
+	}
+	dns_free(q);
+}
+
+/* "host:port" or the numeric address, for log lines. */
+static const char *region_addr(const struct derp_conn *c, char *buf, size_t len)
+{
+	if (c->rc->host[0])
+		snprintf(buf, len, "%s:%u", c->rc->host, c->rc->server.port);
+	else
+		mg_sockaddr_fmt(&c->rc->server, buf, len);
+	return buf;
+}
+
+/* What a TLS certificate must name: server_name, else the host name the
+ * region was given by; "" for the server's IP address. */
+static const char *tls_name(const struct mg_derp_region_conf *rc)
+{
+	return rc->server_name[0] ? rc->server_name : rc->host;
+}
+
 static void conn_close(struct derp_conn *c, uint64_t now)
 {
+	dns_abandon(c);
 	if (c->ssl) {
 		/* A close_notify, as far as the socket takes it at once. */
 		if (!c->tls_fatal && SSL_is_init_finished(c->ssl)) {
@@ -165,12 +243,12 @@ static void count_ready(struct cp_device *d)
  * DERP_BACKOFF_MAX. */
 static void conn_fail(struct cp_device *d, struct derp_conn *c, uint64_t now, const char *why)
 {
-	char addr[MG_SOCKADDR_STRLEN];
+	char addr[300];
 
 	if (!c->failed_logged || c->st == C_READY)
 		mg_log(LOG_WARNING, "DERP region %u (%s): %s in state %s; retrying in %llu s",
-		       c->rc->id, mg_sockaddr_fmt(&c->rc->server, addr, sizeof(addr)), why,
-		       state_names[c->st], (unsigned long long)(c->backoff_ns / NS));
+		       c->rc->id, region_addr(c, addr, sizeof(addr)), why, state_names[c->st],
+		       (unsigned long long)(c->backoff_ns / NS));
 	c->failed_logged = true;
 	conn_close(c, now);
 	c->retry_ns = now + c->backoff_ns;
@@ -292,10 +370,32 @@ static int out_flush(struct derp_conn *c)
 	return 0;
 }
 
-static void conn_start(struct cp_device *d, struct derp_conn *c, uint64_t now)
+static void conn_connect(struct cp_device *d, struct derp_conn *c, uint64_t now);
+
+/* The TCP connect failed: the host name's next address, or give up. */
+static void connect_failed(struct cp_device *d, struct derp_conn *c, uint64_t now, int err)
+{
+	char a[MG_SOCKADDR_STRLEN];
+
+	if (!c->n_alt) {
+		conn_fail(d, c, now, strerror(err));
+		return;
+	}
+	mg_log(LOG_INFO, "DERP region %u: %s: %s; trying the next address", c->rc->id,
+	       mg_sockaddr_fmt(&c->addr, a, sizeof(a)), strerror(err));
+	close(c->fd);
+	c->fd = -1;
+	c->addr = c->alt[0];
+	c->n_alt--;
+	memmove(c->alt, c->alt + 1, c->n_alt * sizeof(c->alt[0]));
+	conn_connect(d, c, now);
+}
+
+/* The TCP connect to c->addr. */
+static void conn_connect(struct cp_device *d, struct derp_conn *c, uint64_t now)
 {
 	struct sockaddr_storage ss;
-	socklen_t sl = mg_sockaddr_to_sys(&c->rc->server, &ss);
+	socklen_t sl = mg_sockaddr_to_sys(&c->addr, &ss);
 	int one = 1;
 
 	c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
@@ -309,7 +409,77 @@ static void conn_start(struct cp_device *d, struct derp_conn *c, uint64_t now)
 	c->tls_why[0] = '\0';
 	set_state(c, C_CONNECTING, now);
 	if (connect(c->fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS)
-		conn_fail(d, c, now, strerror(errno));
+		connect_failed(d, c, now, errno);
+}
+
+/* A region given by name is resolved anew for every connection (its
+ * addresses may move); its addresses are tried in glibc's order until a
+ * TCP connect succeeds. */
+static void conn_start(struct cp_device *d, struct derp_conn *c, uint64_t now)
+{
+	struct derp_dns *q;
+
+	if (!c->rc->host[0]) {
+		c->addr = c->rc->server;
+		c->n_alt = 0;
+		conn_connect(d, c, now);
+		return;
+	}
+	if (!(q = calloc(1, sizeof(*q)))) {
+		conn_fail(d, c, now, "out of memory");
+		return;
+	}
+	snprintf(q->host, sizeof(q->host), "%s", c->rc->host);
+	q->hints = (struct addrinfo){.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+	q->cb = (struct gaicb){.ar_name = q->host, .ar_request = &q->hints};
+	struct gaicb *l[1] = {&q->cb};
+	int ret = getaddrinfo_a(GAI_NOWAIT, l, 1, NULL);
+	if (ret) {
+		free(q);
+		conn_fail(d, c, now, gai_strerror(ret));
+		return;
+	}
+	c->dns = q;
+	set_state(c, C_RESOLVING, now);
+}
+
+/* C_RESOLVING: connect once the name has an address. */
+static void resolve_check(struct cp_device *d, struct derp_conn *c, uint64_t now)
+{
+	int ret = gai_error(&c->dns->cb);
+	char why[320];
+
+	if (ret == EAI_INPROGRESS)
+		return;
+	c->n_alt = 0;
+	for (const struct addrinfo *ai = ret ? NULL : c->dns->cb.ar_result;
+	     ai && c->n_alt < DERP_ADDRS; ai = ai->ai_next) {
+		struct sockaddr_storage ss = {0};
+		struct mg_sockaddr *a = &c->alt[c->n_alt];
+
+		if (ai->ai_addrlen > sizeof(ss))
+			continue;
+		memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+		if (!mg_sockaddr_from_sys(&ss, a))
+			continue;
+		a->port = c->rc->server.port;
+		bool dup = false;
+		for (unsigned k = 0; k < c->n_alt; k++)
+			dup |= mg_sockaddr_same(&c->alt[k], a);
+		c->n_alt += !dup;
+	}
+	dns_abandon(c); /* done: freed */
+	if (!ret && !c->n_alt)
+		ret = EAI_NODATA;
+	if (ret) {
+		snprintf(why, sizeof(why), "cannot resolve %s: %s", c->rc->host, gai_strerror(ret));
+		conn_fail(d, c, now, why);
+		return;
+	}
+	c->addr = c->alt[0];
+	c->n_alt--;
+	memmove(c->alt, c->alt + 1, c->n_alt * sizeof(c->alt[0]));
+	conn_connect(d, c, now);
 }
 
 /* Queue the upgrade request. The Host header names server_name when set
@@ -320,15 +490,17 @@ static void send_upgrade(struct cp_device *d, struct derp_conn *c, uint64_t now)
 	const struct mg_derp_region_conf *rc = c->rc;
 	size_t n;
 
-	if (rc->server_name[0] && rc->server.port != 443)
-		snprintf(host, sizeof(host), "%s:%u", rc->server_name, rc->server.port);
-	else if (rc->server_name[0])
-		snprintf(host, sizeof(host), "%s", rc->server_name);
+	const char *name = tls_name(rc);
+
+	if (name[0] && rc->server.port != 443)
+		snprintf(host, sizeof(host), "%s:%u", name, rc->server.port);
+	else if (name[0])
+		snprintf(host, sizeof(host), "%s", name);
 	else
-		mg_sockaddr_fmt(&rc->server, host, sizeof(host));
+		mg_sockaddr_fmt(&c->addr, host, sizeof(host));
 	n = mg_derp_http_request(req, sizeof(req), host, false);
-	if (!n && rc->server_name[0]) /* name and port over the 255 a Host may have */
-		n = mg_derp_http_request(req, sizeof(req), rc->server_name, false);
+	if (!n && name[0]) /* name and port over the 255 a Host may have */
+		n = mg_derp_http_request(req, sizeof(req), name, false);
 	if (!n || !out_put(c, req, n)) {
 		conn_fail(d, c, now, "cannot build the upgrade request");
 		return;
@@ -348,8 +520,8 @@ static void tls_handshake(struct cp_device *d, struct derp_conn *c, uint64_t now
 		c->hs_events = 0;
 		mg_log(LOG_INFO, "DERP region %u: TLS (%s, %s), certificate verified for %s",
 		       c->rc->id, SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl),
-		       c->rc->server_name[0] ? c->rc->server_name
-					     : mg_addr_fmt(&c->rc->server, who, sizeof(who)));
+		       tls_name(c->rc)[0] ? tls_name(c->rc)
+					  : mg_addr_fmt(&c->addr, who, sizeof(who)));
 		send_upgrade(d, c, now);
 		return;
 	}
@@ -381,13 +553,13 @@ static void tls_start(struct cp_device *d, struct derp_conn *c, uint64_t now)
 		return;
 	}
 	SSL_set_connect_state(c->ssl);
-	if (rc->server_name[0]) {
-		ok = SSL_set_tlsext_host_name(c->ssl, rc->server_name) &&
-		     SSL_set1_host(c->ssl, rc->server_name);
+	if (tls_name(rc)[0]) {
+		ok = SSL_set_tlsext_host_name(c->ssl, tls_name(rc)) &&
+		     SSL_set1_host(c->ssl, tls_name(rc));
 		/* A wildcard only as a whole leftmost label, as Go has it. */
 		SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 	} else {
-		ok = mg_addr_fmt(&rc->server, ip, sizeof(ip)) &&
+		ok = mg_addr_fmt(&c->addr, ip, sizeof(ip)) &&
 		     X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), ip);
 	}
 	if (!ok) {
@@ -408,7 +580,7 @@ static void on_connected(struct cp_device *d, struct derp_conn *c, uint64_t now)
 	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
 		err = errno;
 	if (err) {
-		conn_fail(d, c, now, strerror(err));
+		connect_failed(d, c, now, err);
 		return;
 	}
 	if (c->ctx)
@@ -931,9 +1103,9 @@ static struct cp_derp *derp_make(struct cp_derp *old, const struct mg_derp_regio
 bool cp_derp_region_same(const struct mg_derp_region_conf *a, const struct mg_derp_region_conf *b)
 {
 	return a->id == b->id && mg_sockaddr_same(&a->server, &b->server) &&
-	       a->pinned == b->pinned && !memcmp(a->public_key, b->public_key, 32) &&
-	       a->tls == b->tls && !strcmp(a->server_name, b->server_name) &&
-	       !strcmp(a->ca_file, b->ca_file);
+	       !strcmp(a->host, b->host) && a->pinned == b->pinned &&
+	       !memcmp(a->public_key, b->public_key, 32) && a->tls == b->tls &&
+	       !strcmp(a->server_name, b->server_name) && !strcmp(a->ca_file, b->ca_file);
 }
 
 int cp_derp_init(struct cp_device *d)
@@ -949,7 +1121,7 @@ int cp_derp_init(struct cp_device *d)
 int cp_derp_set_regions(struct cp_device *d, const struct mg_derp_region_conf *regs, int n)
 {
 	struct cp_derp *old = d->derp, *r;
-	char a[MG_SOCKADDR_STRLEN];
+	char a[300];
 
 	if (d->cfg->n_derp_regions)
 		return -EEXIST; /* control.derp_regions rule */
@@ -975,7 +1147,7 @@ int cp_derp_set_regions(struct cp_device *d, const struct mg_derp_region_conf *r
 	for (int j = 0; old && j < old->n; j++)
 		if (old->c[j].rc) {
 			mg_log(LOG_INFO, "DERP region %u (%s): %s", old->rc[j].id,
-			       mg_sockaddr_fmt(&old->rc[j].server, a, sizeof(a)),
+			       region_addr(&old->c[j], a, sizeof(a)),
 			       home_of(regs, n, old->rc[j].id) == old->rc[j].id
 				   ? "changed in the map, reconnecting"
 				   : "not in the map any more, closed");
@@ -986,8 +1158,8 @@ int cp_derp_set_regions(struct cp_device *d, const struct mg_derp_region_conf *r
 	for (int i = 0; i < r->n; i++) {
 		struct derp_conn *c = &r->c[i];
 
-		mg_log(LOG_DEBUG, "DERP region %u (%s)%s", c->rc->id,
-		       mg_sockaddr_fmt(&c->rc->server, a, sizeof(a)), c->home ? ": home" : "");
+		mg_log(LOG_DEBUG, "DERP region %u (%s)%s", c->rc->id, region_addr(c, a, sizeof(a)),
+		       c->home ? ": home" : "");
 		if (c->st == C_READY) { /* the relay's note of whether we are home here */
 			uint8_t f[MG_DERP_HDR_LEN + 1];
 			send_frame_or_fail(d, c, f,
@@ -1005,15 +1177,20 @@ void cp_derp_fini(struct cp_device *d)
 {
 	derp_free(d->derp);
 	d->derp = NULL;
+	dns_reap(true);
 }
 
 void cp_derp_tick(struct cp_device *d, uint64_t now)
 {
+	if (orphans)
+		dns_reap(false);
 	for (int i = 0; d->derp && i < d->derp->n; i++) {
 		struct derp_conn *c = &d->derp->c[i];
 		bool wanted =
 		    c->home || (c->last_used_ns && age(now, c->last_used_ns) < DERP_IDLE_NS);
 
+		if (c->st == C_RESOLVING)
+			resolve_check(d, c, now);
 		if (c->st == C_IDLE) {
 			if (wanted && d->local.has_identity && now >= c->retry_ns)
 				conn_start(d, c, now);

@@ -264,11 +264,11 @@ static const struct bad_map bad_maps[] = {
      "derp_map.regions[0].id: 65536 out of range 0..65535"},
     /* 44 */ {DERP(REGIONS("{\"id\": 1}")), "derp_map.regions[0].server: missing"},
     /* 45 */
-    {DERP(REGIONS("{\"id\": 1, \"server\": \"derp.example:443\"}")),
-     "derp_map.regions[0].server: derp.example:443: not a numeric ip:port"},
+    {DERP(REGIONS("{\"id\": 1, \"server\": \"derp_1.example:443\"}")),
+     "derp_map.regions[0].server: derp_1.example:443: not ip:port or name:port"},
     /* 46 */
     {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1\"}")),
-     "derp_map.regions[0].server: 192.0.2.1: not a numeric ip:port"},
+     "derp_map.regions[0].server: 192.0.2.1: not ip:port or name:port"},
     /* 47 */
     {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1:443\", \"public_key\": \"abc\"}")),
      "derp_map.regions[0].public_key: not a base64 key (44 characters)"},
@@ -288,7 +288,7 @@ static const struct bad_map bad_maps[] = {
      "derp_map.regions[1]: id 1: a duplicate"},
     /* 52 */
     {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1:0\"}")),
-     "derp_map.regions[0].server: 192.0.2.1:0: not a numeric ip:port"},
+     "derp_map.regions[0].server: 192.0.2.1:0: not ip:port or name:port"},
     /* 53 */ {DERP(REGIONS("[]")), "derp_map.regions[0]: expected an object, got an array"},
     /* 54 */
     {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1:443\", \"public_key\": "
@@ -316,7 +316,8 @@ static void test_bad_maps(void)
 #define DERP_GOOD                                                                                  \
 	REGIONS("{\"id\": 2, \"server\": \"198.51.100.10:3340\", \"public_key\": \"" KEY_A "\", "  \
 		"\"tls\": false}, {\"id\": 1, \"server\": \"[2001:db8::20]:443\", \"tls\": true, " \
-		"\"server_name\": \"derp1.example.com\", \"future\": 1}")
+		"\"server_name\": \"derp1.example.com\", \"future\": 1}, "                         \
+		"{\"id\": 3, \"server\": \"derp3.example.com:8443\"}")
 
 static void test_derp_map(void)
 {
@@ -331,8 +332,12 @@ static void test_derp_map(void)
 	CHECK(cp_coord_map_parse(good, strlen(good), &m, err, sizeof(err)) == 0, "derp map: %s",
 	      err);
 	mg_key_from_base64(KEY_A, key);
-	CHECK(m.has_derp && m.n_derp == 2 && m.derp[0].id == 2 && m.derp[1].id == 1,
-	      "two regions, in the map's order");
+	CHECK(m.has_derp && m.n_derp == 3 && m.derp[0].id == 2 && m.derp[1].id == 1 &&
+		  m.derp[2].id == 3,
+	      "three regions, in the map's order");
+	CHECK(!m.derp[0].host[0] && !strcmp(m.derp[2].host, "derp3.example.com") &&
+		  m.derp[2].server.family == 0 && m.derp[2].server.port == 8443,
+	      "region 3 by name: host and port");
 	CHECK(!strcmp(mg_sockaddr_fmt(&m.derp[0].server, s, sizeof(s)), "198.51.100.10:3340") &&
 		  m.derp[0].pinned && !memcmp(m.derp[0].public_key, key, 32) && !m.derp[0].tls &&
 		  !m.derp[0].server_name[0],
@@ -501,8 +506,8 @@ static void test_dump(void)
 				  a->plain_wireguard == b->plain_wireguard,
 			      "dump: peer %zu", i);
 		}
-		CHECK(m2.has_derp && m2.n_derp == 2 &&
-			  !memcmp(m2.derp, md.derp, 2 * sizeof(*md.derp)),
+		CHECK(m2.has_derp && m2.n_derp == 3 &&
+			  !memcmp(m2.derp, md.derp, 3 * sizeof(*md.derp)),
 		      "dump: the DERP map");
 		cp_coord_map_free(&m2);
 	}

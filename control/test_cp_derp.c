@@ -1192,6 +1192,62 @@ static void test_map(void)
 	mg_config_free(&cfg);
 }
 
+/* Regions given by name: resolved (asynchronously) at each connect. */
+static void test_names(void)
+{
+	struct mg_config cfg;
+	struct cp_device d;
+	char control[256];
+
+	printf("-- a region by name: localhost\n");
+	snprintf(control, sizeof(control),
+		 "control: { derp_regions = ( { id = 1; server = \"localhost:%u\"; } ); };\n",
+		 R0->port);
+	device(&d, &cfg, control);
+	set_random_key(&d);
+	WAIT_FOR(&d, d.derp_home_up, 3000);
+	char want[64];
+	snprintf(want, sizeof(want), "localhost:%u", R0->port);
+	CHECK(d.derp_home_up && R0->client_infos == 1 && !strcmp(R0->host, want),
+	      "resolved, connected; the upgrade request's Host is the name (%s)", R0->host);
+	relay_hangup(R0);
+	WAIT_FOR(&d, R0->client_infos >= 2 && d.derp_home_up, 4000);
+	CHECK(R0->client_infos == 2 && d.derp_home_up, "resolved again for the reconnect");
+
+	cp_device_fini(&d);
+	mg_config_free(&cfg);
+	relay_reset(R0);
+
+	printf("-- a name that does not resolve (from a map)\n");
+	struct mg_derp_region_conf r = map_region(1, R0);
+	snprintf(r.host, sizeof(r.host), "nonexistent.invalid");
+	device(&d, &cfg, "control: { derp_home = 1; };\n");
+	set_random_key(&d);
+	CHECK(cp_derp_set_regions(&d, &r, 1) == 0 && d.derp,
+	      "a map of region 1 at nonexistent.invalid");
+	/* NXDOMAIN at once where a resolver answers; a resolver that does not
+	 * answer runs into the 10 s connection deadline. */
+	capture_begin();
+	uint64_t until = cp_now() + 12000 * MS;
+	char *log = "";
+	bool seen = false;
+	while (!seen && cp_now() < until) {
+		run_for(&d, 200);
+		log = capture_end();
+		seen = strstr(log, "cannot resolve nonexistent.invalid") ||
+		       strstr(log, "timed out in state resolving");
+		if (!seen)
+			capture_begin();
+	}
+	if (!seen)
+		capture_end();
+	CHECK(seen && !d.derp_home_up && R0->accepts == 0,
+	      "not connected, the failure logged: %.160s", log);
+	cp_device_fini(&d);
+	mg_config_free(&cfg);
+	relay_reset(R0);
+}
+
 int main(void)
 {
 	alarm(50);
@@ -1208,6 +1264,7 @@ int main(void)
 	test_pin();
 	test_on_demand();
 	test_map();
+	test_names();
 	test_tls();
 	relay_close(R0);
 	relay_close(R1);

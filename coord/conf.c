@@ -30,6 +30,7 @@ enum kind {
 	K_DOUBLE,
 	K_BOOL,
 	K_SOCKADDR, /* numeric "ipv4:port" or "[ipv6]:port" */
+	K_HOSTPORT, /* K_SOCKADDR or "name:port": the sockaddr, then char host[254] */
 	K_LOGLEVEL,
 	K_KEY,	      /* base64 of 32 bytes */
 	K_DNS_NAME,   /* a K_STR that must be a DNS name */
@@ -79,7 +80,7 @@ static int check_derp_region(struct coord_conf *c, unsigned i, const config_sett
 
 static const struct field derp_region_fields[] = {
     M("id", K_UINT, struct coord_derp_region, id, 1, 65535, true),
-    M("server", K_SOCKADDR, struct coord_derp_region, server, 0, 0, true),
+    M("server", K_HOSTPORT, struct coord_derp_region, server, 0, 0, true),
     M("public_key", K_KEY, struct coord_derp_region, public_key, 0, 0, false),
     M("tls", K_BOOL, struct coord_derp_region, tls, 0, 0, false),
     M("server_name", K_DNS_NAME, struct coord_derp_region, server_name, 0, 0, false),
@@ -127,7 +128,8 @@ static const struct field fields[] = {
 #define DERP_REGION_JSON_FIXED                                                                     \
 	",{\"id\":65535,\"server\":\"\",\"public_key\":\"\",\"tls\":false,\"server_name\":\"\"}"
 #define DERP_REGION_JSON_MAX                                                                       \
-	(sizeof(DERP_REGION_JSON_FIXED) + MG_SOCKADDR_STRLEN + MG_KEY_B64_LEN +                    \
+	(sizeof(DERP_REGION_JSON_FIXED) + MG_SOCKADDR_STRLEN +                                     \
+	 sizeof(((struct coord_derp_region *)0)->host) + MG_KEY_B64_LEN +                          \
 	 sizeof(((struct coord_derp_region *)0)->server_name))
 _Static_assert(sizeof("{\"regions\":[]}") + COORD_MAX_DERP_REGIONS * DERP_REGION_JSON_MAX <=
 		   COORD_DERP_JSON_MAX,
@@ -177,12 +179,26 @@ static int set_field(const struct field *f, const config_setting_t *s, void *bas
 	switch (f->kind) {
 	case K_STR:
 	case K_SOCKADDR:
+	case K_HOSTPORT:
 	case K_LOGLEVEL:
 	case K_KEY:
 	case K_DNS_NAME:
 		if (config_setting_type(s) != CONFIG_TYPE_STRING)
 			goto bad_type;
-		if (f->kind == K_SOCKADDR) {
+		if (f->kind == K_HOSTPORT) {
+			_Static_assert(offsetof(struct coord_derp_region, host) ==
+					   offsetof(struct coord_derp_region, server) +
+					       sizeof(struct mg_sockaddr),
+				       "K_HOSTPORT: host follows the sockaddr");
+			if (mg_hostport_parse(str, (struct mg_sockaddr *)dst,
+					      dst + sizeof(struct mg_sockaddr), 254) < 0) {
+				snprintf(err, errlen,
+					 "%s:%d: %s \"%s\": want ADDRESS:PORT or NAME:PORT "
+					 "(numeric or a DNS name, [IPv6]:PORT)",
+					 name, line, path, str);
+				return -EINVAL;
+			}
+		} else if (f->kind == K_SOCKADDR) {
 			if (mg_sockaddr_parse(str, (struct mg_sockaddr *)dst) < 0) {
 				snprintf(err, errlen,
 					 "%s:%d: %s \"%s\": want ADDRESS:PORT (numeric, "
@@ -380,10 +396,14 @@ static int build_derp_json(struct coord_conf *c, const char *name, char *err, si
 	strbuf_add(&sb, "{\"regions\":[");
 	for (unsigned i = 0; i < c->n_derp_regions; i++) {
 		const struct coord_derp_region *r = &c->derp_regions[i];
-		char addr[MG_SOCKADDR_STRLEN], key[MG_KEY_B64_LEN + 1];
+		char addr[300], key[MG_KEY_B64_LEN + 1];
 
 		strbuf_printf(&sb, "%s{\"id\":%u,\"server\":", i ? "," : "", r->id);
-		json_str(&sb, mg_sockaddr_fmt(&r->server, addr, sizeof(addr)));
+		if (*r->host)
+			snprintf(addr, sizeof(addr), "%s:%u", r->host, r->server.port);
+		else
+			mg_sockaddr_fmt(&r->server, addr, sizeof(addr));
+		json_str(&sb, addr);
 		if (r->pinned) {
 			mg_key_to_base64(r->public_key, key);
 			strbuf_add(&sb, ",\"public_key\":");

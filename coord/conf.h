@@ -12,12 +12,13 @@
 #define COORD_MAX_DERP_REGIONS 16
 /* Room for the derp_map JSON of COORD_MAX_DERP_REGIONS regions with the
  * longest members (conf.c checks it at compile time). */
-#define COORD_DERP_JSON_MAX 8192
+#define COORD_DERP_JSON_MAX 16384
 
 /* A DERP relay the server hands to every node (derp_regions in the file). */
 struct coord_derp_region {
 	unsigned id;		   /* 1..65535 */
-	struct mg_sockaddr server; /* numeric */
+	struct mg_sockaddr server; /* numeric, or only the port with host */
+	char host[254];		   /* "name:port" given: the name ("" numeric) */
 	uint8_t public_key[32];	   /* when pinned */
 	bool pinned;		   /* public_key was given */
 	bool tls;

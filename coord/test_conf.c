@@ -48,6 +48,9 @@ static const struct {
      "  server_name = \"a-1.B2.x\"; } );",
      "{\"regions\":[{\"id\":1,\"server\":\"10.0.0.1:443\",\"tls\":true,"
      "\"server_name\":\"a-1.B2.x\"}]}"},
+    /* by name: resolved by the nodes */
+    {"derp_regions = ( { id = 3; server = \"derp3.example.com:443\"; tls = true; } );",
+     "{\"regions\":[{\"id\":3,\"server\":\"derp3.example.com:443\",\"tls\":true}]}"},
 };
 
 /* derp_regions refused: text after OK_HTTP, what the error must say. */
@@ -67,8 +70,10 @@ static const struct {
     {"derp_regions = ( { server = \"10.0.0.1:1\"; } );", "derp_regions[0].id: required"},
     {"derp_regions = ( { id = 1; server = \"10.0.0.1:1\"; }, { id = 2; tls = true; } );",
      "derp_regions[1].server: required"},
-    {"derp_regions = ( { id = 1; server = \"derp.example.com:443\"; } );",
-     "derp_regions[0].server \"derp.example.com:443\": want ADDRESS:PORT"},
+    {"derp_regions = ( { id = 1; server = \"derp.example.com\"; } );",
+     "derp_regions[0].server \"derp.example.com\": want ADDRESS:PORT or NAME:PORT"},
+    {"derp_regions = ( { id = 1; server = \"derp_1.example.com:443\"; } );",
+     "derp_regions[0].server \"derp_1.example.com:443\": want ADDRESS:PORT or NAME:PORT"},
     {"derp_regions = ( { id = 1; server = \"10.0.0.1\"; } );", "derp_regions[0].server"},
     {"derp_regions = ( { id = 1; server = \"2001:db8::1:443\"; } );", "derp_regions[0].server"},
     {"derp_regions = ( { id = 1; server = \"10.0.0.1:0\"; } );", "derp_regions[0].server"},

@@ -17,6 +17,11 @@
 # region in its own config (control.derp_regions, ca_file); gwB has none
 # and takes it from the coordination server's DERP map (the server's
 # derp_regions), trusting the certificate through control.derp_ca_file.
+# The map names the relay derp.test: gwB's control process runs with its
+# own /etc/hosts (a private mount namespace) where derp.test is ::1 first
+# (nothing listens there) and then 127.0.0.1, so it resolves the name,
+# falls back to the second address, and checks the certificate for the
+# name.
 #  1. both gateways connect to their home relay (control log, /metrics
 #     meshgate_derp_home_connected 1) and advertise 127.3.3.40:1; gwB
 #     logs the region as the server's;
@@ -52,7 +57,7 @@ T0=$SECONDS
 # ---- the relay, in the root namespace, over TLS (a throwaway certificate for
 # 127.0.0.1 that the gateways trust through ca_file)
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=derp \
-	-addext subjectAltName=IP:127.0.0.1 -keyout "$MG_TMP/derp-tls.key" \
+	-addext subjectAltName=IP:127.0.0.1,DNS:derp.test -keyout "$MG_TMP/derp-tls.key" \
 	-out "$MG_TMP/derp-tls.crt" >/dev/null 2>&1 || mg_fail "openssl: cannot make a certificate"
 chmod 600 "$MG_TMP/derp-tls.key"
 DERP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -67,7 +72,7 @@ derp_start
 mg_wait_for test -s "$MG_TMP/derp.key" || mg_fail "meshgate-derpd wrote no key"
 DERP_PUB=$(wg pubkey <"$MG_TMP/derp.key") || mg_fail "relay public key"
 # The server's DERP map: the same region, for gateways without their own.
-COORD_EXTRA="derp_regions = ( { id = 1; server = \"127.0.0.1:$DERP_PORT\"; public_key = \"$DERP_PUB\"; tls = true; } );"
+COORD_EXTRA="derp_regions = ( { id = 1; server = \"derp.test:$DERP_PORT\"; public_key = \"$DERP_PUB\"; tls = true; } );"
 coord_up
 derp_metrics() { curl -sS -f --max-time 5 --cacert "$MG_TMP/derp-tls.crt" "https://127.0.0.1:$DERP_PORT/metrics"; }
 derp_metric() { # NAME{labels} : its value on the relay's /metrics
@@ -98,7 +103,9 @@ nat_gw_conf "$NAME_B" 198.18.2.1 10.77.0.254 '"10.77.0.0/24"' gwb "$MPORT_B" \
 mg_bg dpA gwA "$DP_BIN" -c "$MG_TMP/$NAME_A.conf"
 mg_bg dpB gwB "$DP_BIN" -c "$MG_TMP/$NAME_B.conf"
 mg_bg cpA root "$CP_BIN" -c "$MG_TMP/$NAME_A.conf"
-mg_bg cpB root "$CP_BIN" -c "$MG_TMP/$NAME_B.conf"
+printf '::1 derp.test\n127.0.0.1 derp.test\n127.0.0.1 localhost\n' >"$MG_TMP/hosts.b"
+mg_bg cpB root unshare -m bash -c 'mount --bind "$1" /etc/hosts && exec "$2" -c "$3"' \
+	_ "$MG_TMP/hosts.b" "$CP_BIN" "$MG_TMP/$NAME_B.conf"
 for f in dpA dpB; do
 	mg_wait_for grep -q "dataplane running" "$MG_LOG_DIR/$f.log" || mg_fail "$f did not come up"
 done
@@ -111,9 +118,15 @@ from_map() { grep -q "DERP: 1 region(s) from the coordination server, home regio
 mg_check "gwB has the region from the coordination server's DERP map" from_map cpB
 own_rules() { grep -q "control.derp_regions is set: it stays, and the server's DERP map is not used" "$MG_LOG_DIR/$1.log"; }
 mg_check "gwA keeps its own regions (control.derp_regions rules over the map)" mg_wait_for own_rules cpA
-tls_ok() { grep -q "DERP region 1: TLS (TLSv1\.[23], .*), certificate verified for 127\.0\.0\.1" "$MG_LOG_DIR/$1.log"; }
-mg_check "gwA's relay connection is TLS, the certificate verified" mg_wait_for tls_ok cpA
-mg_check "gwB's too" mg_wait_for tls_ok cpB
+tls_ok() { grep -q "DERP region 1: TLS (TLSv1\.[23], .*), certificate verified for $2" "$MG_LOG_DIR/$1.log"; }
+mg_check "gwA's relay connection is TLS, the certificate verified for 127.0.0.1" \
+	mg_wait_for tls_ok cpA '127\.0\.0\.1'
+mg_check "gwB's is TLS, the certificate verified for the name derp.test" \
+	mg_wait_for tls_ok cpB 'derp\.test'
+if ip -6 addr show dev lo 2>/dev/null | grep -q '::1/128'; then
+	fallback() { grep -q "DERP region 1: \[::1\]:$DERP_PORT: Connection refused; trying the next address" "$MG_LOG_DIR/cpB.log"; }
+	mg_check "gwB tried derp.test's first address (::1, nothing there), then the next" fallback
+fi
 grep -h "DERP region 1: TLS" "$MG_LOG_DIR/cpA.log" | head -1 | sed 's/^/    /'
 home_up() { curl -sS -f --max-time 5 "http://127.0.0.1:$1/metrics" |
 	grep -qx "meshgate_derp_home_connected 1"; }
