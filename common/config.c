@@ -1325,11 +1325,8 @@ static int check_control(struct ctx *c, const config_setting_t *g, void *base)
 				return report(c, config_setting_get_elem(list, (unsigned)i),
 					      "duplicate DERP region id %u",
 					      cfg->derp_regions[i].id);
-	if (!cfg->derp_home) {
-		if (cfg->n_derp_regions)
-			cfg->derp_home = cfg->derp_regions[0].id;
+	if (!cfg->derp_home) /* chosen by latency (control/derp.c) */
 		return 0;
-	}
 	if (!cfg->n_derp_regions) /* the preferred one of the coordination server's map */
 		return 0;
 	for (int i = 0; i < cfg->n_derp_regions; i++)

@@ -145,7 +145,7 @@ struct mg_config {
 	 * this node is reachable at and advertises. None: no relaying. */
 	struct mg_derp_region_conf derp_regions[MG_MAX_DERP_REGIONS];
 	int n_derp_regions;
-	uint32_t derp_home; /* a region id; 0 in the file: the first region */
+	uint32_t derp_home; /* a region id; 0: the region of least latency (derp.c) */
 	/* TLS regions from the coordination server's map: verified against this
 	 * file's CAs ("": the system's). */
 	char derp_ca_file[4096];

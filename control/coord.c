@@ -1330,6 +1330,12 @@ void cp_coord_tick(struct cp_coord *c)
 	if (!c)
 		return;
 	maybe_rotate(c);
+	if (c->d->derp_home_changed) { /* a nearer relay: peers reach us there now */
+		c->d->derp_home_changed = false;
+		pthread_mutex_lock(&c->mu);
+		endpoints_refresh(c);
+		pthread_mutex_unlock(&c->mu);
+	}
 	if (c->cache_dirty && now_s() >= c->cache_next)
 		cache_write(c);
 	if ((c->up_client >= 0 || c->down_client >= 0) && now_s() > c->pending_deadline) {

@@ -150,6 +150,14 @@ struct cp_device {
 	uint32_t derp_connected;
 	bool derp_home_up;
 	uint64_t derp_connects, derp_peer_gone;
+	bool derp_home_changed; /* by latency: the coordination client re-advertises */
+	/* The regions (derp.c keeps these current for metrics.c and tests): the
+	 * home's id, each one's id and latency (0: not measured). */
+	uint16_t derp_home_region;
+	int derp_n_regions;
+	uint16_t derp_region[MG_MAX_DERP_REGIONS];
+	uint64_t derp_latency_ns[MG_MAX_DERP_REGIONS];
+	bool derp_no_probe; /* tests: no latency probes */
 	uint64_t disco[CP_DISCO_STAT_COUNT];
 	/* The peers that have disco state (disco.c), densely: the tick walks
 	 * these, not every peer slot of a hub. */
@@ -258,6 +266,15 @@ void cp_derp_dp_tx(struct cp_device *d, const struct mg_msg *m);
  * regions as they were.
  */
 int cp_derp_set_regions(struct cp_device *d, const struct mg_derp_region_conf *regs, int n);
+/*
+ * Without a configured home (control.derp_home, or one the map lacks) the
+ * home is the region of least latency: rounds of TCP-connect probes to every
+ * region. The choice, from each region's latency (0: none): the current home
+ * cur stays unless it does not answer, or another is under 2/3 of its
+ * latency and more than 10 ms faster. Pure: table-tested.
+ */
+int cp_derp_pick_home(const uint64_t *lat_ns, int n, int cur);
+
 bool cp_derp_region_same(const struct mg_derp_region_conf *a, const struct mg_derp_region_conf *b);
 /* The DERP endpoint this node advertises (its home region), or family 0. */
 struct mg_sockaddr cp_derp_home_endpoint(const struct cp_device *d);

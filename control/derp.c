@@ -12,7 +12,9 @@
  *
  * The regions are control.derp_regions, or else those of the coordination
  * server's DERP map (cp_derp_set_regions, on every full map): a new map
- * keeps the connections of regions that did not change.
+ * keeps the connections of regions that did not change. Without a fixed
+ * derp_home the home is the region of least latency (probe_tick). A region
+ * given by name is resolved with getaddrinfo_a, polled from the tick.
  *
  * A peer whose endpoint is a DERP one has its data messages sealed by the
  * dataplane as usual and handed here (MG_MSG_DERP_TX); relayed data
@@ -67,6 +69,12 @@
 #define DERP_IN_MAX	  (MG_DERP_HDR_LEN + MG_DERP_MAX_BODY)
 #define DERP_READS	  16 /* recv() calls per service, so one relay cannot hog the loop */
 #define DERP_ADDRS	  4  /* addresses of a region's host name tried per connection */
+/* Latency probes (a TCP connect to each region's relay) when the home region
+ * is not configured: a round at start, then every 30 s; the home moves to a
+ * region under 2/3 of its latency and 10 ms faster (Tailscale's rule). */
+#define DERP_PROBE_PERIOD_NS  (30 * NS)
+#define DERP_PROBE_TIMEOUT_NS (2 * NS)
+#define DERP_PROBE_SAMPLES    3 /* a region's latency: the least of its last rounds */
 
 enum conn_state {
 	C_IDLE,	       /* no socket */
@@ -101,6 +109,16 @@ struct derp_conn {
 	struct mg_sockaddr addr; /* connected to: rc->server, or what rc->host resolved to */
 	struct mg_sockaddr alt[DERP_ADDRS]; /* rc->host's other addresses, tried in turn */
 	unsigned n_alt;
+	/* The latency probe: a TCP connect in flight (after resolving the
+	 * host), and the connect times of the last rounds (0: failed). */
+	int pr_fd;
+	struct derp_dns *pr_dns;
+	uint64_t pr_start_ns;
+	bool pr_pending;
+	struct mg_sockaddr pr_alt[DERP_ADDRS]; /* the host's next addresses */
+	unsigned pr_n_alt;
+	uint64_t pr_rtt[DERP_PROBE_SAMPLES];
+	unsigned pr_k;
 	enum conn_state st;
 	uint8_t server_pub[32];
 	bool http_key;	     /* the 101 response named the server's key (server_pub) */
@@ -128,7 +146,10 @@ struct cp_derp {
 	struct derp_conn c[MG_MAX_DERP_REGIONS];
 	struct mg_derp_region_conf rc[MG_MAX_DERP_REGIONS];
 	int n;
-	uint16_t home; /* the home region's id */
+	uint16_t home;	   /* the home region's id */
+	bool auto_home;	   /* not configured: chosen by latency */
+	bool probing;	   /* a round of probes in flight */
+	uint64_t probe_ns; /* when the round started, or the next one starts */
 };
 
 /* How long ago t was; 0 if t is later than now (a send stamps times with
@@ -171,11 +192,9 @@ static void dns_reap(bool wait)
 	}
 }
 
-static void dns_abandon(struct derp_conn *c)
+/* A request not needed any more: freed, or orphaned while glibc runs it. */
+static void dns_release(struct derp_dns *q)
 {
-	struct derp_dns *q = c->dns;
-
-	c->dns = NULL;
 	if (!q)
 		return;
 	if (gai_cancel(&q->cb) == EAI_NOTCANCELED) {
@@ -184,6 +203,59 @@ static void dns_abandon(struct derp_conn *c)
 		return;
 	}
 	dns_free(q);
+}
+
+static void dns_abandon(struct derp_conn *c)
+{
+	dns_release(c->dns);
+	c->dns = NULL;
+}
+
+/* Start resolving host; NULL with *err (an EAI_ code, or EAI_MEMORY). */
+static struct derp_dns *dns_start(const char *host, int *err)
+{
+	struct derp_dns *q = calloc(1, sizeof(*q));
+
+	*err = EAI_MEMORY;
+	if (!q)
+		return NULL;
+	snprintf(q->host, sizeof(q->host), "%s", host);
+	q->hints = (struct addrinfo){.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+	q->cb = (struct gaicb){.ar_name = q->host, .ar_request = &q->hints};
+	struct gaicb *l[1] = {&q->cb};
+	if ((*err = getaddrinfo_a(GAI_NOWAIT, l, 1, NULL))) {
+		free(q);
+		return NULL;
+	}
+	return q;
+}
+
+/* A finished request's addresses (port set), at most max, no duplicates:
+ * their count, or 0 with *err. EAI_INPROGRESS while it runs. */
+static unsigned dns_addrs(struct derp_dns *q, uint16_t port, struct mg_sockaddr *out, unsigned max,
+			  int *err)
+{
+	unsigned n = 0;
+
+	*err = gai_error(&q->cb);
+	for (const struct addrinfo *ai = *err ? NULL : q->cb.ar_result; ai && n < max;
+	     ai = ai->ai_next) {
+		struct sockaddr_storage ss = {0};
+		bool dup = false;
+
+		if (ai->ai_addrlen > sizeof(ss))
+			continue;
+		memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+		if (!mg_sockaddr_from_sys(&ss, &out[n]))
+			continue;
+		out[n].port = port;
+		for (unsigned k = 0; k < n; k++)
+			dup |= mg_sockaddr_same(&out[k], &out[n]);
+		n += !dup;
+	}
+	if (!*err && !n)
+		*err = EAI_NODATA;
+	return n;
 }
 
 /* "host:port" or the numeric address, for log lines. */
@@ -226,16 +298,24 @@ static void conn_close(struct derp_conn *c, uint64_t now)
 	set_state(c, C_IDLE, now);
 }
 
+static uint64_t latency(const struct derp_conn *c);
+
+/* Connections up, and what d shows of the regions. */
 static void count_ready(struct cp_device *d)
 {
 	uint32_t n = 0;
 
 	d->derp_home_up = false;
-	for (int i = 0; i < d->derp->n; i++)
+	d->derp_home_region = d->derp ? d->derp->home : 0;
+	d->derp_n_regions = d->derp ? d->derp->n : 0;
+	for (int i = 0; d->derp && i < d->derp->n; i++) {
+		d->derp_region[i] = (uint16_t)d->derp->rc[i].id;
+		d->derp_latency_ns[i] = latency(&d->derp->c[i]);
 		if (d->derp->c[i].st == C_READY) {
 			n++;
 			d->derp_home_up |= d->derp->c[i].home;
 		}
+	}
 	d->derp_connected = n;
 }
 
@@ -417,7 +497,7 @@ static void conn_connect(struct cp_device *d, struct derp_conn *c, uint64_t now)
  * TCP connect succeeds. */
 static void conn_start(struct cp_device *d, struct derp_conn *c, uint64_t now)
 {
-	struct derp_dns *q;
+	int err;
 
 	if (!c->rc->host[0]) {
 		c->addr = c->rc->server;
@@ -425,52 +505,23 @@ static void conn_start(struct cp_device *d, struct derp_conn *c, uint64_t now)
 		conn_connect(d, c, now);
 		return;
 	}
-	if (!(q = calloc(1, sizeof(*q)))) {
-		conn_fail(d, c, now, "out of memory");
+	if (!(c->dns = dns_start(c->rc->host, &err))) {
+		conn_fail(d, c, now, gai_strerror(err));
 		return;
 	}
-	snprintf(q->host, sizeof(q->host), "%s", c->rc->host);
-	q->hints = (struct addrinfo){.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-	q->cb = (struct gaicb){.ar_name = q->host, .ar_request = &q->hints};
-	struct gaicb *l[1] = {&q->cb};
-	int ret = getaddrinfo_a(GAI_NOWAIT, l, 1, NULL);
-	if (ret) {
-		free(q);
-		conn_fail(d, c, now, gai_strerror(ret));
-		return;
-	}
-	c->dns = q;
 	set_state(c, C_RESOLVING, now);
 }
 
 /* C_RESOLVING: connect once the name has an address. */
 static void resolve_check(struct cp_device *d, struct derp_conn *c, uint64_t now)
 {
-	int ret = gai_error(&c->dns->cb);
+	int ret;
 	char why[320];
 
+	c->n_alt = dns_addrs(c->dns, c->rc->server.port, c->alt, DERP_ADDRS, &ret);
 	if (ret == EAI_INPROGRESS)
 		return;
-	c->n_alt = 0;
-	for (const struct addrinfo *ai = ret ? NULL : c->dns->cb.ar_result;
-	     ai && c->n_alt < DERP_ADDRS; ai = ai->ai_next) {
-		struct sockaddr_storage ss = {0};
-		struct mg_sockaddr *a = &c->alt[c->n_alt];
-
-		if (ai->ai_addrlen > sizeof(ss))
-			continue;
-		memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
-		if (!mg_sockaddr_from_sys(&ss, a))
-			continue;
-		a->port = c->rc->server.port;
-		bool dup = false;
-		for (unsigned k = 0; k < c->n_alt; k++)
-			dup |= mg_sockaddr_same(&c->alt[k], a);
-		c->n_alt += !dup;
-	}
 	dns_abandon(c); /* done: freed */
-	if (!ret && !c->n_alt)
-		ret = EAI_NODATA;
 	if (ret) {
 		snprintf(why, sizeof(why), "cannot resolve %s: %s", c->rc->host, gai_strerror(ret));
 		conn_fail(d, c, now, why);
@@ -1014,6 +1065,7 @@ static int conn_init(struct cp_derp *r, int i)
 	*c = (struct derp_conn){.rc = &r->rc[i],
 				.home = r->rc[i].id == r->home,
 				.fd = -1,
+				.pr_fd = -1,
 				.backoff_ns = DERP_BACKOFF_MIN,
 				.in = malloc(DERP_IN_MAX),
 				.out = malloc(DERP_OUT_MAX)};
@@ -1026,14 +1078,26 @@ static int conn_init(struct cp_derp *r, int i)
 	return ret;
 }
 
+/* The probe in flight given up (its round counts it as failed). */
+static void probe_close(struct derp_conn *c)
+{
+	if (c->pr_fd >= 0)
+		close(c->pr_fd);
+	c->pr_fd = -1;
+	dns_release(c->pr_dns);
+	c->pr_dns = NULL;
+}
+
 static void conn_free(struct derp_conn *c)
 {
 	conn_close(c, 0);
+	probe_close(c);
 	SSL_CTX_free(c->ctx);
 	free(c->in);
 	free(c->out);
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
+	c->pr_fd = -1;
 }
 
 static void derp_free(struct cp_derp *r)
@@ -1066,6 +1130,7 @@ static struct cp_derp *derp_make(struct cp_derp *old, const struct mg_derp_regio
 		return NULL;
 	}
 	r->home = home_of(regs, n, want_home);
+	r->auto_home = !want_home || r->home != want_home;
 	/* New connections first: a failure leaves old untouched. */
 	for (int i = 0; i < n; i++) {
 		r->rc[i] = regs[i];
@@ -1078,7 +1143,7 @@ static struct cp_derp *derp_make(struct cp_derp *old, const struct mg_derp_regio
 		if (ret) {
 			for (int k = 0; k <= i; k++)
 				if (keep[k] >= 0)
-					r->c[k] = (struct derp_conn){.fd = -1};
+					r->c[k] = (struct derp_conn){.fd = -1, .pr_fd = -1};
 			derp_free(r);
 			return NULL;
 		}
@@ -1088,6 +1153,8 @@ static struct cp_derp *derp_make(struct cp_derp *old, const struct mg_derp_regio
 			continue;
 		struct derp_conn *c = &old->c[keep[i]];
 
+		probe_close(c); /* r starts its own round */
+		c->pr_pending = false;
 		r->c[i] = *c;
 		r->c[i].rc = &r->rc[i];
 		r->c[i].home = regs[i].id == r->home;
@@ -1095,7 +1162,7 @@ static struct cp_derp *derp_make(struct cp_derp *old, const struct mg_derp_regio
 		 * it stays up as a region in use would. */
 		if (c->home && !r->c[i].home)
 			r->c[i].last_used_ns = cp_now();
-		*c = (struct derp_conn){.fd = -1}; /* now r's */
+		*c = (struct derp_conn){.fd = -1, .pr_fd = -1}; /* now r's */
 	}
 	return r;
 }
@@ -1115,7 +1182,10 @@ int cp_derp_init(struct cp_device *d)
 	if (!cfg->n_derp_regions)
 		return 0;
 	d->derp = derp_make(NULL, cfg->derp_regions, cfg->n_derp_regions, cfg->derp_home);
-	return d->derp ? 0 : -EINVAL;
+	if (!d->derp)
+		return -EINVAL;
+	count_ready(d);
+	return 0;
 }
 
 int cp_derp_set_regions(struct cp_device *d, const struct mg_derp_region_conf *regs, int n)
@@ -1177,13 +1247,175 @@ void cp_derp_fini(struct cp_device *d)
 {
 	derp_free(d->derp);
 	d->derp = NULL;
+	count_ready(d);
 	dns_reap(true);
+}
+
+/* ---- the home region by latency ---------------------------------------------- */
+
+int cp_derp_pick_home(const uint64_t *lat_ns, int n, int cur)
+{
+	int best = -1;
+
+	for (int i = 0; i < n; i++)
+		if (lat_ns[i] && (best < 0 || lat_ns[i] < lat_ns[best]))
+			best = i;
+	if (best < 0 || best == cur)
+		return cur;
+	if (cur < 0 || cur >= n || !lat_ns[cur]) /* the home does not answer */
+		return best;
+	if (lat_ns[best] * 3 < lat_ns[cur] * 2 && lat_ns[cur] - lat_ns[best] > 10 * NS / 1000)
+		return best;
+	return cur;
+}
+
+/* A region's latency: the least connect time of its last rounds; 0 none. */
+static uint64_t latency(const struct derp_conn *c)
+{
+	uint64_t l = 0;
+
+	for (unsigned i = 0; i < DERP_PROBE_SAMPLES; i++)
+		if (c->pr_rtt[i] && (!l || c->pr_rtt[i] < l))
+			l = c->pr_rtt[i];
+	return l;
+}
+
+static void probe_done(struct derp_conn *c, uint64_t rtt_ns)
+{
+	probe_close(c);
+	c->pr_pending = false;
+	c->pr_rtt[c->pr_k++ % DERP_PROBE_SAMPLES] = rtt_ns;
+}
+
+/* A connect to the next address (the host name's, in turn); none left: the
+ * probe failed. */
+static void probe_connect(struct derp_conn *c, uint64_t now)
+{
+	while (c->pr_n_alt) {
+		struct sockaddr_storage ss;
+		socklen_t sl = mg_sockaddr_to_sys(&c->pr_alt[0], &ss);
+
+		c->pr_n_alt--;
+		memmove(c->pr_alt, c->pr_alt + 1, c->pr_n_alt * sizeof(c->pr_alt[0]));
+		if (c->pr_fd >= 0)
+			close(c->pr_fd);
+		c->pr_fd =
+		    socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+		c->pr_start_ns = now;
+		if (c->pr_fd < 0)
+			continue;
+		if (connect(c->pr_fd, (struct sockaddr *)&ss, sl) == 0) {
+			probe_done(c, 1); /* at once: as near as it gets */
+			return;
+		}
+		if (errno == EINPROGRESS)
+			return;
+	}
+	probe_done(c, 0);
+}
+
+static void probe_start(struct derp_conn *c, uint64_t now)
+{
+	int err;
+
+	c->pr_pending = true;
+	c->pr_n_alt = 0;
+	if (!c->rc->host[0]) {
+		c->pr_alt[c->pr_n_alt++] = c->rc->server;
+		probe_connect(c, now);
+	} else if (!(c->pr_dns = dns_start(c->rc->host, &err))) {
+		probe_done(c, 0);
+	}
+}
+
+/* Move the home to region i: the old one stays up while peers still send
+ * there (it counts as just used), the coordination server hears of the new
+ * endpoint (derp_home_changed). */
+static void set_home(struct cp_device *d, int i, uint64_t now)
+{
+	struct cp_derp *r = d->derp;
+	uint8_t f[MG_DERP_HDR_LEN + 1];
+
+	for (int k = 0; k < r->n; k++) {
+		struct derp_conn *c = &r->c[k];
+		bool home = k == i;
+
+		if (c->home == home)
+			continue;
+		if (c->home)
+			c->last_used_ns = now;
+		c->home = home;
+		if (c->st == C_READY)
+			send_frame_or_fail(d, c, f,
+					   mg_derp_build_note_preferred(f, sizeof(f), home), now);
+	}
+	r->home = (uint16_t)r->rc[i].id;
+	d->derp_home_changed = true;
+	count_ready(d);
+}
+
+/* Rounds of probes; at the end of one, maybe a new home. */
+static void probe_tick(struct cp_device *d, uint64_t now)
+{
+	struct cp_derp *r = d->derp;
+	uint64_t lat[MG_MAX_DERP_REGIONS] = {0};
+	int cur = -1, pending = 0;
+
+	if (!r->auto_home || r->n < 2 || d->derp_no_probe)
+		return;
+	if (!r->probing) {
+		if (now < r->probe_ns)
+			return;
+		r->probing = true;
+		r->probe_ns = now;
+		for (int i = 0; i < r->n; i++)
+			probe_start(&r->c[i], now);
+	}
+	for (int i = 0; i < r->n; i++) {
+		struct derp_conn *c = &r->c[i];
+
+		if (c->pr_dns) {
+			int err;
+
+			c->pr_n_alt =
+			    dns_addrs(c->pr_dns, c->rc->server.port, c->pr_alt, DERP_ADDRS, &err);
+			if (err != EAI_INPROGRESS) {
+				dns_release(c->pr_dns);
+				c->pr_dns = NULL;
+				probe_connect(c, now); /* none: failed */
+			}
+		}
+		if (c->pr_pending && age(now, r->probe_ns) > DERP_PROBE_TIMEOUT_NS)
+			probe_done(c, 0);
+		pending += c->pr_pending;
+	}
+	if (pending)
+		return;
+	r->probing = false;
+	r->probe_ns = now + DERP_PROBE_PERIOD_NS - NS + randombytes_uniform(2 * NS / 1000) * 1000;
+	for (int i = 0; i < r->n; i++) {
+		lat[i] = latency(&r->c[i]);
+		if (r->rc[i].id == r->home)
+			cur = i;
+	}
+	int best = cp_derp_pick_home(lat, r->n, cur);
+	count_ready(d); /* the latencies, for metrics */
+	if (best == cur)
+		return;
+	char was[48] = "no answer";
+	if (cur >= 0 && lat[cur])
+		snprintf(was, sizeof(was), "%.1f ms", (double)lat[cur] / 1e6);
+	mg_log(LOG_INFO, "DERP: home region %u -> %u (latency %.1f ms, was %s)", r->home,
+	       r->rc[best].id, (double)lat[best] / 1e6, was);
+	set_home(d, best, now);
 }
 
 void cp_derp_tick(struct cp_device *d, uint64_t now)
 {
 	if (orphans)
 		dns_reap(false);
+	if (d->derp)
+		probe_tick(d, now);
 	for (int i = 0; d->derp && i < d->derp->n; i++) {
 		struct derp_conn *c = &d->derp->c[i];
 		bool wanted =
@@ -1244,6 +1476,9 @@ unsigned cp_derp_pollfds(struct cp_device *d, struct pollfd *pfd, unsigned max)
 		}
 		pfd[k++] = (struct pollfd){.fd = c->fd, .events = ev};
 	}
+	for (int i = 0; d->derp && i < d->derp->n && k < max; i++)
+		if (d->derp->c[i].pr_fd >= 0)
+			pfd[k++] = (struct pollfd){.fd = d->derp->c[i].pr_fd, .events = POLLOUT};
 	return k;
 }
 
@@ -1254,9 +1489,25 @@ void cp_derp_service(struct cp_device *d, const struct pollfd *pfd, unsigned n, 
 
 		if (!pfd[k].revents)
 			continue;
-		for (int i = 0; i < d->derp->n; i++)
-			if (d->derp->c[i].fd == pfd[k].fd)
-				c = &d->derp->c[i];
+		for (int i = 0; i < d->derp->n; i++) {
+			struct derp_conn *p = &d->derp->c[i];
+
+			if (p->pr_fd >= 0 &&
+			    p->pr_fd == pfd[k].fd) { /* a probe connected, or not */
+				int err = 0;
+				socklen_t el = sizeof(err);
+
+				if (getsockopt(p->pr_fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+					err = errno;
+				if (!err)
+					probe_done(p,
+						   now > p->pr_start_ns ? now - p->pr_start_ns : 1);
+				else
+					probe_connect(p, now); /* the next address, if any */
+			}
+			if (p->fd == pfd[k].fd)
+				c = p;
+		}
 		if (!c)
 			continue; /* closed while servicing another */
 		if (c->st == C_CONNECTING) {

@@ -56,6 +56,9 @@ struct snap {
 	uint64_t derp_drops[CP_DERP_DROP_COUNT];
 	uint32_t derp_connected;
 	bool derp_configured, derp_home_up;
+	uint16_t derp_home, derp_region[MG_MAX_DERP_REGIONS];
+	uint64_t derp_latency_ns[MG_MAX_DERP_REGIONS]; /* 0: not measured */
+	int n_derp_regions;
 	uint64_t disco[CP_DISCO_STAT_COUNT];
 };
 
@@ -124,6 +127,10 @@ static void snap_fill(struct snap *s, const struct cp_device *d)
 	memcpy(s->derp_drops, d->derp_drops, sizeof(s->derp_drops));
 	s->derp_connected = d->derp_connected;
 	s->derp_home_up = d->derp_home_up;
+	s->derp_home = d->derp_home_region;
+	s->n_derp_regions = d->derp_n_regions;
+	memcpy(s->derp_region, d->derp_region, sizeof(s->derp_region));
+	memcpy(s->derp_latency_ns, d->derp_latency_ns, sizeof(s->derp_latency_ns));
 	memcpy(s->disco, d->disco, sizeof(s->disco));
 }
 
@@ -455,6 +462,21 @@ static void render_derp(struct out *o, const struct snap *s)
 	family(o, "meshgate_derp_home_connected", "gauge",
 	       "1 while the connection to the home DERP relay (where peers reach us) is up.");
 	put(o, "meshgate_derp_home_connected %d\n", s->derp_home_up ? 1 : 0);
+	family(o, "meshgate_derp_home_region", "gauge",
+	       "The home DERP region's id (configured, or the one of least latency).");
+	put(o, "meshgate_derp_home_region %u\n", s->derp_home);
+	bool any = false;
+	for (int i = 0; i < s->n_derp_regions; i++)
+		any |= s->derp_latency_ns[i] != 0;
+	if (any) {
+		family(o, "meshgate_derp_region_latency_seconds", "gauge",
+		       "TCP connect time to each DERP region's relay (the least of the last "
+		       "probes), when the home is chosen by latency.");
+		for (int i = 0; i < s->n_derp_regions; i++)
+			if (s->derp_latency_ns[i])
+				put(o, "meshgate_derp_region_latency_seconds{region=\"%u\"} %.6f\n",
+				    s->derp_region[i], (double)s->derp_latency_ns[i] / 1e9);
+	}
 	family(o, "meshgate_derp_relays_connected", "gauge", "DERP relays connected now.");
 	put(o, "meshgate_derp_relays_connected %" PRIu32 "\n", s->derp_connected);
 	counter(o, "meshgate_derp_connects_total", "Connections to DERP relays established.",

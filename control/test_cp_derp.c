@@ -66,6 +66,7 @@ static int device_try(struct cp_device *d, struct mg_config *cfg, const char *co
 		fprintf(stderr, "device: %s\n", err);
 		exit(2);
 	}
+	d->derp_no_probe = true; /* the first region stays home (test_probe probes) */
 	return cp_derp_init(d);
 }
 
@@ -1248,6 +1249,68 @@ static void test_names(void)
 	relay_reset(R0);
 }
 
+/* The home region by latency: the choice, then probes that find the home
+ * does not answer. */
+static void test_pick_home(void)
+{
+	static const struct {
+		uint64_t lat[3]; /* ms; 0 none */
+		int cur, want;
+		const char *why;
+	} t[] = {
+	    {{30, 10, 0}, 0, 1, "10 ms against 30: under 2/3 and 20 ms faster"},
+	    {{30, 21, 0}, 0, 0, "21 against 30: not under 2/3"},
+	    {{14, 4, 0}, 0, 0, "4 against 14: under 2/3 but only 10 ms faster"},
+	    {{16, 4, 0}, 0, 1, "4 against 16: 12 ms faster"},
+	    {{0, 50, 80}, 0, 1, "the home does not answer: the fastest that does"},
+	    {{0, 0, 0}, 1, 1, "nobody answers: stay"},
+	    {{5, 50, 80}, 2, 0, "80 against 5"},
+	    {{20, 20, 20}, 1, 1, "all alike: stay"},
+	    {{20, 0, 20}, 1, 0, "the home does not answer, two alike: the first"},
+	    {{9, 100, 0}, -1, 0, "no home yet: the fastest"},
+	};
+
+	printf("-- choosing the home region by latency\n");
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		uint64_t lat[3];
+		for (int k = 0; k < 3; k++)
+			lat[k] = t[i].lat[k] * MS;
+		int got = cp_derp_pick_home(lat, 3, t[i].cur);
+		CHECK(got == t[i].want, "%s: got %d, want %d", t[i].why, got, t[i].want);
+	}
+}
+
+static void test_probe(void)
+{
+	struct mg_config cfg;
+	struct cp_device d;
+	char control[512];
+
+	printf("-- probes: the first region does not answer, the home moves\n");
+	/* Region 1 at a port nobody listens on (R1's, closed for the test). */
+	uint16_t dead = R1->port;
+	relay_close(R1);
+	snprintf(control, sizeof(control),
+		 "control: { derp_regions = ( { id = 1; server = \"127.0.0.1:%u\"; },"
+		 " { id = 2; server = \"127.0.0.1:%u\"; } ); };\n",
+		 dead, R0->port);
+	device(&d, &cfg, control);
+	d.derp_no_probe = false;
+	set_random_key(&d);
+	CHECK(cp_derp_home_endpoint(&d).port == 1, "the first region is home at first");
+	WAIT_FOR(&d, d.derp_home_changed && d.derp_home_up, 4000);
+	CHECK(d.derp_n_regions == 2 && d.derp_region[0] == 1 && d.derp_region[1] == 2 &&
+		  d.derp_latency_ns[0] == 0 && d.derp_latency_ns[1] > 0 && d.derp_home_region == 2,
+	      "latencies: region 1 none, region 2 %.3f ms", (double)d.derp_latency_ns[1] / 1e6);
+	CHECK(cp_derp_home_endpoint(&d).port == 2 && d.derp_home_changed && d.derp_home_up &&
+		  R0->client_infos == 1,
+	      "home region 2, connected, the coordination client told");
+	cp_device_fini(&d);
+	mg_config_free(&cfg);
+	relay_open(R1);
+	relay_reset(R0);
+}
+
 int main(void)
 {
 	alarm(50);
@@ -1265,6 +1328,8 @@ int main(void)
 	test_on_demand();
 	test_map();
 	test_names();
+	test_pick_home();
+	test_probe();
 	test_tls();
 	relay_close(R0);
 	relay_close(R1);

@@ -21,10 +21,11 @@
 # own /etc/hosts (a private mount namespace) where derp.test is ::1 first
 # (nothing listens there) and then 127.0.0.1, so it resolves the name,
 # falls back to the second address, and checks the certificate for the
-# name.
+# name. The map lists a region 2 first whose relay is down: gwB (no
+# derp_home) starts there, and its latency probes move its home to region 1.
 #  1. both gateways connect to their home relay (control log, /metrics
 #     meshgate_derp_home_connected 1) and advertise 127.3.3.40:1; gwB
-#     logs the region as the server's;
+#     logs the regions as the server's and the move from region 2;
 #  2. each one's netmap has the other at its NAT's outside address, with
 #     home region 1;
 #  3. LAN traffic starts a handshake: the direct initiation is dropped by
@@ -71,8 +72,13 @@ derp_start() {
 derp_start
 mg_wait_for test -s "$MG_TMP/derp.key" || mg_fail "meshgate-derpd wrote no key"
 DERP_PUB=$(wg pubkey <"$MG_TMP/derp.key") || mg_fail "relay public key"
-# The server's DERP map: the same region, for gateways without their own.
-COORD_EXTRA="derp_regions = ( { id = 1; server = \"derp.test:$DERP_PORT\"; public_key = \"$DERP_PUB\"; tls = true; } );"
+# The server's DERP map, for gateways without their own: first a region 2
+# whose relay is down (nothing listens on its port), then region 1. gwB has
+# no derp_home, so it starts at the map's first region and its latency
+# probes move it to region 1, the one that answers.
+DOWN_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+COORD_EXTRA="derp_regions = ( { id = 2; server = \"127.0.0.1:$DOWN_PORT\"; },
+  { id = 1; server = \"derp.test:$DERP_PORT\"; public_key = \"$DERP_PUB\"; tls = true; } );"
 coord_up
 derp_metrics() { curl -sS -f --max-time 5 --cacert "$MG_TMP/derp-tls.crt" "https://127.0.0.1:$DERP_PORT/metrics"; }
 derp_metric() { # NAME{labels} : its value on the relay's /metrics
@@ -114,8 +120,14 @@ done
 connected() { grep -q "DERP region 1 (home): connected (relay key $DERP_PUB)" "$MG_LOG_DIR/$1.log"; }
 MG_WAIT=20 mg_check "gwA connects to its home relay (key pinned)" mg_wait_for connected cpA
 MG_WAIT=20 mg_check "gwB connects to its home relay (key pinned)" mg_wait_for connected cpB
-from_map() { grep -q "DERP: 1 region(s) from the coordination server, home region 1" "$MG_LOG_DIR/$1.log"; }
-mg_check "gwB has the region from the coordination server's DERP map" from_map cpB
+from_map() { grep -q "DERP: 2 region(s) from the coordination server, home region 2" "$MG_LOG_DIR/$1.log"; }
+mg_check "gwB has the regions from the coordination server's DERP map (home: the first)" from_map cpB
+moved() { grep -q "DERP: home region 2 -> 1 (latency [0-9.]* ms, was no answer)" "$MG_LOG_DIR/$1.log"; }
+mg_check "gwB's probes: region 2 does not answer, region 1 is home" mg_wait_for moved cpB
+gwb_metrics() { curl -sS -f --max-time 5 "http://127.0.0.1:$MPORT_B/metrics"; }
+home_metric() { gwb_metrics | grep -qx "meshgate_derp_home_region 1" &&
+	gwb_metrics | grep -q '^meshgate_derp_region_latency_seconds{region="1"} 0\.'; }
+mg_check "/metrics: gwB's home region 1, its latency measured" mg_wait_for home_metric
 own_rules() { grep -q "control.derp_regions is set: it stays, and the server's DERP map is not used" "$MG_LOG_DIR/$1.log"; }
 mg_check "gwA keeps its own regions (control.derp_regions rules over the map)" mg_wait_for own_rules cpA
 tls_ok() { grep -q "DERP region 1: TLS (TLSv1\.[23], .*), certificate verified for $2" "$MG_LOG_DIR/$1.log"; }
@@ -227,6 +239,7 @@ mg_check "the pings did not go through the relay" test "$((after - before))" -lt
 if command -v promtool >/dev/null; then
 	lint() { curl -sS -f --max-time 5 "http://127.0.0.1:$1/metrics" | promtool check metrics; }
 	mg_check "gwA's /metrics with DERP and disco series pass promtool" lint "$MPORT_A"
+	mg_check "gwB's (DERP regions by latency) too" lint "$MPORT_B"
 	lint_relay() { derp_metrics | promtool check metrics; }
 	mg_check "the relay's /metrics (over TLS) pass promtool" lint_relay
 fi
