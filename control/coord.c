@@ -796,6 +796,13 @@ static void apply_derp(struct cp_coord *c, struct cp_coord_map *m)
 	struct mg_derp_region_conf *regs = NULL;
 	size_t n = m->n_derp;
 
+	if (m->derp_invalid) {
+		mg_log(LOG_WARNING,
+		       "coordination: the server's DERP map is unusable (%s): the "
+		       "regions stay as they were",
+		       m->derp_error);
+		return;
+	}
 	if (!m->full && !m->has_derp)
 		return;
 	free(c->derp); /* kept for the netmap cache */

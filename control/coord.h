@@ -86,6 +86,8 @@ struct cp_coord_map {
 	bool has_derp; /* derp_map present (a full map from a server that has one) */
 	struct cp_coord_derp_region *derp;
 	size_t n_derp;
+	bool derp_invalid;    /* a derp_map that does not parse: the rest stands */
+	char derp_error[192]; /* why, as the parser's other messages */
 };
 
 /* The answer to POST /machine/register. */

@@ -683,14 +683,21 @@ static int parse_derp_region(struct jctx *c, json_t *o, struct cp_coord_derp_reg
 	return ret;
 }
 
-static int parse_derp(struct jctx *c, json_t *o, struct cp_coord_map *m)
+/*
+ * A derp_map that does not parse leaves the rest of the map standing (a
+ * newer server's form must not cut a node off its peers): derp_invalid,
+ * with the reason in derp_error, and no regions.
+ */
+static int parse_derp(struct jctx *pc, json_t *o, struct cp_coord_map *m)
 {
+	struct jctx cc = {.err = m->derp_error, .errlen = sizeof(m->derp_error)}, *c = &cc;
 	int ret;
 	json_t *dm = member(c, o, "derp_map", false, &ret), *a, *v;
 	size_t n, i;
 
+	(void)pc;
 	if (!dm)
-		return ret;
+		return 0;
 	n = push(c, "derp_map");
 	ret = expect_object(c, dm);
 	a = ret ? NULL : get_array(c, dm, "regions", false, CP_COORD_MAX_DERP, &ret);
@@ -710,7 +717,13 @@ static int parse_derp(struct jctx *c, json_t *o, struct cp_coord_map *m)
 	}
 	pop(c, n);
 	m->has_derp = ret == 0;
-	return ret;
+	if (ret) {
+		free(m->derp);
+		m->derp = NULL;
+		m->n_derp = 0;
+		m->derp_invalid = true;
+	}
+	return 0;
 }
 
 static json_t *load(struct jctx *c, const char *text, size_t len)

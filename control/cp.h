@@ -243,13 +243,14 @@ static inline uint16_t cp_coord_peer_keepalive(const struct cp_device *d)
 }
 
 /* derp.c: DERP relays (control.derp_regions) */
-/* d->derp, if regions are configured; 0, -ENOMEM, or -EINVAL (an unusable
- * TLS ca_file, logged) */
+/* d->derp, if regions are configured; 0, or -EINVAL (out of memory or an
+ * unusable TLS ca_file, logged) */
 int cp_derp_init(struct cp_device *d);
 void cp_derp_fini(struct cp_device *d);
 /* Connects (home always, other regions while used), timeouts, idle closes. */
 void cp_derp_tick(struct cp_device *d, uint64_t now);
 struct pollfd;
+#define CP_DERP_MAX_FDS (2 * MG_MAX_DERP_REGIONS) /* a connection and a probe per region */
 unsigned cp_derp_pollfds(struct cp_device *d, struct pollfd *pfd, unsigned max);
 void cp_derp_service(struct cp_device *d, const struct pollfd *pfd, unsigned n, uint64_t now);
 /* Relay pkt to the node with public key `key` through region's relay. 0 or -errno (counted). */
@@ -262,8 +263,8 @@ void cp_derp_dp_tx(struct cp_device *d, const struct mg_msg *m);
  * the caller), when control.derp_regions is not set (-EEXIST then, nothing
  * done): connections to regions that did not change stay, others are closed
  * or made; the home region is control.derp_home if the map has it, else its
- * first. No regions: relaying off. 0, or -EINVAL/-ENOMEM (logged) with the
- * regions as they were.
+ * first. No regions: relaying off. 0, or -EINVAL (logged: out of memory, an
+ * unusable derp_ca_file) with the regions as they were.
  */
 int cp_derp_set_regions(struct cp_device *d, const struct mg_derp_region_conf *regs, int n);
 /*

@@ -69,6 +69,10 @@
 #define DERP_IN_MAX	  (MG_DERP_HDR_LEN + MG_DERP_MAX_BODY)
 #define DERP_READS	  16 /* recv() calls per service, so one relay cannot hog the loop */
 #define DERP_ADDRS	  4  /* addresses of a region's host name tried per connection */
+/* With more addresses to try, one that does not answer (a broken IPv6 path)
+ * is given up after this long, not after the whole connection deadline. */
+#define DERP_ADDR_NS	   (2 * NS)
+#define DERP_PROBE_ADDR_NS (NS / 2)
 /* Latency probes (a TCP connect to each region's relay) when the home region
  * is not configured: a round at start, then every 30 s; the home moves to a
  * region under 2/3 of its latency and 10 ms faster (Tailscale's rule). */
@@ -499,6 +503,8 @@ static void conn_start(struct cp_device *d, struct derp_conn *c, uint64_t now)
 {
 	int err;
 
+	/* The key this connection will prove (the tick reconnects when it changes). */
+	memcpy(c->our_pub, d->local.public_key, 32);
 	if (!c->rc->host[0]) {
 		c->addr = c->rc->server;
 		c->n_alt = 0;
@@ -1116,6 +1122,22 @@ static uint16_t home_of(const struct mg_derp_region_conf *regs, int n, uint32_t 
 	return n ? (uint16_t)regs[0].id : 0;
 }
 
+/*
+ * The home of a new set of regions: the configured one if the set has it;
+ * else (chosen by latency) the current home if the set still has it, so an
+ * unchanged map does not undo the probes' choice; else the first region.
+ */
+static uint16_t target_home(const struct cp_derp *old, const struct mg_derp_region_conf *regs,
+			    int n, uint32_t cfg_home, bool *auto_home)
+{
+	uint16_t h = home_of(regs, n, cfg_home);
+
+	*auto_home = !cfg_home || h != cfg_home;
+	if (*auto_home && old && old->auto_home && home_of(regs, n, old->home) == old->home)
+		h = old->home;
+	return h;
+}
+
 /* A new set of regions, connections to unchanged regions carried over
  * from old (which then has rc NULL there). NULL on failure (logged), with
  * old as it was. */
@@ -1129,8 +1151,7 @@ static struct cp_derp *derp_make(struct cp_derp *old, const struct mg_derp_regio
 		mg_log(LOG_ERR, "DERP: out of memory");
 		return NULL;
 	}
-	r->home = home_of(regs, n, want_home);
-	r->auto_home = !want_home || r->home != want_home;
+	r->home = target_home(old, regs, n, want_home, &r->auto_home);
 	/* New connections first: a failure leaves old untouched. */
 	for (int i = 0; i < n; i++) {
 		r->rc[i] = regs[i];
@@ -1160,7 +1181,7 @@ static struct cp_derp *derp_make(struct cp_derp *old, const struct mg_derp_regio
 		r->c[i].home = regs[i].id == r->home;
 		/* Peers reach us at the old home until they learn the new one:
 		 * it stays up as a region in use would. */
-		if (c->home && !r->c[i].home)
+		if (c->home && !r->c[i].home && c->st == C_READY)
 			r->c[i].last_used_ns = cp_now();
 		*c = (struct derp_conn){.fd = -1, .pr_fd = -1}; /* now r's */
 	}
@@ -1195,21 +1216,24 @@ int cp_derp_set_regions(struct cp_device *d, const struct mg_derp_region_conf *r
 
 	if (d->cfg->n_derp_regions)
 		return -EEXIST; /* control.derp_regions rule */
-	if (n > MG_MAX_DERP_REGIONS) {
-		mg_log(LOG_WARNING, "DERP: the map has %d regions; using the first %d", n,
-		       MG_MAX_DERP_REGIONS);
+	int all = n;
+	bool auto_home;
+
+	if (n > MG_MAX_DERP_REGIONS)
 		n = MG_MAX_DERP_REGIONS;
-	}
-	bool same = old && old->n == n && old->home == home_of(regs, n, d->cfg->derp_home);
+	bool same = old && old->n == n &&
+		    old->home == target_home(old, regs, n, d->cfg->derp_home, &auto_home);
 	for (int i = 0; same && i < n; i++)
 		same = cp_derp_region_same(old->c[i].rc, &regs[i]);
 	if (same || (!old && !n))
 		return 0;
+	if (all > n)
+		mg_log(LOG_WARNING, "DERP: the map has %d regions; using the first %d", all, n);
 	if (!n) {
 		mg_log(LOG_INFO, "DERP: no regions in the map any more; relaying off");
-		cp_derp_fini(d);
-		d->derp_connected = 0;
-		d->derp_home_up = false;
+		derp_free(d->derp); /* abandoned lookups: reaped by the tick, not waited for */
+		d->derp = NULL;
+		count_ready(d);
 		return 0;
 	}
 	if (!(r = derp_make(old, regs, n, d->cfg->derp_home)))
@@ -1269,11 +1293,14 @@ int cp_derp_pick_home(const uint64_t *lat_ns, int n, int cur)
 	return cur;
 }
 
-/* A region's latency: the least connect time of its last rounds; 0 none. */
+/* A region's latency: the least connect time of its last rounds; 0 when
+ * the last round failed (a home that stops answering is left at once). */
 static uint64_t latency(const struct derp_conn *c)
 {
 	uint64_t l = 0;
 
+	if (c->pr_k && !c->pr_rtt[(c->pr_k - 1) % DERP_PROBE_SAMPLES])
+		return 0;
 	for (unsigned i = 0; i < DERP_PROBE_SAMPLES; i++)
 		if (c->pr_rtt[i] && (!l || c->pr_rtt[i] < l))
 			l = c->pr_rtt[i];
@@ -1301,7 +1328,8 @@ static void probe_connect(struct derp_conn *c, uint64_t now)
 			close(c->pr_fd);
 		c->pr_fd =
 		    socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
-		c->pr_start_ns = now;
+		(void)now;
+		c->pr_start_ns = cp_now(); /* not the loop's: other work ran since */
 		if (c->pr_fd < 0)
 			continue;
 		if (connect(c->pr_fd, (struct sockaddr *)&ss, sl) == 0) {
@@ -1342,7 +1370,7 @@ static void set_home(struct cp_device *d, int i, uint64_t now)
 
 		if (c->home == home)
 			continue;
-		if (c->home)
+		if (c->home && c->st == C_READY) /* peers may still send there */
 			c->last_used_ns = now;
 		c->home = home;
 		if (c->st == C_READY)
@@ -1385,6 +1413,9 @@ static void probe_tick(struct cp_device *d, uint64_t now)
 				probe_connect(c, now); /* none: failed */
 			}
 		}
+		if (c->pr_fd >= 0 && c->pr_n_alt &&
+		    age(cp_now(), c->pr_start_ns) > DERP_PROBE_ADDR_NS)
+			probe_connect(c, now); /* this address does not answer: the next */
 		if (c->pr_pending && age(now, r->probe_ns) > DERP_PROBE_TIMEOUT_NS)
 			probe_done(c, 0);
 		pending += c->pr_pending;
@@ -1423,6 +1454,8 @@ void cp_derp_tick(struct cp_device *d, uint64_t now)
 
 		if (c->st == C_RESOLVING)
 			resolve_check(d, c, now);
+		else if (c->st == C_CONNECTING && c->n_alt && age(now, c->state_ns) > DERP_ADDR_NS)
+			connect_failed(d, c, now, ETIMEDOUT);
 		if (c->st == C_IDLE) {
 			if (wanted && d->local.has_identity && now >= c->retry_ns)
 				conn_start(d, c, now);
@@ -1484,7 +1517,7 @@ unsigned cp_derp_pollfds(struct cp_device *d, struct pollfd *pfd, unsigned max)
 
 void cp_derp_service(struct cp_device *d, const struct pollfd *pfd, unsigned n, uint64_t now)
 {
-	for (unsigned k = 0; k < n; k++) {
+	for (unsigned k = 0; k < n && d->derp; k++) { /* regions may go meanwhile */
 		struct derp_conn *c = NULL;
 
 		if (!pfd[k].revents)
@@ -1499,9 +1532,9 @@ void cp_derp_service(struct cp_device *d, const struct pollfd *pfd, unsigned n, 
 
 				if (getsockopt(p->pr_fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
 					err = errno;
+				uint64_t t = cp_now();
 				if (!err)
-					probe_done(p,
-						   now > p->pr_start_ns ? now - p->pr_start_ns : 1);
+					probe_done(p, t > p->pr_start_ns ? t - p->pr_start_ns : 1);
 				else
 					probe_connect(p, now); /* the next address, if any */
 			}

@@ -58,7 +58,7 @@ static int loop(struct cp_device *d, struct cp_uapi_server *uapi, struct cp_metr
 
 	while (!quit) {
 		/* The coordination fd: its thread's mailbox and the ctl socket. */
-		struct pollfd pfd[2 + MG_MAX_DERP_REGIONS] = {
+		struct pollfd pfd[2 + CP_DERP_MAX_FDS] = {
 		    {.fd = cp_uapi_server_fd(uapi), .events = POLLIN},
 		    {.fd = cp_coord_fd(coord), .events = POLLIN}};
 		unsigned work = cp_dp_poll(d);
@@ -85,15 +85,16 @@ static int loop(struct cp_device *d, struct cp_uapi_server *uapi, struct cp_metr
 		}
 		/* Rings are not file descriptors: poll briefly when idle. A
 		 * negative fd (no coordination) is skipped by poll(). */
-		unsigned n_derp = cp_derp_pollfds(d, pfd + 2, MG_MAX_DERP_REGIONS);
+		unsigned n_derp = cp_derp_pollfds(d, pfd + 2, CP_DERP_MAX_FDS);
 		if (!coord)
 			pfd[1].fd = -1;
 		if (poll(pfd, 2 + n_derp, work ? 0 : 1) > 0) {
+			/* The relays first: a netmap may change the regions. */
+			cp_derp_service(d, pfd + 2, n_derp, cp_now());
 			if (pfd[0].revents)
 				cp_uapi_server_service(uapi);
 			if (pfd[1].revents)
 				cp_coord_service(coord);
-			cp_derp_service(d, pfd + 2, n_derp, cp_now());
 		}
 	}
 	return 0;
@@ -163,7 +164,7 @@ int main(int argc, char **argv)
 	int rc = 0;
 	if (cp_stun_init(&dev) || (rc = cp_derp_init(&dev))) {
 		mg_log(LOG_ERR, "cannot start STUN or DERP: %s",
-		       rc == -EINVAL ? "bad TLS settings (above)" : "out of memory");
+		       rc == -EINVAL ? "see above" : "out of memory");
 		cp_device_fini(&dev);
 		mg_config_free(&cfg);
 		return 1;

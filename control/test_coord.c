@@ -253,47 +253,6 @@ static const struct bad_map bad_maps[] = {
     /* 38 */
     {FULL("", "{\"family\": 4, \"proto\": \"tcp\", \"src\": \"1.2.3.4\", \"dst\": \"1.2.3.4\"}"),
      "packet_filter[0].proto: expected an integer, got a string"},
-    /* 39 */ {DERP("5"), "derp_map: expected an object, got an integer"},
-    /* 40 */ {DERP("{\"regions\": {}}"), "derp_map.regions: expected an array, got an object"},
-    /* 41 */ {DERP(REGIONS("{}")), "derp_map.regions[0].id: missing"},
-    /* 42 */
-    {DERP(REGIONS("{\"id\": 0, \"server\": \"192.0.2.1:443\"}")),
-     "derp_map.regions[0]: id 0: region ids are 1..65535"},
-    /* 43 */
-    {DERP(REGIONS("{\"id\": 65536, \"server\": \"192.0.2.1:443\"}")),
-     "derp_map.regions[0].id: 65536 out of range 0..65535"},
-    /* 44 */ {DERP(REGIONS("{\"id\": 1}")), "derp_map.regions[0].server: missing"},
-    /* 45 */
-    {DERP(REGIONS("{\"id\": 1, \"server\": \"derp_1.example:443\"}")),
-     "derp_map.regions[0].server: derp_1.example:443: not ip:port or name:port"},
-    /* 46 */
-    {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1\"}")),
-     "derp_map.regions[0].server: 192.0.2.1: not ip:port or name:port"},
-    /* 47 */
-    {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1:443\", \"public_key\": \"abc\"}")),
-     "derp_map.regions[0].public_key: not a base64 key (44 characters)"},
-    /* 48 */
-    {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1:443\", \"tls\": 1}")),
-     "derp_map.regions[0].tls: expected true or false, got an integer"},
-    /* 49 */
-    {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1:443\", \"server_name\": \"d.example\"}")),
-     "derp_map.regions[0].server_name: only with \"tls\": true"},
-    /* 50 */
-    {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1:443\", \"tls\": true, "
-		  "\"server_name\": \"d_1.example\"}")),
-     "derp_map.regions[0].server_name: not a DNS name"},
-    /* 51 */
-    {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1:443\"}, "
-		  "{\"id\": 1, \"server\": \"192.0.2.2:443\"}")),
-     "derp_map.regions[1]: id 1: a duplicate"},
-    /* 52 */
-    {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1:0\"}")),
-     "derp_map.regions[0].server: 192.0.2.1:0: not ip:port or name:port"},
-    /* 53 */ {DERP(REGIONS("[]")), "derp_map.regions[0]: expected an object, got an array"},
-    /* 54 */
-    {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1:443\", \"public_key\": "
-		  "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"}")),
-     "derp_map.regions[0].public_key: the all-zero key"},
 };
 
 static void test_bad_maps(void)
@@ -308,6 +267,69 @@ static void test_bad_maps(void)
 		CHECK(!strcmp(err, bad_maps[i].want), "bad map %zu:\n  got  %s\n  want %s", i + 1,
 		      err, bad_maps[i].want);
 		CHECK(zeroed(&m, sizeof(m)), "bad map %zu: output not zeroed", i + 1);
+	}
+}
+
+/* A derp_map that does not parse: the map stands, without regions. */
+static const struct bad_map bad_derp_maps[] = {
+    /* 1 */ {DERP("5"), "derp_map: expected an object, got an integer"},
+    /* 2 */ {DERP("{\"regions\": {}}"), "derp_map.regions: expected an array, got an object"},
+    /* 3 */ {DERP(REGIONS("{}")), "derp_map.regions[0].id: missing"},
+    /* 4 */
+    {DERP(REGIONS("{\"id\": 0, \"server\": \"192.0.2.1:443\"}")),
+     "derp_map.regions[0]: id 0: region ids are 1..65535"},
+    /* 5 */
+    {DERP(REGIONS("{\"id\": 65536, \"server\": \"192.0.2.1:443\"}")),
+     "derp_map.regions[0].id: 65536 out of range 0..65535"},
+    /* 6 */ {DERP(REGIONS("{\"id\": 1}")), "derp_map.regions[0].server: missing"},
+    /* 7 */
+    {DERP(REGIONS("{\"id\": 1, \"server\": \"derp_1.example:443\"}")),
+     "derp_map.regions[0].server: derp_1.example:443: not ip:port or name:port"},
+    /* 8 */
+    {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1\"}")),
+     "derp_map.regions[0].server: 192.0.2.1: not ip:port or name:port"},
+    /* 9 */
+    {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1:443\", \"public_key\": \"abc\"}")),
+     "derp_map.regions[0].public_key: not a base64 key (44 characters)"},
+    /* 10 */
+    {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1:443\", \"tls\": 1}")),
+     "derp_map.regions[0].tls: expected true or false, got an integer"},
+    /* 11 */
+    {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1:443\", \"server_name\": \"d.example\"}")),
+     "derp_map.regions[0].server_name: only with \"tls\": true"},
+    /* 12 */
+    {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1:443\", \"tls\": true, "
+		  "\"server_name\": \"d_1.example\"}")),
+     "derp_map.regions[0].server_name: not a DNS name"},
+    /* 13 */
+    {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1:443\"}, "
+		  "{\"id\": 1, \"server\": \"192.0.2.2:443\"}")),
+     "derp_map.regions[1]: id 1: a duplicate"},
+    /* 14 */
+    {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1:0\"}")),
+     "derp_map.regions[0].server: 192.0.2.1:0: not ip:port or name:port"},
+    /* 15 */ {DERP(REGIONS("[]")), "derp_map.regions[0]: expected an object, got an array"},
+    /* 16 */
+    {DERP(REGIONS("{\"id\": 1, \"server\": \"192.0.2.1:443\", \"public_key\": "
+		  "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"}")),
+     "derp_map.regions[0].public_key: the all-zero key"},
+};
+
+static void test_bad_derp_maps(void)
+{
+	for (size_t i = 0; i < sizeof(bad_derp_maps) / sizeof(bad_derp_maps[0]); i++) {
+		struct cp_coord_map m;
+		char err[256] = "";
+		const char *t = bad_derp_maps[i].text;
+		int ret = cp_coord_map_parse(t, strlen(t), &m, err, sizeof(err));
+
+		CHECK(ret == 0 && m.full && m.has_self && m.has_filter,
+		      "bad derp_map %zu: the rest of the map parses (%s)", i + 1, err);
+		CHECK(m.derp_invalid && !m.has_derp && !m.n_derp && !m.derp &&
+			  !strcmp(m.derp_error, bad_derp_maps[i].want),
+		      "bad derp_map %zu: no regions\n  got  %s\n  want %s", i + 1, m.derp_error,
+		      bad_derp_maps[i].want);
+		cp_coord_map_free(&m);
 	}
 }
 
@@ -367,9 +389,11 @@ static void test_derp_map(void)
 		w += sprintf(w, "%s{\"id\": %d, \"server\": \"192.0.2.1:%d\"}", i > 1 ? ", " : "",
 			     i, i);
 	sprintf(w, "]}}");
-	CHECK(cp_coord_map_parse(big, strlen(big), &m, err, sizeof(err)) == -EINVAL &&
-		  !strcmp(err, "derp_map.regions: 65 entries, at most 64"),
-	      "%d regions refused: %s", CP_COORD_MAX_DERP + 1, err);
+	CHECK(cp_coord_map_parse(big, strlen(big), &m, err, sizeof(err)) == 0 && m.derp_invalid &&
+		  !m.n_derp && !strcmp(m.derp_error, "derp_map.regions: 65 entries, at most 64"),
+	      "%d regions: the derp_map refused (%s), the map kept", CP_COORD_MAX_DERP + 1,
+	      m.derp_error);
+	cp_coord_map_free(&m);
 	free(big);
 }
 
@@ -483,8 +507,11 @@ static void test_dump(void)
 		return;
 	static const char with_derp[] = DERP(DERP_GOOD);
 	struct cp_coord_map md;
-	if (cp_coord_map_parse(with_derp, strlen(with_derp), &md, err, sizeof(err)))
+	if (cp_coord_map_parse(with_derp, strlen(with_derp), &md, err, sizeof(err))) {
+		CHECK(0, "the DERP map parses: %s", err);
+		cp_coord_map_free(&m);
 		return;
+	}
 	text = cp_coord_map_dump(&m.self, m.peers, m.n_peers, m.rules, m.n_rules, md.derp,
 				 md.n_derp, m.version);
 	CHECK(text && cp_coord_map_parse(text, strlen(text), &m2, err, sizeof(err)) == 0,
@@ -823,6 +850,7 @@ int main(void)
 	test_full_map();
 	test_delta_map();
 	test_bad_maps();
+	test_bad_derp_maps();
 	test_grouped_rules();
 	test_derp_map();
 	test_other_answers();

@@ -1136,19 +1136,19 @@ static void test_map(void)
 	CHECK(R1->closes == 1 && R0->client_infos == 1 && d.derp_home_up && d.derp_connected == 1,
 	      "region 2's connection closed, region 3's made");
 
-	printf("-- a new region before it: home moves, region 3's connection stays\n");
+	printf("-- our home region back in the map: home moves, region 3's connection stays\n");
 	relay_sync(&d, R0);
 	R0->qn = 0;
-	regs[0] = map_region(4, R1);
+	regs[0] = map_region(2, R1);
 	regs[1] = map_region(3, R0);
-	CHECK(cp_derp_set_regions(&d, regs, 2) == 0 && cp_derp_home_endpoint(&d).port == 4,
-	      "regions 4 and 3: home region 4");
+	CHECK(cp_derp_set_regions(&d, regs, 2) == 0 && cp_derp_home_endpoint(&d).port == 2,
+	      "regions 2 and 3: home region 2 (control.derp_home)");
 	WAIT_FOR(&d, relay_has(R0, MG_DERP_NOTE_PREFERRED), 2000);
 	CHECK(relay_take(R0, MG_DERP_NOTE_PREFERRED, &f) && f.len == 1 && f.body[0] == 0,
 	      "region 3's relay told it is no longer our home (NotePreferred 0)");
 	WAIT_FOR(&d, R1->client_infos >= 2 && d.derp_home_up, 3000);
 	CHECK(R1->client_infos == 2 && R0->closes == 0 && d.derp_connected == 2,
-	      "region 4 connected, region 3's connection the same one");
+	      "region 2 connected, region 3's connection the same one (peers may still use it)");
 
 	printf("-- a changed region reconnects; a bad one changes nothing\n");
 	memcpy(regs[1].public_key, R0->pub, 32);
@@ -1164,7 +1164,7 @@ static void test_map(void)
 	char *log = capture_end();
 	CHECK(ret == -EINVAL && strstr(log, "cannot read ca_file"),
 	      "a region with an unusable CA file: refused (%d)", ret);
-	CHECK(cp_derp_home_endpoint(&d).port == 4 && d.derp_home_up,
+	CHECK(cp_derp_home_endpoint(&d).port == 2 && d.derp_home_up,
 	      "the regions stay as they were");
 
 	printf("-- an empty map: relaying off\n");
@@ -1173,8 +1173,8 @@ static void test_map(void)
 		  !d.derp_connected && !cp_derp_home_endpoint(&d).family,
 	      "no regions, nothing connected, no DERP endpoint");
 	WAIT_FOR(NULL, R1->closes > c1, 1000);
-	CHECK(R1->closes == c1 + 1 && (R0->fd < 0 || R0->closes > c0),
-	      "the relays saw the connections close");
+	CHECK(R1->closes == c1 + 1 && R0->closes == c0 && R0->fd < 0,
+	      "the home relay saw its connection close (region 3's had closed when it changed)");
 	cp_device_fini(&d);
 	mg_config_free(&cfg);
 	relay_reset(R0);
@@ -1206,7 +1206,10 @@ static void test_names(void)
 		 R0->port);
 	device(&d, &cfg, control);
 	set_random_key(&d);
+	capture_begin();
 	WAIT_FOR(&d, d.derp_home_up, 3000);
+	const char *log0 = capture_end();
+	CHECK(!strstr(log0, "node key changed"), "no reconnect while the name resolves");
 	char want[64];
 	snprintf(want, sizeof(want), "localhost:%u", R0->port);
 	CHECK(d.derp_home_up && R0->client_infos == 1 && !strcmp(R0->host, want),
@@ -1305,6 +1308,36 @@ static void test_probe(void)
 	CHECK(cp_derp_home_endpoint(&d).port == 2 && d.derp_home_changed && d.derp_home_up &&
 		  R0->client_infos == 1,
 	      "home region 2, connected, the coordination client told");
+	cp_device_fini(&d);
+	mg_config_free(&cfg);
+
+	printf("-- the same from a map: a full map again keeps the home the probes chose\n");
+	struct mg_derp_region_conf regs[3] = {map_region(1, R0), map_region(2, R0),
+					      map_region(3, R0)};
+	regs[0].server.port = dead;
+	device(&d, &cfg, "control: { };\n");
+	d.derp_no_probe = false;
+	set_random_key(&d);
+	CHECK(cp_derp_set_regions(&d, regs, 2) == 0 && cp_derp_home_endpoint(&d).port == 1,
+	      "regions 1 (down) and 2: region 1 home at first");
+	WAIT_FOR(&d, cp_derp_home_endpoint(&d).port == 2 && d.derp_home_up, 4000);
+	CHECK(cp_derp_home_endpoint(&d).port == 2 && d.derp_home_up, "the probes move it to 2");
+	CHECK(cp_derp_set_regions(&d, regs, 2) == 0 && cp_derp_home_endpoint(&d).port == 2,
+	      "the same map again: home region 2 stays");
+	CHECK(cp_derp_set_regions(&d, regs, 3) == 0 && cp_derp_home_endpoint(&d).port == 2 &&
+		  d.derp_home_up,
+	      "a map with a region more: home region 2 stays, still up");
+
+	printf("-- the regions go while the relay's bytes wait to be served\n");
+	struct pollfd pfd[CP_DERP_MAX_FDS];
+	uint8_t f[MG_DERP_HDR_LEN + 8];
+	size_t fl = mg_derp_build_ping(f, sizeof(f), MG_DERP_PING, (const uint8_t *)"12345678");
+	relay_send(R0, f, fl);
+	unsigned np = cp_derp_pollfds(&d, pfd, CP_DERP_MAX_FDS);
+	CHECK(np >= 1 && poll(pfd, np, 1000) > 0, "the home connection has bytes to read");
+	CHECK(cp_derp_set_regions(&d, NULL, 0) == 0 && !d.derp, "an empty map: relaying off");
+	cp_derp_service(&d, pfd, np, cp_now());
+	CHECK(!d.derp && !d.derp_home_up, "the poll's results served without the regions: nothing");
 	cp_device_fini(&d);
 	mg_config_free(&cfg);
 	relay_open(R1);

@@ -769,10 +769,14 @@ static bool list_ok(const struct cp_device *d)
 		with += d->by_slot[i] && d->by_slot[i]->disco;
 	if (with != d->n_disco)
 		return false;
-	for (uint32_t i = 0; i < d->n_disco; i++)
+	for (uint32_t i = 0; i < d->n_disco; i++) {
+		if (!d->disco_peers[i] || !d->disco_peers[i]->disco ||
+		    d->by_slot[d->disco_peers[i]->slot] != d->disco_peers[i])
+			return false;
 		for (uint32_t j = 0; j < i; j++)
-			if (!d->disco_peers[i]->disco || d->disco_peers[i] == d->disco_peers[j])
+			if (d->disco_peers[i] == d->disco_peers[j])
 				return false;
+	}
 	return true;
 }
 

@@ -407,7 +407,7 @@ uint64_t tick_offset;
 
 void step(struct cp_device *d)
 {
-	struct pollfd pfd[MG_MAX_DERP_REGIONS + 2 * RELAY_MAX];
+	struct pollfd pfd[CP_DERP_MAX_FDS + 2 * RELAY_MAX];
 	struct relay *rs[RELAY_MAX];
 	unsigned n, k, nr = 0;
 
@@ -417,7 +417,7 @@ void step(struct cp_device *d)
 	n = 0;
 	if (d) { /* NULL: only the relays */
 		cp_derp_tick(d, cp_now() + tick_offset);
-		n = cp_derp_pollfds(d, pfd, MG_MAX_DERP_REGIONS);
+		n = cp_derp_pollfds(d, pfd, CP_DERP_MAX_FDS);
 	}
 	k = n;
 	for (unsigned i = 0; i < nr; i++) {
