@@ -76,8 +76,11 @@ DERP_PUB=$(wg pubkey <"$MG_TMP/derp.key") || mg_fail "relay public key"
 # whose relay is down (nothing listens on its port), then region 1. gwB has
 # no derp_home, so it starts at the map's first region and its latency
 # probes move it to region 1, the one that answers.
-DOWN_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-COORD_EXTRA="derp_regions = ( { id = 2; server = \"127.0.0.1:$DOWN_PORT\"; },
+# Port 1 (tcpmux, a port only root may take): refused, with no free port
+# picked and released for someone else to take meanwhile.
+ss -Hltn 'sport = :1' | grep -q . && mg_fail "something listens on port 1"
+# shellcheck disable=SC2034 # read by coord_up (coord_topo.sh)
+COORD_EXTRA="derp_regions = ( { id = 2; server = \"127.0.0.1:1\"; },
   { id = 1; server = \"derp.test:$DERP_PORT\"; public_key = \"$DERP_PUB\"; tls = true; } );"
 coord_up
 derp_metrics() { curl -sS -f --max-time 5 --cacert "$MG_TMP/derp-tls.crt" "https://127.0.0.1:$DERP_PORT/metrics"; }
