@@ -315,3 +315,11 @@ int mg_hostport_parse(const char *s, struct mg_sockaddr *sa, char *host, size_t 
 	sa->port = (uint16_t)port;
 	return 0;
 }
+
+char *mg_hostport_fmt(const struct mg_sockaddr *sa, const char *host, char *buf, size_t len)
+{
+	if (!host[0])
+		return mg_sockaddr_fmt(sa, buf, len);
+	snprintf(buf, len, "%s:%u", host, sa->port);
+	return buf;
+}

@@ -58,6 +58,10 @@ bool mg_sockaddr_from_sys(const struct sockaddr_storage *ss, struct mg_sockaddr 
  */
 int mg_hostport_parse(const char *s, struct mg_sockaddr *sa, char *host, size_t hostlen);
 
+/* The text mg_hostport_parse reads: "host:port", or sa formatted when host
+ * is "". Returns buf. */
+char *mg_hostport_fmt(const struct mg_sockaddr *sa, const char *host, char *buf, size_t len);
+
 /* A DNS host name (a TLS server name): 1..253 characters in labels of 1..63
  * letters, digits and '-', no label starting or ending with '-', no empty
  * label (a final '.' is refused too), not all digits and dots (an address). */

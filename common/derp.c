@@ -546,6 +546,19 @@ static bool parse_request_line(struct line l, struct line *path)
 	return true;
 }
 
+/* The next header line of a head of len bytes: 1 with name and value, 0 at
+ * the blank line (or the end), -1 for a line that is no header. */
+static int next_header(const char *buf, size_t len, size_t *off, struct line *name,
+		       struct line *value)
+{
+	if (*off >= len)
+		return 0;
+	struct line l = next_line(buf, len, off);
+	if (l.len == 0)
+		return 0;
+	return split_header(l, name, value) ? 1 : -1;
+}
+
 /* Find and check a head: its length, 0 or -1 as for the parsers. */
 static long find_head(const char *buf, size_t n)
 {
@@ -563,24 +576,21 @@ long mg_derp_http_parse_request(const char *buf, size_t n, struct mg_derp_http_r
 	size_t off = 0;
 	struct line path, name, value;
 	bool upgrade = false;
+	int h;
 
 	memset(r, 0, sizeof(*r));
 	if (len <= 0)
 		return len;
 	if (!parse_request_line(next_line(buf, (size_t)len, &off), &path))
 		return -1;
-	while (off < (size_t)len) {
-		struct line l = next_line(buf, (size_t)len, &off);
-
-		if (l.len == 0)
-			break;
-		if (!split_header(l, &name, &value))
-			return -1;
+	while ((h = next_header(buf, (size_t)len, &off, &name, &value)) > 0) {
 		if (eq_ci(name.s, name.len, "Upgrade"))
 			upgrade |= eq_ci(value.s, value.len, "DERP");
 		else if (eq_ci(name.s, name.len, "Derp-Fast-Start"))
 			req.fast_start |= eq(value.s, value.len, "1");
 	}
+	if (h < 0)
+		return -1;
 	req.upgrade_derp = upgrade && eq(path.s, path.len, "/derp");
 	req.probe = eq(path.s, path.len, "/derp/probe") || eq(path.s, path.len, "/generate_204");
 	req.metrics = eq(path.s, path.len, "/metrics");
@@ -623,7 +633,7 @@ long mg_derp_http_parse_response(const char *buf, size_t n, int *status, bool *h
 	struct line name, value;
 	uint8_t key[MG_DERP_KEY_LEN];
 	bool found = false;
-	int code;
+	int code, h;
 
 	*status = 0;
 	*has_key = false;
@@ -631,18 +641,13 @@ long mg_derp_http_parse_response(const char *buf, size_t n, int *status, bool *h
 		return len;
 	if (!parse_status_line(next_line(buf, (size_t)len, &off), &code))
 		return -1;
-	while (off < (size_t)len) {
-		struct line l = next_line(buf, (size_t)len, &off);
-
-		if (l.len == 0)
-			break;
-		if (!split_header(l, &name, &value))
-			return -1;
+	while ((h = next_header(buf, (size_t)len, &off, &name, &value)) > 0)
 		if (eq_ci(name.s, name.len, "Derp-Public-Key") && parse_hex_key(value, key)) {
 			memcpy(server_pub, key, MG_DERP_KEY_LEN);
 			found = true;
 		}
-	}
+	if (h < 0)
+		return -1;
 	*status = code;
 	*has_key = found;
 	return len;

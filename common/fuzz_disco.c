@@ -51,22 +51,12 @@ static void keys_init(void)
 	done = true;
 }
 
-static bool all_zero(const void *p, size_t n)
-{
-	const uint8_t *b = p;
-
-	for (size_t i = 0; i < n; i++)
-		if (b[i])
-			return false;
-	return true;
-}
-
 static void check_ep(const struct mg_sockaddr *a)
 {
 	if (a->port == 0 || a->pad != 0)
 		abort();
 	if (a->family == AF_INET) {
-		if (!all_zero(a->addr + 4, 12))
+		if (!sodium_is_zero((const unsigned char *)a->addr + 4, 12))
 			abort();
 	} else if (a->family != AF_INET6) {
 		abort();
@@ -81,7 +71,8 @@ static bool ep_eq(const struct mg_sockaddr *a, const struct mg_sockaddr *b)
 /* eps[from..MAX) are all zero. */
 static bool eps_zero_from(const struct mg_disco_msg *m, unsigned from)
 {
-	return all_zero(m->eps + from, (MG_DISCO_MAX_EPS - from) * sizeof(m->eps[0]));
+	return sodium_is_zero((const unsigned char *)(m->eps + from),
+			      (MG_DISCO_MAX_EPS - from) * sizeof(m->eps[0]));
 }
 
 /* An opened datagram of n bytes gave *m: is it well formed, with the fields
@@ -95,12 +86,14 @@ static void check_msg(const struct mg_disco_msg *m, size_t n)
 	switch (m->type) {
 	case MG_DISCO_PING:
 		if (blen < MG_DISCO_TXID_LEN || m->has_node_key != (blen >= PING_BODY) ||
-		    (!m->has_node_key && !all_zero(m->node_key, 32)) ||
-		    !all_zero(&m->src, sizeof(m->src)) || m->n_eps || !eps_zero_from(m, 0))
+		    (!m->has_node_key && !sodium_is_zero((const unsigned char *)m->node_key, 32)) ||
+		    !sodium_is_zero((const unsigned char *)&m->src, sizeof(m->src)) || m->n_eps ||
+		    !eps_zero_from(m, 0))
 			abort();
 		break;
 	case MG_DISCO_PONG:
-		if (blen < PONG_BODY || m->has_node_key || !all_zero(m->node_key, 32) || m->n_eps ||
+		if (blen < PONG_BODY || m->has_node_key ||
+		    !sodium_is_zero((const unsigned char *)m->node_key, 32) || m->n_eps ||
 		    !eps_zero_from(m, 0))
 			abort();
 		check_ep(&m->src);
@@ -109,8 +102,10 @@ static void check_msg(const struct mg_disco_msg *m, size_t n)
 		if (count > MG_DISCO_MAX_EPS)
 			count = MG_DISCO_MAX_EPS;
 		if (blen % MG_DISCO_EP_LEN || m->n_eps != count || m->has_node_key ||
-		    !all_zero(m->node_key, 32) || !all_zero(m->txid, sizeof(m->txid)) ||
-		    !all_zero(&m->src, sizeof(m->src)) || !eps_zero_from(m, m->n_eps))
+		    !sodium_is_zero((const unsigned char *)m->node_key, 32) ||
+		    !sodium_is_zero((const unsigned char *)m->txid, sizeof(m->txid)) ||
+		    !sodium_is_zero((const unsigned char *)&m->src, sizeof(m->src)) ||
+		    !eps_zero_from(m, m->n_eps))
 			abort();
 		for (unsigned i = 0; i < m->n_eps; i++)
 			check_ep(&m->eps[i]);
@@ -160,7 +155,7 @@ static enum mg_disco_err open_checked(const uint8_t *p, size_t n)
 	if ((unsigned)e >= MG_DISCO_ERR_COUNT)
 		abort();
 	if (e != MG_DISCO_OK) {
-		if (!all_zero(&m, sizeof(m)))
+		if (!sodium_is_zero((const unsigned char *)&m, sizeof(m)))
 			abort();
 		return e;
 	}

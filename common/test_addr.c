@@ -283,6 +283,9 @@ static void test_hostports(void)
 			  sa.family == t[i].family,
 		      "hostport \"%s\": host \"%s\" port %u family %d", t[i].in, host, sa.port,
 		      sa.family);
+		char back[300];
+		CHECK(!strcmp(mg_hostport_fmt(&sa, host, back, sizeof(back)), t[i].in),
+		      "hostport \"%s\" formats back as \"%s\"", t[i].in, back);
 	}
 }
 

@@ -68,16 +68,6 @@ static bool is_exact(const uint8_t *p, size_t n)
 	return r;
 }
 
-static bool all_zero(const void *p, size_t n)
-{
-	const uint8_t *b = p;
-
-	for (size_t i = 0; i < n; i++)
-		if (b[i])
-			return false;
-	return true;
-}
-
 /* Go's layout by hand: magic, sender key, nonce, crypto_box_easy(payload). */
 static size_t go_datagram(uint8_t *out, const uint8_t *payload, size_t plen, const uint8_t spub[32],
 			  const uint8_t spriv[32], const uint8_t rpub[32])
@@ -293,10 +283,12 @@ static void test_ping_bodies(void)
 		enum mg_disco_err e = open_exact(dg, n, receiver_priv, &m);
 
 		if (blen < 12)
-			bad += e != MG_DISCO_ERR_SHORT || !all_zero(&m, sizeof(m));
+			bad += e != MG_DISCO_ERR_SHORT ||
+			       !sodium_is_zero((const unsigned char *)&m, sizeof(m));
 		else if (blen < 44)
 			bad += e != MG_DISCO_OK || m.type != MG_DISCO_PING || m.has_node_key ||
-			       !all_zero(m.node_key, 32) || memcmp(m.txid, txid1, 12) || m.pad;
+			       !sodium_is_zero((const unsigned char *)m.node_key, 32) ||
+			       memcmp(m.txid, txid1, 12) || m.pad;
 		else
 			bad += e != MG_DISCO_OK || !m.has_node_key ||
 			       memcmp(m.node_key, node_key1, 32) || memcmp(m.txid, txid1, 12) ||
@@ -341,7 +333,8 @@ static void test_truncations(void)
 			memset(&m, 0xee, sizeof(m));
 			e = open_exact(out, n, receiver_priv, &m);
 			bad += e != (n < MIN_LEN ? MG_DISCO_ERR_SHORT : MG_DISCO_ERR_BOX) ||
-			       !all_zero(&m, sizeof(m)) || is_exact(out, n) != (n >= 78);
+			       !sodium_is_zero((const unsigned char *)&m, sizeof(m)) ||
+			       is_exact(out, n) != (n >= 78);
 		}
 		CHECK(len > 0 && bad == 0,
 		      "%s: %zu truncations refused (short below %d, box above)", msg_names[i], len,
@@ -373,7 +366,9 @@ static void test_box_mutations(void)
 				if (i == MG_DISCO_MAGIC_LEN + 31 && bit == 7)
 					bad += e != MG_DISCO_OK || !msg_eq(&m, &want);
 				else
-					bad += e != MG_DISCO_ERR_BOX || !all_zero(&m, sizeof(m));
+					bad +=
+					    e != MG_DISCO_ERR_BOX ||
+					    !sodium_is_zero((const unsigned char *)&m, sizeof(m));
 				flips++;
 			}
 		}
@@ -391,8 +386,8 @@ static void test_wrong_keys(void)
 	enum mg_disco_err e;
 
 	e = open_exact(out, n, other_priv, &m);
-	CHECK(e == MG_DISCO_ERR_BOX && all_zero(&m, sizeof(m)), "opened by another receiver: %s",
-	      mg_disco_strerror(e));
+	CHECK(e == MG_DISCO_ERR_BOX && sodium_is_zero((const unsigned char *)&m, sizeof(m)),
+	      "opened by another receiver: %s", mg_disco_strerror(e));
 	e = open_exact(out, n, sender_priv, &m);
 	CHECK(e == MG_DISCO_ERR_BOX, "opened by its sender: %s", mg_disco_strerror(e));
 	memcpy(out + 6, other_pub, 32);
@@ -425,8 +420,9 @@ static void test_magic(void)
 			out[i] ^= xors[x];
 			memset(&m, 0xee, sizeof(m));
 			e = open_exact(out, n, receiver_priv, &m);
-			bad +=
-			    e != MG_DISCO_ERR_MAGIC || !all_zero(&m, sizeof(m)) || is_exact(out, n);
+			bad += e != MG_DISCO_ERR_MAGIC ||
+			       !sodium_is_zero((const unsigned char *)&m, sizeof(m)) ||
+			       is_exact(out, n);
 			/* A prefix of a wrong magic is not a disco message either. */
 			bad += open_exact(out, i + 1, receiver_priv, &m) != MG_DISCO_ERR_MAGIC;
 			out[i] ^= xors[x];
@@ -461,7 +457,8 @@ static void test_sizes(void)
 	n = go_sealed(dg, payload, MAX_PLAIN + 1);
 	memset(&m, 0xee, sizeof(m));
 	e = open_exact(dg, n, receiver_priv, &m);
-	CHECK(n == MG_DISCO_MAX_LEN + 1 && e == MG_DISCO_ERR_TOO_BIG && all_zero(&m, sizeof(m)),
+	CHECK(n == MG_DISCO_MAX_LEN + 1 && e == MG_DISCO_ERR_TOO_BIG &&
+		  sodium_is_zero((const unsigned char *)&m, sizeof(m)),
 	      "ping of %zu bytes: %s", n, mg_disco_strerror(e));
 	memset(dg, 0x01, n);
 	e = open_exact(dg, n, receiver_priv, &m);
@@ -553,7 +550,7 @@ static void test_endpoints(void)
 		e1 = open_exact(dg, n, receiver_priv, &m);
 		ok1 = e1 == ep_cases[i].want &&
 		      (e1 == MG_DISCO_OK ? sa_eq(&m.src, &want) && !memcmp(m.txid, txid1, 12)
-					 : all_zero(&m, sizeof(m)));
+					 : sodium_is_zero((const unsigned char *)&m, sizeof(m)));
 
 		payload[0] = MG_DISCO_CALL_ME_MAYBE;
 		memcpy(payload + 2, ep_cases[i].ep, 18);
@@ -562,7 +559,7 @@ static void test_endpoints(void)
 		e2 = open_exact(dg, n, receiver_priv, &m);
 		ok2 = e2 == ep_cases[i].want &&
 		      (e2 == MG_DISCO_OK ? m.n_eps == 1 && sa_eq(&m.eps[0], &want)
-					 : all_zero(&m, sizeof(m)));
+					 : sodium_is_zero((const unsigned char *)&m, sizeof(m)));
 		CHECK(ok1 && ok2, "case %zu: endpoint in pong: %s, in call-me-maybe: %s", i + 1,
 		      mg_disco_strerror(e1), mg_disco_strerror(e2));
 	}
@@ -583,7 +580,8 @@ static void test_pong_bodies(void)
 		enum mg_disco_err e = open_exact(dg, n, receiver_priv, &m);
 
 		if (blen < 30)
-			bad += e != MG_DISCO_ERR_SHORT || !all_zero(&m, sizeof(m));
+			bad += e != MG_DISCO_ERR_SHORT ||
+			       !sodium_is_zero((const unsigned char *)&m, sizeof(m));
 		else
 			bad += e != MG_DISCO_OK || !msg_eq(&m, &want);
 	}
@@ -647,7 +645,7 @@ static void test_call_me_maybe(void)
 		e = open_exact(dg, n, receiver_priv, &m);
 		ok = e == lens[i].want && m.n_eps == lens[i].n_eps;
 		if (e != MG_DISCO_OK)
-			ok = ok && all_zero(&m, sizeof(m));
+			ok = ok && sodium_is_zero((const unsigned char *)&m, sizeof(m));
 		for (unsigned k = 0; ok && k < m.n_eps; k++)
 			ok = m.eps[k].family == AF_INET && m.eps[k].port == 0x8000 + k + 1 &&
 			     m.eps[k].addr[0] == 10 && m.eps[k].addr[2] == k &&
@@ -692,8 +690,9 @@ static void test_types_versions(void)
 		n = go_sealed(dg, payload, sizeof(go_pong_v4));
 		memset(&m, 0xee, sizeof(m));
 		e = open_exact(dg, n, receiver_priv, &m);
-		CHECK(e == MG_DISCO_ERR_TYPE && all_zero(&m, sizeof(m)), "type %u: %s",
-		      bad_types[i], mg_disco_strerror(e));
+		CHECK(e == MG_DISCO_ERR_TYPE &&
+			  sodium_is_zero((const unsigned char *)&m, sizeof(m)),
+		      "type %u: %s", bad_types[i], mg_disco_strerror(e));
 		n = go_sealed(dg, payload, 2);
 		e = open_exact(dg, n, receiver_priv, &m);
 		CHECK(e == MG_DISCO_ERR_TYPE, "type %u without a body: %s", bad_types[i],
@@ -806,7 +805,8 @@ static void test_seal_refusals(void)
 	m = make_msg(M_PING);
 	memset(out, 0xee, 200);
 	n = mg_disco_seal(out, sizeof(out), sender_pub, sender_priv, zero, nonce1, &m);
-	CHECK(n == 0 && all_zero(out, 124), "ping to the all-zero key: 0, output wiped");
+	CHECK(n == 0 && sodium_is_zero((const unsigned char *)out, 124),
+	      "ping to the all-zero key: 0, output wiped");
 
 	/* A v4-mapped address given as AF_INET6 goes out as is and comes back v4. */
 	m = make_msg(M_PONG_V6);
@@ -820,7 +820,8 @@ static void test_seal_refusals(void)
 		n = seal(out, sizeof(out), &m);
 		CHECK(n == 110 && open_exact(out, n, receiver_priv, &got) == MG_DISCO_OK &&
 			  got.src.family == AF_INET && got.src.addr[0] == 192 &&
-			  got.src.addr[3] == 9 && all_zero(got.src.addr + 4, 12),
+			  got.src.addr[3] == 9 &&
+			  sodium_is_zero((const unsigned char *)got.src.addr + 4, 12),
 		      "AF_INET6 ::ffff:192.0.0.9 comes back AF_INET");
 	}
 	/* Bytes of an AF_INET address past the first 4 are not sent. */

@@ -135,7 +135,7 @@ struct cp_coord {
 	int64_t rot_retry_at;
 	bool cache_dirty;
 	int64_t cache_next;
-	struct cp_coord_derp_region *derp; /* the server's DERP map, last received */
+	struct mg_derp_region_conf *derp; /* the server's DERP map, last received */
 	size_t n_derp;
 	bool derp_warned;
 };
@@ -786,6 +786,17 @@ static void on_self(struct cp_coord *c, const struct cp_coord_self *self)
 	save(c);
 }
 
+/* The DERP home moved (a new map, or a nearer relay): peers reach us there now. */
+static void home_refresh(struct cp_coord *c)
+{
+	if (!c->d->derp_home_changed)
+		return;
+	c->d->derp_home_changed = false;
+	pthread_mutex_lock(&c->mu);
+	endpoints_refresh(c);
+	pthread_mutex_unlock(&c->mu);
+}
+
 /*
  * The server's DERP map (every full map has one; none = no relays), unless
  * control.derp_regions is set. A new home region changes the endpoint we
@@ -793,7 +804,6 @@ static void on_self(struct cp_coord *c, const struct cp_coord_self *self)
  */
 static void apply_derp(struct cp_coord *c, struct cp_coord_map *m)
 {
-	struct mg_derp_region_conf *regs = NULL;
 	size_t n = m->n_derp;
 
 	if (m->derp_invalid) {
@@ -817,33 +827,12 @@ static void apply_derp(struct cp_coord *c, struct cp_coord_map *m)
 		c->derp_warned = n > 0;
 		return;
 	}
-	if (n && !(regs = calloc(n, sizeof(*regs)))) {
-		mg_log(LOG_ERR, "coordination: DERP map: out of memory");
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		const struct cp_coord_derp_region *s = &c->derp[i];
-		struct mg_derp_region_conf *r = &regs[i];
-
-		r->id = s->id;
-		r->server = s->server;
-		snprintf(r->host, sizeof(r->host), "%s", s->host);
-		memcpy(r->public_key, s->public_key, 32);
-		r->pinned = s->pinned;
-		r->tls = s->tls;
-		snprintf(r->server_name, sizeof(r->server_name), "%s", s->server_name);
-		if (s->tls)
-			snprintf(r->ca_file, sizeof(r->ca_file), "%s", c->cfg->derp_ca_file);
-	}
-	struct mg_sockaddr before = cp_derp_home_endpoint(c->d);
-	cp_derp_set_regions(c->d, regs, (int)n);
-	free(regs);
-	struct mg_sockaddr after = cp_derp_home_endpoint(c->d);
-	if (!mg_sockaddr_same(&before, &after)) {
-		pthread_mutex_lock(&c->mu);
-		endpoints_refresh(c);
-		pthread_mutex_unlock(&c->mu);
-	}
+	for (size_t i = 0; i < n; i++) /* the CAs to check TLS relays against are ours */
+		if (c->derp[i].tls)
+			snprintf(c->derp[i].ca_file, sizeof(c->derp[i].ca_file), "%s",
+				 c->cfg->derp_ca_file);
+	cp_derp_set_regions(c->d, c->derp, (int)n);
+	home_refresh(c);
 }
 
 static void on_map(struct cp_coord *c, struct ev *e)
@@ -1337,12 +1326,7 @@ void cp_coord_tick(struct cp_coord *c)
 	if (!c)
 		return;
 	maybe_rotate(c);
-	if (c->d->derp_home_changed) { /* a nearer relay: peers reach us there now */
-		c->d->derp_home_changed = false;
-		pthread_mutex_lock(&c->mu);
-		endpoints_refresh(c);
-		pthread_mutex_unlock(&c->mu);
-	}
+	home_refresh(c);
 	if (c->cache_dirty && now_s() >= c->cache_next)
 		cache_write(c);
 	if ((c->up_client >= 0 || c->down_client >= 0) && now_s() > c->pending_deadline) {

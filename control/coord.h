@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "acl_types.h"
+#include "config.h"
 #include "types.h"
 
 #define CP_COORD_MAX_ADDRS     8
@@ -58,17 +59,6 @@ struct cp_coord_self {
 	int64_t key_expiry;
 };
 
-/* A DERP region of the server's derp_map. */
-struct cp_coord_derp_region {
-	uint16_t id;		   /* 1..65535, unique in the map */
-	struct mg_sockaddr server; /* numeric, or only the port with host */
-	char host[254];		   /* given as "name:port": the name; "" numeric */
-	uint8_t public_key[32];
-	bool pinned; /* public_key given */
-	bool tls;
-	char server_name[254]; /* tls only; "" = check the certificate for the IP */
-};
-
 /* One answer to POST /machine/map. */
 struct cp_coord_map {
 	uint64_t version;
@@ -84,7 +74,7 @@ struct cp_coord_map {
 	struct mg_acl_rule *rules;
 	size_t n_rules;
 	bool has_derp; /* derp_map present (a full map from a server that has one) */
-	struct cp_coord_derp_region *derp;
+	struct mg_derp_region_conf *derp; /* the server's derp_map (ca_file unset) */
 	size_t n_derp;
 	bool derp_invalid;    /* a derp_map that does not parse: the rest stands */
 	char derp_error[192]; /* why, as the parser's other messages */
@@ -139,7 +129,7 @@ char *cp_coord_req_body(const struct cp_coord_req *r);
  */
 char *cp_coord_map_dump(const struct cp_coord_self *self, const struct cp_coord_peer *peers,
 			size_t n_peers, const struct mg_acl_rule *rules, size_t n_rules,
-			const struct cp_coord_derp_region *derp, size_t n_derp, uint64_t version);
+			const struct mg_derp_region_conf *derp, size_t n_derp, uint64_t version);
 
 /* ---- signed requests (coord_sign.c) --------------------------------------- */
 

@@ -640,7 +640,7 @@ static int parse_self(struct jctx *c, json_t *o, bool required, struct cp_coord_
 }
 
 /* "derp_map": {"regions": [{"id", "server", "public_key"?, "tls"?, "server_name"?}]} */
-static int parse_derp_region(struct jctx *c, json_t *o, struct cp_coord_derp_region *r)
+static int parse_derp_region(struct jctx *c, json_t *o, struct mg_derp_region_conf *r)
 {
 	uint64_t id = 0;
 	int ret = expect_object(c, o);
@@ -649,7 +649,7 @@ static int parse_derp_region(struct jctx *c, json_t *o, struct cp_coord_derp_reg
 		ret = get_uint(c, o, "id", true, 65535, &id);
 	if (!ret && id == 0)
 		ret = fail(c, "id 0: region ids are 1..65535");
-	r->id = (uint16_t)id;
+	r->id = (uint32_t)id;
 	if (!ret) {
 		char s[300];
 
@@ -947,17 +947,14 @@ static json_t *rule_obj(const struct mg_acl_rule *r)
 			 mg_prefix_fmt(&dst, b, sizeof(b)), "ports", r->dport_lo, r->dport_hi);
 }
 
-static json_t *derp_obj(const struct cp_coord_derp_region *r)
+static json_t *derp_obj(const struct mg_derp_region_conf *r)
 {
 	json_t *o = json_object();
 	char s[300], key[45];
 
-	if (r->host[0])
-		snprintf(s, sizeof(s), "%s:%u", r->host, r->server.port);
-	else
-		mg_sockaddr_fmt(&r->server, s, sizeof(s));
 	json_object_set_new(o, "id", json_integer(r->id));
-	json_object_set_new(o, "server", json_string(s));
+	json_object_set_new(o, "server",
+			    json_string(mg_hostport_fmt(&r->server, r->host, s, sizeof(s))));
 	if (r->pinned) {
 		mg_key_to_base64(r->public_key, key);
 		json_object_set_new(o, "public_key", json_string(key));
@@ -970,7 +967,7 @@ static json_t *derp_obj(const struct cp_coord_derp_region *r)
 
 char *cp_coord_map_dump(const struct cp_coord_self *self, const struct cp_coord_peer *peers,
 			size_t n_peers, const struct mg_acl_rule *rules, size_t n_rules,
-			const struct cp_coord_derp_region *derp, size_t n_derp, uint64_t version)
+			const struct mg_derp_region_conf *derp, size_t n_derp, uint64_t version)
 {
 	json_t *o = json_object(), *ps = json_array(), *rs = json_array();
 	json_t *dm = json_object(), *ds = json_array();

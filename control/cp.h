@@ -150,7 +150,7 @@ struct cp_device {
 	uint32_t derp_connected;
 	bool derp_home_up;
 	uint64_t derp_connects, derp_peer_gone;
-	bool derp_home_changed; /* by latency: the coordination client re-advertises */
+	bool derp_home_changed; /* a new home region: the coordination client re-advertises */
 	/* The regions (derp.c keeps these current for metrics.c and tests): the
 	 * home's id, each one's id and latency (0: not measured). */
 	uint16_t derp_home_region;
@@ -263,8 +263,9 @@ void cp_derp_dp_tx(struct cp_device *d, const struct mg_msg *m);
  * the caller), when control.derp_regions is not set (-EEXIST then, nothing
  * done): connections to regions that did not change stay, others are closed
  * or made; the home region is control.derp_home if the map has it, else its
- * first. No regions: relaying off. 0, or -EINVAL (logged: out of memory, an
- * unusable derp_ca_file) with the regions as they were.
+ * first. No regions: relaying off. A new home sets derp_home_changed. 0, or
+ * -EINVAL (logged: out of memory, an unusable derp_ca_file) with the regions
+ * as they were.
  */
 int cp_derp_set_regions(struct cp_device *d, const struct mg_derp_region_conf *regs, int n);
 /*

@@ -265,11 +265,7 @@ static unsigned dns_addrs(struct derp_dns *q, uint16_t port, struct mg_sockaddr 
 /* "host:port" or the numeric address, for log lines. */
 static const char *region_addr(const struct derp_conn *c, char *buf, size_t len)
 {
-	if (c->rc->host[0])
-		snprintf(buf, len, "%s:%u", c->rc->host, c->rc->server.port);
-	else
-		mg_sockaddr_fmt(&c->rc->server, buf, len);
-	return buf;
+	return mg_hostport_fmt(&c->rc->server, c->rc->host, buf, len);
 }
 
 /* What a TLS certificate must name: server_name, else the host name the
@@ -1209,6 +1205,13 @@ int cp_derp_init(struct cp_device *d)
 	return 0;
 }
 
+static void derp_off(struct cp_device *d)
+{
+	derp_free(d->derp);
+	d->derp = NULL;
+	count_ready(d);
+}
+
 int cp_derp_set_regions(struct cp_device *d, const struct mg_derp_region_conf *regs, int n)
 {
 	struct cp_derp *old = d->derp, *r;
@@ -1231,9 +1234,8 @@ int cp_derp_set_regions(struct cp_device *d, const struct mg_derp_region_conf *r
 		mg_log(LOG_WARNING, "DERP: the map has %d regions; using the first %d", all, n);
 	if (!n) {
 		mg_log(LOG_INFO, "DERP: no regions in the map any more; relaying off");
-		derp_free(d->derp); /* abandoned lookups: reaped by the tick, not waited for */
-		d->derp = NULL;
-		count_ready(d);
+		derp_off(d); /* abandoned lookups: reaped by the tick, not waited for */
+		d->derp_home_changed = true;
 		return 0;
 	}
 	if (!(r = derp_make(old, regs, n, d->cfg->derp_home)))
@@ -1247,7 +1249,6 @@ int cp_derp_set_regions(struct cp_device *d, const struct mg_derp_region_conf *r
 				   : "not in the map any more, closed");
 			conn_free(&old->c[j]);
 		}
-	free(old);
 	d->derp = r;
 	for (int i = 0; i < r->n; i++) {
 		struct derp_conn *c = &r->c[i];
@@ -1263,15 +1264,15 @@ int cp_derp_set_regions(struct cp_device *d, const struct mg_derp_region_conf *r
 	}
 	mg_log(LOG_INFO, "DERP: %d region(s) from the coordination server, home region %u", r->n,
 	       r->home);
+	d->derp_home_changed |= !old || old->home != r->home;
+	free(old);
 	count_ready(d);
 	return 0;
 }
 
 void cp_derp_fini(struct cp_device *d)
 {
-	derp_free(d->derp);
-	d->derp = NULL;
-	count_ready(d);
+	derp_off(d);
 	dns_reap(true);
 }
 

@@ -399,11 +399,7 @@ static int build_derp_json(struct coord_conf *c, const char *name, char *err, si
 		char addr[300], key[MG_KEY_B64_LEN + 1];
 
 		strbuf_printf(&sb, "%s{\"id\":%u,\"server\":", i ? "," : "", r->id);
-		if (*r->host)
-			snprintf(addr, sizeof(addr), "%s:%u", r->host, r->server.port);
-		else
-			mg_sockaddr_fmt(&r->server, addr, sizeof(addr));
-		json_str(&sb, addr);
+		json_str(&sb, mg_hostport_fmt(&r->server, r->host, addr, sizeof(addr)));
 		if (r->pinned) {
 			mg_key_to_base64(r->public_key, key);
 			strbuf_add(&sb, ",\"public_key\":");

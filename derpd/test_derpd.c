@@ -1175,14 +1175,28 @@ static void stall_open(int port, int fd[2], SSL **ssl)
 	*ssl = NULL;
 	if (fd[1] < 0)
 		return;
-	fcntl(fd[1], F_SETFL, fcntl(fd[1], F_GETFL) | O_NONBLOCK);
 	*ssl = SSL_new(tls_ctx);
 	if (!*ssl)
 		return;
-	SSL_set_fd(*ssl, fd[1]);
+	/* The ClientHello made into memory and sent by hand: the server's
+	 * answer is never read, so no client Finished can follow, however fast
+	 * the server answers (SSL_connect on the socket itself could read it). */
+	BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+	char *hello;
+	long n;
+	if (!rb || !wb) {
+		BIO_free(rb);
+		BIO_free(wb);
+		SSL_free(*ssl);
+		*ssl = NULL;
+		return;
+	}
+	SSL_set_bio(*ssl, rb, wb); /* *ssl owns both */
 	ERR_clear_error();
-	r = SSL_connect(*ssl); /* sends the ClientHello; its answer is never read */
-	if (r == 1 || SSL_get_error(*ssl, r) != SSL_ERROR_WANT_READ) {
+	r = SSL_connect(*ssl);
+	n = BIO_get_mem_data(wb, &hello);
+	if (r == 1 || SSL_get_error(*ssl, r) != SSL_ERROR_WANT_READ || n <= 0 ||
+	    !send_all(fd[1], hello, (size_t)n)) {
 		SSL_free(*ssl);
 		*ssl = NULL;
 	}
