@@ -111,19 +111,26 @@ tp_rx() { tp_tele "$1" "/ethdev/stats,$2" ipackets; }
 tp_tx() { tp_tele "$1" "/ethdev/stats,$2" opackets; }
 tp_link_up() { [ "$(tp_tele "$1" "/ethdev/link_status,$2" status)" = UP ]; }
 
+# tp_up NAME PORT : wait for the PORT's link. A memif client that finds the
+# gateway's socket busy (its previous client still leaving) fails to start:
+# start it again.
+tp_up() {
+	local try
+	for (( try = 0; try < 10; try++ )); do
+		MG_WAIT=2 mg_wait_for tp_link_up "$1" "$2" && return 0
+		sleep $(( try / 3 ))
+		tp_cmd "$1" "port start $2"
+	done
+	tp_link_up "$1" "$2"
+}
+
 # tp_go NAME PORT... : start forwarding once the PORTs are up and the memif
-# connected on both ends. A memif client that finds the gateway's socket
-# busy (its previous client still leaving) fails to start: start it again.
+# connected on both ends.
 tp_go() {
-	local name=$1 p try
+	local name=$1 p
 	shift
 	for p in "$@"; do
-		for (( try = 0; try < 10; try++ )); do
-			MG_WAIT=2 mg_wait_for tp_link_up "$name" "$p" && break
-			sleep $(( try / 3 ))
-			tp_cmd "$name" "port start $p"
-		done
-		if ! tp_link_up "$name" "$p"; then
+		if ! tp_up "$name" "$p"; then
 			# DPDK 22.11's memif client sometimes cannot reconnect to a
 			# server whose previous client just left ("Failed to connect
 			# socket"); that is the traffic tool, not the gateway.
@@ -334,10 +341,20 @@ tp_cmd lan-tx "clear port stats all"
 # ---------------------------------------------------------------- 3. decrypt, once
 
 # replay_start PCAP [net_pcap options] : testpmd "replay" plays PCAP into wan.
+# It is the third memif client of the gateway's wan socket in a row: when
+# DPDK's memif client does not come up even after its port restarts, a
+# new testpmd is started (twice at most) before tp_go gives up.
 replay_start() {
-	tp_start replay gw 0 --vdev="net_pcap0,rx_pcap=$1${2:+,$2}" \
-		--vdev="$(memif_dev net_memif1 memif-wan.sock client)" -- \
-		--forward-mode=io --no-flush-rx
+	local attempt
+	for (( attempt = 1; ; attempt++ )); do
+		tp_start replay gw 0 --vdev="net_pcap0,rx_pcap=$1${2:+,$2}" \
+			--vdev="$(memif_dev net_memif1 memif-wan.sock client)" -- \
+			--forward-mode=io --no-flush-rx
+		[ "$attempt" -ge 3 ] || tp_up replay 1 && break
+		echo "    testpmd replay: memif link down; starting it again"
+		tp_stop replay
+		sleep 1
+	done
 	tp_go replay 1
 }
 
