@@ -125,6 +125,10 @@ struct mg_config {
 	int n_workers;
 	uint32_t mbufs;
 	uint32_t burst;
+	/* A worker that found nothing to do for DP_IDLE_POLLS polls in a row
+	 * sleeps this long before the next (0: it never sleeps, the poll-mode
+	 * default), so workers on shared cores give their CPU back when idle. */
+	uint32_t idle_sleep_us;
 	enum mg_crypto_backend crypto;
 	char cryptodev[128]; /* "" if unset */
 	bool mss_clamp;      /* clamp the MSS of TCP SYNs entering the tunnel to the MTU */

@@ -177,6 +177,12 @@ static const struct bad_case bad_cases[] = {
     /* 36 */
     {MG "dataplane: {\n burst = 0;\n ports = ( " WAN " );\n};\n",
      "@:3: dataplane.burst: expected an integer in 1..128, got 0"},
+    /* 36b */
+    {MG "dataplane: {\n idle_sleep_us = 20000;\n ports = ( " WAN " );\n};\n",
+     "@:3: dataplane.idle_sleep_us: expected an integer in 0..10000, got 20000"},
+    /* 36c */
+    {MG "dataplane: {\n idle_sleep_us = -1;\n ports = ( " WAN " );\n};\n",
+     "@:3: dataplane.idle_sleep_us: expected an integer in 0..10000, got -1"},
     /* 37 */
     {MG "dataplane: {\n mbufs = 100;\n ports = ( " WAN " );\n};\n",
      "@:3: dataplane.mbufs: expected an integer in 1024..4194304, got 100"},
@@ -545,7 +551,8 @@ static void test_defaults(void)
 	CHECK(!c.private_key_file[0] && !c.has_private_key, "no key");
 	CHECK(c.n_eal_args == 0 && !c.eal_args && c.main_lcore == 0, "eal defaults");
 	CHECK(c.n_workers == 1 && c.workers[0] == 1, "workers default");
-	CHECK(c.mbufs == 8192 && c.burst == 64 && c.crypto == MG_CRYPTO_IPSEC_MB && !c.cryptodev[0],
+	CHECK(c.mbufs == 8192 && c.burst == 64 && c.idle_sleep_us == 0 &&
+		  c.crypto == MG_CRYPTO_IPSEC_MB && !c.cryptodev[0],
 	      "dataplane defaults");
 	CHECK(c.n_ports == 1 && c.ports[0].mtu == 1500 && c.ports[0].role == MG_PORT_WAN &&
 		  c.ports[0].n_routes == 0 && !c.ports[0].gateway4.family,
@@ -614,6 +621,7 @@ static const char full_conf[] =
     "dataplane: {\n"
     "  eal_args = [\"--no-huge\", \"-m\", \"512\"]; main_lcore = 2; workers = [0, 5, 3];\n"
     "  mbufs = 1024; burst = 48; crypto = \"cryptodev\"; cryptodev = \"crypto_ipsec_mb0\";\n"
+    "  idle_sleep_us = 50;\n"
     "  ports = (\n"
     "    { name = \"lan0\"; device = \"net_af_packet1,iface=veth1\"; role = \"lan\";\n"
     "      addresses = [\"10.88.0.254/24\", \"fd88::fe/64\"]; mtu = 9000;\n"
@@ -658,8 +666,8 @@ static void check_full(const struct mg_config *c)
 	CHECK(c->main_lcore == 2 && c->n_workers == 3 && c->workers[0] == 0 && c->workers[1] == 5 &&
 		  c->workers[2] == 3,
 	      "lcores");
-	CHECK(c->mbufs == 1024 && c->burst == 48 && c->crypto == MG_CRYPTO_CRYPTODEV &&
-		  !strcmp(c->cryptodev, "crypto_ipsec_mb0"),
+	CHECK(c->mbufs == 1024 && c->burst == 48 && c->idle_sleep_us == 50 &&
+		  c->crypto == MG_CRYPTO_CRYPTODEV && !strcmp(c->cryptodev, "crypto_ipsec_mb0"),
 	      "dataplane values");
 	CHECK(c->n_ports == 2 && mg_config_port(c, MG_PORT_WAN) == 1 &&
 		  mg_config_port(c, MG_PORT_LAN) == 0,

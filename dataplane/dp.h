@@ -34,6 +34,7 @@
 #include "neigh.h"
 
 #define DP_BURST_MAX   128
+#define DP_IDLE_POLLS  64 /* empty polls before a worker sleeps (idle_sleep_us) */
 #define DP_MAX_WORKERS (MG_MAX_LCORES - 1)
 
 struct dp_keypair {

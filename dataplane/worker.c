@@ -111,7 +111,7 @@ void dp_derp_out(struct dp_worker *w, struct rte_mbuf *m, const uint8_t *wg, uin
 		   len);
 }
 
-static void inject_poll(struct dp_worker *w, struct dp_burst *b)
+static unsigned inject_poll(struct dp_worker *w, struct dp_burst *b)
 {
 	struct rte_mbuf *m[DP_BURST_MAX];
 	struct rte_mbuf *enc[DP_BURST_MAX], *derp[DP_BURST_MAX];
@@ -138,6 +138,7 @@ static void inject_poll(struct dp_worker *w, struct dp_burst *b)
 		dp_derp_input(w, b, derp, (uint16_t)n_derp);
 	if (n_enc)
 		dp_encap_burst(w, b, enc, peers, n_enc);
+	return n;
 }
 
 static void rx_port(struct dp_worker *w, struct dp_burst *b, int p)
@@ -156,7 +157,9 @@ static void rx_port(struct dp_worker *w, struct dp_burst *b, int p)
 }
 
 /* Busy cycles count only iterations that received something, so cycles per
- * packet = busy_tsc / rx_pkts is the cost of the work, not of idle polls. */
+ * packet = busy_tsc / rx_pkts is the cost of the work, not of idle polls.
+ * Returns the packets taken in: received on the ports and handed over by
+ * control. */
 unsigned dp_worker_poll(struct dp_worker *w, struct dp_burst *b)
 {
 	struct dp_ctx *dp = w->dp;
@@ -166,13 +169,13 @@ unsigned dp_worker_poll(struct dp_worker *w, struct dp_burst *b)
 	w->now_tsc = start;
 	for (int p = 0; p < dp->n_ports; p++)
 		rx_port(w, b, p);
-	inject_poll(w, b);
+	unsigned injected = inject_poll(w, b);
 	dp_tx_flush(w, b);
 	rte_rcu_qsbr_quiescent(dp->rcu, w->idx);
 	w->loops++;
 	if (w->rx_pkts != before)
 		w->busy_tsc += rte_rdtsc() - start;
-	return (unsigned)(w->rx_pkts - before);
+	return (unsigned)(w->rx_pkts - before) + injected;
 }
 
 int dp_worker_main(void *arg)
@@ -185,8 +188,22 @@ int dp_worker_main(void *arg)
 		return -ENOMEM;
 	rte_rcu_qsbr_thread_register(dp->rcu, w->idx);
 	rte_rcu_qsbr_thread_online(dp->rcu, w->idx);
-	while (!__atomic_load_n(&dp->quit, __ATOMIC_RELAXED))
-		dp_worker_poll(w, b);
+	/* With dataplane.idle_sleep_us, a worker idle for DP_IDLE_POLLS polls
+	 * sleeps between polls until traffic comes back: the first packet
+	 * waits at most one sleep in the port's ring, and a loaded worker
+	 * never sleeps (nor makes a system call). Its quiescent state was
+	 * reported by the poll before, so control's RCU waits for it at most
+	 * one sleep too. */
+	uint64_t sleep_us = dp->cfg->idle_sleep_us;
+	unsigned idle = 0;
+	while (!__atomic_load_n(&dp->quit, __ATOMIC_RELAXED)) {
+		if (dp_worker_poll(w, b)) {
+			idle = 0;
+		} else if (sleep_us && ++idle >= DP_IDLE_POLLS) {
+			idle = DP_IDLE_POLLS;
+			rte_delay_us_sleep((unsigned)sleep_us);
+		}
+	}
 	rte_rcu_qsbr_thread_offline(dp->rcu, w->idx);
 	rte_rcu_qsbr_thread_unregister(dp->rcu, w->idx);
 	rte_free(b);

@@ -6,6 +6,10 @@
 #
 #   meshgate     ns gw runs meshgate-dataplane (net_af_packet ports on wan0
 #                and lan0, worker on lcore 1, main lcore 0) + meshgate-control
+#   meshgate, idle_sleep_us = 50
+#                the same, the worker sleeping 50 us between polls once idle
+#                (dataplane.idle_sleep_us): on this machine's two cores the
+#                gateway then leaves CPU to the rest between bursts
 #   wireguard-go ns gw runs wireguard-go, the kernel forwarding between wan0,
 #                lan0 and the wireguard-go tun device; same addresses (wan0
 #                198.18.0.1/24, lan0 10.88.0.254/24), same bridge, same peer
@@ -27,12 +31,14 @@
 #                 removed unless a run fails)
 # Exit: 0 both gateways measured, 1 a run failed, 77 not root / tools missing.
 #
-# Internal: e2e_bench.sh --phase meshgate|wireguard-go --seconds N --result F
+# Internal: e2e_bench.sh --phase meshgate|meshgate-sleep|wireguard-go --seconds N
+#   --result F
 # runs one gateway's half with its own run id and cleanup (lib.sh).
 set -u
 # Setup steps wait up to MG_WAIT s (lib.sh); a loaded machine needs more
 # than the tests' 10 s to start a DPDK process.
 MG_WAIT=${MG_WAIT:-30}
+SLEEP_US=50 # the meshgate-sleep gateway's dataplane.idle_sleep_us
 # shellcheck source=tests/netns/lib.sh
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=tests/netns/mg_topo.sh
@@ -116,6 +122,7 @@ run_phase() {
 	: >"$MG_TMP/rows"
 	case $phase in
 	meshgate) mg_topo_up "" ;;
+	meshgate-sleep) MG_DP_EXTRA="idle_sleep_us = $SLEEP_US;" mg_topo_up "" ;;
 	wireguard-go) wggo_topo_up ;;
 	*) echo "e2e_bench: unknown phase $phase" >&2; exit 2 ;;
 	esac
@@ -127,7 +134,7 @@ run_phase() {
 	mg_check "peer -> LAN host" mg_ping peer 10.88.0.1 3
 	iperf_run lan_to_peer peer 10.99.0.2 lan
 	iperf_run peer_to_lan lan 10.88.0.1 peer
-	if [ "$phase" = meshgate ]; then
+	if [ "$phase" != wireguard-go ]; then
 		"$MG_CLI_BIN" stats "$MGN" | grep -v '^drop .* 0$'
 	else
 		mg_exec gw wg show "$MGN"
@@ -180,7 +187,7 @@ trap 'on_signal 143' TERM
 # secs + 1 s (+ the iperf3 timeouts' slack).
 limit=$(( 2 * secs + 6 * MG_WAIT + 120 ))
 failed=0
-for p in meshgate wireguard-go; do
+for p in meshgate meshgate-sleep wireguard-go; do
 	res="$logdir/e2e-$p.json"
 	rm -f "$res"
 	echo "e2e: $p gateway, 2 x ${secs} s of iperf3 ..." >&2
@@ -200,10 +207,13 @@ for p in meshgate wireguard-go; do
 	fi
 done
 
-python3 - "$logdir" "$secs" "$(nproc)" "${json:-}" <<'EOF'
+python3 - "$logdir" "$secs" "$(nproc)" "${json:-}" "$SLEEP_US" <<'EOF'
 import json, os, sys
 logdir, secs, ncpu, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-gws = [("meshgate", "meshgate -> wireguard-go"), ("wireguard-go", "wireguard-go -> wireguard-go")]
+sleep_us = int(sys.argv[5])
+gws = [("meshgate", "meshgate -> wireguard-go"),
+       ("meshgate-sleep", "meshgate (idle_sleep_us = %d) -> wireguard-go" % sleep_us),
+       ("wireguard-go", "wireguard-go -> wireguard-go")]
 res = {}
 for g, _ in gws:
     try:
@@ -214,16 +224,19 @@ dirs = [("lan_to_peer", "LAN host -> peer (10.99.0.2)"),
         ("peer_to_lan", "peer -> LAN host (10.88.0.1)")]
 note = ("All processes (iperf3 client and server, the wireguard-go peer, the gateway, "
         "the kernel's veth/bridge work) share this machine's %d cores; the meshgate "
-        "dataplane's worker busy-polls lcore 1 the whole time. The peer is wireguard-go "
-        "in both columns, so it bounds the rate: these numbers compare gateways under "
-        "a shared, peer-limited load, not meshgate's line rate." % ncpu)
+        "dataplane's worker busy-polls lcore 1 the whole time (first column) or sleeps "
+        "%d us between polls once it found nothing 64 times in a row (second column). "
+        "The peer is wireguard-go in every column, so it bounds the rate: these numbers "
+        "compare gateways under a shared, peer-limited load, not meshgate's line rate. "
+        "Runs are seconds apart on a shared machine: differences of 10-20%% between "
+        "runs are noise." % (ncpu, sleep_us))
 print("### iperf3 TCP through the gateway: meshgate vs wireguard-go\n")
 print("Same topology (tests/netns/mg_topo.sh: peer ns -- bridge -- gateway ns -- LAN ns, "
       "veth offloads off), inner IPv4, one TCP stream, %d s per run (+1 s omitted), "
       "receiver's Gbit/s; gateway = meshgate (DPDK net_af_packet ports) vs wireguard-go "
       "(kernel forwarding + wireguard-go tun).\n" % secs)
-print("| direction | meshgate -> wireguard-go | wireguard-go -> wireguard-go |")
-print("|---|---:|---:|")
+print("| direction | " + " | ".join(label for _, label in gws) + " |")
+print("|---|" + "---:|" * len(gws))
 def cell(g, d):
     r = res[g]
     if r is None or d not in r:
@@ -231,14 +244,16 @@ def cell(g, d):
     x = r[d]
     return "%.2f Gbit/s (%s retr)" % (x["gbps"], x.get("retransmits"))
 for d, label in dirs:
-    print("| %s | %s | %s |" % (label, cell("meshgate", d), cell("wireguard-go", d)))
-ratios = []
-for d, label in dirs:
-    a, b = res["meshgate"], res["wireguard-go"]
-    if a and b and d in a and d in b and b[d]["gbps"] > 0:
-        ratios.append("%s %.2fx" % (label.split(" (")[0], a[d]["gbps"] / b[d]["gbps"]))
-if ratios:
-    print("\nmeshgate / wireguard-go gateway: " + ", ".join(ratios))
+    print("| %s | %s |" % (label, " | ".join(cell(g, d) for g, _ in gws)))
+for g, name in (("meshgate", "meshgate"),
+                ("meshgate-sleep", "meshgate (idle_sleep_us = %d)" % sleep_us)):
+    ratios = []
+    for d, label in dirs:
+        a, b = res[g], res["wireguard-go"]
+        if a and b and d in a and d in b and b[d]["gbps"] > 0:
+            ratios.append("%s %.2fx" % (label.split(" (")[0], a[d]["gbps"] / b[d]["gbps"]))
+    if ratios:
+        print("\n%s / wireguard-go gateway: %s" % (name, ", ".join(ratios)))
 print("\nNote: " + note)
 if out:
     with open(out, "w") as f:
