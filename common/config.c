@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -475,26 +476,6 @@ static int p_sockaddr(struct ctx *c, const config_setting_t *s, void *dst, const
 }
 
 /* A list of "ipv4:port" / "[ipv6]:port", no duplicates. */
-static int p_sockaddrs(struct ctx *c, const config_setting_t *s, void *dst, const struct field *f)
-{
-	struct mg_sockaddr *out = dst;
-	int n = get_list(c, s, (int)f->size, "\"address:port\" strings");
-
-	for (int i = 0; i < n; i++) {
-		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
-		int ret = p_sockaddr(c, e, &out[i], f);
-
-		if (ret)
-			return ret;
-		for (int j = 0; j < i; j++)
-			if (!memcmp(&out[j], &out[i], sizeof(out[i])))
-				return report(c, e, "duplicate entry %s",
-					      Q(config_setting_get_string(e)));
-		*count_of(dst, f) = i + 1;
-	}
-	return n < 0 ? n : 0;
-}
-
 /* A listening address; "" leaves it unset (family 0: off). */
 static int p_listen(struct ctx *c, const config_setting_t *s, void *dst, const struct field *f)
 {
@@ -1268,6 +1249,9 @@ static int p_dns_name(struct ctx *c, const config_setting_t *s, void *dst, const
 	return 0;
 }
 
+/* What mg_hostport_parse reads (DERP and STUN servers). */
+#define HOSTPORT_EXPECTED "expected \"ipv4:port\", \"[ipv6]:port\" or \"name:port\" (port 1..65535)"
+
 /* "ipv4:port", "[ipv6]:port" or "name:port" (gets the whole region). */
 static int p_derp_server(struct ctx *c, const config_setting_t *s, void *dst, const struct field *f)
 {
@@ -1279,11 +1263,33 @@ static int p_derp_server(struct ctx *c, const config_setting_t *s, void *dst, co
 	if (ret)
 		return ret;
 	if (mg_hostport_parse(v, &r->server, r->host, sizeof(r->host)) < 0)
-		return report(c, s,
-			      "expected \"ipv4:port\", \"[ipv6]:port\" or \"name:port\" (port "
-			      "1..65535), got %s",
-			      Q(v));
+		return report(c, s, HOSTPORT_EXPECTED ", got %s", Q(v));
 	return 0;
+}
+
+/* STUN servers: "ipv4:port", "[ipv6]:port" or "name:port", no two alike. */
+static int p_stun_servers(struct ctx *c, const config_setting_t *s, void *dst,
+			  const struct field *f)
+{
+	struct mg_stun_server_conf *out = dst;
+	int n = get_list(c, s, (int)f->size, "\"host:port\" strings");
+
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const char *v;
+		int ret = get_string(c, e, &v);
+
+		if (ret)
+			return ret;
+		if (mg_hostport_parse(v, &out[i].server, out[i].host, sizeof(out[i].host)) < 0)
+			return report(c, e, HOSTPORT_EXPECTED ", got %s", Q(v));
+		for (int j = 0; j < i; j++)
+			if (!memcmp(&out[j].server, &out[i].server, sizeof(out[i].server)) &&
+			    !strcasecmp(out[j].host, out[i].host))
+				return report(c, e, "duplicate entry %s", Q(v));
+		*count_of(dst, f) = i + 1;
+	}
+	return n < 0 ? n : 0;
 }
 
 static const struct field derp_region_fields[] = {
@@ -1340,7 +1346,7 @@ static int check_control(struct ctx *c, const config_setting_t *g, void *base)
 static const struct field control_fields[] = {
     FIELD("metrics_listen", p_listen, struct mg_config, metrics_listen),
     STR("policy_file", p_string, struct mg_config, policy_file),
-    LIST("stun_servers", p_sockaddrs, struct mg_config, stun_servers, n_stun_servers,
+    LIST("stun_servers", p_stun_servers, struct mg_config, stun_servers, n_stun_servers,
 	 MG_MAX_STUN_SERVERS),
     INT("stun_interval", struct mg_config, stun_interval, 5, 3600),
     LIST("derp_regions", p_group_array, struct mg_config, derp_regions, n_derp_regions,

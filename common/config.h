@@ -44,6 +44,11 @@ struct mg_derp_region_conf {
 	char ca_file[4096];	   /* TLS: "" = the system's CAs */
 };
 
+struct mg_stun_server_conf {
+	struct mg_sockaddr server; /* the server's UDP address; only its port with a host */
+	char host[254];		   /* its DNS name, resolved every round; "" numeric */
+};
+
 struct mg_port_conf {
 	char name[32];
 	char device[256]; /* EAL device string, e.g. "net_af_packet0,iface=veth0" */
@@ -142,7 +147,7 @@ struct mg_config {
 	struct mg_sockaddr metrics_listen; /* family 0 = unset */
 	char policy_file[4096];            /* ACL policy (JSON); "" = no policy, allow all */
 	/* STUN servers asked for our public endpoint (control/stun.c); none: off. */
-	struct mg_sockaddr stun_servers[MG_MAX_STUN_SERVERS];
+	struct mg_stun_server_conf stun_servers[MG_MAX_STUN_SERVERS];
 	int n_stun_servers;
 	uint32_t stun_interval; /* seconds between rounds */
 	/* DERP relays (control/derp.c), by region; the home region is the one

@@ -338,16 +338,24 @@ static const struct bad_case bad_cases[] = {
      "@:4: dataplane.snat: expected a group { ... }, got a boolean"},
     /* stun 1: the port is required */
     {MG DP "control: {\n stun_servers = [\"198.51.100.1:3478\",\n  \"198.51.100.2\"];\n};\n",
-     "@:5: control.stun_servers.[1]: expected \"ipv4:port\" or \"[ipv6]:port\" (port "
-     "1..65535), got \"198.51.100.2\""},
-    /* stun 2: numeric addresses only */
-    {MG DP "control: {\n stun_servers = [\"stun.example.com:3478\"];\n};\n",
-     "@:4: control.stun_servers.[0]: expected \"ipv4:port\" or \"[ipv6]:port\" (port "
-     "1..65535), got \"stun.example.com:3478\""},
+     "@:5: control.stun_servers.[1]: expected \"ipv4:port\", \"[ipv6]:port\" or \"name:port\" "
+     "(port 1..65535), got \"198.51.100.2\""},
+    /* stun 2: a name must be a DNS name */
+    {MG DP "control: {\n stun_servers = [\"stun_1.example.com:3478\"];\n};\n",
+     "@:4: control.stun_servers.[0]: expected \"ipv4:port\", \"[ipv6]:port\" or \"name:port\" "
+     "(port 1..65535), got \"stun_1.example.com:3478\""},
+    /* stun 2b: names are compared without case */
+    {MG DP
+     "control: {\n stun_servers = [\"stun.example.com:3478\",\n  \"STUN.example.com:3478\"];\n};\n",
+     "@:5: control.stun_servers.[1]: duplicate entry \"STUN.example.com:3478\""},
+    /* stun 2c: the port is required with a name too */
+    {MG DP "control: {\n stun_servers = [\"stun.example.com\"];\n};\n",
+     "@:4: control.stun_servers.[0]: expected \"ipv4:port\", \"[ipv6]:port\" or \"name:port\" "
+     "(port 1..65535), got \"stun.example.com\""},
     /* stun 3: IPv6 needs brackets */
     {MG DP "control: {\n stun_servers = [\"2001:db8::1:3478\"];\n};\n",
-     "@:4: control.stun_servers.[0]: expected \"ipv4:port\" or \"[ipv6]:port\" (port "
-     "1..65535), got \"2001:db8::1:3478\""},
+     "@:4: control.stun_servers.[0]: expected \"ipv4:port\", \"[ipv6]:port\" or \"name:port\" "
+     "(port 1..65535), got \"2001:db8::1:3478\""},
     /* stun 4 */
     {MG DP "control: {\n stun_servers = [\"198.51.100.1:3478\", \"198.51.100.1:3478\"];\n};\n",
      "@:4: control.stun_servers.[1]: duplicate entry \"198.51.100.1:3478\""},
@@ -359,7 +367,7 @@ static const struct bad_case bad_cases[] = {
      "@:4: control.stun_servers: too many entries (9, at most 8)"},
     /* stun 6 */
     {MG DP "control: {\n stun_servers = \"198.51.100.1:3478\";\n};\n",
-     "@:4: control.stun_servers: expected an array of \"address:port\" strings, got a string"},
+     "@:4: control.stun_servers: expected an array of \"host:port\" strings, got a string"},
     /* stun 7 */
     {MG DP "control: {\n stun_servers = [3478];\n};\n",
      "@:4: control.stun_servers.[0]: expected a string, got an integer"},
@@ -642,7 +650,8 @@ static const char full_conf[] =
     "  { public_key = \"" KEY_B "\"; allowed_ips = []; }\n"
     ");\n"
     "control: { metrics_listen = \"127.0.0.1:9586\";\n"
-    "  stun_servers = [\"198.51.100.1:3478\", \"[2001:db8::1]:3478\"]; stun_interval = 60;\n"
+    "  stun_servers = [\"198.51.100.1:3478\", \"[2001:db8::1]:3478\",\n"
+    "    \"stun.example.com:3478\"]; stun_interval = 60;\n"
     "  derp_regions = ( { id = 1; server = \"198.51.100.9:3340\"; },\n"
     "    { id = 900; server = \"[2001:db8::9]:443\"; public_key = \"" KEY_A "\";\n"
     "      tls = true; server_name = \"derp9.example.com\"; ca_file = \"/etc/ssl/derp.pem\"; },\n"
@@ -698,8 +707,12 @@ static void check_full(const struct mg_config *c)
 		  !c->peers[1].name[0],
 	      "peer 1");
 	CHECK(!strcmp(sa_str(&c->metrics_listen), "127.0.0.1:9586"), "metrics_listen");
-	CHECK(c->n_stun_servers == 2 && !strcmp(sa_str(&c->stun_servers[0]), "198.51.100.1:3478") &&
-		  !strcmp(sa_str(&c->stun_servers[1]), "[2001:db8::1]:3478") &&
+	CHECK(c->n_stun_servers == 3 &&
+		  !strcmp(sa_str(&c->stun_servers[0].server), "198.51.100.1:3478") &&
+		  !c->stun_servers[0].host[0] &&
+		  !strcmp(sa_str(&c->stun_servers[1].server), "[2001:db8::1]:3478") &&
+		  !strcmp(c->stun_servers[2].host, "stun.example.com") &&
+		  !c->stun_servers[2].server.family && c->stun_servers[2].server.port == 3478 &&
 		  c->stun_interval == 60,
 	      "stun_servers, stun_interval");
 	CHECK(c->n_derp_regions == 3 && c->derp_regions[0].id == 1 &&

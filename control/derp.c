@@ -55,6 +55,7 @@
 #include "cp.h"
 #include "derp.h"
 #include "disco.h"
+#include "dns.h"
 #include "keys.h"
 #include "log.h"
 #include "wg_messages.h"
@@ -94,29 +95,18 @@ enum conn_state {
 static const char *const state_names[] = {"idle", "resolving",	"connecting",  "tls",
 					  "http", "server-key", "server-info", "ready"};
 
-/* An asynchronous getaddrinfo (glibc's getaddrinfo_a) for a region given by
- * name: the request must outlive a connection given up while it runs, so
- * such ones wait on a list until glibc is done with them. */
-struct derp_dns {
-	struct gaicb cb;
-	struct addrinfo hints;
-	char host[254];
-	struct derp_dns *next; /* on the orphans list */
-};
-static struct derp_dns *orphans;
-
 struct derp_conn {
 	const struct mg_derp_region_conf *rc;
 	bool home;
 	int fd;
-	struct derp_dns *dns;	 /* C_RESOLVING */
+	struct cp_dns *dns;	 /* C_RESOLVING */
 	struct mg_sockaddr addr; /* connected to: rc->server, or what rc->host resolved to */
 	struct mg_sockaddr alt[DERP_ADDRS]; /* rc->host's other addresses, tried in turn */
 	unsigned n_alt;
 	/* The latency probe: a TCP connect in flight (after resolving the
 	 * host), and the connect times of the last rounds (0: failed). */
 	int pr_fd;
-	struct derp_dns *pr_dns;
+	struct cp_dns *pr_dns;
 	uint64_t pr_start_ns;
 	bool pr_pending;
 	struct mg_sockaddr pr_alt[DERP_ADDRS]; /* the host's next addresses */
@@ -169,97 +159,10 @@ static void set_state(struct derp_conn *c, enum conn_state st, uint64_t now)
 	c->state_ns = now;
 }
 
-static void dns_free(struct derp_dns *q)
-{
-	if (q->cb.ar_result)
-		freeaddrinfo(q->cb.ar_result);
-	free(q);
-}
-
-/* Orphaned requests glibc has finished with; with wait, all of them (at
- * most a second each: exit). */
-static void dns_reap(bool wait)
-{
-	for (struct derp_dns **pp = &orphans; *pp;) {
-		struct derp_dns *q = *pp;
-
-		if (wait && gai_error(&q->cb) == EAI_INPROGRESS) {
-			const struct gaicb *l[1] = {&q->cb};
-			gai_suspend(l, 1, &(struct timespec){.tv_sec = 1});
-		}
-		if (gai_error(&q->cb) == EAI_INPROGRESS) {
-			pp = &q->next;
-			continue;
-		}
-		*pp = q->next;
-		dns_free(q);
-	}
-}
-
-/* A request not needed any more: freed, or orphaned while glibc runs it. */
-static void dns_release(struct derp_dns *q)
-{
-	if (!q)
-		return;
-	if (gai_cancel(&q->cb) == EAI_NOTCANCELED) {
-		q->next = orphans;
-		orphans = q;
-		return;
-	}
-	dns_free(q);
-}
-
 static void dns_abandon(struct derp_conn *c)
 {
-	dns_release(c->dns);
+	cp_dns_release(c->dns);
 	c->dns = NULL;
-}
-
-/* Start resolving host; NULL with *err (an EAI_ code, or EAI_MEMORY). */
-static struct derp_dns *dns_start(const char *host, int *err)
-{
-	struct derp_dns *q = calloc(1, sizeof(*q));
-
-	*err = EAI_MEMORY;
-	if (!q)
-		return NULL;
-	snprintf(q->host, sizeof(q->host), "%s", host);
-	q->hints = (struct addrinfo){.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-	q->cb = (struct gaicb){.ar_name = q->host, .ar_request = &q->hints};
-	struct gaicb *l[1] = {&q->cb};
-	if ((*err = getaddrinfo_a(GAI_NOWAIT, l, 1, NULL))) {
-		free(q);
-		return NULL;
-	}
-	return q;
-}
-
-/* A finished request's addresses (port set), at most max, no duplicates:
- * their count, or 0 with *err. EAI_INPROGRESS while it runs. */
-static unsigned dns_addrs(struct derp_dns *q, uint16_t port, struct mg_sockaddr *out, unsigned max,
-			  int *err)
-{
-	unsigned n = 0;
-
-	*err = gai_error(&q->cb);
-	for (const struct addrinfo *ai = *err ? NULL : q->cb.ar_result; ai && n < max;
-	     ai = ai->ai_next) {
-		struct sockaddr_storage ss = {0};
-		bool dup = false;
-
-		if (ai->ai_addrlen > sizeof(ss))
-			continue;
-		memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
-		if (!mg_sockaddr_from_sys(&ss, &out[n]))
-			continue;
-		out[n].port = port;
-		for (unsigned k = 0; k < n; k++)
-			dup |= mg_sockaddr_same(&out[k], &out[n]);
-		n += !dup;
-	}
-	if (!*err && !n)
-		*err = EAI_NODATA;
-	return n;
 }
 
 /* "host:port" or the numeric address, for log lines. */
@@ -507,7 +410,7 @@ static void conn_start(struct cp_device *d, struct derp_conn *c, uint64_t now)
 		conn_connect(d, c, now);
 		return;
 	}
-	if (!(c->dns = dns_start(c->rc->host, &err))) {
+	if (!(c->dns = cp_dns_start(c->rc->host, SOCK_STREAM, &err))) {
 		conn_fail(d, c, now, gai_strerror(err));
 		return;
 	}
@@ -520,7 +423,7 @@ static void resolve_check(struct cp_device *d, struct derp_conn *c, uint64_t now
 	int ret;
 	char why[320];
 
-	c->n_alt = dns_addrs(c->dns, c->rc->server.port, c->alt, DERP_ADDRS, &ret);
+	c->n_alt = cp_dns_addrs(c->dns, c->rc->server.port, c->alt, DERP_ADDRS, &ret);
 	if (ret == EAI_INPROGRESS)
 		return;
 	dns_abandon(c); /* done: freed */
@@ -1086,7 +989,7 @@ static void probe_close(struct derp_conn *c)
 	if (c->pr_fd >= 0)
 		close(c->pr_fd);
 	c->pr_fd = -1;
-	dns_release(c->pr_dns);
+	cp_dns_release(c->pr_dns);
 	c->pr_dns = NULL;
 }
 
@@ -1273,7 +1176,7 @@ int cp_derp_set_regions(struct cp_device *d, const struct mg_derp_region_conf *r
 void cp_derp_fini(struct cp_device *d)
 {
 	derp_off(d);
-	dns_reap(true);
+	cp_dns_reap(true);
 }
 
 /* ---- the home region by latency ---------------------------------------------- */
@@ -1352,7 +1255,7 @@ static void probe_start(struct derp_conn *c, uint64_t now)
 	if (!c->rc->host[0]) {
 		c->pr_alt[c->pr_n_alt++] = c->rc->server;
 		probe_connect(c, now);
-	} else if (!(c->pr_dns = dns_start(c->rc->host, &err))) {
+	} else if (!(c->pr_dns = cp_dns_start(c->rc->host, SOCK_STREAM, &err))) {
 		probe_done(c, 0);
 	}
 }
@@ -1406,10 +1309,10 @@ static void probe_tick(struct cp_device *d, uint64_t now)
 		if (c->pr_dns) {
 			int err;
 
-			c->pr_n_alt =
-			    dns_addrs(c->pr_dns, c->rc->server.port, c->pr_alt, DERP_ADDRS, &err);
+			c->pr_n_alt = cp_dns_addrs(c->pr_dns, c->rc->server.port, c->pr_alt,
+						   DERP_ADDRS, &err);
 			if (err != EAI_INPROGRESS) {
-				dns_release(c->pr_dns);
+				cp_dns_release(c->pr_dns);
 				c->pr_dns = NULL;
 				probe_connect(c, now); /* none: failed */
 			}
@@ -1444,8 +1347,7 @@ static void probe_tick(struct cp_device *d, uint64_t now)
 
 void cp_derp_tick(struct cp_device *d, uint64_t now)
 {
-	if (orphans)
-		dns_reap(false);
+	cp_dns_reap(false);
 	if (d->derp)
 		probe_tick(d, now);
 	for (int i = 0; d->derp && i < d->derp->n; i++) {

@@ -9,7 +9,10 @@
  * answers back as MG_MSG_RX_UDP (dplink.c tells them from handshakes).
  *
  * Per server one transaction at a time, under a random 12-byte id: sent
- * once more after 1 s without an answer, given up after 5 s. An answer
+ * once more after 1 s without an answer, given up after 5 s. A server given
+ * by name is resolved at the start of every round (cp_dns, without
+ * blocking the loop) and asked at the first address of a family our WAN
+ * port has, or else the first. An answer
  * counts only if it comes from the server's own address and port and names
  * the id outstanding there. The addresses the servers report, without
  * duplicates and in server order, are our public endpoints; a server that
@@ -19,6 +22,8 @@
  * Main thread only.
  */
 #include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -27,6 +32,7 @@
 
 #include "addr.h"
 #include "cp.h"
+#include "dns.h"
 #include "log.h"
 #include "stun.h"
 
@@ -35,8 +41,14 @@
 #define GIVE_UP_NS	 (5 * NS_PER_S)
 #define FORGET_INTERVALS 3
 
+#define STUN_ADDRS 8 /* addresses of a server's name looked at */
+
 struct stun_server {
-	struct mg_sockaddr addr;
+	struct mg_stun_server_conf conf; /* as configured */
+	struct mg_sockaddr addr;	 /* asked at: conf.server, or what conf.host resolved to */
+	struct cp_dns *dns;		 /* conf.host being resolved for this round */
+	uint64_t dns_ns;		 /* when that started */
+	bool dns_failed;		 /* the last resolution failed (logged once) */
 	uint8_t txid[MG_STUN_TXID_LEN];
 	bool pending; /* txid awaits its answer */
 	bool retransmitted;
@@ -78,16 +90,41 @@ int cp_stun_init(struct cp_device *d)
 	if (!s)
 		return -ENOMEM;
 	s->interval_ns = (uint64_t)cfg->stun_interval * NS_PER_S;
-	for (int i = 0; i < cfg->n_stun_servers && i < MG_MAX_STUN_SERVERS; i++)
-		s->servers[s->n_servers++].addr = clean_sockaddr(&cfg->stun_servers[i]);
+	for (int i = 0; i < cfg->n_stun_servers && i < MG_MAX_STUN_SERVERS; i++) {
+		struct stun_server *sv = &s->servers[s->n_servers++];
+
+		sv->conf = cfg->stun_servers[i];
+		if (!sv->conf.host[0])
+			sv->addr = clean_sockaddr(&sv->conf.server);
+	}
 	d->stun = s;
 	return 0;
 }
 
 void cp_stun_fini(struct cp_device *d)
 {
-	free(d->stun);
+	struct cp_stun *s = d->stun;
+
+	for (unsigned i = 0; s && i < s->n_servers; i++)
+		cp_dns_release(s->servers[i].dns);
+	cp_dns_reap(true);
+	free(s);
 	d->stun = NULL;
+}
+
+/* "name:port (address)" or the address, for log lines. */
+static const char *server_str(const struct stun_server *sv, char *buf, size_t len)
+{
+	char a[MG_SOCKADDR_STRLEN], h[300];
+
+	if (!sv->conf.host[0])
+		return mg_sockaddr_fmt(&sv->addr, buf, len);
+	mg_hostport_fmt(&sv->conf.server, sv->conf.host, h, sizeof(h));
+	if (sv->addr.family)
+		snprintf(buf, len, "%s (%s)", h, mg_sockaddr_fmt(&sv->addr, a, sizeof(a)));
+	else
+		snprintf(buf, len, "%s", h);
+	return buf;
 }
 
 void cp_stun_set_notify(struct cp_device *d, cp_stun_notify_fn *fn, void *arg)
@@ -111,19 +148,87 @@ static void transmit(struct cp_device *d, const struct stun_server *sv)
 		d->stun_sent++;
 }
 
-/* A new transaction with every server. */
+static void transaction_start(struct cp_device *d, struct stun_server *sv, uint64_t now)
+{
+	randombytes_buf(sv->txid, sizeof(sv->txid));
+	sv->pending = true;
+	sv->retransmitted = false;
+	sv->sent_ns = now;
+	transmit(d, sv);
+}
+
+/* A new transaction with every server; those given by name first resolve
+ * it (dns_check). */
 static void round_start(struct cp_device *d, struct cp_stun *s, uint64_t now)
 {
 	for (unsigned i = 0; i < s->n_servers; i++) {
 		struct stun_server *sv = &s->servers[i];
+		char buf[400];
+		int err;
 
-		randombytes_buf(sv->txid, sizeof(sv->txid));
-		sv->pending = true;
-		sv->retransmitted = false;
-		sv->sent_ns = now;
-		transmit(d, sv);
+		if (!sv->conf.host[0]) {
+			transaction_start(d, sv, now);
+			continue;
+		}
+		sv->pending = false; /* the last round's request is over */
+		cp_dns_release(sv->dns);
+		sv->dns_ns = now;
+		if (!(sv->dns = cp_dns_start(sv->conf.host, SOCK_DGRAM, &err)))
+			mg_log(LOG_WARNING, "stun: cannot resolve %s: %s",
+			       server_str(sv, buf, sizeof(buf)), gai_strerror(err));
 	}
 	s->next_round_ns = now + s->interval_ns;
+}
+
+/* The address a name resolved to that we can reach: the first of a family
+ * our WAN port has an address of, or else the first. */
+static const struct mg_sockaddr *pick_addr(const struct cp_device *d, const struct mg_sockaddr *a,
+					   unsigned n)
+{
+	int w = mg_config_port(d->cfg, MG_PORT_WAN);
+	const struct mg_port_conf *pc = w >= 0 ? &d->cfg->ports[w] : NULL;
+
+	for (unsigned k = 0; k < n; k++)
+		for (int i = 0; pc && i < pc->n_addrs; i++)
+			if (pc->addrs[i].family == a[k].family)
+				return &a[k];
+	return &a[0];
+}
+
+/* A name's resolution: once done, the round's request goes to the address
+ * picked; a name that does not resolve (in GIVE_UP_NS) is not asked this
+ * round and keeps what it last said until that is forgotten. */
+static void dns_check(struct cp_device *d, struct stun_server *sv, uint64_t now)
+{
+	struct mg_sockaddr a[STUN_ADDRS];
+	char buf[400], old[MG_SOCKADDR_STRLEN];
+	int err;
+	unsigned n = cp_dns_addrs(sv->dns, sv->conf.server.port, a, STUN_ADDRS, &err);
+
+	if (err == EAI_INPROGRESS && now - sv->dns_ns < GIVE_UP_NS)
+		return;
+	cp_dns_release(sv->dns);
+	sv->dns = NULL;
+	if (!n) {
+		if (!sv->dns_failed)
+			mg_log(LOG_WARNING, "stun: cannot resolve %s: %s",
+			       server_str(sv, buf, sizeof(buf)),
+			       err == EAI_INPROGRESS ? "no answer in 5 s" : gai_strerror(err));
+		sv->dns_failed = true;
+		return;
+	}
+	sv->dns_failed = false;
+	struct mg_sockaddr pick = clean_sockaddr(pick_addr(d, a, n));
+	if (!mg_sockaddr_same(&pick, &sv->addr)) {
+		bool had = sv->addr.family != 0;
+
+		if (had)
+			mg_sockaddr_fmt(&sv->addr, old, sizeof(old));
+		sv->addr = pick;
+		mg_log(LOG_INFO, "stun: server %s%s%s", server_str(sv, buf, sizeof(buf)),
+		       had ? ", was " : "", had ? old : "");
+	}
+	transaction_start(d, sv, now);
 }
 
 static bool in_set(const struct mg_sockaddr *set, unsigned n, const struct mg_sockaddr *ep)
@@ -226,19 +331,20 @@ static void endpoints_update(struct cp_device *d, struct cp_stun *s)
 static void server_timers(struct cp_device *d, struct cp_stun *s, struct stun_server *sv,
 			  uint64_t now)
 {
-	char a[MG_SOCKADDR_STRLEN];
+	char a[400];
 
+	if (sv->dns)
+		dns_check(d, sv, now);
 	if (sv->pending && now - sv->sent_ns >= GIVE_UP_NS) {
 		sv->pending = false;
-		mg_log(LOG_DEBUG, "stun: no answer from %s",
-		       mg_sockaddr_fmt(&sv->addr, a, sizeof(a)));
+		mg_log(LOG_DEBUG, "stun: no answer from %s", server_str(sv, a, sizeof(a)));
 	} else if (sv->pending && !sv->retransmitted && now - sv->sent_ns >= RETRANSMIT_NS) {
 		sv->retransmitted = true;
 		transmit(d, sv);
 	}
 	if (sv->mapped.family && now - sv->answered_ns >= FORGET_INTERVALS * s->interval_ns) {
 		mg_log(LOG_INFO, "stun: %s has not answered for %u intervals",
-		       mg_sockaddr_fmt(&sv->addr, a, sizeof(a)), FORGET_INTERVALS);
+		       server_str(sv, a, sizeof(a)), FORGET_INTERVALS);
 		sv->mapped = (struct mg_sockaddr){0};
 	}
 }
@@ -249,6 +355,7 @@ void cp_stun_tick(struct cp_device *d, uint64_t now)
 
 	if (!s)
 		return;
+	cp_dns_reap(false);
 	/* The dataplane must know our listen port before anything goes out
 	 * (IFACE_SET, part of the sync), or the request leaves from another. */
 	if (d->attached && !d->resync && !d->syncing) {
@@ -267,7 +374,7 @@ void cp_stun_tick(struct cp_device *d, uint64_t now)
 static struct stun_server *server_by_addr(struct cp_stun *s, const struct mg_sockaddr *ep)
 {
 	for (unsigned i = 0; i < s->n_servers; i++)
-		if (mg_sockaddr_same(&s->servers[i].addr, ep))
+		if (s->servers[i].addr.family && mg_sockaddr_same(&s->servers[i].addr, ep))
 			return &s->servers[i];
 	return NULL;
 }

@@ -16,6 +16,9 @@
  *     server still reports stays);
  *   - a STUN answer punted through the ring reaches stun.c, not the
  *     handshake code; with STUN off it is refused;
+ *   - servers by name: resolved at each round without blocking, asked at
+ *     the address of the WAN port's family; a name that does not resolve
+ *     is not asked, and the others go on;
  *   - behind a NAT (an endpoint that is not a WAN address with the listen
  *     port): coordination peers, existing and new, get a 25 s persistent
  *     keepalive, and lose it when that ends; a configured peer keeps its own.
@@ -370,6 +373,58 @@ static void test_nat(void)
 	mg_config_free(&cfg);
 }
 
+/* Tick on the test clock `at` until a request goes out (the name's lookup
+ * runs in glibc's thread), for up to 3 s of real time. */
+static struct sent tick_until_sent(struct cp_device *d, uint64_t at)
+{
+	struct sent v = {0};
+
+	for (int i = 0; i < 300 && !v.n; i++) {
+		cp_stun_tick(d, at);
+		v = sent();
+		if (!v.n)
+			usleep(10000);
+	}
+	return v;
+}
+
+static void test_names(void)
+{
+	struct mg_config cfg;
+	struct cp_device d;
+	uint64_t t0 = cp_now();
+
+	printf("-- servers by name\n");
+	/* localhost is 127.0.0.1 and ::1 in /etc/hosts; .invalid never resolves
+	 * (RFC 2606), quickly or, without a resolver, not within 5 s. */
+	device(&d, &cfg,
+	       "control: { stun_servers = [\"stun.invalid:3478\", \"localhost:3478\"];"
+	       " stun_interval = 10; };\n");
+	attach(&d);
+	struct sent r = tick_until_sent(&d, t0);
+	CHECK(
+	    r.n == 1 && r.bad == 0 && !strcmp(ep_str(&r.to[0]), "127.0.0.1:3478"),
+	    "localhost resolved: one request, to its IPv4 address (the WAN port's family): %u, %s",
+	    r.n, r.n ? ep_str(&r.to[0]) : "-");
+	rx(&d, "[::1]:3478", r.txid[0], V4, t0 + MS);
+	CHECK(d.stun_refused == 1 && d.stun_endpoints == 0,
+	      "an answer from its other address is refused");
+	rx(&d, "127.0.0.1:3478", r.txid[0], V4, t0 + MS);
+	CHECK(d.stun_accepted == 1 && d.stun_endpoints == 1, "the answer from it counts");
+	cp_stun_tick(&d, t0 + 6 * S);
+	r = sent();
+	CHECK(r.n == 0, "stun.invalid: given up, never asked (%u sent)", r.n);
+	CHECK(d.stun_endpoints == 1, "localhost's endpoint stays");
+	r = tick_until_sent(&d, t0 + 10 * S);
+	CHECK(r.n == 1 && !strcmp(ep_str(&r.to[0]), "127.0.0.1:3478"),
+	      "the next round resolves and asks again: %u", r.n);
+	rx(&d, "127.0.0.1:3478", r.txid[0], V4, t0 + 10 * S + MS);
+	CHECK(d.stun_accepted == 2 && d.stun_sent == 2, "answered again (%llu sent)",
+	      (unsigned long long)d.stun_sent);
+	cp_device_fini(&d);
+	mg_config_free(&cfg);
+}
+
 static void test_off(void)
 {
 	struct mg_config cfg;
@@ -402,6 +457,7 @@ int main(void)
 	}
 	test_discovery();
 	test_nat();
+	test_names();
 	test_off();
 	mg_shm_destroy(&shm);
 	return test_finish("test_cp_stun");

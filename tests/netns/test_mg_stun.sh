@@ -21,7 +21,9 @@
 #     tunnel to wireguard-go works while STUN runs;
 #  3. coordination: control restarted following a meshgate-coord server
 #     (coord_topo.sh) reports the endpoint; a second node's netmap has it as
-#     the gateway's endpoint, and `meshgate status` lists it first.
+#     the gateway's endpoint, and `meshgate status` lists it first. This
+#     control process has the STUN server by name, stun.test:3478, which
+#     its own /etc/hosts (a private mount namespace) maps to 203.0.113.1.
 set -u
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/mg_topo.sh"
@@ -158,7 +160,7 @@ CONF2="$MG_TMP/gw-coord.conf"
 ca="" tls='testing: { coord_insecure_http = true; };'
 [ -n "${COORD_CA:-}" ] && ca="ca_file = \"$COORD_CA\";" tls=""
 mg_topo_write_conf "$CONF2" "control: {
-  stun_servers = [\"$STUN_SRV:3479\", \"$STUN_SRV:3478\"];
+  stun_servers = [\"$STUN_SRV:3479\", \"stun.test:3478\"];
   stun_interval = 5;
 };
 coordination: {
@@ -168,7 +170,9 @@ coordination: {
 $tls"
 sed -i '/private_key_file/d' "$CONF2" # the node key comes from the state file
 # In the root namespace, where the server listens (127.0.0.1).
-mg_bg control-coord root "$MG_CP_BIN" -c "$CONF2"
+printf '127.0.0.1 localhost\n%s stun.test\n' "$STUN_SRV" >"$MG_TMP/hosts"
+mg_bg control-coord root unshare -m bash -c 'mount --bind "$1" /etc/hosts && exec "$2" -c "$3"' \
+	_ "$MG_TMP/hosts" "$MG_CP_BIN" "$CONF2"
 
 NAME2=$(mg_ifname n) || mg_fail "name"
 MG_SOCKS+=("/var/run/wireguard/$NAME2.sock")
@@ -180,6 +184,11 @@ reported() { # the gateway's own status: the STUN endpoint first, then its wan a
 		"$EP" 198.18.0.1:51820
 }
 MG_WAIT=20 mg_check "gateway status: endpoints $EP, 198.18.0.1:51820" mg_wait_for reported
+CLOG2="$MG_LOG_DIR/control-coord.log"
+mg_check "the STUN server by name: resolved to $STUN_SRV" \
+	grep -q "stun: server stun.test:3478 ($STUN_SRV:3478)" "$CLOG2"
+mg_check "and the endpoint learned through it" \
+	grep -Eq "stun: public endpoint $EP \\(via $STUN_SRV:3478\\)" "$CLOG2"
 "$CLI_BIN" status "$MGN" | sed 's/^/    /'
 peer_ep() { # the endpoint node2 has for the gateway
 	status "$NAME2" | python3 -c 'import json,sys; print(" ".join(p.get("endpoint") or "-" for p in json.load(sys.stdin)["peers"] if p.get("name","").startswith("stungw")))'
