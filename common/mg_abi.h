@@ -18,7 +18,7 @@
 #include "types.h"
 
 #define MG_SHM_MAGIC   0x4d475348u /* "MGSH" */
-#define MG_ABI_VERSION 6u
+#define MG_ABI_VERSION 7u
 
 #define MG_MSG_SIZE      2048u
 #define MG_MSG_HDR_SIZE  64u
@@ -237,6 +237,22 @@ struct mg_port_export {
 	uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes, rx_missed, rx_errors, tx_errors;
 } __attribute__((aligned(64)));
 
+/* A worker's load, one per worker slot (the worker's index); only that
+ * worker writes it (relaxed stores). Busy: poll iterations that received
+ * packets, their whole processing; the rest of the time the worker polled
+ * empty ports or slept (dataplane.idle_sleep_us). */
+struct mg_worker_export {
+	uint32_t lcore;
+	uint32_t in_use;     /* 1 for slots 0..n_workers-1 */
+	uint64_t busy_tsc;   /* TSC cycles spent on received packets */
+	uint64_t crypto_tsc; /* the part of busy_tsc in crypto bursts */
+	uint64_t polls;	     /* poll iterations, empty ones included */
+	uint64_t rx_packets; /* taken off the ports */
+	uint64_t idle_sleeps;
+} __attribute__((aligned(64)));
+
+_Static_assert(sizeof(struct mg_worker_export) == 64, "worker export fills a cache line");
+
 struct mg_shm_hdr {
 	uint32_t magic;
 	uint32_t abi_version;
@@ -256,7 +272,8 @@ struct mg_shm_hdr {
 	char name[32];
 	uint64_t off_cp2dp, off_dp2cp;
 	uint64_t off_peers, off_stats, off_drops, off_ports;
-	uint8_t pad[256 - 176];
+	uint64_t off_workers; /* [MG_MAX_LCORES] struct mg_worker_export */
+	uint8_t pad[256 - 184];
 };
 
 _Static_assert(sizeof(struct mg_shm_hdr) == 256, "shm header");

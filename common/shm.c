@@ -39,7 +39,7 @@ static size_t align64(size_t x)
 }
 
 struct layout {
-	size_t cp2dp, dp2cp, peers, stats, drops, ports, total;
+	size_t cp2dp, dp2cp, peers, stats, drops, ports, workers, total;
 };
 
 static int compute_layout(uint32_t max_peers, uint32_t n_stat_slots, struct layout *l)
@@ -60,6 +60,8 @@ static int compute_layout(uint32_t max_peers, uint32_t n_stat_slots, struct layo
 	off = align64(off + (size_t)MG_MAX_LCORES * MG_DROP_MAX * sizeof(uint64_t));
 	l->ports = off;
 	off = align64(off + MG_MAX_SHM_PORTS * sizeof(struct mg_port_export));
+	l->workers = off;
+	off = align64(off + MG_MAX_LCORES * sizeof(struct mg_worker_export));
 	l->total = off;
 	return 0;
 }
@@ -74,6 +76,7 @@ static void bind_pointers(struct mg_shm *s)
 	s->stats = (struct mg_peer_stats *)((char *)s->base + h->off_stats);
 	s->drops = (uint64_t *)((char *)s->base + h->off_drops);
 	s->ports = (struct mg_port_export *)((char *)s->base + h->off_ports);
+	s->workers = (struct mg_worker_export *)((char *)s->base + h->off_workers);
 }
 
 static uint64_t random_generation(void)
@@ -136,6 +139,7 @@ int mg_shm_create(struct mg_shm *s, const char *name, uint32_t max_peers, uint32
 	h->off_stats = l.stats;
 	h->off_drops = l.drops;
 	h->off_ports = l.ports;
+	h->off_workers = l.workers;
 	bind_pointers(s);
 	rc = rte_ring_init(s->cp2dp, "mg_cp2dp", MG_RING_SIZE, RING_F_SP_ENQ | RING_F_SC_DEQ);
 	if (rc == 0)

@@ -26,6 +26,7 @@ struct mg_shm {
 	struct mg_peer_stats *stats; /* [n_stat_slots][max_peers] */
 	uint64_t *drops;             /* [MG_MAX_LCORES][MG_DROP_MAX] */
 	struct mg_port_export *ports;
+	struct mg_worker_export *workers; /* [MG_MAX_LCORES], by worker index */
 };
 
 /* Dataplane: (re)create /meshgate.<name>, mode 0600, with a new generation. */

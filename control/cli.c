@@ -34,6 +34,30 @@
 #include "keys.h"
 #include "shm.h"
 
+/* Worker slot i's load, read field by field (its worker writes them). */
+static bool worker_load(const struct mg_shm *s, unsigned i, struct mg_worker_export *out)
+{
+	const struct mg_worker_export *w = &s->workers[i];
+
+	if (!__atomic_load_n(&w->in_use, __ATOMIC_RELAXED))
+		return false;
+	*out = (struct mg_worker_export){
+	    .lcore = w->lcore,
+	    .in_use = 1,
+	    .busy_tsc = __atomic_load_n(&w->busy_tsc, __ATOMIC_RELAXED),
+	    .crypto_tsc = __atomic_load_n(&w->crypto_tsc, __ATOMIC_RELAXED),
+	    .polls = __atomic_load_n(&w->polls, __ATOMIC_RELAXED),
+	    .rx_packets = __atomic_load_n(&w->rx_packets, __ATOMIC_RELAXED),
+	    .idle_sleeps = __atomic_load_n(&w->idle_sleeps, __ATOMIC_RELAXED),
+	};
+	return true;
+}
+
+static double seconds(const struct mg_shm *s, uint64_t tsc)
+{
+	return s->hdr->tsc_hz ? (double)tsc / (double)s->hdr->tsc_hz : 0.0;
+}
+
 static void print_text(const struct mg_shm *s)
 {
 	printf("dataplane %s pid %" PRIu64 ", %u stat slots, %u peer slots\n", s->hdr->name,
@@ -59,6 +83,16 @@ static void print_text(const struct mg_shm *s)
 		printf("peer %s slot %u endpoint %s rx_packets %" PRIu64 " rx_bytes %" PRIu64
 		       " tx_packets %" PRIu64 " tx_bytes %" PRIu64 " keypair %08x\n",
 		       key, i, ep, t.rx_packets, t.rx_bytes, t.tx_packets, t.tx_bytes, e->kp_cur);
+	}
+	for (unsigned i = 0; i < MG_MAX_LCORES; i++) {
+		struct mg_worker_export w;
+		if (!worker_load(s, i, &w))
+			continue;
+		printf(
+		    "worker %u lcore %u busy_seconds %.3f crypto_seconds %.3f rx_packets %" PRIu64
+		    " polls %" PRIu64 " idle_sleeps %" PRIu64 "\n",
+		    i, w.lcore, seconds(s, w.busy_tsc), seconds(s, w.crypto_tsc), w.rx_packets,
+		    w.polls, w.idle_sleeps);
 	}
 	for (int r = 0; r < MG_DROP_MAX; r++)
 		printf("drop %s %" PRIu64 "\n", mg_drop_names[r], mg_shm_drop_total(s, r));
@@ -86,6 +120,19 @@ static void print_json(const struct mg_shm *s)
 		printf("%s{\"public_key\":\"%s\",\"rx_packets\":%" PRIu64 ",\"rx_bytes\":%" PRIu64
 		       ",\"tx_packets\":%" PRIu64 ",\"tx_bytes\":%" PRIu64 "}",
 		       first ? "" : ",", key, t.rx_packets, t.rx_bytes, t.tx_packets, t.tx_bytes);
+		first = false;
+	}
+	printf("],\"workers\":[");
+	first = true;
+	for (unsigned i = 0; i < MG_MAX_LCORES; i++) {
+		struct mg_worker_export w;
+		if (!worker_load(s, i, &w))
+			continue;
+		printf(
+		    "%s{\"worker\":%u,\"lcore\":%u,\"busy_seconds\":%.6f,\"crypto_seconds\":%.6f,"
+		    "\"rx_packets\":%" PRIu64 ",\"polls\":%" PRIu64 ",\"idle_sleeps\":%" PRIu64 "}",
+		    first ? "" : ",", i, w.lcore, seconds(s, w.busy_tsc), seconds(s, w.crypto_tsc),
+		    w.rx_packets, w.polls, w.idle_sleeps);
 		first = false;
 	}
 	printf("],\"drops\":{");

@@ -413,6 +413,50 @@ static void render_ports(struct out *o, const struct mg_shm *s)
 	}
 }
 
+/* Per worker: a busy-polling worker's process shows 100% CPU whatever its
+ * load; busy seconds per second is how loaded it really is. */
+static void render_workers(struct out *o, const struct mg_shm *s)
+{
+	static const struct {
+		const char *name, *help;
+		size_t off;  /* of the uint64 in struct mg_worker_export */
+		bool cycles; /* TSC cycles: exported as seconds */
+	} f[] = {
+	    {"meshgate_worker_busy_seconds_total",
+	     "Time the worker spent on packets it received (its load: rate() of this is the "
+	     "share of its core in use).",
+	     offsetof(struct mg_worker_export, busy_tsc), true},
+	    {"meshgate_worker_crypto_seconds_total",
+	     "The part of the busy time spent in ChaCha20-Poly1305 bursts.",
+	     offsetof(struct mg_worker_export, crypto_tsc), true},
+	    {"meshgate_worker_rx_packets_total", "Packets the worker took off the ports.",
+	     offsetof(struct mg_worker_export, rx_packets), false},
+	    {"meshgate_worker_polls_total", "Poll iterations of the worker, empty ones included.",
+	     offsetof(struct mg_worker_export, polls), false},
+	    {"meshgate_worker_idle_sleeps_total",
+	     "Sleeps of an idle worker between polls (dataplane.idle_sleep_us).",
+	     offsetof(struct mg_worker_export, idle_sleeps), false},
+	};
+	double hz = s->hdr->tsc_hz ? (double)s->hdr->tsc_hz : 1.0;
+
+	for (size_t k = 0; k < sizeof(f) / sizeof(f[0]); k++) {
+		family(o, f[k].name, "counter", f[k].help);
+		for (unsigned i = 0; i < MG_MAX_LCORES; i++) {
+			const struct mg_worker_export *w = &s->workers[i];
+			if (!__atomic_load_n(&w->in_use, __ATOMIC_RELAXED))
+				continue;
+			uint64_t v = __atomic_load_n((const uint64_t *)((const char *)w + f[k].off),
+						     __ATOMIC_RELAXED);
+			if (f[k].cycles)
+				put(o, "%s{worker=\"%u\",lcore=\"%u\"} %.6f\n", f[k].name, i,
+				    w->lcore, (double)v / hz);
+			else
+				put(o, "%s{worker=\"%u\",lcore=\"%u\"} %" PRIu64 "\n", f[k].name, i,
+				    w->lcore, v);
+		}
+	}
+}
+
 static void counter(struct out *o, const char *name, const char *help, uint64_t v)
 {
 	family(o, name, "counter", help);
@@ -539,6 +583,7 @@ int cp_metrics_render(struct cp_metrics *m, char **buf, size_t *len)
 		render_peers(&o, &s, &m->snap);
 		render_drops(&o, &s);
 		render_ports(&o, &s);
+		render_workers(&o, &s);
 	}
 	render_rings(&o, up ? &s : NULL, &m->snap);
 	render_handshakes(&o, &m->snap);

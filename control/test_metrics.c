@@ -132,6 +132,16 @@ int main(void)
 	s.hdr->n_ports = 1;
 	snprintf(s.ports[0].name, sizeof(s.ports[0].name), "wan\"0");
 	s.ports[0].rx_packets = 9;
+	/* Two workers on lcores 1 and 3; the other slots unused. */
+	s.hdr->tsc_hz = 2000000000ull;
+	s.workers[0] = (struct mg_worker_export){.lcore = 1,
+						 .in_use = 1,
+						 .busy_tsc = 3000000000ull,
+						 .crypto_tsc = 2000000000ull,
+						 .polls = 77,
+						 .rx_packets = 1000,
+						 .idle_sleeps = 5};
+	s.workers[1] = (struct mg_worker_export){.lcore = 3, .in_use = 1, .busy_tsc = 1000000};
 
 	/* Control knows slot 1 by a name that needs escaping; slot 5 has none. */
 	d.max_peers = 8;
@@ -167,6 +177,24 @@ int main(void)
 	}
 	CHECK(has_line(page, "meshgate_port_rx_packets_total{port=\"wan\\\"0\",role=\"wan\"} 9"),
 	      "port");
+	CHECK(
+	    has_line(page, "meshgate_worker_busy_seconds_total{worker=\"0\",lcore=\"1\"} 1.500000"),
+	    "worker busy seconds");
+	CHECK(
+	    has_line(page, "meshgate_worker_busy_seconds_total{worker=\"1\",lcore=\"3\"} 0.000500"),
+	    "second worker busy seconds");
+	CHECK(has_line(page,
+		       "meshgate_worker_crypto_seconds_total{worker=\"0\",lcore=\"1\"} 1.000000"),
+	      "worker crypto seconds");
+	CHECK(has_line(page, "meshgate_worker_rx_packets_total{worker=\"0\",lcore=\"1\"} 1000"),
+	      "worker packets");
+	CHECK(has_line(page, "meshgate_worker_polls_total{worker=\"0\",lcore=\"1\"} 77"),
+	      "worker polls");
+	CHECK(has_line(page, "meshgate_worker_idle_sleeps_total{worker=\"0\",lcore=\"1\"} 5"),
+	      "worker sleeps");
+	CHECK(!strstr(page, "worker=\"2\""), "unused worker slots are not listed");
+	CHECK(has_line(page, "# TYPE meshgate_worker_busy_seconds_total counter"),
+	      "worker busy: a counter");
 	CHECK(has_line(page, "meshgate_handshakes_completed_total 3"), "completed");
 	CHECK(has_line(page, "meshgate_handshake_initiations_sent_total 4"), "initiations");
 	CHECK(has_line(page, "meshgate_ring_full_total{ring=\"control_to_dataplane\"} 2"), "ring");

@@ -127,6 +127,9 @@ static int workers_init(struct dp_ctx *dp)
 		w->idx = i;
 		w->lcore = (unsigned)dp->cfg->workers[i];
 		w->drops = mg_shm_drops(&dp->shm, i);
+		w->load = &dp->shm.workers[i];
+		w->load->lcore = w->lcore;
+		w->load->in_use = 1;
 		snprintf(name, sizeof(name), "mg_inject%u", i);
 		w->inject = rte_ring_create(name, 4096, (int)rte_lcore_to_socket_id(w->lcore),
 					    RING_F_SP_ENQ | RING_F_SC_DEQ);

@@ -157,6 +157,8 @@ struct dp_worker {
 	uint64_t now_tsc;
 	uint64_t busy_tsc, loops, rx_pkts, tx_pkts;
 	uint64_t crypto_tsc; /* the part of busy_tsc spent in crypto bursts */
+	uint64_t idle_sleeps;
+	struct mg_worker_export *load; /* this worker's row in shm (dp_worker_poll) */
 	struct dp_punt_bucket {
 		uint64_t tokens, last_tsc;
 	} stun_rl, disco_rl; /* STUN and disco punt rate limits (decap.c) */

@@ -156,6 +156,22 @@ static void rx_port(struct dp_worker *w, struct dp_burst *b, int p)
 		dp_lan_input(w, b, p, m, n);
 }
 
+/* The worker's load for control's metrics: plain counters here, copied to
+ * shm with relaxed stores after each busy poll (and every 1024 idle ones),
+ * so readers never see a torn value. */
+static void publish_load(struct dp_worker *w)
+{
+	struct mg_worker_export *e = w->load;
+
+	if (!e)
+		return;
+	__atomic_store_n(&e->busy_tsc, w->busy_tsc, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->crypto_tsc, w->crypto_tsc, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->polls, w->loops, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->rx_packets, w->rx_pkts, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->idle_sleeps, w->idle_sleeps, __ATOMIC_RELAXED);
+}
+
 /* Busy cycles count only iterations that received something, so cycles per
  * packet = busy_tsc / rx_pkts is the cost of the work, not of idle polls.
  * Returns the packets taken in: received on the ports and handed over by
@@ -173,8 +189,12 @@ unsigned dp_worker_poll(struct dp_worker *w, struct dp_burst *b)
 	dp_tx_flush(w, b);
 	rte_rcu_qsbr_quiescent(dp->rcu, w->idx);
 	w->loops++;
-	if (w->rx_pkts != before)
+	if (w->rx_pkts != before) {
 		w->busy_tsc += rte_rdtsc() - start;
+		publish_load(w);
+	} else if (!(w->loops & 1023)) {
+		publish_load(w);
+	}
 	return (unsigned)(w->rx_pkts - before) + injected;
 }
 
@@ -201,6 +221,7 @@ int dp_worker_main(void *arg)
 			idle = 0;
 		} else if (sleep_us && ++idle >= DP_IDLE_POLLS) {
 			idle = DP_IDLE_POLLS;
+			w->idle_sleeps++;
 			rte_delay_us_sleep((unsigned)sleep_us);
 		}
 	}

@@ -39,6 +39,13 @@ worker_load() {
 	echo $(( (b - a) * 100 / (hz * $1) ))
 }
 
+# wstat FIELD : worker 0's FIELD from `meshgate stats` (its load counters).
+wstat() {
+	"$MG_CLI_BIN" stats "$MGN" | awk -v f="$1" '$1 == "worker" && $2 == 0 {
+		for (i = 3; i < NF; i += 2) if ($i == f) { print $(i + 1); found = 1 } }
+		END { exit !found }'
+}
+
 mg_test_init
 mg_topo_up
 mg_check "tunnel up" mg_ping lan 10.99.0.2 3
@@ -46,6 +53,9 @@ mg_check "tunnel up" mg_ping lan 10.99.0.2 3
 load=$(worker_load 3) || mg_fail "no worker thread in the dataplane ($MG_DP_PID)"
 echo "busy-poll worker, no traffic: $load% of a core"
 mg_check "busy-poll (default): the idle worker spins (>= 50% of a core)" test "$load" -ge 50
+"$MG_CLI_BIN" stats "$MGN" | grep '^worker'
+mg_check "meshgate stats: worker 0 on lcore 1, never slept" \
+	bash -c "'$MG_CLI_BIN' stats $MGN | grep -q '^worker 0 lcore 1 .* idle_sleeps 0\$'"
 
 # 2. The same gateway with idle_sleep_us: restart the dataplane on the new
 # config; the control process programs it again.
@@ -63,6 +73,14 @@ sleep 1
 load=$(worker_load 3) || mg_fail "no worker thread in the dataplane ($MG_DP_PID)"
 echo "idle_sleep_us = 200 worker, no traffic: $load% of a core"
 mg_check "idle_sleep_us: the idle worker sleeps (<= 25% of a core)" test "$load" -le 25
+sleeps=$(wstat idle_sleeps) || mg_fail "no worker line in meshgate stats"
+mg_check "meshgate stats counts the sleeps ($sleeps)" test "$sleeps" -gt 1000
+mg_check "meshgate stats --json: the same worker" bash -c \
+	"'$MG_CLI_BIN' stats $MGN --json | python3 -c 'import json, sys
+w = json.load(sys.stdin)[\"workers\"]
+sys.exit(not (len(w) == 1 and w[0][\"worker\"] == 0 and w[0][\"lcore\"] == 1 and
+              w[0][\"idle_sleeps\"] > 0 and w[0][\"polls\"] > 0))'"
+busy0=$(wstat busy_seconds) rx0=$(wstat rx_packets)
 
 # Pings 1 s apart find the worker asleep every time: each waits for at
 # most one sleep (0.2 ms) on each of its four passes through the gateway.
@@ -79,6 +97,11 @@ mg_check "TCP transfer through the gateway" \
 	python3 -c "import sys; sys.exit(not float('$gbps') > 0.01)"
 mg_check "ping flood (1000, no loss)" \
 	mg_exec lan timeout 30 ping -q -n -f -c 1000 -W 1 10.99.0.2
+"$MG_CLI_BIN" stats "$MGN" | grep '^worker'
+busy1=$(wstat busy_seconds) rx1=$(wstat rx_packets)
+mg_check "the worker's busy time grew with the traffic ($busy0 -> $busy1 s)" \
+	python3 -c "import sys; sys.exit(not float('$busy1') > float('$busy0'))"
+mg_check "and its packets ($rx0 -> $rx1, over 2,000 more)" test $((rx1 - rx0)) -gt 2000
 "$MG_CLI_BIN" stats "$MGN" | grep -E '^port|^drop .* [1-9][0-9]*$'
 # The ports' rings held what came in while the worker slept.
 mg_check "no packets missed by the ports" \
