@@ -1376,6 +1376,14 @@ static const struct field testing_fields[] = {
     END,
 };
 
+static const struct field flow_log_fields[] = {
+    STR("file", p_path, struct mg_flow_log_conf, file, REQUIRED),
+    INT("interval", struct mg_flow_log_conf, interval, 1, 3600),
+    INT("max_flows", struct mg_flow_log_conf, max_flows, 1024, 4194304),
+    END,
+};
+static const struct group_desc flow_log_group = {flow_log_fields, NULL};
+
 static const struct group_desc meshgate_group = {meshgate_fields, check_meshgate};
 static const struct group_desc dataplane_group = {dataplane_fields, check_dataplane};
 static const struct group_desc control_group = {control_fields, check_control};
@@ -1388,6 +1396,7 @@ static const struct field root_fields[] = {
     LIST("peers", p_group_alloc, struct mg_config, peers, n_peers, 1048576, .arg = &peer_list),
     GROUP("control", &control_group),
     GROUP("testing", &testing_group),
+    GROUP("flow_log", &flow_log_group, .off = offsetof(struct mg_config, flow_log)),
     GROUP("coordination", &coord_group, .off = offsetof(struct mg_config, coord)),
     END,
 };
@@ -1407,6 +1416,8 @@ static void set_defaults(struct mg_config *cfg)
 	cfg->n_workers = 1;
 	cfg->mbufs = 8192;
 	cfg->burst = 64;
+	cfg->flow_log.interval = 10;
+	cfg->flow_log.max_flows = 65536;
 	cfg->crypto = MG_CRYPTO_IPSEC_MB;
 	cfg->snat = (struct mg_snat_conf){
 	    .enabled = true,

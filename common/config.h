@@ -49,6 +49,13 @@ struct mg_stun_server_conf {
 	char host[254];		   /* its DNS name, resolved every round; "" numeric */
 };
 
+/* flow_log: per-flow records of the tunnel's traffic, written by control. */
+struct mg_flow_log_conf {
+	char file[4096];    /* JSON lines appended here; "" = flow logs off */
+	uint32_t interval;  /* seconds: at most one record per flow and interval */
+	uint32_t max_flows; /* flows tracked per worker; more are counted, not logged */
+};
+
 struct mg_port_conf {
 	char name[32];
 	char device[256]; /* EAL device string, e.g. "net_af_packet0,iface=veth0" */
@@ -140,6 +147,7 @@ struct mg_config {
 	struct mg_port_conf ports[MG_MAX_PORTS];
 	int n_ports;
 	struct mg_snat_conf snat;
+	struct mg_flow_log_conf flow_log;
 
 	struct mg_peer_conf *peers;
 	int n_peers;

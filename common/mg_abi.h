@@ -33,6 +33,7 @@
 #define MG_MAX_LCORES    16u   /* statistics slots: one per worker + main */
 #define MG_KP_PER_PEER   4u    /* keypair slots a peer owns: prev, cur, next, one spare */
 #define MG_MAX_SHM_PORTS 8u
+#define MG_FLOW_RING_SIZE 8192u /* flow records per worker ring (flow_log) */
 
 /* Every drop is counted under one of these reasons, per lcore. */
 #define MG_DROP_REASONS(X)                                                                         \
@@ -249,9 +250,41 @@ struct mg_worker_export {
 	uint64_t polls;	     /* poll iterations, empty ones included */
 	uint64_t rx_packets; /* taken off the ports */
 	uint64_t idle_sleeps;
+	/* Flow logs (flow_log), else 0. */
+	uint64_t flows;		    /* tracked now */
+	uint64_t flows_untracked;   /* packets of flows a full table could not take */
+	uint64_t flow_records;	    /* handed to control */
+	uint64_t flow_records_lost; /* a full ring could not take them */
 } __attribute__((aligned(64)));
 
-_Static_assert(sizeof(struct mg_worker_export) == 64, "worker export fills a cache line");
+_Static_assert(sizeof(struct mg_worker_export) == 128, "worker export: two cache lines");
+
+/*
+ * Flow logs (flow_log in the config): each worker counts the inner flows it
+ * forwards, per peer and direction, and hands control one record per flow
+ * and interval through its own ring (single producer, single consumer).
+ * Control writes them out; the same flow is logged by the gateway at each
+ * end of the tunnel.
+ */
+enum {
+	MG_FLOW_RX = 0, /* from the tunnel: authenticated, passed the filter, forwarded */
+	MG_FLOW_TX = 1, /* into the tunnel: encrypted to the peer */
+};
+
+struct mg_flow_record {
+	uint32_t peer;	/* peer slot */
+	uint8_t dir;	/* MG_FLOW_RX or MG_FLOW_TX */
+	uint8_t family; /* AF_INET or AF_INET6 */
+	uint8_t proto;	/* IP protocol */
+	uint8_t pad;
+	uint8_t src[16], dst[16]; /* inner addresses, network order (IPv4: 4 bytes) */
+	uint16_t sport, dport;	  /* TCP/UDP/SCTP ports; ICMP: type and code; else 0 */
+	uint32_t pad2;
+	uint64_t packets, bytes;      /* since the flow's last record; bytes of inner packets */
+	uint64_t first_tsc, last_tsc; /* the first and last of those packets (dataplane TSC) */
+};
+
+_Static_assert(sizeof(struct mg_flow_record) == 80, "flow record size");
 
 struct mg_shm_hdr {
 	uint32_t magic;
@@ -273,7 +306,9 @@ struct mg_shm_hdr {
 	uint64_t off_cp2dp, off_dp2cp;
 	uint64_t off_peers, off_stats, off_drops, off_ports;
 	uint64_t off_workers; /* [MG_MAX_LCORES] struct mg_worker_export */
-	uint8_t pad[256 - 184];
+	uint64_t off_flows;   /* [n_stat_slots] rings of struct mg_flow_record */
+	uint64_t flow_ring_size; /* bytes per ring */
+	uint8_t pad[256 - 200];
 };
 
 _Static_assert(sizeof(struct mg_shm_hdr) == 256, "shm header");

@@ -39,7 +39,7 @@ static size_t align64(size_t x)
 }
 
 struct layout {
-	size_t cp2dp, dp2cp, peers, stats, drops, ports, workers, total;
+	size_t cp2dp, dp2cp, peers, stats, drops, ports, workers, flows, flow_ring, total;
 };
 
 static int compute_layout(uint32_t max_peers, uint32_t n_stat_slots, struct layout *l)
@@ -62,6 +62,12 @@ static int compute_layout(uint32_t max_peers, uint32_t n_stat_slots, struct layo
 	off = align64(off + MG_MAX_SHM_PORTS * sizeof(struct mg_port_export));
 	l->workers = off;
 	off = align64(off + MG_MAX_LCORES * sizeof(struct mg_worker_export));
+	ssize_t fr = rte_ring_get_memsize_elem(sizeof(struct mg_flow_record), MG_FLOW_RING_SIZE);
+	if (fr < 0)
+		return (int)fr;
+	l->flow_ring = ((size_t)fr + 63) & ~(size_t)63;
+	l->flows = off;
+	off = align64(off + (size_t)n_stat_slots * l->flow_ring);
 	l->total = off;
 	return 0;
 }
@@ -140,10 +146,15 @@ int mg_shm_create(struct mg_shm *s, const char *name, uint32_t max_peers, uint32
 	h->off_drops = l.drops;
 	h->off_ports = l.ports;
 	h->off_workers = l.workers;
+	h->off_flows = l.flows;
+	h->flow_ring_size = l.flow_ring;
 	bind_pointers(s);
 	rc = rte_ring_init(s->cp2dp, "mg_cp2dp", MG_RING_SIZE, RING_F_SP_ENQ | RING_F_SC_DEQ);
 	if (rc == 0)
 		rc = rte_ring_init(s->dp2cp, "mg_dp2cp", MG_RING_SIZE, RING_F_SC_DEQ);
+	for (uint32_t i = 0; rc == 0 && i < n_stat_slots; i++)
+		rc = rte_ring_init(mg_shm_flow_ring(s, i), "mg_flows", MG_FLOW_RING_SIZE,
+				   RING_F_SP_ENQ | RING_F_SC_DEQ);
 	if (rc < 0) {
 		mg_shm_destroy(s);
 		return rc;

@@ -37,6 +37,13 @@ void mg_shm_detach(struct mg_shm *s);
 /* Dataplane on exit: unmap and remove the name. */
 void mg_shm_destroy(struct mg_shm *s);
 
+/* Worker slot i's flow-record ring (elements: struct mg_flow_record). */
+static inline struct rte_ring *mg_shm_flow_ring(const struct mg_shm *s, unsigned i)
+{
+	return (struct rte_ring *)((char *)s->base + s->hdr->off_flows +
+				   (size_t)i * s->hdr->flow_ring_size);
+}
+
 static inline struct mg_peer_stats *mg_shm_stats(const struct mg_shm *s, unsigned slot, uint32_t peer)
 {
 	return &s->stats[(size_t)slot * s->hdr->max_peers + peer];

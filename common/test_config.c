@@ -183,6 +183,20 @@ static const struct bad_case bad_cases[] = {
     /* 36c */
     {MG "dataplane: {\n idle_sleep_us = -1;\n ports = ( " WAN " );\n};\n",
      "@:3: dataplane.idle_sleep_us: expected an integer in 0..10000, got -1"},
+    /* flow 1: the file is required */
+    {MG DP "flow_log: {\n interval = 5;\n};\n", "@:3: flow_log.file: required setting missing"},
+    /* flow 2 */
+    {MG DP "flow_log: {\n file = \"flows.jsonl\";\n};\n",
+     "@:4: flow_log.file: \"flows.jsonl\": must be an absolute path"},
+    /* flow 3 */
+    {MG DP "flow_log: {\n file = \"/tmp/f\";\n interval = 0;\n};\n",
+     "@:5: flow_log.interval: expected an integer in 1..3600, got 0"},
+    /* flow 4 */
+    {MG DP "flow_log: {\n file = \"/tmp/f\";\n max_flows = 100;\n};\n",
+     "@:5: flow_log.max_flows: expected an integer in 1024..4194304, got 100"},
+    /* flow 5 */
+    {MG DP "flow_log: {\n file = \"/tmp/f\";\n intervall = 5;\n};\n",
+     "@:5: flow_log.intervall: unknown setting (did you mean \"interval\"?)"},
     /* 37 */
     {MG "dataplane: {\n mbufs = 100;\n ports = ( " WAN " );\n};\n",
      "@:3: dataplane.mbufs: expected an integer in 1024..4194304, got 100"},
@@ -559,6 +573,8 @@ static void test_defaults(void)
 	CHECK(!c.private_key_file[0] && !c.has_private_key, "no key");
 	CHECK(c.n_eal_args == 0 && !c.eal_args && c.main_lcore == 0, "eal defaults");
 	CHECK(c.n_workers == 1 && c.workers[0] == 1, "workers default");
+	CHECK(!c.flow_log.file[0] && c.flow_log.interval == 10 && c.flow_log.max_flows == 65536,
+	      "flow logs off; interval 10 s, 65536 flows");
 	CHECK(c.mbufs == 8192 && c.burst == 64 && c.idle_sleep_us == 0 &&
 		  c.crypto == MG_CRYPTO_IPSEC_MB && !c.cryptodev[0],
 	      "dataplane defaults");
@@ -657,6 +673,7 @@ static const char full_conf[] =
     "      tls = true; server_name = \"derp9.example.com\"; ca_file = \"/etc/ssl/derp.pem\"; },\n"
     "    { id = 7; server = \"derp7.example.com:443\"; tls = true; } );\n"
     "  derp_home = 900; derp_ca_file = \"/etc/meshgate/derp-ca.pem\"; };\n"
+    "flow_log: { file = \"/var/log/meshgate/flows.jsonl\"; interval = 30; max_flows = 4096; };\n"
     "testing: { rekey_after_time = 10; reject_after_time = 15; keepalive_timeout = 2;\n"
     "  rekey_timeout = 1; };\n";
 
@@ -675,6 +692,9 @@ static void check_full(const struct mg_config *c)
 	CHECK(c->main_lcore == 2 && c->n_workers == 3 && c->workers[0] == 0 && c->workers[1] == 5 &&
 		  c->workers[2] == 3,
 	      "lcores");
+	CHECK(!strcmp(c->flow_log.file, "/var/log/meshgate/flows.jsonl") &&
+		  c->flow_log.interval == 30 && c->flow_log.max_flows == 4096,
+	      "flow_log");
 	CHECK(c->mbufs == 1024 && c->burst == 48 && c->idle_sleep_us == 50 &&
 		  c->crypto == MG_CRYPTO_CRYPTODEV && !strcmp(c->cryptodev, "crypto_ipsec_mb0"),
 	      "dataplane values");

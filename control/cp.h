@@ -132,6 +132,8 @@ struct cp_device {
 	uint64_t cp2dp_full;
 	struct cp_filter *filter; /* filter.c; NULL without a policy_file */
 	struct cp_stun *stun;	  /* stun.c; NULL without control.stun_servers */
+	struct cp_flowlog *flowlog;		  /* flowlog.c; NULL without flow_log */
+	uint64_t flow_records, flow_write_errors; /* lines written, failed writes */
 	/* STUN Binding requests sent (retransmissions too), responses taken,
 	 * STUN messages refused (malformed, unasked, late); public endpoints
 	 * known now. Exported by metrics.c. */

@@ -16,6 +16,7 @@
 #include "addr.h"
 #include "coord.h"
 #include "cp.h"
+#include "flowlog.h"
 #include "log.h"
 #include "metrics.h"
 #include "uapi.h"
@@ -62,12 +63,14 @@ static int loop(struct cp_device *d, struct cp_uapi_server *uapi, struct cp_metr
 		    {.fd = cp_uapi_server_fd(uapi), .events = POLLIN},
 		    {.fd = cp_coord_fd(coord), .events = POLLIN}};
 		unsigned work = cp_dp_poll(d);
+		work += cp_flowlog_poll(d);
 		uint64_t now = cp_now();
 
 		if (reload) {
 			reload = 0;
 			mg_log(LOG_INFO, "SIGHUP: reloading the policy");
 			cp_filter_reload(d);
+			cp_flowlog_reopen(d);
 		}
 		cp_filter_maintain(d);
 		if (now >= next_maint) {
@@ -162,7 +165,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	int rc = 0;
+	if (cp_flowlog_init(&dev)) {
+		cp_device_fini(&dev);
+		mg_config_free(&cfg);
+		return 1;
+	}
 	if (cp_stun_init(&dev) || (rc = cp_derp_init(&dev))) {
+		cp_flowlog_fini(&dev);
 		mg_log(LOG_ERR, "cannot start STUN or DERP: %s",
 		       rc == -EINVAL ? "see above" : "out of memory");
 		cp_device_fini(&dev);
@@ -209,6 +218,7 @@ int main(int argc, char **argv)
 	cp_coord_stop(coord);
 	cp_metrics_stop(metrics);
 	cp_uapi_server_close(uapi);
+	cp_flowlog_fini(&dev);
 	cp_device_fini(&dev);
 	mg_config_free(&cfg);
 	return 0;

@@ -50,6 +50,8 @@ struct snap {
 	uint64_t initiations_sent, initiations_rcvd, responses_sent, responses_rcvd;
 	uint64_t cookies_sent, cookies_rcvd, completed, rejected, cp2dp_full;
 	uint64_t stun_sent, stun_accepted, stun_refused;
+	bool flow_log;
+	uint64_t flow_records, flow_write_errors;
 	uint32_t stun_endpoints;
 	bool behind_nat;
 	uint64_t derp_tx, derp_rx, derp_tx_bytes, derp_rx_bytes, derp_connects, derp_peer_gone;
@@ -113,6 +115,9 @@ static void snap_fill(struct snap *s, const struct cp_device *d)
 	s->rejected = d->handshakes_refused;
 	s->cp2dp_full = d->cp2dp_full;
 	s->stun_sent = d->stun_sent;
+	s->flow_log = d->flowlog != NULL;
+	s->flow_records = d->flow_records;
+	s->flow_write_errors = d->flow_write_errors;
 	s->stun_accepted = d->stun_accepted;
 	s->stun_refused = d->stun_refused;
 	s->stun_endpoints = d->stun_endpoints;
@@ -436,11 +441,23 @@ static void render_workers(struct out *o, const struct mg_shm *s)
 	    {"meshgate_worker_idle_sleeps_total",
 	     "Sleeps of an idle worker between polls (dataplane.idle_sleep_us).",
 	     offsetof(struct mg_worker_export, idle_sleeps), false},
+	    {"meshgate_worker_flows", "Flows in the worker's flow-log table (flow_log).",
+	     offsetof(struct mg_worker_export, flows), false},
+	    {"meshgate_worker_flows_untracked_packets_total",
+	     "Packets of flows the worker's full flow-log table could not take (not logged).",
+	     offsetof(struct mg_worker_export, flows_untracked), false},
+	    {"meshgate_worker_flow_records_total", "Flow records the worker handed to control.",
+	     offsetof(struct mg_worker_export, flow_records), false},
+	    {"meshgate_worker_flow_records_lost_total",
+	     "Flow records lost to a full ring (control not draining it).",
+	     offsetof(struct mg_worker_export, flow_records_lost), false},
 	};
 	double hz = s->hdr->tsc_hz ? (double)s->hdr->tsc_hz : 1.0;
 
 	for (size_t k = 0; k < sizeof(f) / sizeof(f[0]); k++) {
-		family(o, f[k].name, "counter", f[k].help);
+		family(o, f[k].name,
+		       f[k].off == offsetof(struct mg_worker_export, flows) ? "gauge" : "counter",
+		       f[k].help);
 		for (unsigned i = 0; i < MG_MAX_LCORES; i++) {
 			const struct mg_worker_export *w = &s->workers[i];
 			if (!__atomic_load_n(&w->in_use, __ATOMIC_RELAXED))
@@ -549,6 +566,17 @@ static void render_derp(struct out *o, const struct snap *s)
 		    cp_disco_stat_names[i], s->disco[i]);
 }
 
+static void render_flow_log(struct out *o, const struct snap *s)
+{
+	if (!s->flow_log)
+		return;
+	counter(o, "meshgate_flow_log_records_total", "Flow records written to flow_log.file.",
+		s->flow_records);
+	counter(o, "meshgate_flow_log_write_errors_total",
+		"Batches of flow records that could not be written (the file's disk full, ...).",
+		s->flow_write_errors);
+}
+
 static void render_stun(struct out *o, const struct snap *s)
 {
 	counter(o, "meshgate_stun_requests_total",
@@ -588,6 +616,7 @@ int cp_metrics_render(struct cp_metrics *m, char **buf, size_t *len)
 	render_rings(&o, up ? &s : NULL, &m->snap);
 	render_handshakes(&o, &m->snap);
 	render_stun(&o, &m->snap);
+	render_flow_log(&o, &m->snap);
 	render_derp(&o, &m->snap);
 	pthread_mutex_unlock(&m->lock);
 	if (up)

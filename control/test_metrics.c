@@ -140,7 +140,9 @@ int main(void)
 						 .crypto_tsc = 2000000000ull,
 						 .polls = 77,
 						 .rx_packets = 1000,
-						 .idle_sleeps = 5};
+						 .idle_sleeps = 5,
+						 .flows = 42,
+						 .flow_records_lost = 2};
 	s.workers[1] = (struct mg_worker_export){.lcore = 3, .in_use = 1, .busy_tsc = 1000000};
 
 	/* Control knows slot 1 by a name that needs escaping; slot 5 has none. */
@@ -193,6 +195,11 @@ int main(void)
 	CHECK(has_line(page, "meshgate_worker_idle_sleeps_total{worker=\"0\",lcore=\"1\"} 5"),
 	      "worker sleeps");
 	CHECK(!strstr(page, "worker=\"2\""), "unused worker slots are not listed");
+	CHECK(has_line(page, "meshgate_worker_flows{worker=\"0\",lcore=\"1\"} 42") &&
+		  has_line(page, "# TYPE meshgate_worker_flows gauge"),
+	      "flows tracked: a gauge");
+	CHECK(has_line(page, "meshgate_worker_flow_records_lost_total{worker=\"0\",lcore=\"1\"} 2"),
+	      "flow records lost");
 	CHECK(has_line(page, "# TYPE meshgate_worker_busy_seconds_total counter"),
 	      "worker busy: a counter");
 	CHECK(has_line(page, "meshgate_handshakes_completed_total 3"), "completed");

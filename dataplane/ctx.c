@@ -17,6 +17,7 @@
 #include <rte_ring.h>
 
 #include "dp.h"
+#include "flowlog.h"
 #include "filter.h"
 #include "log.h"
 #include "route.h"
@@ -145,6 +146,28 @@ static int workers_init(struct dp_ctx *dp)
 		}
 		if (i == 0)
 			mg_log(LOG_INFO, "crypto: %s", dp_crypto_name(w->crypto));
+		if (dp->cfg->flow_log.file[0]) {
+			const struct mg_flow_log_conf *fc = &dp->cfg->flow_log;
+			uint64_t hz = rte_get_tsc_hz();
+			/* A flow is forgotten after a minute without packets (two
+			 * intervals if longer), its last record long sent. */
+			uint64_t idle = RTE_MAX(60ull, 2ull * fc->interval) * hz;
+
+			snprintf(name, sizeof(name), "mg_flows%u", i);
+			w->flowlog = dp_flowlog_create(name, fc->max_flows, fc->interval * hz, idle,
+						       mg_shm_flow_ring(&dp->shm, i),
+						       (int)rte_lcore_to_socket_id(w->lcore));
+			if (!w->flowlog) {
+				mg_log(LOG_ERR, "worker %u: cannot create a flow table of %u flows",
+				       i, fc->max_flows);
+				return -ENOMEM;
+			}
+			if (i == 0)
+				mg_log(
+				    LOG_INFO,
+				    "flow logs: %u flows per worker, a record per flow every %u s",
+				    fc->max_flows, fc->interval);
+		}
 	}
 	return 0;
 }
@@ -186,9 +209,12 @@ void dp_ctx_teardown(struct dp_ctx *dp)
 {
 	dp_service_fini(dp);
 	dp_ports_fini(dp);
-	for (unsigned i = 0; i < dp->n_workers; i++)
+	for (unsigned i = 0; i < dp->n_workers; i++) {
 		if (dp->workers[i].crypto)
 			dp_crypto_destroy(dp->workers[i].crypto);
+		dp_flowlog_free(dp->workers[i].flowlog);
+		dp->workers[i].flowlog = NULL;
+	}
 	if (dp->keypairs) {
 		/* Zero every session key before the memory goes back. */
 		memset(dp->keypairs, 0, sizeof(*dp->keypairs) * dp->max_peers * MG_KP_PER_PEER);

@@ -18,6 +18,7 @@
 #include <rte_udp.h>
 
 #include "dp.h"
+#include "flowlog.h"
 #include "filter.h"
 #include "pkt.h"
 #include "route.h"
@@ -478,6 +479,16 @@ static void replay_burst(struct dp_worker *w, const struct decap_item *it,
 	}
 }
 
+/* What the filter let through, into the flow log: received from the peer
+ * decap_items put in dp_meta. */
+static __rte_noinline void note_flows(struct dp_worker *w, struct rte_mbuf **m, uint16_t n)
+{
+	for (uint16_t i = 0; i < n; i++)
+		dp_flowlog_note(w->flowlog, MG_FLOW_RX, dp_meta(m[i])->peer,
+				rte_pktmbuf_mtod(m[i], const uint8_t *), rte_pktmbuf_data_len(m[i]),
+				w->now_tsc);
+}
+
 /* Decrypt, check and forward classified data messages. */
 static inline void decap_items(struct dp_worker *w, struct dp_burst *b, struct decap_item *it,
 			       uint16_t n_it)
@@ -521,6 +532,8 @@ static inline void decap_items(struct dp_worker *w, struct dp_burst *b, struct d
 		}
 		if (!accept_data(w, &it[i], t, &fwd))
 			continue;
+		if (w->flowlog) /* the sender, for the flow log after the filter */
+			dp_meta(it[i].m)->peer = it[i].kp->peer;
 		if (fwd == DP_PEER_LOOKUP) {
 			lan[n_lan++] = it[i].m;
 		} else {
@@ -531,6 +544,10 @@ static inline void decap_items(struct dp_worker *w, struct dp_burst *b, struct d
 	/* The packet filter, on what this node receives, before forwarding. */
 	n_lan = dp_filter_burst(w, lan, NULL, n_lan);
 	n_hair = dp_filter_burst(w, hair, hair_peer, n_hair);
+	if (w->flowlog) {
+		note_flows(w, lan, n_lan);
+		note_flows(w, hair, n_hair);
+	}
 	if (n_lan)
 		dp_lan_output(w, b, lan, n_lan);
 	if (n_hair)

@@ -35,6 +35,7 @@
 
 #define DP_BURST_MAX   128
 #define DP_IDLE_POLLS  64 /* empty polls before a worker sleeps (idle_sleep_us) */
+#define DP_FLOWLOG_SWEEP 8  /* flow-log entries a worker looks at per poll */
 #define DP_MAX_WORKERS (MG_MAX_LCORES - 1)
 
 struct dp_keypair {
@@ -159,6 +160,7 @@ struct dp_worker {
 	uint64_t crypto_tsc; /* the part of busy_tsc spent in crypto bursts */
 	uint64_t idle_sleeps;
 	struct mg_worker_export *load; /* this worker's row in shm (dp_worker_poll) */
+	struct dp_flowlog *flowlog;    /* flowlog.h; NULL: flow logs off */
 	struct dp_punt_bucket {
 		uint64_t tokens, last_tsc;
 	} stun_rl, disco_rl; /* STUN and disco punt rate limits (decap.c) */

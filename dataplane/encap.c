@@ -16,6 +16,7 @@
 #include <rte_prefetch.h>
 
 #include "dp.h"
+#include "flowlog.h"
 #include "filter.h"
 #include "pkt.h"
 #include "pmtu.h"
@@ -227,9 +228,14 @@ void dp_encap_burst(struct dp_worker *w, struct dp_burst *b, struct rte_mbuf **m
 	for (uint16_t i = 0; i < n; i++) {
 		uint32_t peer = peer_of[i];
 		if (admit(w, m[i], peer, &it[k])) {
-			if (rte_pktmbuf_data_len(m[i]))
+			if (rte_pktmbuf_data_len(m[i])) {
 				dp_filter_note_out(w, rte_pktmbuf_mtod(m[i], uint8_t *),
 						   rte_pktmbuf_data_len(m[i]));
+				if (w->flowlog)
+					dp_flowlog_note(w->flowlog, MG_FLOW_TX, peer,
+							rte_pktmbuf_mtod(m[i], const uint8_t *),
+							rte_pktmbuf_data_len(m[i]), w->now_tsc);
+			}
 			k++;
 		}
 	}

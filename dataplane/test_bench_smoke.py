@@ -69,6 +69,8 @@ check(len(rekey) == 2 and all(r["offered"] > 0 and r["delivered"] == r["offered"
                               and r["dropped"] == 0 for r in rekey),
       "rekey: both directions, every packet delivered across the rekey")
 check(len(by.get("acl", [])) >= 3, "features: filter and SNAT rows")
+check(any(r.get("flow_log") and r["cycles_1420"] > 0 for r in by.get("acl", [])),
+      "features: a flow-log row")
 
 print(f"test_bench_smoke: {'FAIL' if failed else 'PASS'}")
 sys.exit(1 if failed else 0)

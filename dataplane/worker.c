@@ -15,6 +15,7 @@
 #include <rte_ring_elem.h>
 
 #include "dp.h"
+#include "flowlog.h"
 #include "pkt.h"
 #include "route.h"
 #include "stage.h"
@@ -170,6 +171,15 @@ static void publish_load(struct dp_worker *w)
 	__atomic_store_n(&e->polls, w->loops, __ATOMIC_RELAXED);
 	__atomic_store_n(&e->rx_packets, w->rx_pkts, __ATOMIC_RELAXED);
 	__atomic_store_n(&e->idle_sleeps, w->idle_sleeps, __ATOMIC_RELAXED);
+	if (w->flowlog) {
+		struct dp_flowlog_counts c;
+
+		dp_flowlog_counts(w->flowlog, &c);
+		__atomic_store_n(&e->flows, c.flows, __ATOMIC_RELAXED);
+		__atomic_store_n(&e->flows_untracked, c.untracked, __ATOMIC_RELAXED);
+		__atomic_store_n(&e->flow_records, c.records, __ATOMIC_RELAXED);
+		__atomic_store_n(&e->flow_records_lost, c.lost, __ATOMIC_RELAXED);
+	}
 }
 
 /* Busy cycles count only iterations that received something, so cycles per
@@ -187,6 +197,8 @@ unsigned dp_worker_poll(struct dp_worker *w, struct dp_burst *b)
 		rx_port(w, b, p);
 	unsigned injected = inject_poll(w, b);
 	dp_tx_flush(w, b);
+	if (w->flowlog)
+		dp_flowlog_sweep(w->flowlog, DP_FLOWLOG_SWEEP, start, false);
 	rte_rcu_qsbr_quiescent(dp->rcu, w->idx);
 	w->loops++;
 	if (w->rx_pkts != before) {
@@ -224,6 +236,10 @@ int dp_worker_main(void *arg)
 			w->idle_sleeps++;
 			rte_delay_us_sleep((unsigned)sleep_us);
 		}
+	}
+	if (w->flowlog) { /* what was counted since the flows' last records */
+		dp_flowlog_sweep(w->flowlog, 0, rte_rdtsc(), true);
+		publish_load(w);
 	}
 	rte_rcu_qsbr_thread_offline(dp->rcu, w->idx);
 	rte_rcu_qsbr_thread_unregister(dp->rcu, w->idx);

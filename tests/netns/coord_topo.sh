@@ -97,6 +97,10 @@ gw_conf() {
 		ca="ca_file = \"$COORD_CA\";"
 		testing=""
 	fi
+	# GW_FLOW_LOG=SECONDS: flow logs to $MG_TMP/<name>.flows at that interval.
+	local flow=""
+	[ -n "${GW_FLOW_LOG:-}" ] &&
+		flow="flow_log: { file = \"$MG_TMP/$name.flows\"; interval = $GW_FLOW_LOG; };"
 	printf '%s\n' "$key" >"$MG_TMP/$name.authkey"
 	chmod 600 "$MG_TMP/$name.authkey"
 	mkdir -p "$MG_TMP/state-$name"
@@ -116,6 +120,7 @@ coordination: {
   $ca
 };
 $testing
+$flow
 CONF
 }
 

@@ -1,0 +1,209 @@
+/* SPDX-License-Identifier: MIT */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <rte_ring.h>
+#include <rte_ring_elem.h>
+
+#include "cp.h"
+#include "flowlog.h"
+#include "keys.h"
+#include "log.h"
+#include "shm.h"
+
+#define FLOWLOG_BATCH 64
+#define FLOWLOG_LINE  1024 /* a record's line is under 500 bytes */
+
+struct cp_flowlog {
+	int fd;
+	bool write_failed; /* logged once until a write succeeds */
+};
+
+static int open_file(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+	if (fd < 0)
+		mg_log(LOG_ERR, "flow log: cannot open %s: %s", path, strerror(errno));
+	return fd < 0 ? -errno : fd;
+}
+
+int cp_flowlog_init(struct cp_device *d)
+{
+	const char *path = d->cfg->flow_log.file;
+
+	d->flowlog = NULL;
+	if (!path[0])
+		return 0;
+	struct cp_flowlog *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->fd = open_file(path);
+	if (f->fd < 0) {
+		int rc = f->fd;
+		free(f);
+		return rc;
+	}
+	d->flowlog = f;
+	mg_log(LOG_INFO, "flow log: appending to %s", path);
+	return 0;
+}
+
+void cp_flowlog_fini(struct cp_device *d)
+{
+	if (!d->flowlog)
+		return;
+	cp_flowlog_poll(d); /* what the dataplane recorded at exit */
+	close(d->flowlog->fd);
+	free(d->flowlog);
+	d->flowlog = NULL;
+}
+
+void cp_flowlog_reopen(struct cp_device *d)
+{
+	struct cp_flowlog *f = d->flowlog;
+
+	if (!f)
+		return;
+	int fd = open_file(d->cfg->flow_log.file);
+	if (fd < 0)
+		return; /* keep writing where we were */
+	close(f->fd);
+	f->fd = fd;
+	mg_log(LOG_INFO, "flow log: reopened %s", d->cfg->flow_log.file);
+}
+
+static const char *proto_name(uint8_t p, char *buf, size_t len)
+{
+	switch (p) {
+	case IPPROTO_TCP:
+		return "tcp";
+	case IPPROTO_UDP:
+		return "udp";
+	case IPPROTO_ICMP:
+		return "icmp";
+	case IPPROTO_ICMPV6:
+		return "icmpv6";
+	case IPPROTO_SCTP:
+		return "sctp";
+	}
+	snprintf(buf, len, "%u", p);
+	return buf;
+}
+
+/* RFC 3339, UTC, milliseconds. */
+static void time_str(uint64_t ns, char *buf, size_t len)
+{
+	time_t s = (time_t)(ns / 1000000000ull);
+	struct tm tm;
+
+	gmtime_r(&s, &tm);
+	size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, len - n, ".%03uZ", (unsigned)(ns / 1000000ull % 1000));
+}
+
+size_t cp_flowlog_format(char *buf, size_t len, const struct mg_flow_record *r,
+			 const uint8_t node_pub[32], const uint8_t *peer_pub, const char *peer_name,
+			 uint64_t start_ns, uint64_t end_ns)
+{
+	char node[45], peer[45], start[40], end[40], src[INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN],
+	    pb[8];
+	int af = r->family == AF_INET6 ? AF_INET6 : AF_INET;
+
+	mg_key_to_base64(node_pub, node);
+	time_str(start_ns, start, sizeof(start));
+	time_str(end_ns, end, sizeof(end));
+	if (!inet_ntop(af, r->src, src, sizeof(src)) || !inet_ntop(af, r->dst, dst, sizeof(dst)))
+		return 0;
+	json_t *o =
+	    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:I}", "start", start,
+		      "end", end, "node", node, "dir", r->dir == MG_FLOW_TX ? "tx" : "rx", "proto",
+		      proto_name(r->proto, pb, sizeof(pb)), "src", src, "sport",
+		      (json_int_t)r->sport, "dst", dst, "dport", (json_int_t)r->dport, "packets",
+		      (json_int_t)r->packets, "bytes", (json_int_t)r->bytes);
+	if (!o)
+		return 0;
+	if (peer_pub) {
+		mg_key_to_base64(peer_pub, peer);
+		json_object_set_new(o, "peer", json_string(peer));
+	} else {
+		json_object_set_new(o, "peer", json_null());
+	}
+	if (peer_name && peer_name[0])
+		json_object_set_new(o, "peer_name", json_string(peer_name));
+	size_t n = json_dumpb(o, buf, len, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(o);
+	if (n == 0 || n + 1 > len)
+		return 0;
+	buf[n] = '\n';
+	return n + 1;
+}
+
+static void write_all(struct cp_device *d, const char *buf, size_t len)
+{
+	struct cp_flowlog *f = d->flowlog;
+
+	while (len) {
+		ssize_t w = write(f->fd, buf, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			d->flow_write_errors++;
+			if (!f->write_failed)
+				mg_log(LOG_ERR, "flow log: cannot write %s: %s",
+				       d->cfg->flow_log.file,
+				       w < 0 ? strerror(errno) : "no progress");
+			f->write_failed = true;
+			return;
+		}
+		buf += w;
+		len -= (size_t)w;
+	}
+	f->write_failed = false;
+}
+
+unsigned cp_flowlog_poll(struct cp_device *d)
+{
+	struct mg_flow_record r[FLOWLOG_BATCH];
+	static char buf[FLOWLOG_BATCH * FLOWLOG_LINE];
+	unsigned total = 0;
+
+	if (!d->flowlog || !d->attached)
+		return 0;
+	/* Wall clock = monotonic + this offset, taken once per drain. */
+	int64_t off = (int64_t)(mg_real_ns() - mg_mono_ns());
+	for (uint32_t s = 0; s < d->shm.hdr->n_stat_slots; s++) {
+		struct rte_ring *ring = mg_shm_flow_ring(&d->shm, s);
+		unsigned n;
+
+		while (
+		    (n = rte_ring_dequeue_burst_elem(ring, r, sizeof(r[0]), FLOWLOG_BATCH, NULL))) {
+			size_t len = 0;
+
+			for (unsigned i = 0; i < n; i++) {
+				const struct cp_peer *p =
+				    r[i].peer < d->max_peers ? d->by_slot[r[i].peer] : NULL;
+				uint64_t a = mg_shm_tsc_to_ns(&d->shm, r[i].first_tsc);
+				uint64_t b = mg_shm_tsc_to_ns(&d->shm, r[i].last_tsc);
+				size_t k = cp_flowlog_format(
+				    buf + len, sizeof(buf) - len, &r[i], d->local.public_key,
+				    p ? p->noise.public_key : NULL, p ? p->name : "",
+				    (uint64_t)((int64_t)a + off), (uint64_t)((int64_t)b + off));
+				len += k;
+				d->flow_records += k != 0;
+			}
+			write_all(d, buf, len);
+			total += n;
+		}
+	}
+	return total;
+}
