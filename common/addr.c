@@ -323,3 +323,20 @@ char *mg_hostport_fmt(const struct mg_sockaddr *sa, const char *host, char *buf,
 	snprintf(buf, len, "%s:%u", host, sa->port);
 	return buf;
 }
+
+const char *mg_ip_proto_name(uint8_t proto)
+{
+	switch (proto) {
+	case IPPROTO_TCP:
+		return "tcp";
+	case IPPROTO_UDP:
+		return "udp";
+	case IPPROTO_ICMP:
+		return "icmp";
+	case IPPROTO_ICMPV6:
+		return "ipv6-icmp";
+	case IPPROTO_SCTP:
+		return "sctp";
+	}
+	return NULL;
+}

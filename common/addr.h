@@ -67,4 +67,8 @@ char *mg_hostport_fmt(const struct mg_sockaddr *sa, const char *host, char *buf,
  * label (a final '.' is refused too), not all digits and dots (an address). */
 bool mg_dns_name_valid(const char *s);
 
+/* The IANA keyword of an IP protocol that has one here ("tcp", "udp",
+ * "icmp", "ipv6-icmp", "sctp"), else NULL. */
+const char *mg_ip_proto_name(uint8_t proto);
+
 #endif /* MG_ADDR_H */

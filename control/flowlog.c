@@ -14,6 +14,7 @@
 #include <rte_ring.h>
 #include <rte_ring_elem.h>
 
+#include "addr.h"
 #include "cp.h"
 #include "flowlog.h"
 #include "keys.h"
@@ -82,20 +83,13 @@ void cp_flowlog_reopen(struct cp_device *d)
 	mg_log(LOG_INFO, "flow log: reopened %s", d->cfg->flow_log.file);
 }
 
+/* The protocol's IANA keyword, or its number. */
 static const char *proto_name(uint8_t p, char *buf, size_t len)
 {
-	switch (p) {
-	case IPPROTO_TCP:
-		return "tcp";
-	case IPPROTO_UDP:
-		return "udp";
-	case IPPROTO_ICMP:
-		return "icmp";
-	case IPPROTO_ICMPV6:
-		return "icmpv6";
-	case IPPROTO_SCTP:
-		return "sctp";
-	}
+	const char *name = mg_ip_proto_name(p);
+
+	if (name)
+		return name;
 	snprintf(buf, len, "%u", p);
 	return buf;
 }

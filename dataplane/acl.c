@@ -27,6 +27,7 @@
 #include <rte_malloc.h>
 
 #include "acl.h"
+#include "addr.h"
 #include "l4.h"
 
 #define CHUNK	  64   /* packets per rte_acl_classify call */
@@ -496,18 +497,10 @@ static uint16_t test_packet(const struct mg_acl_test *t, uint8_t *buf)
 
 static const char *proto_name(uint8_t proto, char *buf, size_t len)
 {
-	switch (proto) {
-	case IPPROTO_TCP:
-		return "tcp";
-	case IPPROTO_UDP:
-		return "udp";
-	case IPPROTO_ICMP:
-		return "icmp";
-	case IPPROTO_ICMPV6:
-		return "ipv6-icmp";
-	case IPPROTO_SCTP:
-		return "sctp";
-	}
+	const char *name = mg_ip_proto_name(proto);
+
+	if (name)
+		return name;
 	snprintf(buf, len, "proto %u", proto);
 	return buf;
 }

@@ -165,6 +165,21 @@ coord_mesh_up() {
 
 # status NAME : `meshgate status` as JSON
 status() { "$CLI_BIN" status "$1" --json 2>/dev/null; }
+
+# coord_mesh_routes : after coord_mesh_up, both gateways know each other,
+# their routes (10.88.0.0/24, 10.77.0.0/24) are approved and each routes
+# the other's LAN to it; sets ID1 and ID2, the nodes' ids.
+coord_mesh_routes() {
+	mg_check "gw1 learned gw2 from the server" mg_wait_for has_peer "$NAME1" gw2
+	mg_check "gw2 learned gw1 from the server" mg_wait_for has_peer "$NAME2" gw1
+	"$CLI_BIN" status "$NAME1" | sed 's/^/    /'
+	ID1=$(node_id gw1) ID2=$(node_id gw2)
+	[ -n "$ID1" ] && [ -n "$ID2" ] || mg_fail "node ids"
+	mg_check "gw1's route approved" admin route approve "$ID1" 10.88.0.0/24
+	mg_check "gw2's route approved" admin route approve "$ID2" 10.77.0.0/24
+	mg_check "gw1 routes 10.77.0.0/24 to gw2" mg_wait_for aips_have "$NAME1" 10.77.0.0/24
+	mg_check "gw2 routes 10.88.0.0/24 to gw1" mg_wait_for aips_have "$NAME2" 10.88.0.0/24
+}
 # has_peer NAME HOSTNAME : NAME's netmap has a peer called HOSTNAME*
 has_peer() {
 	status "$1" | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if any(p.get("name","").startswith(sys.argv[1]) for p in d.get("peers",[])) else 1)' "$2"

@@ -21,14 +21,7 @@ mg_test_init
 mg_require iperf3 python3
 coord_up
 GW_FLOW_LOG=1 coord_mesh_up
-mg_check "gw1 learned gw2 from the server" mg_wait_for has_peer "$NAME1" gw2
-mg_check "gw2 learned gw1 from the server" mg_wait_for has_peer "$NAME2" gw1
-ID1=$(node_id gw1) ID2=$(node_id gw2)
-[ -n "$ID1" ] && [ -n "$ID2" ] || mg_fail "node ids"
-mg_check "gw1's route approved" admin route approve "$ID1" 10.88.0.0/24
-mg_check "gw2's route approved" admin route approve "$ID2" 10.77.0.0/24
-mg_check "gw1 routes 10.77.0.0/24 to gw2" mg_wait_for aips_have "$NAME1" 10.77.0.0/24
-mg_check "gw2 routes 10.88.0.0/24 to gw1" mg_wait_for aips_have "$NAME2" 10.88.0.0/24
+coord_mesh_routes
 mg_check "lan1 -> lan2 through the mesh" mg_wait_for mg_ping lan1 10.77.0.1 2
 
 # ---- 1. traffic, then both logs
