@@ -1212,7 +1212,7 @@ static const struct field dataplane_fields[] = {
 	 ARRAY_SIZE(((struct mg_config *)0)->workers)),
     INT("mbufs", struct mg_config, mbufs, 1024, 4194304),
     INT("burst", struct mg_config, burst, 1, 128),
-    INT("idle_sleep_us", struct mg_config, idle_sleep_us, 0, 10000),
+    INT("idle_sleep_us", struct mg_config, idle_sleep_us, 0, 1000),
     ENUM("crypto", struct mg_config, crypto, crypto_backends),
     STR("cryptodev", p_string, struct mg_config, cryptodev),
     BOOL("mss_clamp", struct mg_config, mss_clamp),

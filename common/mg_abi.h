@@ -254,7 +254,7 @@ struct mg_worker_export {
 	uint64_t flows;		    /* tracked now */
 	uint64_t flows_untracked;   /* packets of flows a full table could not take */
 	uint64_t flow_records;	    /* handed to control */
-	uint64_t flow_records_lost; /* a full ring could not take them */
+	uint64_t flow_ring_full;    /* sweeps a full ring stopped (records waited) */
 } __attribute__((aligned(64)));
 
 _Static_assert(sizeof(struct mg_worker_export) == 128, "worker export: two cache lines");

@@ -65,7 +65,7 @@ static int compute_layout(uint32_t max_peers, uint32_t n_stat_slots, struct layo
 	ssize_t fr = rte_ring_get_memsize_elem(sizeof(struct mg_flow_record), MG_FLOW_RING_SIZE);
 	if (fr < 0)
 		return (int)fr;
-	l->flow_ring = ((size_t)fr + 63) & ~(size_t)63;
+	l->flow_ring = RTE_CACHE_LINE_ROUNDUP((size_t)fr);
 	l->flows = off;
 	off = align64(off + (size_t)n_stat_slots * l->flow_ring);
 	l->total = off;

@@ -178,11 +178,11 @@ static const struct bad_case bad_cases[] = {
     {MG "dataplane: {\n burst = 0;\n ports = ( " WAN " );\n};\n",
      "@:3: dataplane.burst: expected an integer in 1..128, got 0"},
     /* 36b */
-    {MG "dataplane: {\n idle_sleep_us = 20000;\n ports = ( " WAN " );\n};\n",
-     "@:3: dataplane.idle_sleep_us: expected an integer in 0..10000, got 20000"},
+    {MG "dataplane: {\n idle_sleep_us = 2000;\n ports = ( " WAN " );\n};\n",
+     "@:3: dataplane.idle_sleep_us: expected an integer in 0..1000, got 2000"},
     /* 36c */
     {MG "dataplane: {\n idle_sleep_us = -1;\n ports = ( " WAN " );\n};\n",
-     "@:3: dataplane.idle_sleep_us: expected an integer in 0..10000, got -1"},
+     "@:3: dataplane.idle_sleep_us: expected an integer in 0..1000, got -1"},
     /* flow 1: the file is required */
     {MG DP "flow_log: {\n interval = 5;\n};\n", "@:3: flow_log.file: required setting missing"},
     /* flow 2 */

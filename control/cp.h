@@ -21,7 +21,8 @@ struct cp_timers {
 };
 
 struct cp_peer {
-	uint32_t slot; /* dataplane peer slot */
+	uint32_t slot;	     /* dataplane peer slot */
+	uint64_t created_ns; /* CLOCK_MONOTONIC: since then the slot is this peer's */
 	char name[64];
 	struct wg_noise_remote noise;
 	struct wg_cookie_maker cookie;
@@ -132,8 +133,14 @@ struct cp_device {
 	uint64_t cp2dp_full;
 	struct cp_filter *filter; /* filter.c; NULL without a policy_file */
 	struct cp_stun *stun;	  /* stun.c; NULL without control.stun_servers */
-	struct cp_flowlog *flowlog;		  /* flowlog.c; NULL without flow_log */
-	uint64_t flow_records, flow_write_errors; /* lines written, failed writes */
+	struct cp_flowlog *flowlog; /* flowlog.c; NULL without flow_log */
+	/* Flow records written, dropped (not written: a failed write, or one
+	 * that could not be formatted), and failed writes. */
+	uint64_t flow_records, flow_records_dropped, flow_write_errors;
+	/* Called as a peer is removed, and as the dataplane goes (set by
+	 * flowlog.c, which needs both before the slot or the region is gone). */
+	void (*on_peer_remove)(struct cp_device *d, const struct cp_peer *p);
+	void (*on_detach)(struct cp_device *d);
 	/* STUN Binding requests sent (retransmissions too), responses taken,
 	 * STUN messages refused (malformed, unasked, late); public endpoints
 	 * known now. Exported by metrics.c. */

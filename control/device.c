@@ -375,6 +375,7 @@ struct cp_peer *cp_peer_create(struct cp_device *d, const uint8_t pub[32], int *
 		return NULL;
 	}
 	p->slot = slot;
+	p->created_ns = mg_mono_ns();
 	if (wg_noise_remote_init(&p->noise, &d->local, pub, NULL)) {
 		/* Keep the peer (WireGuard does) but it can never handshake. */
 		memcpy(p->noise.public_key, pub, 32);
@@ -389,6 +390,8 @@ struct cp_peer *cp_peer_create(struct cp_device *d, const uint8_t pub[32], int *
 
 void cp_peer_remove(struct cp_device *d, struct cp_peer *p)
 {
+	if (d->on_peer_remove)
+		d->on_peer_remove(d, p);
 	cp_peer_aip_clear(d, p);
 	cp_dp_simple(d, MG_MSG_PEER_DEL, p->slot);
 	d->by_slot[p->slot] = NULL;

@@ -254,6 +254,8 @@ void cp_dp_maintain(struct cp_device *d)
 
 	if (d->attached && ino != d->shm_ino) {
 		mg_log(LOG_WARNING, "dataplane restarted or gone; re-attaching");
+		if (d->on_detach)
+			d->on_detach(d); /* before the region goes */
 		mg_shm_detach(&d->shm);
 		d->attached = false;
 	}

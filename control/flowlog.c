@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,13 +22,69 @@
 #include "log.h"
 #include "shm.h"
 
-#define FLOWLOG_BATCH 64
-#define FLOWLOG_LINE  1024 /* a record's line is under 500 bytes */
+#define FLOWLOG_BATCH	 64
+#define FLOWLOG_LINE	 1024 /* a record's line is under 500 bytes */
+#define FLOWLOG_PER_POLL 1024 /* records per call, so the control loop never waits long */
+#define FLOWLOG_GONE	 256  /* removed peers remembered */
+
+/* A peer removed lately: records of its slot from before then are its. */
+struct gone_peer {
+	uint32_t slot;
+	uint64_t removed_ns;
+	uint8_t public_key[32];
+	char name[64];
+};
 
 struct cp_flowlog {
 	int fd;
 	bool write_failed; /* logged once until a write succeeds */
+	struct gone_peer gone[FLOWLOG_GONE]; /* a ring, the newest at gone_next - 1 */
+	unsigned gone_next;
 };
+
+static void on_peer_remove(struct cp_device *d, const struct cp_peer *p)
+{
+	struct cp_flowlog *f = d->flowlog;
+
+	cp_flowlog_poll(d); /* what is queued now is the peer's, under its key */
+	struct gone_peer *g = &f->gone[f->gone_next++ % FLOWLOG_GONE];
+	g->slot = p->slot;
+	g->removed_ns = mg_mono_ns();
+	memcpy(g->public_key, p->noise.public_key, 32);
+	snprintf(g->name, sizeof(g->name), "%s", p->name);
+}
+
+static void on_detach(struct cp_device *d)
+{
+	cp_flowlog_poll(d); /* the dataplane's last records */
+}
+
+/* Whose a record of slot is whose first packet was at first_ns: the peer in
+ * the slot, unless it came later than that and a peer removed since had it.
+ * NULL: nobody known. */
+static void record_peer(struct cp_device *d, uint32_t slot, uint64_t first_ns, const uint8_t **key,
+			const char **name)
+{
+	const struct cp_flowlog *f = d->flowlog;
+	const struct cp_peer *p = slot < d->max_peers ? d->by_slot[slot] : NULL;
+
+	*key = NULL;
+	*name = "";
+	if (!p || p->created_ns > first_ns) {
+		for (unsigned i = 1; i <= FLOWLOG_GONE && i <= f->gone_next; i++) {
+			const struct gone_peer *g = &f->gone[(f->gone_next - i) % FLOWLOG_GONE];
+			if (g->slot == slot && g->removed_ns >= first_ns) {
+				*key = g->public_key;
+				*name = g->name;
+				return;
+			}
+		}
+	}
+	if (p) {
+		*key = p->noise.public_key;
+		*name = p->name;
+	}
+}
 
 static int open_file(const char *path)
 {
@@ -55,6 +112,8 @@ int cp_flowlog_init(struct cp_device *d)
 		return rc;
 	}
 	d->flowlog = f;
+	d->on_peer_remove = on_peer_remove;
+	d->on_detach = on_detach;
 	mg_log(LOG_INFO, "flow log: appending to %s", path);
 	return 0;
 }
@@ -64,6 +123,8 @@ void cp_flowlog_fini(struct cp_device *d)
 	if (!d->flowlog)
 		return;
 	cp_flowlog_poll(d); /* what the dataplane recorded at exit */
+	d->on_peer_remove = NULL;
+	d->on_detach = NULL;
 	close(d->flowlog->fd);
 	free(d->flowlog);
 	d->flowlog = NULL;
@@ -142,27 +203,39 @@ size_t cp_flowlog_format(char *buf, size_t len, const struct mg_flow_record *r,
 	return n + 1;
 }
 
-static void write_all(struct cp_device *d, const char *buf, size_t len)
+/* Whole lines or nothing: a write that fails half-way (a full disk) is cut
+ * back, so the next batch does not continue a broken line. */
+static bool write_lines(struct cp_device *d, const char *buf, size_t len)
 {
 	struct cp_flowlog *f = d->flowlog;
+	struct stat st;
+	bool have_size = fstat(f->fd, &st) == 0;
+	int err = 0;
 
-	while (len) {
+	while (len && !err) {
 		ssize_t w = write(f->fd, buf, len);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
-			d->flow_write_errors++;
-			if (!f->write_failed)
-				mg_log(LOG_ERR, "flow log: cannot write %s: %s",
-				       d->cfg->flow_log.file,
-				       w < 0 ? strerror(errno) : "no progress");
-			f->write_failed = true;
-			return;
+			err = w < 0 ? errno : EIO;
+			break;
 		}
 		buf += w;
 		len -= (size_t)w;
 	}
-	f->write_failed = false;
+	if (!err) {
+		f->write_failed = false;
+		return true;
+	}
+	d->flow_write_errors++;
+	if (have_size && ftruncate(f->fd, st.st_size) < 0)
+		mg_log(LOG_ERR, "flow log: cannot cut %s back after a failed write: %s",
+		       d->cfg->flow_log.file, strerror(errno));
+	if (!f->write_failed)
+		mg_log(LOG_ERR, "flow log: cannot write %s: %s (records dropped, counted)",
+		       d->cfg->flow_log.file, strerror(err));
+	f->write_failed = true;
+	return false;
 }
 
 unsigned cp_flowlog_poll(struct cp_device *d)
@@ -175,27 +248,35 @@ unsigned cp_flowlog_poll(struct cp_device *d)
 		return 0;
 	/* Wall clock = monotonic + this offset, taken once per drain. */
 	int64_t off = (int64_t)(mg_real_ns() - mg_mono_ns());
-	for (uint32_t s = 0; s < d->shm.hdr->n_stat_slots; s++) {
+	for (uint32_t s = 0; s < d->shm.hdr->n_stat_slots && total < FLOWLOG_PER_POLL; s++) {
 		struct rte_ring *ring = mg_shm_flow_ring(&d->shm, s);
 		unsigned n;
 
 		while (
+		    total < FLOWLOG_PER_POLL &&
 		    (n = rte_ring_dequeue_burst_elem(ring, r, sizeof(r[0]), FLOWLOG_BATCH, NULL))) {
 			size_t len = 0;
+			unsigned lines = 0;
 
 			for (unsigned i = 0; i < n; i++) {
-				const struct cp_peer *p =
-				    r[i].peer < d->max_peers ? d->by_slot[r[i].peer] : NULL;
 				uint64_t a = mg_shm_tsc_to_ns(&d->shm, r[i].first_tsc);
 				uint64_t b = mg_shm_tsc_to_ns(&d->shm, r[i].last_tsc);
-				size_t k = cp_flowlog_format(
-				    buf + len, sizeof(buf) - len, &r[i], d->local.public_key,
-				    p ? p->noise.public_key : NULL, p ? p->name : "",
-				    (uint64_t)((int64_t)a + off), (uint64_t)((int64_t)b + off));
+				const uint8_t *key;
+				const char *name;
+
+				record_peer(d, r[i].peer, a, &key, &name);
+				size_t k = cp_flowlog_format(buf + len, sizeof(buf) - len, &r[i],
+							     d->local.public_key, key, name,
+							     (uint64_t)((int64_t)a + off),
+							     (uint64_t)((int64_t)b + off));
 				len += k;
-				d->flow_records += k != 0;
+				lines += k != 0;
 			}
-			write_all(d, buf, len);
+			d->flow_records_dropped += n - lines;
+			if (write_lines(d, buf, len))
+				d->flow_records += lines;
+			else
+				d->flow_records_dropped += lines;
 			total += n;
 		}
 	}

@@ -51,7 +51,7 @@ struct snap {
 	uint64_t cookies_sent, cookies_rcvd, completed, rejected, cp2dp_full;
 	uint64_t stun_sent, stun_accepted, stun_refused;
 	bool flow_log;
-	uint64_t flow_records, flow_write_errors;
+	uint64_t flow_records, flow_records_dropped, flow_write_errors;
 	uint32_t stun_endpoints;
 	bool behind_nat;
 	uint64_t derp_tx, derp_rx, derp_tx_bytes, derp_rx_bytes, derp_connects, derp_peer_gone;
@@ -117,6 +117,7 @@ static void snap_fill(struct snap *s, const struct cp_device *d)
 	s->stun_sent = d->stun_sent;
 	s->flow_log = d->flowlog != NULL;
 	s->flow_records = d->flow_records;
+	s->flow_records_dropped = d->flow_records_dropped;
 	s->flow_write_errors = d->flow_write_errors;
 	s->stun_accepted = d->stun_accepted;
 	s->stun_refused = d->stun_refused;
@@ -448,9 +449,10 @@ static void render_workers(struct out *o, const struct mg_shm *s)
 	     offsetof(struct mg_worker_export, flows_untracked), false},
 	    {"meshgate_worker_flow_records_total", "Flow records the worker handed to control.",
 	     offsetof(struct mg_worker_export, flow_records), false},
-	    {"meshgate_worker_flow_records_lost_total",
-	     "Flow records lost to a full ring (control not draining it).",
-	     offsetof(struct mg_worker_export, flow_records_lost), false},
+	    {"meshgate_worker_flow_ring_full_total",
+	     "Times the worker's flow-record ring was full (control behind): the records "
+	     "waited in the flow table.",
+	     offsetof(struct mg_worker_export, flow_ring_full), false},
 	};
 	double hz = s->hdr->tsc_hz ? (double)s->hdr->tsc_hz : 1.0;
 
@@ -572,6 +574,9 @@ static void render_flow_log(struct out *o, const struct snap *s)
 		return;
 	counter(o, "meshgate_flow_log_records_total", "Flow records written to flow_log.file.",
 		s->flow_records);
+	counter(o, "meshgate_flow_log_records_dropped_total",
+		"Flow records not written: a failed write (the batch is cut back off the file).",
+		s->flow_records_dropped);
 	counter(o, "meshgate_flow_log_write_errors_total",
 		"Batches of flow records that could not be written (the file's disk full, ...).",
 		s->flow_write_errors);

@@ -49,6 +49,7 @@ struct stun_server {
 	struct cp_dns *dns;		 /* conf.host being resolved for this round */
 	uint64_t dns_ns;		 /* when that started */
 	bool dns_failed;		 /* the last resolution failed (logged once) */
+	bool unreachable;		 /* no address of it reachable (logged once) */
 	uint8_t txid[MG_STUN_TXID_LEN];
 	bool pending; /* txid awaits its answer */
 	bool retransmitted;
@@ -173,9 +174,12 @@ static void round_start(struct cp_device *d, struct cp_stun *s, uint64_t now)
 		sv->pending = false; /* the last round's request is over */
 		cp_dns_release(sv->dns);
 		sv->dns_ns = now;
-		if (!(sv->dns = cp_dns_start(sv->conf.host, SOCK_DGRAM, &err)))
-			mg_log(LOG_WARNING, "stun: cannot resolve %s: %s",
-			       server_str(sv, buf, sizeof(buf)), gai_strerror(err));
+		if (!(sv->dns = cp_dns_start(sv->conf.host, SOCK_DGRAM, &err))) {
+			if (!sv->dns_failed)
+				mg_log(LOG_WARNING, "stun: cannot resolve %s: %s",
+				       server_str(sv, buf, sizeof(buf)), gai_strerror(err));
+			sv->dns_failed = true;
+		}
 	}
 	s->next_round_ns = now + s->interval_ns;
 }
@@ -188,11 +192,18 @@ static const struct mg_sockaddr *pick_addr(const struct cp_device *d, const stru
 	int w = mg_config_port(d->cfg, MG_PORT_WAN);
 	const struct mg_port_conf *pc = w >= 0 ? &d->cfg->ports[w] : NULL;
 
-	for (unsigned k = 0; k < n; k++)
-		for (int i = 0; pc && i < pc->n_addrs; i++)
-			if (pc->addrs[i].family == a[k].family)
+	for (unsigned k = 0; pc && k < n; k++) {
+		int fam = a[k].family;
+		bool gw = (fam == AF_INET ? pc->gateway4 : pc->gateway6).family != 0;
+
+		/* Reachable: an address of its family on the port, and a gateway
+		 * of that family or the server on one of the port's subnets. */
+		for (int i = 0; i < pc->n_addrs; i++)
+			if (pc->addrs[i].family == fam &&
+			    (gw || mg_prefix_contains(&pc->addrs[i], a[k].addr, fam)))
 				return &a[k];
-	return &a[0];
+	}
+	return NULL;
 }
 
 /* A name's resolution: once done, the round's request goes to the address
@@ -218,7 +229,18 @@ static void dns_check(struct cp_device *d, struct stun_server *sv, uint64_t now)
 		return;
 	}
 	sv->dns_failed = false;
-	struct mg_sockaddr pick = clean_sockaddr(pick_addr(d, a, n));
+	const struct mg_sockaddr *reachable = pick_addr(d, a, n);
+	if (!reachable) {
+		if (!sv->unreachable)
+			mg_log(LOG_WARNING,
+			       "stun: %s: no address the wan port has a route to (a gateway of "
+			       "that family, or the server on its subnet)",
+			       server_str(sv, buf, sizeof(buf)));
+		sv->unreachable = true;
+		return;
+	}
+	sv->unreachable = false;
+	struct mg_sockaddr pick = clean_sockaddr(reachable);
 	if (!mg_sockaddr_same(&pick, &sv->addr)) {
 		bool had = sv->addr.family != 0;
 
@@ -327,13 +349,14 @@ static void endpoints_update(struct cp_device *d, struct cp_stun *s)
 		s->notify(s->notify_arg, s->eps, s->n_eps);
 }
 
-/* Retransmit once, give up, and forget what a silent server said. */
+/* Retransmit once, give up, and forget what a silent server said; with
+ * the dataplane synced (synced), send the request of a name just resolved. */
 static void server_timers(struct cp_device *d, struct cp_stun *s, struct stun_server *sv,
-			  uint64_t now)
+			  uint64_t now, bool synced)
 {
 	char a[400];
 
-	if (sv->dns)
+	if (sv->dns && synced)
 		dns_check(d, sv, now);
 	if (sv->pending && now - sv->sent_ns >= GIVE_UP_NS) {
 		sv->pending = false;
@@ -358,7 +381,8 @@ void cp_stun_tick(struct cp_device *d, uint64_t now)
 	cp_dns_reap(false);
 	/* The dataplane must know our listen port before anything goes out
 	 * (IFACE_SET, part of the sync), or the request leaves from another. */
-	if (d->attached && !d->resync && !d->syncing) {
+	bool synced = d->attached && !d->resync && !d->syncing;
+	if (synced) {
 		if (s->link_ino != d->shm_ino) {
 			s->link_ino = d->shm_ino;
 			s->next_round_ns = now;
@@ -367,15 +391,25 @@ void cp_stun_tick(struct cp_device *d, uint64_t now)
 			round_start(d, s, now);
 	}
 	for (unsigned i = 0; i < s->n_servers; i++)
-		server_timers(d, s, &s->servers[i], now);
+		server_timers(d, s, &s->servers[i], now, synced);
 	endpoints_update(d, s);
 }
 
-static struct stun_server *server_by_addr(struct cp_stun *s, const struct mg_sockaddr *ep)
+/* The server asked at ep with the request txid outstanding: two entries
+ * may share an address (a name and its address, two names), so the id
+ * decides. *known: some server is at ep. */
+static struct stun_server *server_of(struct cp_stun *s, const struct mg_sockaddr *ep,
+				     const uint8_t *txid, bool *known)
 {
-	for (unsigned i = 0; i < s->n_servers; i++)
-		if (s->servers[i].addr.family && mg_sockaddr_same(&s->servers[i].addr, ep))
-			return &s->servers[i];
+	*known = false;
+	for (unsigned i = 0; i < s->n_servers; i++) {
+		struct stun_server *sv = &s->servers[i];
+		if (!sv->addr.family || !mg_sockaddr_same(&sv->addr, ep))
+			continue;
+		*known = true;
+		if (sv->pending && !sodium_memcmp(txid, sv->txid, MG_STUN_TXID_LEN))
+			return sv;
+	}
 	return NULL;
 }
 
@@ -385,6 +419,7 @@ void cp_stun_rx(struct cp_device *d, const struct mg_msg *m, uint64_t now)
 	uint8_t txid[MG_STUN_TXID_LEN];
 	struct mg_sockaddr mapped;
 	struct stun_server *sv = NULL;
+	bool known;
 	char a[MG_SOCKADDR_STRLEN];
 	enum mg_stun_err err;
 	const char *why = NULL;
@@ -393,10 +428,9 @@ void cp_stun_rx(struct cp_device *d, const struct mg_msg *m, uint64_t now)
 		why = "STUN is off";
 	else if ((err = mg_stun_parse_response(m->data, m->hdr.len, txid, &mapped)) != MG_STUN_OK)
 		why = mg_stun_strerror(err);
-	else if (!(sv = server_by_addr(s, &m->hdr.ep)))
-		why = "not from a configured server";
-	else if (!sv->pending || sodium_memcmp(txid, sv->txid, sizeof(txid)) ||
-		 now - sv->sent_ns > GIVE_UP_NS)
+	else if (!(sv = server_of(s, &m->hdr.ep, txid, &known)))
+		why = known ? "no such request outstanding" : "not from a configured server";
+	else if (now - sv->sent_ns > GIVE_UP_NS)
 		why = "no such request outstanding";
 	if (why) {
 		d->stun_refused++;

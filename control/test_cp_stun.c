@@ -425,6 +425,43 @@ static void test_names(void)
 	mg_config_free(&cfg);
 }
 
+/* A name and its address: two servers at one address, each answered by
+ * its own transaction id. */
+static void test_shared_addr(void)
+{
+	struct mg_config cfg;
+	struct cp_device d;
+	uint64_t t0 = cp_now();
+
+	printf("-- two servers at one address\n");
+	device(&d, &cfg,
+	       "control: { stun_servers = [\"127.0.0.1:3478\", \"localhost:3478\"];"
+	       " stun_interval = 10; };\n");
+	attach(&d);
+	struct sent r = {0}, more;
+	for (int i = 0; i < 300 && r.n < 2; i++) {
+		cp_stun_tick(&d, t0);
+		more = sent();
+		for (unsigned k = 0; k < more.n && r.n < 8; k++) {
+			r.to[r.n] = more.to[k];
+			memcpy(r.txid[r.n++], more.txid[k], MG_STUN_TXID_LEN);
+		}
+		if (r.n < 2)
+			usleep(10000);
+	}
+	CHECK(r.n == 2 && !strcmp(ep_str(&r.to[0]), "127.0.0.1:3478") &&
+		  !strcmp(ep_str(&r.to[1]), "127.0.0.1:3478") &&
+		  memcmp(r.txid[0], r.txid[1], MG_STUN_TXID_LEN),
+	      "two requests to 127.0.0.1:3478 under two ids (%u)", r.n);
+	rx(&d, "127.0.0.1:3478", r.txid[1], V4, t0 + MS);
+	rx(&d, "127.0.0.1:3478", r.txid[0], V4, t0 + MS);
+	CHECK(d.stun_accepted == 2 && d.stun_refused == 0,
+	      "both answers taken, each by its own server (%llu accepted, %llu refused)",
+	      (unsigned long long)d.stun_accepted, (unsigned long long)d.stun_refused);
+	cp_device_fini(&d);
+	mg_config_free(&cfg);
+}
+
 static void test_off(void)
 {
 	struct mg_config cfg;
@@ -458,6 +495,7 @@ int main(void)
 	test_discovery();
 	test_nat();
 	test_names();
+	test_shared_addr();
 	test_off();
 	mg_shm_destroy(&shm);
 	return test_finish("test_cp_stun");

@@ -142,7 +142,7 @@ int main(void)
 						 .rx_packets = 1000,
 						 .idle_sleeps = 5,
 						 .flows = 42,
-						 .flow_records_lost = 2};
+						 .flow_ring_full = 2};
 	s.workers[1] = (struct mg_worker_export){.lcore = 3, .in_use = 1, .busy_tsc = 1000000};
 
 	/* Control knows slot 1 by a name that needs escaping; slot 5 has none. */
@@ -198,8 +198,8 @@ int main(void)
 	CHECK(has_line(page, "meshgate_worker_flows{worker=\"0\",lcore=\"1\"} 42") &&
 		  has_line(page, "# TYPE meshgate_worker_flows gauge"),
 	      "flows tracked: a gauge");
-	CHECK(has_line(page, "meshgate_worker_flow_records_lost_total{worker=\"0\",lcore=\"1\"} 2"),
-	      "flow records lost");
+	CHECK(has_line(page, "meshgate_worker_flow_ring_full_total{worker=\"0\",lcore=\"1\"} 2"),
+	      "flow ring full");
 	CHECK(has_line(page, "# TYPE meshgate_worker_busy_seconds_total counter"),
 	      "worker busy: a counter");
 	CHECK(has_line(page, "meshgate_handshakes_completed_total 3"), "completed");

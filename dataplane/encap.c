@@ -185,6 +185,16 @@ static void finish(struct dp_worker *w, struct dp_burst *b, struct encap_item *i
 		dp_send_via(w, b, dp->wan, it->m, AF_INET, dp_wan_next_hop(wan, &it->ep));
 }
 
+static __rte_noinline void note_flow(struct dp_worker *w, const struct encap_item *it,
+				     const struct dp_aead_op *op)
+{
+	int len = dp_inner_len(op->data, op->len);
+
+	if (len > 0)
+		dp_flowlog_note(w->flowlog, MG_FLOW_TX, it->kp->peer, op->data, (uint16_t)len,
+				w->now_tsc);
+}
+
 void dp_encap_burst(struct dp_worker *w, struct dp_burst *b, struct rte_mbuf **m,
 		    const uint32_t *peers, uint16_t n)
 {
@@ -228,14 +238,9 @@ void dp_encap_burst(struct dp_worker *w, struct dp_burst *b, struct rte_mbuf **m
 	for (uint16_t i = 0; i < n; i++) {
 		uint32_t peer = peer_of[i];
 		if (admit(w, m[i], peer, &it[k])) {
-			if (rte_pktmbuf_data_len(m[i])) {
+			if (rte_pktmbuf_data_len(m[i]))
 				dp_filter_note_out(w, rte_pktmbuf_mtod(m[i], uint8_t *),
 						   rte_pktmbuf_data_len(m[i]));
-				if (w->flowlog)
-					dp_flowlog_note(w->flowlog, MG_FLOW_TX, peer,
-							rte_pktmbuf_mtod(m[i], const uint8_t *),
-							rte_pktmbuf_data_len(m[i]), w->now_tsc);
-			}
 			k++;
 		}
 	}
@@ -243,6 +248,10 @@ void dp_encap_burst(struct dp_worker *w, struct dp_burst *b, struct rte_mbuf **m
 	uint16_t ready = 0;
 	for (uint16_t i = 0; i < k; i++)
 		if (build(w, &it[i], &ops[ready])) {
+			/* Into the flow log once it is sure to be sent: the
+			 * inner packet, before the padding. */
+			if (w->flowlog && it[i].padded)
+				note_flow(w, &it[i], &ops[ready]);
 			/* No copy onto itself: a 16-byte reload of the item build()
 			 * just wrote part of cannot be store-forwarded (~20 cycles). */
 			if (ready != i)

@@ -42,7 +42,8 @@ struct dp_flowlog {
 	int32_t last; /* the position the last packet hit, -1: none */
 	uint64_t interval_tsc, idle_tsc;
 	struct rte_ring *ring;
-	uint64_t untracked, lost, records;
+	uint64_t last_sweep_tsc;
+	uint64_t untracked, ring_full, records;
 };
 
 struct dp_flowlog *dp_flowlog_create(const char *name, uint32_t max_flows, uint64_t interval_tsc,
@@ -70,6 +71,7 @@ struct dp_flowlog *dp_flowlog_create(const char *name, uint32_t max_flows, uint6
 	if (!f->flows || !f->live)
 		goto fail;
 	f->last = -1;
+	f->last_sweep_tsc = rte_get_tsc_cycles();
 	f->interval_tsc = interval_tsc;
 	f->idle_tsc = idle_tsc;
 	f->ring = ring;
@@ -161,7 +163,9 @@ void dp_flowlog_note(struct dp_flowlog *f, uint8_t dir, uint32_t peer, const uin
 	fl->seen_tsc = now;
 }
 
-static void record(struct dp_flowlog *f, struct flow *fl, uint64_t now)
+/* A record of what the flow counted since its last one; false (the flow
+ * keeps its counts, to be recorded later) if the ring is full. */
+static bool record(struct dp_flowlog *f, struct flow *fl, uint64_t now)
 {
 	struct mg_flow_record r = {
 	    .peer = fl->key.peer,
@@ -178,12 +182,12 @@ static void record(struct dp_flowlog *f, struct flow *fl, uint64_t now)
 
 	memcpy(r.src, fl->key.src, 16);
 	memcpy(r.dst, fl->key.dst, 16);
-	if (rte_ring_enqueue_elem(f->ring, &r, sizeof(r)) == 0)
-		f->records++;
-	else
-		f->lost++;
+	if (rte_ring_enqueue_elem(f->ring, &r, sizeof(r)) != 0)
+		return false;
+	f->records++;
 	fl->packets = fl->bytes = 0;
 	fl->recorded_tsc = now;
+	return true;
 }
 
 /* Forget live[i]: the last live entry takes its place. */
@@ -198,21 +202,29 @@ static void forget(struct dp_flowlog *f, uint32_t i)
 	f->flows[f->live[i]].live_idx = i;
 }
 
-void dp_flowlog_sweep(struct dp_flowlog *f, unsigned n, uint64_t now, bool all)
+void dp_flowlog_sweep(struct dp_flowlog *f, unsigned n, uint64_t now)
 {
-	if (all) {
-		f->cursor = 0;
+	/* At least the whole table per interval, however rarely this runs (a
+	 * worker sleeping between polls, a large table). */
+	uint64_t elapsed = now - f->last_sweep_tsc;
+	uint64_t due = f->n_live * (elapsed < f->interval_tsc ? elapsed : f->interval_tsc) /
+		       (f->interval_tsc ? f->interval_tsc : 1);
+
+	f->last_sweep_tsc = now;
+	if (n + due > f->n_live)
 		n = f->n_live;
-	}
-	if (n > f->n_live)
-		n = f->n_live;
+	else
+		n += (unsigned)due;
 	for (unsigned i = 0; i < n; i++) {
 		if (f->cursor >= f->n_live)
 			f->cursor = 0;
 		struct flow *fl = &f->flows[f->live[f->cursor]];
-		if (fl->packets && (all || now - fl->recorded_tsc >= f->interval_tsc)) {
-			record(f, fl, now);
-		} else if (!fl->packets && !all && now - fl->seen_tsc >= f->idle_tsc) {
+		if (fl->packets && now - fl->recorded_tsc >= f->interval_tsc) {
+			if (!record(f, fl, now)) {
+				f->ring_full++; /* control is behind: the rest waits */
+				return;
+			}
+		} else if (!fl->packets && now - fl->seen_tsc >= f->idle_tsc) {
 			forget(f, f->cursor);
 			continue; /* the entry moved into the cursor's place is next */
 		}
@@ -220,8 +232,22 @@ void dp_flowlog_sweep(struct dp_flowlog *f, unsigned n, uint64_t now, bool all)
 	}
 }
 
+uint64_t dp_flowlog_flush(struct dp_flowlog *f, uint64_t now)
+{
+	uint64_t left = 0;
+
+	for (uint32_t i = 0; i < f->n_live; i++) {
+		struct flow *fl = &f->flows[f->live[i]];
+		if (fl->packets && !record(f, fl, now))
+			left++;
+	}
+	return left;
+}
+
 void dp_flowlog_counts(const struct dp_flowlog *f, struct dp_flowlog_counts *c)
 {
-	*c = (struct dp_flowlog_counts){
-	    .flows = f->n_live, .untracked = f->untracked, .lost = f->lost, .records = f->records};
+	*c = (struct dp_flowlog_counts){.flows = f->n_live,
+					.untracked = f->untracked,
+					.ring_full = f->ring_full,
+					.records = f->records};
 }

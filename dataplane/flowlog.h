@@ -4,9 +4,10 @@
  * {peer, direction, protocol, addresses, ports}, counted per packet; a sweep
  * of a few entries per poll hands control one record per active flow and
  * interval (struct mg_flow_record, through the worker's ring in shm) and
- * forgets flows idle for a minute. Each worker owns its table: no locks.
- * Records a full ring cannot take, and flows a full table cannot track, are
- * counted (mg_worker_export), never waited for.
+ * forgets idle flows. Each worker owns its table: no locks. A full ring
+ * holds the records back (the flows keep counting) until control drains
+ * it; packets of flows a full table cannot track are counted, not logged
+ * (mg_worker_export).
  */
 #ifndef DP_FLOWLOG_H
 #define DP_FLOWLOG_H
@@ -29,15 +30,20 @@ void dp_flowlog_free(struct dp_flowlog *f);
 void dp_flowlog_note(struct dp_flowlog *f, uint8_t dir, uint32_t peer, const uint8_t *ip,
 		     uint16_t len, uint64_t now);
 
-/* Look at up to n entries (from where the last call stopped): records for
- * flows due one, idle flows forgotten. With all, every entry, and a record
- * for every flow with packets not yet recorded (at exit). */
-void dp_flowlog_sweep(struct dp_flowlog *f, unsigned n, uint64_t now, bool all);
+/* Look at n entries and as many more as it takes to visit the whole table
+ * once per interval (from where the last call stopped): records for flows
+ * due one, idle flows forgotten. A full ring stops the sweep; the flows
+ * keep their counts for a later one. */
+void dp_flowlog_sweep(struct dp_flowlog *f, unsigned n, uint64_t now);
+
+/* At exit: a record for every flow with packets not yet recorded; how many
+ * the full ring could not take yet (call again once control drained it). */
+uint64_t dp_flowlog_flush(struct dp_flowlog *f, uint64_t now);
 
 struct dp_flowlog_counts {
 	uint64_t flows;	    /* tracked now */
 	uint64_t untracked; /* packets of flows the full table could not take */
-	uint64_t lost;	    /* records the full ring could not take */
+	uint64_t ring_full; /* sweeps stopped by a full ring (their records waited) */
 	uint64_t records;   /* records handed over */
 };
 void dp_flowlog_counts(const struct dp_flowlog *f, struct dp_flowlog_counts *c);

@@ -5,6 +5,7 @@
  * syscalls; tables are read-only here (see dp.h for the contract).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -16,6 +17,7 @@
 
 #include "dp.h"
 #include "flowlog.h"
+#include "log.h"
 #include "pkt.h"
 #include "route.h"
 #include "stage.h"
@@ -178,7 +180,7 @@ static void publish_load(struct dp_worker *w)
 		__atomic_store_n(&e->flows, c.flows, __ATOMIC_RELAXED);
 		__atomic_store_n(&e->flows_untracked, c.untracked, __ATOMIC_RELAXED);
 		__atomic_store_n(&e->flow_records, c.records, __ATOMIC_RELAXED);
-		__atomic_store_n(&e->flow_records_lost, c.lost, __ATOMIC_RELAXED);
+		__atomic_store_n(&e->flow_ring_full, c.ring_full, __ATOMIC_RELAXED);
 	}
 }
 
@@ -198,7 +200,7 @@ unsigned dp_worker_poll(struct dp_worker *w, struct dp_burst *b)
 	unsigned injected = inject_poll(w, b);
 	dp_tx_flush(w, b);
 	if (w->flowlog)
-		dp_flowlog_sweep(w->flowlog, DP_FLOWLOG_SWEEP, start, false);
+		dp_flowlog_sweep(w->flowlog, DP_FLOWLOG_SWEEP, start);
 	rte_rcu_qsbr_quiescent(dp->rcu, w->idx);
 	w->loops++;
 	if (w->rx_pkts != before) {
@@ -238,7 +240,15 @@ int dp_worker_main(void *arg)
 		}
 	}
 	if (w->flowlog) { /* what was counted since the flows' last records */
-		dp_flowlog_sweep(w->flowlog, 0, rte_rdtsc(), true);
+		uint64_t left, until = rte_rdtsc() + rte_get_tsc_hz();
+		/* Control drains the ring as it goes; give it a second. */
+		while ((left = dp_flowlog_flush(w->flowlog, rte_rdtsc())) && rte_rdtsc() < until)
+			rte_delay_us_sleep(1000);
+		if (left)
+			mg_log(LOG_WARNING,
+			       "worker %u: %" PRIu64 " flow records lost at exit (control did not "
+			       "drain its ring)",
+			       w->idx, left);
 		publish_load(w);
 	}
 	rte_rcu_qsbr_thread_offline(dp->rcu, w->idx);
