@@ -144,17 +144,6 @@ void cp_flowlog_reopen(struct cp_device *d)
 	mg_log(LOG_INFO, "flow log: reopened %s", d->cfg->flow_log.file);
 }
 
-/* The protocol's IANA keyword, or its number. */
-static const char *proto_name(uint8_t p, char *buf, size_t len)
-{
-	const char *name = mg_ip_proto_name(p);
-
-	if (name)
-		return name;
-	snprintf(buf, len, "%u", p);
-	return buf;
-}
-
 /* RFC 3339, UTC, milliseconds. */
 static void time_str(uint64_t ns, char *buf, size_t len)
 {
@@ -179,12 +168,16 @@ size_t cp_flowlog_format(char *buf, size_t len, const struct mg_flow_record *r,
 	time_str(end_ns, end, sizeof(end));
 	if (!inet_ntop(af, r->src, src, sizeof(src)) || !inet_ntop(af, r->dst, dst, sizeof(dst)))
 		return 0;
-	json_t *o =
-	    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:I}", "start", start,
-		      "end", end, "node", node, "dir", r->dir == MG_FLOW_TX ? "tx" : "rx", "proto",
-		      proto_name(r->proto, pb, sizeof(pb)), "src", src, "sport",
-		      (json_int_t)r->sport, "dst", dst, "dport", (json_int_t)r->dport, "packets",
-		      (json_int_t)r->packets, "bytes", (json_int_t)r->bytes);
+	const char *proto = mg_ip_proto_name(r->proto); /* the IANA keyword, or the number */
+	if (!proto) {
+		snprintf(pb, sizeof(pb), "%u", r->proto);
+		proto = pb;
+	}
+	json_t *o = json_pack(
+	    "{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:I}", "start", start, "end", end,
+	    "node", node, "dir", r->dir == MG_FLOW_TX ? "tx" : "rx", "proto", proto, "src", src,
+	    "sport", (json_int_t)r->sport, "dst", dst, "dport", (json_int_t)r->dport, "packets",
+	    (json_int_t)r->packets, "bytes", (json_int_t)r->bytes);
 	if (!o)
 		return 0;
 	if (peer_pub) {
