@@ -28,6 +28,9 @@ mg_check "lan1 -> lan2 through the mesh" mg_wait_for mg_ping lan1 10.77.0.1 2
 mg_check "10 pings lan1 -> lan2" mg_exec lan1 ping -q -n -c 10 -i 0.1 -W 1 10.77.0.1
 gbps=$(mg_iperf lan2 10.77.0.1 lan1 2) || mg_fail "iperf3 lan1 -> lan2"
 echo "    iperf3 lan1 -> lan2: $gbps Gbit/s"
+for n in "$NAME1" "$NAME2"; do # where the transfer lost packets, if it did
+	"$CLI_BIN" stats "$n" | grep -E '^port|^drop .* [1-9][0-9]*$' | sed "s/^/    $n: /"
+done
 F1="$MG_TMP/$NAME1.flows" F2="$MG_TMP/$NAME2.flows"
 PUB1=$(wg show "$NAME1" public-key) PUB2=$(wg show "$NAME2" public-key)
 
