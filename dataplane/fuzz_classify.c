@@ -48,6 +48,7 @@
 
 #include "acl.h"
 #include "dp.h"
+#include "flowlog.h"
 #include "filter.h"
 #include "flow.h"
 #include "log.h"
@@ -293,7 +294,11 @@ static void worker_init(struct dp_ctx *dp)
 	w->inject = rte_ring_create("fuzzcls_inject0", 4096, (int)rte_socket_id(),
 				    RING_F_SP_ENQ | RING_F_SC_DEQ);
 	w->crypto = dp_crypto_create(DP_CRYPTO_IPSEC_MB, NULL, -1);
-	if (!w->inject || !w->crypto)
+	/* Flow logs on: every forwarded packet is counted, in both directions. */
+	w->flowlog =
+	    dp_flowlog_create("fuzzcls_flows", 1024, rte_get_tsc_hz(), 60 * rte_get_tsc_hz(),
+			      mg_shm_flow_ring(&dp->shm, 0), (int)rte_socket_id());
+	if (!w->inject || !w->crypto || !w->flowlog)
 		fail("cannot create the worker");
 }
 
@@ -377,6 +382,7 @@ static void teardown(void)
 
 	dp_ports_fini(dp);
 	dp_crypto_destroy(dp->workers[0].crypto);
+	dp_flowlog_free(dp->workers[0].flowlog);
 	dp_acl_free(dp->filter->acl);
 	free(dp->filter);
 	dp_flows_free(dp->flows);
@@ -758,6 +764,15 @@ static void drain(struct dp_ctx *dp)
 	while (rte_ring_dequeue_elem(dp->events, &ev, sizeof(ev)) == 0)
 		require((ev.type == DP_EV_CONFIRM || ev.type == DP_EV_ROAM) && ev.peer < N_PEERS,
 			"bad event");
+	/* Every flow due (and idle ones forgotten): its records must describe
+	 * what a worker forwards. */
+	struct mg_flow_record r;
+	dp_flowlog_sweep(dp->workers[0].flowlog, 64, rte_rdtsc() + 120 * rte_get_tsc_hz());
+	while (rte_ring_dequeue_elem(mg_shm_flow_ring(&dp->shm, 0), &r, sizeof(r)) == 0)
+		require(r.peer < N_PEERS && (r.dir == MG_FLOW_RX || r.dir == MG_FLOW_TX) &&
+			    (r.family == AF_INET || r.family == AF_INET6) && r.packets > 0 &&
+			    r.bytes >= 20 * r.packets && r.first_tsc <= r.last_tsc,
+			"bad flow record");
 	while (mg_ring_recv(dp->shm.dp2cp, &msg) == 0)
 		require(msg.hdr.type == MG_MSG_RX_UDP && msg.hdr.port == dp->wan &&
 			    (msg.hdr.ep.family == AF_INET || msg.hdr.ep.family == AF_INET6) &&
