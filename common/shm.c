@@ -271,3 +271,26 @@ uint64_t mg_shm_tsc_to_ns(const struct mg_shm *s, uint64_t tsc)
 	uint64_t back = (uint64_t)((double)(h->ref_tsc - tsc) * 1e9 / (double)h->tsc_hz);
 	return back > h->ref_mono_ns ? 0 : h->ref_mono_ns - back;
 }
+
+bool mg_shm_worker_load(const struct mg_shm *s, unsigned i, struct mg_worker_export *out)
+{
+	if (i >= MG_MAX_LCORES)
+		return false;
+	const struct mg_worker_export *w = &s->workers[i];
+	if (!__atomic_load_n(&w->in_use, __ATOMIC_RELAXED))
+		return false;
+	*out = (struct mg_worker_export){
+	    .lcore = w->lcore,
+	    .in_use = 1,
+	    .busy_tsc = __atomic_load_n(&w->busy_tsc, __ATOMIC_RELAXED),
+	    .crypto_tsc = __atomic_load_n(&w->crypto_tsc, __ATOMIC_RELAXED),
+	    .polls = __atomic_load_n(&w->polls, __ATOMIC_RELAXED),
+	    .rx_packets = __atomic_load_n(&w->rx_packets, __ATOMIC_RELAXED),
+	    .idle_sleeps = __atomic_load_n(&w->idle_sleeps, __ATOMIC_RELAXED),
+	    .flows = __atomic_load_n(&w->flows, __ATOMIC_RELAXED),
+	    .flows_untracked = __atomic_load_n(&w->flows_untracked, __ATOMIC_RELAXED),
+	    .flow_records = __atomic_load_n(&w->flow_records, __ATOMIC_RELAXED),
+	    .flow_ring_full = __atomic_load_n(&w->flow_ring_full, __ATOMIC_RELAXED),
+	};
+	return true;
+}

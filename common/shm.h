@@ -60,6 +60,10 @@ uint64_t mg_shm_drop_total(const struct mg_shm *s, enum mg_drop_reason r);
  * the latest of any slot). Lock-free: each slot has a single writer. */
 void mg_shm_peer_totals(const struct mg_shm *s, uint32_t peer, struct mg_peer_stats *t);
 
+/* Worker slot i's load (its worker writes it), read field by field; false
+ * if the slot is not a worker. */
+bool mg_shm_worker_load(const struct mg_shm *s, unsigned i, struct mg_worker_export *out);
+
 /* Ring helpers: one message at a time, never blocking. 0 or -ENOBUFS/-ENOENT. */
 int mg_ring_send(struct rte_ring *r, const struct mg_msg *m);
 int mg_ring_recv(struct rte_ring *r, struct mg_msg *m);

@@ -34,25 +34,7 @@
 #include "keys.h"
 #include "shm.h"
 
-/* Worker slot i's load, read field by field (its worker writes them). */
-static bool worker_load(const struct mg_shm *s, unsigned i, struct mg_worker_export *out)
-{
-	const struct mg_worker_export *w = &s->workers[i];
-
-	if (!__atomic_load_n(&w->in_use, __ATOMIC_RELAXED))
-		return false;
-	*out = (struct mg_worker_export){
-	    .lcore = w->lcore,
-	    .in_use = 1,
-	    .busy_tsc = __atomic_load_n(&w->busy_tsc, __ATOMIC_RELAXED),
-	    .crypto_tsc = __atomic_load_n(&w->crypto_tsc, __ATOMIC_RELAXED),
-	    .polls = __atomic_load_n(&w->polls, __ATOMIC_RELAXED),
-	    .rx_packets = __atomic_load_n(&w->rx_packets, __ATOMIC_RELAXED),
-	    .idle_sleeps = __atomic_load_n(&w->idle_sleeps, __ATOMIC_RELAXED),
-	};
-	return true;
-}
-
+/* TSC cycles of the dataplane as seconds. */
 static double seconds(const struct mg_shm *s, uint64_t tsc)
 {
 	return s->hdr->tsc_hz ? (double)tsc / (double)s->hdr->tsc_hz : 0.0;
@@ -86,7 +68,7 @@ static void print_text(const struct mg_shm *s)
 	}
 	for (unsigned i = 0; i < MG_MAX_LCORES; i++) {
 		struct mg_worker_export w;
-		if (!worker_load(s, i, &w))
+		if (!mg_shm_worker_load(s, i, &w))
 			continue;
 		printf(
 		    "worker %u lcore %u busy_seconds %.3f crypto_seconds %.3f rx_packets %" PRIu64
@@ -126,7 +108,7 @@ static void print_json(const struct mg_shm *s)
 	first = true;
 	for (unsigned i = 0; i < MG_MAX_LCORES; i++) {
 		struct mg_worker_export w;
-		if (!worker_load(s, i, &w))
+		if (!mg_shm_worker_load(s, i, &w))
 			continue;
 		printf(
 		    "%s{\"worker\":%u,\"lcore\":%u,\"busy_seconds\":%.6f,\"crypto_seconds\":%.6f,"

@@ -461,17 +461,17 @@ static void render_workers(struct out *o, const struct mg_shm *s)
 		       f[k].off == offsetof(struct mg_worker_export, flows) ? "gauge" : "counter",
 		       f[k].help);
 		for (unsigned i = 0; i < MG_MAX_LCORES; i++) {
-			const struct mg_worker_export *w = &s->workers[i];
-			if (!__atomic_load_n(&w->in_use, __ATOMIC_RELAXED))
+			struct mg_worker_export w;
+			if (!mg_shm_worker_load(s, i, &w))
 				continue;
-			uint64_t v = __atomic_load_n((const uint64_t *)((const char *)w + f[k].off),
-						     __ATOMIC_RELAXED);
+			uint64_t v;
+			memcpy(&v, (const char *)&w + f[k].off, sizeof(v));
 			if (f[k].cycles)
 				put(o, "%s{worker=\"%u\",lcore=\"%u\"} %.6f\n", f[k].name, i,
-				    w->lcore, (double)v / hz);
+				    w.lcore, (double)v / hz);
 			else
 				put(o, "%s{worker=\"%u\",lcore=\"%u\"} %" PRIu64 "\n", f[k].name, i,
-				    w->lcore, v);
+				    w.lcore, v);
 		}
 	}
 }
