@@ -46,6 +46,22 @@ wstat() {
 		END { exit !found }'
 }
 
+# kernel_rx / port_rx : packets received on wan0 and lan0 as the kernel's
+# interfaces count them, and as the DPDK ports do. DPDK 22.11's af_packet
+# counts nothing its socket ring lost (no imissed): the difference is that.
+kernel_rx() {
+	local i sum=0 n
+	for i in wan0 lan0; do
+		n=$(mg_exec gw cat "/sys/class/net/$i/statistics/rx_packets") || return 1
+		sum=$((sum + n))
+	done
+	echo "$sum"
+}
+port_rx() {
+	"$MG_CLI_BIN" stats "$MGN" | awk '$1 == "port" { for (i = 4; i < NF; i += 2)
+		if ($i == "rx_packets") s += $(i + 1) } END { print s + 0 }'
+}
+
 mg_test_init
 mg_topo_up
 mg_check "tunnel up" mg_ping lan 10.99.0.2 3
@@ -81,6 +97,7 @@ w = json.load(sys.stdin)[\"workers\"]
 sys.exit(not (len(w) == 1 and w[0][\"worker\"] == 0 and w[0][\"lcore\"] == 1 and
               w[0][\"idle_sleeps\"] > 0 and w[0][\"polls\"] > 0))'"
 busy0=$(wstat busy_seconds) rx0=$(wstat rx_packets)
+k0=$(kernel_rx) p0=$(port_rx) || mg_fail "receive counters"
 
 # Pings 1 s apart find the worker asleep every time: each waits for at
 # most one sleep (0.2 ms) on each of its four passes through the gateway.
@@ -103,8 +120,9 @@ mg_check "the worker's busy time grew with the traffic ($busy0 -> $busy1 s)" \
 	python3 -c "import sys; sys.exit(not float('$busy1') > float('$busy0'))"
 mg_check "and its packets ($rx0 -> $rx1, over 2,000 more)" test $((rx1 - rx0)) -gt 2000
 "$MG_CLI_BIN" stats "$MGN" | grep -E '^port|^drop .* [1-9][0-9]*$'
-# The ports' rings held what came in while the worker slept.
-mg_check "no packets missed by the ports" \
-	bash -c "'$MG_CLI_BIN' stats $MGN | grep '^port' | grep -q . &&
-		! '$MG_CLI_BIN' stats $MGN | grep '^port' | grep -qv 'rx_missed 0 '"
+# What the ports' socket rings did not hold is counted nowhere else (DPDK
+# 22.11's af_packet has no imissed): shown, not asserted. Runs here lose
+# 0-4% of a transfer at a sleeping worker sharing its core with iperf3.
+k1=$(kernel_rx) p1=$(port_rx) || mg_fail "receive counters"
+echo "    received by the kernel's wan0 and lan0: $((k1 - k0)), by the ports: $((p1 - p0))"
 mg_pass "idle_sleep_us: an idle worker gives its core back, traffic still flows"
